@@ -1,0 +1,275 @@
+"""Random ECG augmentations and the `Augmenter` that applies a JSON-configured set of them.
+
+Every augmentation is a small function ``f(x, *, rng, fs_hz, **params) -> np.ndarray`` on one
+float32 record in millivolts (applied before normalization, so amplitudes such as the baseline
+wander's are physical). None modifies its input. `AUGMENTATIONS` maps config names to them; its
+order is the order of application, whatever the order of keys in a config, so one config always
+means one pipeline: geometry first (stretch, shift), then amplitude, additive artefacts, and
+cutout last so that cut windows stay exactly zero.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+Augmentation = Callable[..., np.ndarray]
+"""``(x, *, rng, fs_hz, **params) -> np.ndarray``: one random transformation of a record."""
+
+
+def _check_range(name: str, low: float, high: float, *, minimum: float = 0.0) -> None:
+    if not minimum <= low <= high:
+        raise ValueError(f"{name}: need {minimum} <= low <= high, got low={low}, high={high}")
+
+
+def time_stretch(
+    x: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    fs_hz: float,
+    low: float = 0.9,
+    high: float = 1.1,
+) -> np.ndarray:
+    """Stretch the record in time by a factor drawn from U(low, high) (linear interpolation).
+
+    A factor of 1.1 makes the record 10% longer and the heart rate 10% slower; the length of
+    the output changes accordingly (``round(len(x) * factor)`` samples).
+    """
+    _check_range("time_stretch", low, high, minimum=1e-3)
+    factor = rng.uniform(low, high)
+    n = len(x)
+    if n < 2:  # nothing to interpolate between
+        return np.array(x, dtype=np.float32, copy=True)
+    m = max(2, round(n * factor))
+    # Output sample j sits at input position j * (n - 1) / (m - 1): both ends are kept.
+    positions = np.linspace(0.0, n - 1, m)
+    return np.interp(positions, np.arange(n), x).astype(np.float32)
+
+
+def shift(
+    x: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    fs_hz: float,
+    max_shift_s: float = 1.0,
+    circular: bool = True,
+) -> np.ndarray:
+    """Shift the record by a uniform random lag in [-max_shift_s, max_shift_s].
+
+    ``circular=True`` rolls the samples around; otherwise the vacated samples are zero.
+    """
+    if max_shift_s < 0:
+        raise ValueError(f"shift: max_shift_s must be >= 0, got {max_shift_s}")
+    max_lag = min(round(max_shift_s * fs_hz), len(x))
+    lag = int(rng.integers(-max_lag, max_lag + 1))
+    if circular:
+        return np.roll(x, lag).astype(np.float32)
+    out = np.zeros_like(x, dtype=np.float32)
+    if lag >= 0:
+        out[lag:] = x[: len(x) - lag]
+    else:
+        out[:lag] = x[-lag:]
+    return out
+
+
+def amplitude_scale(
+    x: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    fs_hz: float,
+    low: float = 0.8,
+    high: float = 1.2,
+) -> np.ndarray:
+    """Multiply the record by a gain drawn from U(low, high) (electrode contact, body habitus)."""
+    _check_range("amplitude_scale", low, high)
+    return (x * np.float32(rng.uniform(low, high))).astype(np.float32)
+
+
+def baseline_wander(
+    x: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    fs_hz: float,
+    amplitude_mv: float = 0.2,
+    min_freq_hz: float = 0.05,
+    max_freq_hz: float = 0.5,
+    n_components: int = 2,
+) -> np.ndarray:
+    """Add a sum of slow sinusoids, as breathing and movement add to a real recording.
+
+    Each of ``n_components`` sinusoids has a frequency from U(min_freq_hz, max_freq_hz), a
+    random phase and an amplitude from U(0, amplitude_mv) millivolts.
+    """
+    if not 0 < min_freq_hz <= max_freq_hz < fs_hz / 2:
+        raise ValueError(
+            "baseline_wander: need 0 < min_freq_hz <= max_freq_hz < fs_hz / 2, got "
+            f"{min_freq_hz}, {max_freq_hz} at {fs_hz} Hz"
+        )
+    if amplitude_mv < 0 or n_components < 1:
+        raise ValueError(
+            f"baseline_wander: need amplitude_mv >= 0 and n_components >= 1, got "
+            f"{amplitude_mv}, {n_components}"
+        )
+    t_s = np.arange(len(x)) / fs_hz
+    freqs = rng.uniform(min_freq_hz, max_freq_hz, size=n_components)
+    phases = rng.uniform(0.0, 2 * np.pi, size=n_components)
+    amps = rng.uniform(0.0, amplitude_mv, size=n_components)
+    wander = (amps[:, None] * np.sin(2 * np.pi * freqs[:, None] * t_s + phases[:, None])).sum(0)
+    return (x + wander).astype(np.float32)
+
+
+def noise(
+    x: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    fs_hz: float,
+    snr_db: float = 20.0,
+) -> np.ndarray:
+    """Add white Gaussian noise at ``snr_db`` below the record's own standard deviation.
+
+    The noise std is ``std(x) / 10 ** (snr_db / 20)``, so the augmentation means the same
+    thing for every gain; a constant record is returned unchanged.
+    """
+    sigma = float(np.std(x)) / 10 ** (snr_db / 20) if len(x) else 0.0
+    return (x + rng.normal(0.0, sigma, size=len(x))).astype(np.float32)
+
+
+def cutout(
+    x: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    fs_hz: float,
+    n_windows: int = 1,
+    max_window_s: float = 1.0,
+) -> np.ndarray:
+    """Zero ``n_windows`` random windows, each 1 sample to ``max_window_s`` long (lead dropout)."""
+    if n_windows < 0 or max_window_s < 0:
+        raise ValueError(
+            f"cutout: need n_windows >= 0 and max_window_s >= 0, got {n_windows}, {max_window_s}"
+        )
+    out = np.array(x, dtype=np.float32, copy=True)
+    max_len = min(max(1, round(max_window_s * fs_hz)), len(x))
+    for _ in range(n_windows if len(x) else 0):
+        width = int(rng.integers(1, max_len + 1))
+        start = int(rng.integers(0, len(x) - width + 1))
+        out[start : start + width] = 0.0
+    return out
+
+
+AUGMENTATIONS: Mapping[str, Augmentation] = MappingProxyType(
+    {
+        "time_stretch": time_stretch,
+        "shift": shift,
+        "amplitude_scale": amplitude_scale,
+        "baseline_wander": baseline_wander,
+        "noise": noise,
+        "cutout": cutout,
+    }
+)
+"""Augmentation name (as written in configs) -> function, in order of application. Read-only."""
+
+_CALL_ARGS = frozenset({"rng", "fs_hz"})
+_PROBE_FS_HZ = 300.0  # a config is checked once on a 10 s sine at this rate
+
+
+def augmentation_params(name: str) -> dict[str, Any]:
+    """The tunable parameters of augmentation ``name`` with their defaults (``p`` excluded)."""
+    if name not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {name!r}; known: {', '.join(AUGMENTATIONS)}")
+    params = inspect.signature(AUGMENTATIONS[name]).parameters.values()
+    return {
+        p.name: p.default
+        for p in params
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in _CALL_ARGS
+    }
+
+
+@dataclass(frozen=True)
+class _Step:
+    name: str
+    function: Augmentation
+    p: float
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Augmenter:
+    """A fixed, configured sequence of augmentations, each applied with its own probability.
+
+    Build it with `Augmenter.from_config`; an empty one is the identity. It holds no random
+    state: the caller passes the generator, so a record's augmentation depends only on the
+    generator's seed (the batching `Dataset` seeds one per record and epoch).
+    """
+
+    steps: tuple[_Step, ...] = ()
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Mapping[str, Any]] | None) -> Augmenter:
+        """Build from plain JSON data, e.g. ``{"noise": {"p": 0.3, "snr_db": 20}}``.
+
+        Each key names an augmentation in `AUGMENTATIONS`; its value holds ``p`` (probability
+        of applying it to a record, default 1) and any of the function's parameters (the
+        others keep their defaults). None or ``{}`` gives the identity.
+
+        Raises:
+            ValueError: an unknown augmentation or parameter (the message lists the known
+                ones), ``p`` outside [0, 1], or values the function rejects (each configured
+                augmentation is tried once on a 10 s probe sine at 300 Hz).
+        """
+        config = config or {}
+        unknown = [name for name in config if name not in AUGMENTATIONS]
+        if unknown:
+            raise ValueError(
+                f"unknown augmentation(s) {unknown}; known: {', '.join(AUGMENTATIONS)}"
+            )
+        probe = np.sin(np.linspace(0.0, 20 * np.pi, 10 * int(_PROBE_FS_HZ))).astype(np.float32)
+        steps = []
+        for name, function in AUGMENTATIONS.items():
+            if name not in config:
+                continue
+            options = dict(config[name] or {})
+            p = float(options.pop("p", 1.0))
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"augmentation {name!r}: p must be in [0, 1], got {p}")
+            known = augmentation_params(name)
+            bad = sorted(set(options) - set(known))
+            if bad:
+                raise ValueError(
+                    f"augmentation {name!r}: unknown parameter(s) {bad}; "
+                    f"known: {', '.join(['p', *known])}"
+                )
+            try:  # fail here on bad values, not in a loader worker at the first epoch
+                function(probe, rng=np.random.default_rng(0), fs_hz=_PROBE_FS_HZ, **options)
+            except (TypeError, ValueError) as error:
+                raise ValueError(
+                    f"augmentation {name!r}: bad parameters {options}: {error}"
+                ) from None
+            steps.append(_Step(name=name, function=function, p=p, params=options))
+        return cls(steps=tuple(steps))
+
+    @property
+    def is_identity(self) -> bool:
+        """True when no augmentation can ever fire (none configured, or every p is 0)."""
+        return all(step.p == 0.0 for step in self.steps)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Configured augmentations in order of application."""
+        return tuple(step.name for step in self.steps)
+
+    def __call__(self, x: np.ndarray, *, rng: np.random.Generator, fs_hz: float) -> np.ndarray:
+        """Apply each step with its probability; returns a new float32 array (``x`` untouched).
+
+        Each configured step takes one uniform draw from ``rng`` to decide whether it fires,
+        then (if it fires) whatever draws its function needs.
+        """
+        out = np.asarray(x, dtype=np.float32)
+        for step in self.steps:
+            if rng.random() < step.p:
+                out = step.function(out, rng=rng, fs_hz=fs_hz, **step.params)
+        return out if out is not x else out.copy()

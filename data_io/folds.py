@@ -1,0 +1,167 @@
+"""Cross-validation folds as data: a small `record,fold` table built once with a fixed seed.
+
+Every trial and every node reads the same table, so a study's folds never depend on the order
+records were listed or on which machine ran the trial. The assignment is stratified: within
+each class, records are shuffled with the seed and dealt round-robin to the folds, starting
+where the previous class stopped, so every fold holds each class's proportional share to
+within one record and fold sizes differ by at most one.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from data_io.errors import DatasetError
+from data_io.records import EcgArrays
+
+DEFAULT_N_FOLDS = 8
+DEFAULT_SEED = 0
+
+
+@dataclass(frozen=True)
+class FoldTable:
+    """Fold of every record. ``folds[i]`` is the fold of ``record_ids[i]``; ids are sorted."""
+
+    record_ids: tuple[str, ...]
+    folds: tuple[int, ...]
+    n_folds: int
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(zip(self.record_ids, self.folds, strict=True))
+
+    def to_csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["record", "fold"])
+        writer.writerows(zip(self.record_ids, self.folds, strict=True))
+        return out.getvalue()
+
+    def sha256(self) -> str:
+        """Hash of the CSV form, recorded with a study so its split can be checked later."""
+        return hashlib.sha256(self.to_csv().encode()).hexdigest()
+
+
+def stratified_folds(
+    *,
+    record_ids: Sequence[str],
+    labels: Sequence[int] | np.ndarray,
+    n_folds: int = DEFAULT_N_FOLDS,
+    seed: int = DEFAULT_SEED,
+) -> FoldTable:
+    """Assign each record to one of ``n_folds`` folds, stratified by label.
+
+    The result depends only on the set of (record, label) pairs and the seed, not on their
+    order.
+    """
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be at least 2, got {n_folds}")
+    if len(record_ids) != len(labels):
+        raise ValueError("record_ids and labels must have the same length")
+    if len(set(record_ids)) != len(record_ids):
+        raise ValueError("record ids must be unique to assign folds")
+    order = np.argsort(np.asarray(record_ids, dtype=object), kind="stable")
+    ids = [record_ids[i] for i in order]
+    labs = np.asarray(labels)[order]
+    rng = np.random.default_rng(seed)
+    folds = np.empty(len(ids), dtype=np.int64)
+    start = 0
+    for label in np.unique(labs):
+        members = rng.permutation(np.flatnonzero(labs == label))
+        folds[members] = (start + np.arange(len(members))) % n_folds
+        start = (start + len(members)) % n_folds
+    return FoldTable(record_ids=tuple(ids), folds=tuple(int(f) for f in folds), n_folds=n_folds)
+
+
+def folds_for(arrays: EcgArrays, *, n_folds: int = DEFAULT_N_FOLDS, seed: int = DEFAULT_SEED):
+    """`stratified_folds` over a loaded data set."""
+    return stratified_folds(
+        record_ids=arrays.record_ids, labels=arrays.labels, n_folds=n_folds, seed=seed
+    )
+
+
+def write_folds(path: str | Path, table: FoldTable) -> None:
+    """Write the table as `record,fold` CSV atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(table.to_csv())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_folds(path: str | Path) -> FoldTable:
+    """Read a table written by `write_folds`, with errors naming the file and line."""
+    path = Path(path)
+    try:
+        rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
+    except OSError as exc:
+        raise DatasetError(f"cannot read fold table {path}: {exc}") from exc
+    if not rows or [c.strip() for c in rows[0]] != ["record", "fold"]:
+        raise DatasetError(f"{path}: expected a 'record,fold' header line")
+    pairs: dict[str, int] = {}
+    for line_no, row in enumerate(rows[1:], start=2):
+        if len(row) != 2 or not row[1].strip().isdigit():
+            raise DatasetError(f"{path} line {line_no}: expected 'record,fold', got {row!r}")
+        if row[0] in pairs:
+            raise DatasetError(f"{path} line {line_no}: record {row[0]} appears twice")
+        pairs[row[0].strip()] = int(row[1])
+    ids = sorted(pairs)
+    folds = tuple(pairs[r] for r in ids)
+    return FoldTable(record_ids=tuple(ids), folds=folds, n_folds=max(folds) + 1 if folds else 0)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Indices into one data set for training and validation."""
+
+    train: np.ndarray
+    val: np.ndarray
+
+
+def fold_split(arrays: EcgArrays, table: FoldTable, *, fold: int) -> Split:
+    """Train on every fold but ``fold``, validate on ``fold``.
+
+    Raises:
+        DatasetError: a loaded record has no fold in the table (the table was built for
+            another data set), or ``fold`` is out of range.
+    """
+    if not 0 <= fold < table.n_folds:
+        raise DatasetError(
+            f"fold {fold} does not exist; the table has folds 0-{table.n_folds - 1}"
+        )
+    by_id = table.as_dict()
+    missing = [r for r in arrays.record_ids if r not in by_id]
+    if missing:
+        raise DatasetError(
+            f"{len(missing)} loaded records have no fold (e.g. {missing[0]}): the fold table "
+            "was built for another data set; rebuild it"
+        )
+    record_folds = np.array([by_id[r] for r in arrays.record_ids])
+    return Split(
+        train=np.flatnonzero(record_folds != fold), val=np.flatnonzero(record_folds == fold)
+    )
+
+
+def check_holdout(train: EcgArrays, evaluation: EcgArrays) -> None:
+    """Raise if the evaluation set shares record ids with the training set (leakage)."""
+    shared = sorted(set(train.record_ids) & set(evaluation.record_ids))
+    if shared:
+        raise DatasetError(
+            f"{len(shared)} records are in both the training and the evaluation directory "
+            f"(e.g. {', '.join(shared[:3])}): a hold-out evaluation must use unseen records"
+        )

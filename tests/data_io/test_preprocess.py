@@ -1,0 +1,142 @@
+"""Tests for data_io.preprocess: resampling a whole EcgArrays and the normalizer registry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from data_io.preprocess import NORMALIZERS, normalizer, resample_arrays, robust, zscore
+from data_io.records import CINC_CLASSES, EcgArrays, pack_records
+
+GAIN = 1000.0
+
+
+def _arrays(signals_mv: list[np.ndarray], *, fs_hz: float) -> EcgArrays:
+    return pack_records(
+        digital_signals=[np.rint(s * GAIN).astype(np.int16) for s in signals_mv],
+        record_ids=[f"A{i:05d}" for i in range(len(signals_mv))],
+        labels=[i % len(CINC_CLASSES) for i in range(len(signals_mv))],
+        classes=CINC_CLASSES,
+        fs_hz=fs_hz,
+        adc_gain=GAIN,
+    )
+
+
+def _sine(n: int, *, fs_hz: float, freq_hz: float, amplitude_mv: float = 1.0) -> np.ndarray:
+    return amplitude_mv * np.sin(2 * np.pi * freq_hz * np.arange(n) / fs_hz)
+
+
+def test_resample_300_to_150_halves_lengths_and_keeps_a_5_hz_sine() -> None:
+    arrays = _arrays(
+        [_sine(3000, fs_hz=300, freq_hz=5), _sine(2701, fs_hz=300, freq_hz=5)], fs_hz=300
+    )
+    out = resample_arrays(arrays, target_fs_hz=150)
+
+    assert out.fs_hz == 150
+    assert out.lengths.tolist() == [1500, 1351]
+    assert out.signals.dtype == np.int16
+    assert out.record_ids == arrays.record_ids
+    assert out.labels.tolist() == arrays.labels.tolist()
+    assert out.adc_gain == arrays.adc_gain
+    for i in range(len(out)):
+        got = out.signal(i)
+        want = _sine(len(got), fs_hz=150, freq_hz=5)
+        inner = slice(30, -30)  # the FIR's edge transient is a few samples long
+        # Same amplitude and phase: a changed frequency would drift far out of this band.
+        np.testing.assert_allclose(got[inner], want[inner], atol=0.02)
+        assert abs(np.abs(got[inner]).max() - 1.0) < 0.02
+        spectrum = np.abs(np.fft.rfft(got))
+        assert np.fft.rfftfreq(len(got), d=1 / 150)[spectrum.argmax()] == pytest.approx(5, abs=0.2)
+
+
+def test_resample_to_a_non_integer_ratio_uses_up_and_down_factors() -> None:
+    arrays = _arrays([_sine(3000, fs_hz=300, freq_hz=5)], fs_hz=300)
+    out = resample_arrays(arrays, target_fs_hz=250)  # up 5, down 6
+    assert out.fs_hz == 250
+    assert out.lengths.tolist() == [2500]
+    np.testing.assert_allclose(
+        out.signal(0)[30:-30], _sine(2500, fs_hz=250, freq_hz=5)[30:-30], atol=0.02
+    )
+
+
+def test_resample_is_the_identity_at_the_same_rate() -> None:
+    arrays = _arrays([_sine(300, fs_hz=300, freq_hz=5)], fs_hz=300)
+    assert resample_arrays(arrays, target_fs_hz=300.0) is arrays
+
+
+def test_resample_clips_overshoot_instead_of_wrapping_around() -> None:
+    # A full-scale square wave rings (Gibbs) past the int16 range when filtered.
+    square = np.where(np.sin(2 * np.pi * 2 * np.arange(3000) / 300) >= 0, 32767, -32767)
+    arrays = pack_records(
+        digital_signals=[square.astype(np.int16)],
+        record_ids=["A00001"],
+        labels=[0],
+        classes=CINC_CLASSES,
+        fs_hz=300,
+        adc_gain=GAIN,
+    )
+    out = resample_arrays(arrays, target_fs_hz=150).digital(0)
+    high = square[::2] > 0
+    assert out.max() == np.iinfo(np.int16).max
+    assert out[high][5:-5].min() > 0  # wrapped-around overshoot would show up as negatives
+
+
+def test_resample_rejects_non_positive_rates() -> None:
+    arrays = _arrays([_sine(300, fs_hz=300, freq_hz=5)], fs_hz=300)
+    with pytest.raises(ValueError, match="positive"):
+        resample_arrays(arrays, target_fs_hz=0)
+
+
+def test_resample_progress_bar_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    arrays = _arrays([_sine(300, fs_hz=300, freq_hz=5)] * 3, fs_hz=300)
+    resample_arrays(arrays, target_fs_hz=150)
+    assert capsys.readouterr().err == ""  # few records: no bar by default
+    resample_arrays(arrays, target_fs_hz=150, progress=True)
+    captured = capsys.readouterr()
+    assert "resample" in captured.err
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize("name", sorted(NORMALIZERS))
+def test_every_normalizer_keeps_shape_dtype_and_input(name: str) -> None:
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=500) * 0.3 + 1.5).astype(np.float32)
+    before = x.copy()
+    out = normalizer(name)(x)
+    assert out.dtype == np.float32
+    assert out.shape == x.shape
+    assert out is not x
+    np.testing.assert_array_equal(x, before)
+    constant = normalizer(name)(np.full(100, 2.0, dtype=np.float32))
+    assert np.isfinite(constant).all()
+
+
+def test_zscore_gives_zero_mean_unit_std_and_zeros_for_a_constant_record() -> None:
+    x = (np.random.default_rng(1).normal(size=1000) * 0.4 + 3.0).astype(np.float32)
+    out = zscore(x)
+    assert abs(float(out.mean())) < 1e-5
+    assert float(out.std()) == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_array_equal(zscore(np.full(50, 7.0, dtype=np.float32)), np.zeros(50))
+
+
+def test_robust_gives_zero_median_unit_iqr_and_ignores_a_spike() -> None:
+    x = np.random.default_rng(2).normal(size=1001).astype(np.float32) + 1.0
+    out = robust(x)
+    q25, median, q75 = np.percentile(out, [25, 50, 75])
+    assert median == pytest.approx(0.0, abs=1e-6)
+    assert q75 - q25 == pytest.approx(1.0, abs=1e-5)
+    spiked = x.copy()
+    spiked[500] = 1000.0  # an artefact that would wreck a z-score
+    np.testing.assert_allclose(np.delete(robust(spiked), 500), np.delete(out, 500), atol=0.02)
+    assert float(zscore(spiked).std()) == pytest.approx(1.0, abs=1e-5)
+    assert float(np.abs(np.delete(zscore(spiked), 500)).max()) < 0.2  # squashed by the spike
+
+
+def test_none_returns_millivolts_unchanged() -> None:
+    x = np.array([0.5, -1.0, 2.0], dtype=np.float32)
+    np.testing.assert_array_equal(normalizer("none")(x), x)
+
+
+def test_unknown_normalizer_lists_the_known_names() -> None:
+    with pytest.raises(ValueError, match=r"'minmax'.*none, robust, zscore"):
+        normalizer("minmax")
