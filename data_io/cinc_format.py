@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import scipy.io
 
+from data_io.atomic import atomic_path, write_text_atomic
 from data_io.records import CINC_CLASSES
 
 REFERENCE_FILE = "REFERENCE.csv"
@@ -31,31 +30,6 @@ _BASE_DATE = "1/01/2000"
 _MAT_BYTE_OFFSET = 24
 _RECORD_ID = re.compile(r"[A-Za-z0-9_]+")
 _UNITS = re.compile(r"[^\s/]+")
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; move it onto ``path`` only if the block succeeds.
-
-    The temporary file lives in the destination directory so that `os.replace` is an atomic
-    rename on the same file system.
-    """
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` (UTF-8, newlines kept as given) to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(text.encode("utf-8"))
 
 
 def wfdb_checksum(digital: np.ndarray) -> int:

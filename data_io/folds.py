@@ -12,14 +12,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from data_io.atomic import write_text_atomic
 from data_io.errors import DatasetError
 from data_io.records import EcgArrays
 
@@ -92,16 +91,7 @@ def write_folds(path: str | Path, table: FoldTable) -> None:
     """Write the table as `record,fold` CSV atomically (temp file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(table.to_csv())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, table.to_csv())
 
 
 def read_folds(path: str | Path) -> FoldTable:

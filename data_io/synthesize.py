@@ -21,7 +21,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data_io.cinc_format import write_record, write_reference, write_text_atomic
+from data_io.atomic import write_text_atomic
+from data_io.cinc_format import write_record, write_reference
 from data_io.records import CINC_CLASSES
 from data_io.synthetic import (
     GENERATOR_VERSION,

@@ -28,7 +28,7 @@ import numpy as np
 from scipy.interpolate import CubicSpline
 from scipy.signal import butter, sosfilt
 
-from data_io.cinc_format import atomic_path
+from data_io.atomic import atomic_path
 from data_io.records import CINC_CLASSES, EcgArrays, pack_records
 
 GENERATOR_VERSION = "1"

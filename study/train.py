@@ -1,0 +1,180 @@
+"""`python -m study.train`: train one configuration without Ray and print its scores.
+
+Trains on one fold of a stratified k-fold split of ``--data-dir`` (validating on that fold),
+or, with ``--eval-dir``, on all of ``--data-dir`` and evaluates on the other directory. Data
+is read through the data_io cache at the model's rate. Progress goes to stderr, one line per
+epoch; with ``--json`` stdout holds one JSON object with the final metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data_io.cache import load_cinc2017_cached
+from data_io.errors import DatasetError
+from data_io.folds import (
+    DEFAULT_N_FOLDS,
+    DEFAULT_SEED,
+    check_holdout,
+    fold_split,
+    folds_for,
+    write_folds,
+)
+from models import load_preset, preset_names
+from study.config import resolve_config
+from study.trainer import Split, TrainResult, train
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m study.train",
+        description=(
+            "Train one model configuration on PhysioNet/CinC 2017 data without Ray: one fold "
+            "of a stratified k-fold split, or a hold-out evaluation on another directory."
+        ),
+    )
+    what = parser.add_argument_group(
+        "what to train (at least one; with both, the preset replaces the config's model)"
+    )
+    what.add_argument("--preset", choices=preset_names(), metavar="NAME",
+                      help=f"a named model preset: {', '.join(preset_names())}")
+    what.add_argument("--config", type=Path, metavar="FILE.json",
+                      help="a training config (sections model, loss, optim, data, runtime, "
+                           "epochs, pretrain_epochs, seed; defaults in "
+                           "study/train_defaults.json; the thesis' protocol in "
+                           "study/configs/thesis_protocol.json) or a bare model config")
+    parser.add_argument("--data-dir", type=Path, required=True,
+                        help="CinC 2017 directory to train on (.hea/.mat + REFERENCE.csv)")
+    parser.add_argument("--eval-dir", type=Path,
+                        help="evaluate on this directory and train on all of --data-dir")
+    parser.add_argument("--fold", type=int, default=0,
+                        help="validation fold when --eval-dir is not given (default 0)")
+    parser.add_argument("--n-folds", type=int, default=DEFAULT_N_FOLDS,
+                        help=f"number of stratified folds (default {DEFAULT_N_FOLDS})")
+    parser.add_argument("--epochs", type=int, help="training epochs (default from the config)")
+    parser.add_argument("--fs-hz", type=float, help="resample records to this rate (default 150)")
+    parser.add_argument("--seed", type=int, help="training seed (default 0)")
+    parser.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--cache-dir", type=Path, help="data cache location")
+    parser.add_argument("--out", type=Path,
+                        help="write config.json, folds.csv, checkpoint.pt, metrics.json and "
+                             "predictions.csv here; an existing checkpoint is resumed")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    return parser
+
+
+def partial_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The configuration asked for on the command line (defaults fill the rest later)."""
+    config: dict[str, Any] = {}
+    if args.config is not None:
+        try:
+            config = json.loads(args.config.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read config {args.config}: {exc}") from exc
+        if "name" in config:  # a bare model config
+            config = {"model": config}
+    if args.preset is not None:
+        config["model"] = load_preset(args.preset)
+    overrides = {"epochs": args.epochs, "seed": args.seed}
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    if args.fs_hz is not None:
+        config["data"] = {**config.get("data", {}), "fs_hz": args.fs_hz}
+    if args.device is not None:
+        config["runtime"] = {**config.get("runtime", {}), "device": args.device}
+    return config
+
+
+def splits(args: argparse.Namespace, *, fs_hz: float) -> tuple[Split, Split]:
+    """Training and evaluation records for this run."""
+    train_arrays = load_cinc2017_cached(args.data_dir, fs_hz=fs_hz, cache_dir=args.cache_dir)
+    if args.eval_dir is not None:
+        eval_arrays = load_cinc2017_cached(args.eval_dir, fs_hz=fs_hz, cache_dir=args.cache_dir)
+        check_holdout(train_arrays, eval_arrays)
+        return (
+            Split(train_arrays, np.arange(len(train_arrays))),
+            Split(eval_arrays, np.arange(len(eval_arrays))),
+        )
+    table = folds_for(train_arrays, n_folds=args.n_folds, seed=DEFAULT_SEED)
+    if args.out is not None:
+        write_folds(args.out / "folds.csv", table)
+    split = fold_split(train_arrays, table, fold=args.fold)
+    return Split(train_arrays, split.train), Split(train_arrays, split.val)
+
+
+def summary(result: TrainResult, *, classes: tuple[str, ...], seconds: float) -> dict[str, Any]:
+    """The JSON object printed with ``--json``."""
+    final = {k: v for k, v in result.final.items() if k not in ("epoch", "seconds", "lr")}
+    return {
+        "status": result.status,
+        "message": result.message,
+        "epochs_completed": len(result.history),
+        "seconds": round(seconds, 1),
+        **final,
+        "classes": list(classes),
+        "history": [
+            {k: v for k, v in row.items() if k != "val/confusion"} for row in result.history
+        ],
+    }
+
+
+def write_outputs(out: Path, result: TrainResult, payload: dict[str, Any]) -> None:
+    """Metrics and per-record predictions next to the checkpoint."""
+    (out / "config.json").write_text(json.dumps(result.config, indent=2))
+    (out / "metrics.json").write_text(json.dumps(payload, indent=2))
+    preds = result.predictions
+    if not preds:
+        return
+    with (out / "predictions.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        n_classes = preds["probabilities"].shape[1]
+        writer.writerow(["record", "y_true", *[f"p{k}" for k in range(n_classes)]])
+        for rid, y, probs in zip(
+            preds["record_ids"], preds["y_true"], preds["probabilities"], strict=True
+        ):
+            writer.writerow([rid, int(y), *[f"{p:.6f}" for p in probs]])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.preset is None and args.config is None:
+        parser.error("give --preset NAME, --config FILE.json, or both")
+    started = time.perf_counter()
+    try:
+        config = partial_config(args)
+        fs_hz = resolve_config(config)["data"]["fs_hz"]
+        if args.out is not None:
+            args.out.mkdir(parents=True, exist_ok=True)
+        train_split, val_split = splits(args, fs_hz=fs_hz)
+        result = train(
+            config=config,
+            train_split=train_split,
+            val_split=val_split,
+            checkpoint_path=args.out / "checkpoint.pt" if args.out else None,
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+    except (DatasetError, ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    payload = summary(
+        result, classes=train_split.arrays.classes, seconds=time.perf_counter() - started
+    )
+    if args.out is not None:
+        write_outputs(args.out, result, payload)
+    if args.json:
+        print(json.dumps(payload, indent=2))
+    else:
+        print(f"{result.status}: val/f1_cinc {result.final.get('val/f1_cinc', float('nan')):.4f}")
+    return 0 if result.status == "completed" else 3
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

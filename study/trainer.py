@@ -1,0 +1,341 @@
+"""The single-trial trainer: one configuration, one split, no Ray.
+
+Runs on CPU or CUDA, reports metrics after every epoch through a callback (the study plugs
+Ray Tune in there), checkpoints every epoch and resumes from a checkpoint exactly: batches
+are fixed by (seed, epoch) and the torch RNG state travels in the checkpoint, so an
+interrupted run continues as if it had never stopped. A loss that turns NaN or infinite ends
+the run with status "diverged" instead of raising into the caller.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from data_io.batching import make_loader
+from data_io.records import CINC_SCORED_CLASSES, EcgArrays
+from models import build_model
+from models.convlstm import pretraining_config
+from models.losses import FocalLoss
+from study.checkpoint import load_checkpoint, save_checkpoint
+from study.config import resolve_config
+from study.metrics import classification_metrics
+from study.runtime import Runtime, select_runtime
+from study.schedules import build_schedule
+
+EpochCallback = Callable[[dict[str, Any], Path | None], None]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Records ``indices`` of ``arrays`` (training or evaluation side of a trial)."""
+
+    arrays: EcgArrays
+    indices: np.ndarray
+
+
+@dataclass
+class TrainResult:
+    """What a trial produced.
+
+    Attributes:
+        status: "completed", or "diverged" (loss became NaN/inf; ``message`` says where).
+        history: one metrics row per finished epoch.
+        predictions: the last evaluation: record ids, true labels, class probabilities.
+        model: the trained model (on the CPU), for explanations.
+    """
+
+    status: str
+    history: list[dict[str, Any]]
+    config: dict[str, Any]
+    message: str = ""
+    predictions: dict[str, Any] = field(default_factory=dict)
+    model: nn.Module | None = None
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.history[-1] if self.history else {}
+
+
+def inverse_frequency(labels: np.ndarray, n_classes: int) -> list[float]:
+    """Class weights n / (k * count), so every class weighs the same in total."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    weights = np.divide(len(labels), n_classes * counts, out=np.zeros(n_classes), where=counts > 0)
+    return weights.tolist()
+
+
+CLASS_WEIGHTS: dict[str, Callable[[np.ndarray, int], list[float]]] = {
+    "inverse_frequency": inverse_frequency,
+}
+
+
+def class_weights(spec: str | list[float] | None, *, labels: np.ndarray, n_classes: int):
+    """Resolve the loss' ``class_weights`` option: a rule name, explicit weights or None."""
+    if spec is None or isinstance(spec, list):
+        return spec
+    if spec not in CLASS_WEIGHTS:
+        raise ValueError(f"unknown class_weights {spec!r}; known: {sorted(CLASS_WEIGHTS)}")
+    return CLASS_WEIGHTS[spec](labels, n_classes)
+
+
+def train(
+    *,
+    config: Mapping[str, Any],
+    train_split: Split,
+    val_split: Split,
+    checkpoint_path: Path | None = None,
+    on_epoch: EpochCallback | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train one configuration; resume from ``checkpoint_path`` if it exists.
+
+    Args:
+        config: a partial or full configuration (see `study.config`).
+        train_split: records to train on.
+        val_split: records to evaluate on after every epoch.
+        checkpoint_path: written after every epoch; read at start when present.
+        on_epoch: called with each epoch's metrics row and the checkpoint path.
+        log: receives one progress line per epoch (e.g. ``print`` to stderr).
+    """
+    cfg = resolve_config(config)
+    runtime = select_runtime(device=cfg["runtime"]["device"], amp=cfg["runtime"]["amp"])
+    if cfg["runtime"]["num_threads"]:
+        torch.set_num_threads(int(cfg["runtime"]["num_threads"]))
+    classes = train_split.arrays.classes
+    torch.manual_seed(cfg["seed"])
+    model = build_model({"n_classes": len(classes), **cfg["model"]}).to(runtime.device)
+    resuming = checkpoint_path is not None and checkpoint_path.exists()
+    if cfg["pretrain_epochs"] and not resuming:
+        _pretrain_trunk(model, cfg=cfg, train_split=train_split, val_split=val_split, log=log)
+    optimizer = torch.optim.Adam(
+        _parameter_groups(model, cfg),
+        lr=cfg["optim"]["lr"],
+        weight_decay=cfg["optim"]["weight_decay"],
+    )
+    scheduler = build_schedule(optimizer, optim=cfg["optim"], epochs=cfg["epochs"])
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.use_grad_scaler)
+    train_labels = train_split.arrays.labels[train_split.indices]
+    weights = class_weights(
+        cfg["loss"]["class_weights"], labels=train_labels, n_classes=len(classes)
+    )
+    loss_fn = FocalLoss(gamma=cfg["loss"]["focal_gamma"], alpha=weights).to(runtime.device)
+
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if resuming:
+        state = load_checkpoint(checkpoint_path)
+        model.load_state_dict(state["model_state"])
+        optimizer.load_state_dict(state["optimizer_state"])
+        scheduler.load_state_dict(state["scheduler_state"])
+        scaler.load_state_dict(state["scaler_state"])
+        torch.set_rng_state(state["torch_rng_state"])
+        history = list(state["history"])
+        start_epoch = int(state["epoch"])
+
+    predictions: dict[str, Any] = {}
+    for epoch in range(start_epoch, cfg["epochs"]):
+        started = time.perf_counter()
+        loader = make_loader(
+            arrays=train_split.arrays,
+            indices=train_split.indices,
+            batching=cfg["data"]["train_batching"],
+            batch_size=cfg["optim"]["batch_size"],
+            shuffle=True,
+            seed=cfg["seed"],
+            epoch=epoch,
+            normalization=cfg["data"]["normalization"],
+            augment=cfg["data"]["augment"],
+            crop_s=cfg["data"]["crop_s"],
+            fixed_length_s=cfg["data"]["fixed_length_s"],
+        )
+        train_loss, problem = _train_epoch(
+            model=model, loader=loader, loss_fn=loss_fn, optimizer=optimizer,
+            scaler=scaler, runtime=runtime,
+        )
+        if problem:
+            message = f"training diverged at epoch {epoch + 1}: {problem}"
+            if log:
+                log(message)
+            return TrainResult(status="diverged", history=history, config=cfg, message=message,
+                               predictions=predictions, model=model.cpu())
+        scheduler.step()
+        metrics, predictions = evaluate(
+            model=model, split=val_split, cfg=cfg, runtime=runtime, loss_fn=loss_fn
+        )
+        row = {
+            "epoch": epoch + 1,
+            "train/loss": train_loss,
+            **metrics,
+            "lr": scheduler.get_last_lr()[0],
+            "seconds": time.perf_counter() - started,
+        }
+        history.append(row)
+        if checkpoint_path is not None:
+            save_checkpoint(
+                checkpoint_path,
+                {
+                    "epoch": epoch + 1,
+                    "config": cfg,
+                    "model_config": model.config,
+                    "classes": list(classes),
+                    "model_state": model.state_dict(),
+                    "optimizer_state": optimizer.state_dict(),
+                    "scheduler_state": scheduler.state_dict(),
+                    "scaler_state": scaler.state_dict(),
+                    "torch_rng_state": torch.get_rng_state(),
+                    "history": history,
+                },
+            )
+        if log:
+            log(_progress_line(row, epochs=cfg["epochs"]))
+        if on_epoch:
+            on_epoch(row, checkpoint_path)
+    if not predictions and history:
+        _, predictions = evaluate(
+            model=model, split=val_split, cfg=cfg, runtime=runtime, loss_fn=loss_fn
+        )
+    return TrainResult(
+        status="completed", history=history, config=cfg, predictions=predictions,
+        model=model.cpu(),
+    )
+
+
+def _pretrain_trunk(
+    model: nn.Module,
+    *,
+    cfg: dict[str, Any],
+    train_split: Split,
+    val_split: Split,
+    log: Callable[[str], None] | None,
+) -> None:
+    """Train a GMP-headed CNN on the same data and load its trunk into ``model``."""
+    if not hasattr(model, "load_cnn_trunk"):
+        raise ValueError(
+            f"pretrain_epochs needs a model with a pre-trainable CNN trunk (convlstm), "
+            f"not {cfg['model'].get('name')!r}"
+        )
+    if log:
+        log(f"pre-training the CNN trunk for {cfg['pretrain_epochs']} epochs")
+    pre_cfg = {
+        **cfg,
+        "model": pretraining_config(model.config),
+        "epochs": cfg["pretrain_epochs"],
+        "pretrain_epochs": 0,
+    }
+    result = train(config=pre_cfg, train_split=train_split, val_split=val_split, log=log)
+    if result.status != "completed":
+        raise ValueError(f"CNN pre-training failed: {result.message}")
+    model.load_cnn_trunk(result.model.state_dict())
+
+
+def _parameter_groups(model: nn.Module, cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    # Models with a pre-trainable trunk expose their own groups (lower CNN learning rate).
+    groups = getattr(model, "parameter_groups", None)
+    if groups is None:
+        return [{"params": list(model.parameters())}]
+    return groups(cnn_lr_scale=cfg["optim"]["cnn_lr_scale"], base_lr=cfg["optim"]["lr"])
+
+
+def _train_epoch(
+    *,
+    model: nn.Module,
+    loader,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    runtime: Runtime,
+) -> tuple[float, str]:
+    """One pass over ``loader``; returns the mean loss and a problem text ('' when fine)."""
+    model.train()
+    total, count = 0.0, 0
+    for batch_no, batch in enumerate(loader, start=1):
+        x = batch["x"].to(runtime.device)  # (B, 1, T)
+        lengths = batch["lengths"].to(runtime.device)
+        y = batch["y"].to(runtime.device)
+        optimizer.zero_grad(set_to_none=True)
+        with runtime.autocast():
+            logits = model(x, lengths=lengths)  # (B, n_classes)
+        loss = loss_fn(logits.float(), y)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            return float("nan"), f"loss is {value} at batch {batch_no}"
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        total += value * len(y)
+        count += len(y)
+    return total / max(count, 1), ""
+
+
+@torch.no_grad()
+def predict(
+    *, model: nn.Module, split: Split, cfg: dict[str, Any], runtime: Runtime
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (n, n_classes) as float32 and the positions in ``split.indices`` they belong to."""
+    model.eval()
+    loader = make_loader(
+        arrays=split.arrays,
+        indices=split.indices,
+        batching=cfg["data"]["eval_batching"],
+        batch_size=cfg["optim"]["batch_size"],
+        shuffle=False,
+        seed=cfg["seed"],
+        normalization=cfg["data"]["normalization"],
+        fixed_length_s=cfg["data"]["fixed_length_s"],
+        crop_s=cfg["data"]["crop_s"],
+    )
+    logits, order = [], []
+    for batch in loader:
+        with runtime.autocast():
+            out = model(batch["x"].to(runtime.device), lengths=batch["lengths"].to(runtime.device))
+        logits.append(out.float().cpu().numpy())
+        order.append(batch["index"].numpy())
+    return np.concatenate(logits), np.concatenate(order)
+
+
+def evaluate(
+    *, model: nn.Module, split: Split, cfg: dict[str, Any], runtime: Runtime, loss_fn: nn.Module
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Validation metrics (`val/...`) and per-record predictions, in record order."""
+    logits, index = predict(model=model, split=split, cfg=cfg, runtime=runtime)
+    order = np.argsort(index, kind="stable")
+    logits, index = logits[order], index[order]
+    y_true = split.arrays.labels[index]
+    probabilities = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+    metrics = classification_metrics(
+        y_true=y_true,
+        probabilities=probabilities,
+        classes=split.arrays.classes,
+        scored_classes=CINC_SCORED_CLASSES,
+    )
+    loss = loss_fn(
+        torch.from_numpy(logits).to(runtime.device), torch.from_numpy(y_true).to(runtime.device)
+    )
+    metrics["val/loss"] = float(loss)
+    predictions = {
+        "record_ids": [split.arrays.record_ids[i] for i in index],
+        "y_true": y_true,
+        "probabilities": probabilities,
+    }
+    return metrics, predictions
+
+
+def _progress_line(row: dict[str, Any], *, epochs: int) -> str:
+    per_class = " ".join(
+        f"{key.removeprefix('val/f1_')} {value:.3f}"
+        for key, value in row.items()
+        if key.startswith("val/f1_") and key != "val/f1_cinc"
+    )
+    return (
+        f"epoch {row['epoch']}/{epochs}  train/loss {row['train/loss']:.4f}  "
+        f"val/loss {row['val/loss']:.4f}  val/f1_cinc {row['val/f1_cinc']:.4f}  "
+        f"({per_class})  {row['seconds']:.0f} s"
+    )

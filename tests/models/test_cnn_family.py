@@ -1,0 +1,110 @@
+"""The cnn family: CAM identities, mean vote, pooling and residual options."""
+
+from __future__ import annotations
+
+import torch
+
+from models import build_model
+from models.layers import GlobalPool, time_mask
+
+
+def _masked_mean(maps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    # (B, K, T) -> (B, K) over each record's valid steps
+    return (maps * time_mask(lengths, maps.shape[-1])).sum(-1) / lengths[:, None]
+
+
+def test_gap_logits_equal_the_mean_of_the_cam_plus_bias(make_batch, make_model):
+    model = make_model({"name": "cnn", "channels": [8, 16, 16], "kernel_size": 9, "pooling": "gap"})
+    model.eval()
+    x, lengths = make_batch([1501, 2701])
+    with torch.no_grad():
+        logits = model(x, lengths)
+        [(cam, cam_lengths)] = model.class_activation_maps(x, lengths)
+    assert cam.shape == (2, 4, 2701 // 4)  # two poolings by 2
+    assert cam_lengths.tolist() == [1501 // 4, 2701 // 4]
+    torch.testing.assert_close(logits, _masked_mean(cam, cam_lengths) + model.head.bias)
+
+
+def test_mean_vote_averages_the_two_heads_and_explains_both(make_batch, make_model):
+    config = {
+        "name": "cnn",
+        "channels": [8, 8, 16],
+        "kernel_size": 7,
+        "pooling": "gap",
+        "mean_vote_layer": 1,
+    }
+    model = make_model(config).eval()
+    x, lengths = make_batch([1000, 1201])
+    with torch.no_grad():
+        logits = model(x, lengths)
+        (last, last_lengths), (middle, middle_lengths) = model.class_activation_maps(x, lengths)
+        explanation = model.explain(x, lengths)
+    expected = (
+        _masked_mean(last, last_lengths)
+        + model.head.bias
+        + _masked_mean(middle, middle_lengths)
+        + model.vote_head.bias
+    ) / 2
+    torch.testing.assert_close(logits, expected)
+    assert set(explanation) == {"logits", "cam", "cam_intermediate"}
+    assert explanation["cam_intermediate"].shape == (2, 4, 1201)
+
+
+def test_upsampled_cam_tracks_the_low_resolution_cam(make_batch):
+    model = build_model({"name": "cnn", "channels": [8, 8], "kernel_size": 5}).eval()
+    x, lengths = make_batch([800, 800])
+    with torch.no_grad():
+        [(cam, _)] = model.class_activation_maps(x, lengths)
+        upsampled = model.explain(x, lengths)["cam"]
+    # One pooling by 2 and linear interpolation (align_corners=False): input step 2t + 1 sits a
+    # quarter of the way from low-resolution step t to t + 1.
+    torch.testing.assert_close(upsampled[..., 1:-1:2], 0.75 * cam[..., :-1] + 0.25 * cam[..., 1:])
+
+
+def test_global_pools_respect_lengths():
+    x = torch.tensor([[[1.0, 3.0, 2.0, 100.0]]])
+    lengths = torch.tensor([3])
+    assert GlobalPool("gap")(x, lengths).item() == 2.0
+    assert GlobalPool("gmp")(x, lengths).item() == 3.0
+    # LSE lies between the mean and the max, and approaches the max for a sharp temperature.
+    soft = GlobalPool("lse", temperature=1.0)(x, lengths).item()
+    sharp = GlobalPool("lse", temperature=100.0)(x, lengths).item()
+    assert 2.0 < soft < 3.0 and abs(sharp - 3.0) < 0.02
+    # All-negative features: the masked zero tail must not win the max.
+    assert GlobalPool("gmp")(-x, lengths).item() == -1.0
+
+
+def test_dropout_rises_with_depth():
+    model = build_model(
+        {
+            "name": "cnn",
+            "channels": [4, 4, 4, 4, 4],
+            "dropout_min": 0.1,
+            "dropout_max": 0.5,
+        }
+    )
+    rates = [dropout.p for dropout in model.trunk.dropouts]
+    assert rates == sorted(rates)
+    assert rates[0] == 0.1 and abs(rates[-1] - 0.5) < 1e-12
+
+
+def test_residual_blocks_match_channels_with_a_1x1_conv():
+    model = build_model({"name": "cnn", "channels": [8, 8, 16], "residual": True})
+    skips = [block.skip for block in model.trunk.blocks]
+    assert isinstance(skips[1], torch.nn.Identity)  # 8 -> 8
+    assert isinstance(skips[2], torch.nn.Conv1d) and skips[2].kernel_size == (1,)  # 8 -> 16
+    plain = build_model({"name": "cnn", "depth": 4})
+    assert all(block.skip is None for block in plain.trunk.blocks)
+
+
+def test_pooling_schedule_skips_the_last_layer():
+    assert build_model({"name": "cnn", "depth": 4}).trunk.pool_after == [True, True, True, False]
+    assert build_model({"name": "cnn", "depth": 7, "pool_every": 2}).trunk.pool_after == [
+        False,
+        True,
+        False,
+        True,
+        False,
+        True,
+        False,
+    ]

@@ -1,0 +1,135 @@
+"""The single-trial trainer: learning, exact resume, determinism, divergence, callbacks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from study.checkpoint import load_checkpoint
+from study.config import resolve_config
+from study.trainer import Split, inverse_frequency, train
+
+
+def _state(model) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_learns_an_easy_task_and_reports_every_epoch(tiny_arrays, tiny_config):
+    arrays = tiny_arrays()
+    rows = []
+    config = {**tiny_config, "epochs": 8}
+    result = train(
+        config=config, train_split=Split(arrays, np.arange(len(arrays))),
+        val_split=Split(arrays, np.arange(len(arrays))), on_epoch=lambda row, _: rows.append(row),
+    )
+    assert result.status == "completed"
+    assert [r["epoch"] for r in rows] == list(range(1, 9))
+    assert rows[-1]["train/loss"] < rows[0]["train/loss"]
+    assert rows[-1]["val/accuracy"] >= 0.9
+    assert set(result.predictions) == {"record_ids", "y_true", "probabilities"}
+    np.testing.assert_allclose(result.predictions["probabilities"].sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_same_seed_same_weights_on_cpu(tiny_arrays, tiny_config):
+    arrays = tiny_arrays()
+    split = Split(arrays, np.arange(len(arrays)))
+    a = train(config=tiny_config, train_split=split, val_split=split)
+    b = train(config=tiny_config, train_split=split, val_split=split)
+    c = train(config={**tiny_config, "seed": 1}, train_split=split, val_split=split)
+    for key, value in _state(a.model).items():
+        torch.testing.assert_close(value, b.model.state_dict()[key], rtol=0, atol=0)
+    assert any(
+        not torch.equal(v, c.model.state_dict()[k]) for k, v in _state(a.model).items()
+        if v.is_floating_point()
+    )
+
+
+class _KilledError(Exception):
+    """Stands for the process dying right after an epoch's checkpoint was written."""
+
+
+def test_resume_from_a_checkpoint_is_exact(tiny_arrays, tiny_config, tmp_path):
+    arrays = tiny_arrays()
+    split = Split(arrays, np.arange(len(arrays)))
+    config = {**tiny_config, "model": {**tiny_config["model"], "dropout_min": 0.3}}
+    straight = train(config=config, train_split=split, val_split=split)
+    ckpt = tmp_path / "checkpoint.pt"
+
+    def die_after_epoch_2(row, path):
+        if row["epoch"] == 2:
+            raise _KilledError
+
+    with pytest.raises(_KilledError):
+        train(config=config, train_split=split, val_split=split, checkpoint_path=ckpt,
+              on_epoch=die_after_epoch_2)
+    assert load_checkpoint(ckpt)["epoch"] == 2
+    resumed = train(config=config, train_split=split, val_split=split, checkpoint_path=ckpt)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    for key, value in _state(straight.model).items():
+        torch.testing.assert_close(value, resumed.model.state_dict()[key], rtol=0, atol=0)
+    assert resumed.history[-1]["train/loss"] == straight.history[-1]["train/loss"]
+    assert resumed.history[-1]["lr"] == straight.history[-1]["lr"]
+
+
+def test_checkpoint_is_self_describing_and_safe_to_load(tiny_arrays, tiny_config, tmp_path):
+    arrays = tiny_arrays(n_records=16)
+    split = Split(arrays, np.arange(len(arrays)))
+    train(config={**tiny_config, "epochs": 1}, train_split=split, val_split=split,
+          checkpoint_path=tmp_path / "c.pt")
+    state = load_checkpoint(tmp_path / "c.pt")  # weights_only=True inside
+    assert state["config"] == resolve_config({**tiny_config, "epochs": 1})
+    assert state["model_config"]["name"] == "cnn"
+    assert state["classes"] == ["N", "A", "O", "~"]
+    assert state["versions"]["torch"] == torch.__version__
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot read checkpoint"):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_a_diverging_run_stops_with_a_status(tiny_arrays, tiny_config):
+    arrays = tiny_arrays(n_records=16)
+    split = Split(arrays, np.arange(len(arrays)))
+    lines = []
+    result = train(config={**tiny_config, "optim": {"lr": float("inf"), "batch_size": 8}},
+                   train_split=split, val_split=split, log=lines.append)
+    assert result.status == "diverged"
+    assert "diverged at epoch" in result.message and "nan" in result.message.lower()
+    assert lines == [result.message]
+
+
+def test_unknown_options_fail_before_training(tiny_arrays, tiny_config):
+    arrays = tiny_arrays(n_records=8)
+    split = Split(arrays, np.arange(len(arrays)))
+    with pytest.raises(ValueError, match="unknown option"):
+        train(config={**tiny_config, "optim": {"learning_rate": 0.1}}, train_split=split,
+              val_split=split)
+    with pytest.raises(TypeError):
+        train(config={**tiny_config, "model": {**tiny_config["model"], "kernal_size": 3}},
+              train_split=split, val_split=split)
+
+
+def test_class_weights_follow_inverse_frequency():
+    weights = inverse_frequency(np.array([0, 0, 0, 1]), 3)
+    assert weights[0] == pytest.approx(4 / 9) and weights[1] == pytest.approx(4 / 3)
+    assert weights[2] == 0.0
+    assert math.isclose(sum(w * c for w, c in zip(weights, (3, 1, 0), strict=True)), 4 * 2 / 3)
+
+
+def test_pretraining_loads_a_gmp_cnn_trunk_into_the_convlstm(tiny_arrays, tiny_config):
+    arrays = tiny_arrays(n_records=16)
+    split = Split(arrays, np.arange(len(arrays)))
+    convlstm = {"name": "convlstm", "channels": [4, 8, 8], "kernel_size": 5, "hidden_units": 4}
+    pretrained = train(
+        config={**tiny_config, "model": convlstm, "epochs": 0, "pretrain_epochs": 1},
+        train_split=split, val_split=split,
+    )
+    cnn_config = {"name": "cnn", "channels": [4, 8, 8], "kernel_size": 5, "pooling": "gmp"}
+    cnn = train(config={**tiny_config, "model": cnn_config, "epochs": 1},
+                train_split=split, val_split=split)
+    for key, value in cnn.model.trunk.state_dict().items():
+        torch.testing.assert_close(pretrained.model.trunk.state_dict()[key], value, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="pre-trainable CNN trunk"):
+        train(config={**tiny_config, "pretrain_epochs": 1}, train_split=split, val_split=split)
