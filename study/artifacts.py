@@ -1,0 +1,120 @@
+"""What reports need from trained models, written to the study directory as plain files.
+
+For the best trials: per-record predictions on the validation fold (`predictions.parquet`)
+and, for a fixed stratified selection of records, the explanation arrays each model family
+provides plus model-agnostic ones (`explanations.npz`). `reports` reads these files and never
+needs Ray or torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from data_io.atomic import atomic_path
+from data_io.batching import make_loader
+from models import build_model, explain_by_perturbation
+from study.checkpoint import load_checkpoint
+from study.config import resolve_config
+from study.results import write_parquet
+from study.runtime import select_runtime
+from study.trainer import Split, evaluate
+
+NORMAL_CLASS = 0
+PER_CLASS = 2  # correct and misclassified examples kept per class
+MOST_UNCERTAIN = 2
+
+
+def load_trained(checkpoint_file: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The model of a trainer checkpoint (eval mode, CPU) and its training config."""
+    state = load_checkpoint(checkpoint_file)
+    model = build_model(state["model_config"])
+    model.load_state_dict(state["model_state"])
+    return model.eval(), state["config"]
+
+
+def predictions_frame(predictions: dict[str, Any], *, classes: tuple[str, ...], fold: int):
+    frame = pd.DataFrame({"record": predictions["record_ids"], "fold": fold,
+                          "y_true": predictions["y_true"]})
+    probabilities = predictions["probabilities"]
+    frame["y_pred"] = probabilities.argmax(axis=1)
+    for k, name in enumerate(classes):
+        frame[f"p_{name}"] = probabilities[:, k]
+    return frame
+
+
+def select_records(frame: pd.DataFrame, *, n_classes: int) -> list[int]:
+    """Row positions of a fixed stratified gallery: per class the most confident correct and
+    misclassified records, then the most uncertain records overall."""
+    probs = frame[[c for c in frame.columns if c.startswith("p_")]].to_numpy()
+    confidence = probs.max(axis=1)
+    chosen: list[int] = []
+    for k in range(n_classes):
+        for correct in (True, False):
+            mask = (frame["y_true"].to_numpy() == k) & (
+                (frame["y_pred"].to_numpy() == k) == correct
+            )
+            rows = np.flatnonzero(mask)
+            rows = rows[np.argsort(-confidence[rows], kind="stable")][:PER_CLASS]
+            chosen.extend(int(r) for r in rows)
+    uncertain = [int(r) for r in np.argsort(confidence, kind="stable") if int(r) not in chosen]
+    return chosen + uncertain[:MOST_UNCERTAIN]
+
+
+def explanation_arrays(
+    model: torch.nn.Module, *, split: Split, positions: list[int], cfg: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """Signals, the family's own maps, occlusion and shift-perturbation masks, stacked."""
+    indices = split.indices[positions]
+    loader = make_loader(arrays=split.arrays, indices=indices, batching="bucket",
+                         batch_size=len(indices), shuffle=False, seed=0,
+                         normalization=cfg["data"]["normalization"])
+    batch = next(iter(loader))
+    x, lengths = batch["x"], batch["lengths"]  # (B, 1, T), (B,)
+    fs_hz = split.arrays.fs_hz
+    with torch.no_grad():
+        maps = {k: v for k, v in model.explain(x, lengths=lengths).items() if k != "logits"}
+    maps.update(explain_by_perturbation(
+        "occlusion", model, x, lengths=lengths,
+        window_samples=max(int(fs_hz), 1), stride_samples=max(int(fs_hz // 2), 1),
+    ))
+    maps.update(explain_by_perturbation(
+        "shift_perturbation", model, x, lengths=lengths, target_class=NORMAL_CLASS,
+        l1_weight=0.1, tv_weight=0.1, steps=100,
+    ))
+    arrays = {f"map/{k}": v.detach().float().numpy() for k, v in maps.items()}
+    return {
+        "record_ids": np.array([split.arrays.record_ids[i] for i in batch["index"].tolist()]),
+        "y_true": batch["y"].numpy(),
+        "signal": x.numpy(),
+        "lengths": lengths.numpy(),
+        "fs_hz": np.array(fs_hz),
+        "classes": np.array(split.arrays.classes),
+        **arrays,
+    }
+
+
+def write_trial_artifacts(
+    *, checkpoint_file: Path, split: Split, fold: int, out_dir: Path
+) -> dict[str, str]:
+    """Predictions and explanations of one trained trial; returns the files written."""
+    model, config = load_trained(checkpoint_file)
+    cfg = resolve_config(config)
+    runtime = select_runtime(device="cpu", amp=False)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    _, predictions = evaluate(model=model, split=split, cfg=cfg, runtime=runtime, loss_fn=loss_fn)
+    frame = predictions_frame(predictions, classes=split.arrays.classes, fold=fold)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_parquet(frame, out_dir / "predictions.parquet")
+    arrays = explanation_arrays(
+        model, split=split, positions=select_records(frame, n_classes=len(split.arrays.classes)),
+        cfg=cfg,
+    )
+    with atomic_path(out_dir / "explanations.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    return {"predictions": str(out_dir / "predictions.parquet"),
+            "explanations": str(out_dir / "explanations.npz")}

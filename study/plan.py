@@ -1,0 +1,205 @@
+"""Turning `python -m study.run` arguments into a checked plan, before anything runs.
+
+Every problem a user can make on the command line (unknown space, bad flag combinations, a
+missing data directory, more GPUs than exist, an unwritable storage path, a resume without a
+study) is found here and reported as one `StudyError` naming the problem, so no trial starts
+on a plan that cannot finish.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from search_spaces import load_space, space_names
+
+DATASETS = ("cinc2017", "synthetic", "mitdb")
+DEFAULT_FS_HZ = 150.0
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+class StudyError(RuntimeError):
+    """A study cannot start or continue; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a study run needs, resolved to absolute paths and checked."""
+
+    name: str
+    space: str
+    dataset: str
+    data_dir: str
+    study_dir: str
+    storage_path: str
+    optuna_storage: str
+    optuna_study_name: str
+    metric: str
+    mode: str
+    num_samples: int
+    max_epochs: int
+    grace_period: int
+    reduction_factor: float
+    concurrency: int
+    cpus_per_trial: float
+    gpus_per_trial: float
+    fold: int
+    n_folds: int
+    seed: int
+    fs_hz: float
+    address: str | None
+    wandb_mode: str
+    smoke: bool
+    synthetic_records: int
+    cv_top_k: int
+    explain_top: int
+    max_failures: int
+    cache_dir: str | None
+    resume: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def tune_dir(self) -> str:
+        """Ray Tune's experiment directory (or URI) of the search."""
+        return f"{self.storage_path.rstrip('/')}/{self.name}-tune"
+
+
+def default_study_dir(name: str) -> Path:
+    return Path("runs").resolve() / name
+
+
+def make_plan(args: Any, *, wandb_mode: str) -> Plan:
+    """Check ``args`` (parsed flags) and resolve them into a `Plan`.
+
+    Raises:
+        StudyError: the first problem found, in words a user can act on.
+    """
+    if args.space not in space_names():
+        raise StudyError(f"unknown space {args.space!r}; known spaces: {', '.join(space_names())}")
+    space = load_space(args.space)
+    _check_numbers(args)
+    name = args.name or f"{args.space}-{args.dataset}-{secrets.token_hex(3)}"
+    if not NAME_PATTERN.fullmatch(name):
+        raise StudyError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
+    study_dir = Path(args.study_dir).resolve() if args.study_dir else default_study_dir(name)
+    if args.resume and not (study_dir / "study.json").is_file():
+        raise StudyError(f"--resume: no study at {study_dir} (study.json missing); "
+                         "give the --name (and --study-dir) of the study to continue")
+    if not args.resume and (study_dir / "study.json").is_file():
+        raise StudyError(f"a study already exists at {study_dir}; pass --resume to continue it "
+                         "or choose another --name")
+    data_dir = _data_dir(args, study_dir=study_dir)
+    storage_path = _storage_path(args.storage_path, study_dir=study_dir)
+    _check_gpus(args)
+    return Plan(
+        name=name,
+        space=args.space,
+        dataset=args.dataset,
+        data_dir=data_dir,
+        study_dir=str(study_dir),
+        storage_path=storage_path,
+        optuna_storage=args.optuna_storage or f"sqlite:///{study_dir / 'optuna.db'}",
+        optuna_study_name=f"{name}-{secrets.token_hex(4)}",
+        metric=space.METRIC,
+        mode=space.MODE,
+        num_samples=args.num_samples,
+        max_epochs=args.max_epochs,
+        grace_period=args.grace_period,
+        reduction_factor=args.reduction_factor,
+        concurrency=args.concurrency,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        fold=args.fold,
+        n_folds=args.folds,
+        seed=args.seed,
+        fs_hz=_fs_hz(args, smoke=space.SMOKE),
+        address=args.address,
+        wandb_mode=wandb_mode,
+        smoke=args.smoke,
+        synthetic_records=args.synthetic_records,
+        cv_top_k=args.cv_top_k,
+        explain_top=args.explain_top,
+        max_failures=args.max_failures,
+        cache_dir=str(Path(args.cache_dir).resolve()) if args.cache_dir else None,
+        resume=args.resume,
+    )
+
+
+def _fs_hz(args: Any, *, smoke: dict[str, Any]) -> float:
+    if args.fs_hz is not None:
+        return float(args.fs_hz)
+    if args.smoke and "fs_hz" in smoke.get("data", {}):
+        return float(smoke["data"]["fs_hz"])
+    return DEFAULT_FS_HZ
+
+
+def _check_numbers(args: Any) -> None:
+    checks = [
+        (args.num_samples >= 1, "--num-samples must be at least 1"),
+        (args.max_epochs >= 1, "--max-epochs must be at least 1"),
+        (1 <= args.grace_period <= args.max_epochs,
+         f"--grace-period must be between 1 and --max-epochs ({args.max_epochs})"),
+        (args.reduction_factor > 1, "--reduction-factor must be greater than 1"),
+        (args.concurrency >= 1, "--concurrency must be at least 1"),
+        (args.cpus_per_trial > 0, "--cpus-per-trial must be positive"),
+        (args.gpus_per_trial >= 0, "--gpus-per-trial must be zero or positive"),
+        (args.folds >= 2, "--folds must be at least 2"),
+        (0 <= args.fold < args.folds, f"--fold must be between 0 and {args.folds - 1}"),
+        (args.cv_top_k >= 0, "--cv-top-k must be zero or positive"),
+        (args.cv_top_k <= args.num_samples, "--cv-top-k cannot exceed --num-samples"),
+        (args.fs_hz is None or args.fs_hz > 0, "--fs-hz must be positive"),
+        (args.synthetic_records >= 4 * args.folds // 2,
+         "--synthetic-records is too small for the folds"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise StudyError(message)
+    if args.dataset == "mitdb":
+        raise StudyError(
+            "--dataset mitdb: MIT-BIH studies (PVC vs APB segments) are not wired into "
+            "study.run yet; the segment data set is available as data_io.mitdb.build_segments"
+        )
+    if args.dataset == "cinc2017" and not args.data_dir:
+        raise StudyError("--dataset cinc2017 needs --data-dir (a folder with A00001.hea, "
+                         "A00001.mat, ... and REFERENCE.csv; see python -m data_io.fetch)")
+
+
+def _data_dir(args: Any, *, study_dir: Path) -> str:
+    if args.dataset == "synthetic" and not args.data_dir:
+        return str(study_dir / "data")
+    path = Path(args.data_dir).expanduser().resolve()
+    if args.dataset == "cinc2017" and not path.is_dir():
+        raise StudyError(f"--data-dir {path} does not exist; download the data with "
+                         f"`python -m data_io.fetch cinc2017 --dest {path}`")
+    return str(path)
+
+
+def _storage_path(value: str | None, *, study_dir: Path) -> str:
+    if value is None:
+        return str(study_dir)
+    if "://" in value:
+        return value  # s3://, gs://, ... checked by Ray when the experiment starts
+    path = Path(value).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    if not os.access(path, os.W_OK):
+        raise StudyError(f"--storage-path {path} is not writable")
+    return str(path)
+
+
+def _check_gpus(args: Any) -> None:
+    if args.gpus_per_trial == 0 or args.address:
+        return  # on a cluster, the resource check happens once Ray is connected
+    available = torch.cuda.device_count()
+    if args.gpus_per_trial > available:
+        raise StudyError(
+            f"--gpus-per-trial {args.gpus_per_trial:g} but this machine has {available} GPU(s); "
+            "use --gpus-per-trial 0 on a CPU machine or --address to join a GPU cluster"
+        )

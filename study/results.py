@@ -1,0 +1,133 @@
+"""The study's own record of every trial: one row per trial and epoch in `trials.parquet`.
+
+Built from Ray Tune's experiment (the source of truth, which survives a killed driver), not
+from the Optuna study: OptunaSearch records an ASHA-stopped trial as COMPLETE with its
+low-budget score, so downstream analyses must know each row's epoch, the ASHA rung it
+reached and why the trial stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from data_io.atomic import atomic_path
+
+STOP_REASONS = ("completed", "early_stopped", "diverged", "error")
+
+
+def asha_milestones(*, grace_period: int, reduction_factor: float, max_epochs: int) -> list[int]:
+    """Epochs at which ASHA compares trials: grace * rf^k below the budget, and the budget."""
+    milestones, k = [], 0
+    while True:
+        epoch = round(grace_period * reduction_factor**k)
+        if epoch >= max_epochs:
+            break
+        milestones.append(epoch)
+        k += 1
+    return [*milestones, max_epochs]
+
+
+def flatten(config: dict[str, Any], prefix: str = "config/") -> dict[str, Any]:
+    """``{"model": {"depth": 7}}`` -> ``{"config/model/depth": 7}``; lists become JSON text."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, prefix=f"{name}/"))
+        elif isinstance(value, list | tuple):
+            flat[name] = json.dumps(list(value))
+        else:
+            flat[name] = value
+    return flat
+
+
+def stop_reason(*, history: list[dict[str, Any]], error: str | None, max_epochs: int) -> str:
+    """Why a trial ended (one of `STOP_REASONS`)."""
+    if error:
+        return "error"
+    if history and history[-1].get("trial_status") == "diverged":
+        return "diverged"
+    if history and int(history[-1].get("epoch", 0)) >= max_epochs:
+        return "completed"
+    return "early_stopped"
+
+
+def trial_rows(
+    *,
+    trial_id: str,
+    config: dict[str, Any],
+    history: list[dict[str, Any]],
+    error: str | None,
+    milestones: list[int],
+) -> list[dict[str, Any]]:
+    """The rows of one trial: its config, and per epoch the metrics and rung bookkeeping."""
+    max_epochs = milestones[-1]
+    reason = stop_reason(history=history, error=error, max_epochs=max_epochs)
+    epochs_done = max((int(r.get("epoch", 0)) for r in history), default=0)
+    max_rung = sum(1 for m in milestones if m <= epochs_done) - 1
+    base = {
+        "trial_id": trial_id,
+        **flatten(config),
+        "stop_reason": reason,
+        "error": error or "",
+        "epochs_completed": epochs_done,
+        "max_rung": max_rung,
+    }
+    if not history:
+        return [{**base, "epoch": 0, "rung": -1, "at_milestone": False}]
+    rows = []
+    for record in history:
+        epoch = int(record.get("epoch", 0))
+        rows.append(
+            {
+                **base,
+                **{k: v for k, v in record.items() if _is_metric(k)},
+                "epoch": epoch,
+                "rung": sum(1 for m in milestones if m <= epoch) - 1,
+                "at_milestone": epoch in milestones,
+            }
+        )
+    return rows
+
+
+def _is_metric(key: str) -> bool:
+    return "/" in key or key in ("fold", "node", "seconds", "lr", "trial_status", "message")
+
+
+def trials_frame(
+    trials: Iterable[dict[str, Any]], *, milestones: list[int]
+) -> pd.DataFrame:
+    """All rows of all trials. Each item: ``trial_id``, ``config``, ``history``, ``error``."""
+    rows = [
+        row
+        for trial in trials
+        for row in trial_rows(
+            trial_id=trial["trial_id"], config=trial["config"], history=trial["history"],
+            error=trial["error"], milestones=milestones,
+        )
+    ]
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame = frame.sort_values(["trial_id", "epoch"], kind="stable").reset_index(drop=True)
+    return frame
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def final_scores(
+    frame: pd.DataFrame, *, metric: str, mode: str, max_epochs: int
+) -> pd.DataFrame:
+    """One row per trial that trained the full budget, best first (the fair comparison)."""
+    if frame.empty or metric not in frame:
+        return frame.iloc[0:0]
+    full = frame[(frame["epoch"] == max_epochs) & (frame["stop_reason"] == "completed")]
+    return full.sort_values(metric, ascending=(mode == "min"), kind="stable")

@@ -1,0 +1,37 @@
+"""What every trial of a study needs besides its sampled configuration.
+
+A `StudySpec` is built once by the driver and shipped to every trial (through
+`tune.with_parameters`), so all trials on all nodes read the same data directory at the same
+rate, use the same fold table and the same budget. It holds plain data only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """Study-wide settings of a trial.
+
+    Attributes:
+        data_dir: CinC-format directory, present at this path on every node.
+        cache_dir: data cache location on each node (None: the user's cache directory).
+        fs_hz: rate the records are resampled to.
+        folds: record id -> fold number, built once by the driver.
+        fold: the validation fold of search trials (a config's ``fold`` key overrides it).
+        max_epochs: the full budget of a trial.
+        seed: training seed of every trial.
+        overrides: training-config sections merged over every sampled config (e.g. a space's
+            smoke settings).
+    """
+
+    data_dir: str
+    cache_dir: str | None
+    fs_hz: float
+    folds: dict[str, int]
+    fold: int
+    max_epochs: int
+    seed: int
+    overrides: dict[str, Any] = field(default_factory=dict)

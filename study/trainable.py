@@ -1,0 +1,112 @@
+"""The Ray Tune trainable: one trial = the single-trial trainer on one fold.
+
+Ray schedules it; the trainer does the work. The sampled configuration arrives unflattened
+(`model`, `loss`, `optim`, ... sections), is merged with the study's overrides and budget,
+and trained on the study's fold (or the fold named in the config, for cross-validation).
+After every epoch the trainer's checkpoint is handed to Ray with the metrics, so ASHA can stop
+the trial and a restarted trial resumes where its last checkpoint left off. This module is
+importable at top level, which Ray needs to restore a study (see STACK-NOTES).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+from ray import tune
+
+from data_io.cache import load_cinc2017_cached
+from search_spaces import training_config
+from study.spec import StudySpec
+from study.trainer import Split, train
+
+CHECKPOINT_FILE = "checkpoint.pt"
+REPORT_EXCLUDES = ("val/confusion",)
+
+
+def trial_config(config: dict[str, Any], *, spec: StudySpec) -> dict[str, Any]:
+    """The partial training config of a trial: sampled values, study overrides, budget.
+
+    A cross-validation trial carries the configuration under ``candidate`` (see
+    `study.tuning.cv_tuner`); a search trial carries it directly.
+    """
+    if "candidate" in config:
+        config = config["candidate"]["config"]
+    merged = training_config({k: v for k, v in config.items() if k != "fold"})
+    for section, values in spec.overrides.items():
+        if isinstance(values, dict):
+            merged[section] = {**merged.get(section, {}), **values}
+        else:
+            merged[section] = values
+    merged["data"] = {**merged.get("data", {}), "fs_hz": spec.fs_hz}
+    merged["epochs"] = spec.max_epochs
+    merged["seed"] = spec.seed
+    return merged
+
+
+def fold_split(spec: StudySpec, *, fold: int):
+    """Training and validation records of ``fold`` (data read through the node's cache)."""
+    arrays = load_cinc2017_cached(
+        spec.data_dir, fs_hz=spec.fs_hz, cache_dir=spec.cache_dir, progress=False
+    )
+    folds = np.array([spec.folds.get(r, -1) for r in arrays.record_ids])
+    if np.any(folds < 0):
+        missing = arrays.record_ids[int(np.flatnonzero(folds < 0)[0])]
+        raise ValueError(f"record {missing} has no fold: the data changed since the study began")
+    return (
+        Split(arrays, np.flatnonzero(folds != fold)),
+        Split(arrays, np.flatnonzero(folds == fold)),
+    )
+
+
+def run_trial(config: dict[str, Any], *, spec: StudySpec) -> None:
+    """Train one sampled configuration, reporting every epoch to Ray Tune."""
+    fold = int(config.get("fold", spec.fold))
+    train_split, val_split = fold_split(spec, fold=fold)
+    workdir = Path(tempfile.mkdtemp(prefix="ecg-trial-"))
+    checkpoint_path = workdir / CHECKPOINT_FILE
+    restored = tune.get_checkpoint()
+    if restored is not None:
+        with restored.as_directory() as directory:
+            shutil.copy(Path(directory) / CHECKPOINT_FILE, checkpoint_path)
+    # Node id, not host name: several Ray nodes can share one host.
+    node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}"
+
+    def report(row: dict[str, Any], path: Path | None) -> None:
+        metrics = _reportable(row, fold=fold, node=node, status="running")
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(path.parent)))
+
+    try:
+        result = train(
+            config=trial_config(config, spec=spec),
+            train_split=train_split,
+            val_split=val_split,
+            checkpoint_path=checkpoint_path,
+            on_epoch=report,
+        )
+        if result.status == "diverged":
+            # The worst score keeps ASHA and the searcher going; the status tells the truth.
+            last = result.history[-1] if result.history else {"epoch": 0}
+            tune.report(
+                {
+                    **_reportable(last, fold=fold, node=node, status="diverged"),
+                    "epoch": last["epoch"] + 1,
+                    "val/f1_cinc": 0.0,
+                    "message": result.message,
+                }
+            )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _reportable(row: dict[str, Any], *, fold: int, node: str, status: str) -> dict[str, Any]:
+    metrics = {k: v for k, v in row.items() if k not in REPORT_EXCLUDES}
+    if "val/confusion" in row:
+        metrics["val/confusion_json"] = json.dumps(row["val/confusion"])
+    return {**metrics, "fold": fold, "node": node, "trial_status": status}

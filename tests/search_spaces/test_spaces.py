@@ -1,0 +1,407 @@
+"""Every search space: its samples build working models and resolve to training configs,
+conditional parameters stay in their branch, and the module keeps to its contract."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+import types
+
+import optuna
+import pytest
+import torch
+
+import search_spaces
+from data_io.synthetic import MIN_FS_HZ
+from models import build_model, load_preset, preset_names
+from models.cnn import cnn_depths
+from search_spaces import (
+    SPACE_SECTION,
+    describe_space,
+    load_space,
+    space_names,
+    training_config,
+    unflatten,
+)
+from search_spaces._common import CNN_DEPTHS, suggest_cnn_trunk
+from study.config import resolve_config
+
+SPACES = space_names()
+
+CONDITIONAL = {
+    "attention_gate": {"space/gate_position_1", "space/gate_position_2"},
+    "cnn": set(),
+    "convlstm": {"model/pooling", "optim/cnn_lr_scale"},
+    "hadln": set(),
+    "segmenter": {
+        "model/window_pooling",
+        "model/pool_kernel",
+        "model/unet_depth",
+        "model/unet_width",
+    },
+}
+
+
+def test_every_space_is_found():
+    assert space_names() == sorted(CONDITIONAL)
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_module_contract(name):
+    space = load_space(name)
+    assert callable(space.define)
+    assert space.METRIC == "val/f1_cinc"
+    assert space.MODE == "max"
+    assert (space.__doc__ or "").strip()
+    assert isinstance(space.SMOKE, dict)
+    resolved = resolve_config(space.SMOKE)  # unknown sections or keys raise
+    assert resolved["data"]["fs_hz"] >= MIN_FS_HZ  # synthetic data can be rendered at it
+    json.dumps(space.SMOKE)
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_samples_build_models_that_run(name, sampled):
+    x = torch.randn(2, 1, 1500)
+    lengths = torch.tensor([1500, 1100])
+    for _, config in sampled(name):
+        cfg = training_config(config)
+        resolve_config(cfg)  # every sampled section and key exists in the trainer's config
+        assert cfg["model"]["name"] == name
+        model = build_model({"n_classes": 4, **cfg["model"]}).eval()
+        with torch.no_grad():
+            logits = model(x, lengths)
+        assert logits.shape == (2, 4), cfg["model"]
+        assert torch.isfinite(logits).all(), cfg["model"]
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_samples_are_json(name, sampled):
+    for params, config in sampled(name):
+        assert json.loads(json.dumps(config)) == config
+        assert json.loads(json.dumps(params)) == params
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_only_listed_parameters_are_conditional(name, sampled):
+    samples = [params for params, _ in sampled(name)]
+    names = set().union(*samples)
+    sometimes_absent = {param for param in names if any(param not in p for p in samples)}
+    assert sometimes_absent == CONDITIONAL[name]
+
+
+def test_convlstm_branches(sampled):
+    samples = [params for params, _ in sampled("convlstm")]
+    for params in samples:
+        assert ("model/pooling" in params) == (params["model/readout"] == "last_plus_pool")
+        assert ("optim/cnn_lr_scale" in params) == (params["pretrain_epochs"] > 0)
+    assert {p["model/readout"] for p in samples} == {"last", "centre", "last_plus_pool"}
+    assert {p["pretrain_epochs"] for p in samples} == {0, 2}
+
+
+def test_segmenter_parameters_only_with_a_segmenter(sampled):
+    samples = sampled("segmenter")
+    for params, config in samples:
+        model = build_model(config["model"])
+        has_unet = model.unet is not None
+        for param in CONDITIONAL["segmenter"]:
+            assert (param in params) == has_unet, params
+    assert {params["model/variant"] for params, _ in samples} == {
+        "joint",
+        "classifier_only",
+        "cascaded",
+    }
+
+
+def test_attention_gates_are_distinct_layers_below_the_depth(sampled):
+    samples = sampled("attention_gate")
+    for params, config in samples:
+        depth = config["model"]["depth"]
+        layers = config["model"]["gate_layers"]
+        n_gates = params["space/n_gates"]
+        assert len(layers) == len(set(layers)) == n_gates
+        assert all(0 <= layer < depth for layer in layers)
+        assert sum(p.startswith("space/gate_position_") for p in params) == n_gates
+    assert {params["space/n_gates"] for params, _ in samples} == {1, 2, 3}
+    assert {config["model"]["depth"] for _, config in samples} == set(CNN_DEPTHS)
+
+
+EXPECTED = {
+    "cnn": (
+        {
+            "model/depth": 15,
+            "model/pooling": "lse",
+            "model/residual": True,
+            "loss/focal_gamma": 0.0,
+            "optim/lr": 1e-3,
+            "optim/batch_size": 32,
+        },
+        {
+            "model": {
+                "name": "cnn",
+                "depth": 15,
+                "pool_every": 2,
+                "pooling": "lse",
+                "residual": True,
+            },
+            "loss": {"focal_gamma": 0.0},
+            "optim": {"lr": 1e-3, "batch_size": 32},
+        },
+    ),
+    "convlstm": (
+        {
+            "model/depth": 7,
+            "model/cell": "gru",
+            "model/n_rnn_layers": 2,
+            "model/hidden_units": 32,
+            "model/bidirectional": True,
+            "model/readout": "centre",
+            "model/pooling": "gmp",  # not used: only last_plus_pool samples a pooling
+            "pretrain_epochs": 2,
+            "optim/cnn_lr_scale": 0.1,
+            "loss/focal_gamma": 2.0,
+            "optim/lr": 3e-4,
+        },
+        {
+            "model": {
+                "name": "convlstm",
+                "depth": 7,
+                "pool_every": 1,
+                "cell": "gru",
+                "n_rnn_layers": 2,
+                "hidden_units": 32,
+                "bidirectional": True,
+                "readout": "centre",
+            },
+            "pretrain_epochs": 2,
+            "optim": {"cnn_lr_scale": 0.1, "lr": 3e-4},
+            "loss": {"focal_gamma": 2.0},
+        },
+    ),
+    "attention_gate": (
+        {
+            "model/depth": 7,
+            "space/n_gates": 2,
+            "space/gate_position_0": 1.0,
+            "space/gate_position_1": 0.0,
+            "space/gate_position_2": 0.5,  # not used: two gates
+            "model/aggregation": "mean_vote",
+            "loss/focal_gamma": 1.5,
+            "optim/lr": 1e-3,
+        },
+        {
+            "model": {
+                "name": "attention_gate",
+                "depth": 7,
+                "pool_every": 1,
+                "gate_layers": [0, 6],
+                "aggregation": "mean_vote",
+            },
+            SPACE_SECTION: {"n_gates": 2, "gate_position_0": 1.0, "gate_position_1": 0.0},
+            "loss": {"focal_gamma": 1.5},
+            "optim": {"lr": 1e-3},
+        },
+    ),
+    "segmenter": (
+        {
+            "model/variant": "classifier_only",
+            "model/window_pooling": "l2",  # not used: no segmenter
+            "model/pool_kernel": 50,  # not used: no segmenter
+            "loss/focal_gamma": 1.0,
+            "optim/lr": 1e-3,
+        },
+        {
+            "model": {"name": "segmenter", "variant": "classifier_only"},
+            "loss": {"focal_gamma": 1.0},
+            "optim": {"lr": 1e-3},
+        },
+    ),
+    "hadln": (
+        {
+            "model/residual_depth": 4,
+            "model/lstm_units": 32,
+            "model/attention_size": 64,
+            "loss/focal_gamma": 0.5,
+            "optim/lr": 2e-3,
+        },
+        {
+            "model": {
+                "name": "hadln",
+                "residual_depth": 4,
+                "lstm_units": 32,
+                "attention_size": 64,
+            },
+            "loss": {"focal_gamma": 0.5},
+            "optim": {"lr": 2e-3},
+        },
+    ),
+}
+
+
+def test_every_space_has_a_fixed_trial_case():
+    assert sorted(EXPECTED) == SPACES
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_fixed_trial_gives_the_expected_config(name):
+    params, expected = EXPECTED[name]
+    trial = optuna.trial.FixedTrial(params)
+    fixed = load_space(name).define(trial)
+    assert unflatten({**trial.params, **fixed}) == expected
+
+
+def test_segmenter_fixed_trial_with_a_segmenter():
+    params = {
+        "model/variant": "cascaded",
+        "model/window_pooling": "relu_max",
+        "model/pool_kernel": 50,
+        "model/unet_depth": 3,
+        "model/unet_width": 8,
+        "loss/focal_gamma": 0.0,
+        "optim/lr": 1e-3,
+    }
+    trial = optuna.trial.FixedTrial(params)
+    fixed = load_space("segmenter").define(trial)
+    config = unflatten({**trial.params, **fixed})
+    assert config["model"] == {
+        "name": "segmenter",
+        "variant": "cascaded",
+        "window_pooling": "relu_max",
+        "pool_kernel": 50,
+        "unet_depth": 3,
+        "unet_width": 8,
+    }
+
+
+def test_trunk_constants_match_the_models():
+    assert list(CNN_DEPTHS) == cnn_depths()
+    presets = [load_preset(n) for n in preset_names()]
+    with_depth = [p for p in presets if "depth" in p]
+    assert {p["depth"] for p in with_depth} == set(CNN_DEPTHS)
+    for preset in with_depth:
+        _, trunk = suggest_cnn_trunk(optuna.trial.FixedTrial({"model/depth": preset["depth"]}))
+        assert trunk == {"model/pool_every": preset["pool_every"]}, preset
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.parametrize("name", SPACES)
+def test_tpe_samples_every_space_without_failures(name):
+    space = load_space(name)
+
+    def objective(trial: optuna.Trial) -> float:
+        fixed = space.define(trial)
+        config = training_config(unflatten({**trial.params, **fixed}))
+        resolve_config(config)
+        # A score with an optimum inside the space, so TPE has something to model.
+        return -abs(math.log10(config["optim"]["lr"]) + 3.0) - config["loss"]["focal_gamma"]
+
+    sampler = optuna.samplers.TPESampler(seed=0, n_startup_trials=5, multivariate=True, group=True)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(objective, n_trials=20)
+    states = {trial.state for trial in study.trials}
+    assert states == {optuna.trial.TrialState.COMPLETE}
+
+
+def test_unknown_space_lists_the_known_ones():
+    with pytest.raises(ValueError, match="nope") as error:
+        load_space("nope")
+    for name in SPACES:
+        assert name in str(error.value)
+    with pytest.raises(ValueError, match="unknown search space"):
+        load_space("_common")
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_describe_space_lists_every_parameter(name, sampled):
+    space = load_space(name)
+    description = describe_space(name)
+    assert json.loads(json.dumps(description)) == description
+    sampled_names = set().union(*(params for params, _ in sampled(name)))
+    parameters = description["parameters"]
+    assert set(parameters) == sampled_names
+    assert {p for p, d in parameters.items() if d["conditional"]} == CONDITIONAL[name]
+    assert all(0.0 < d["active_fraction"] <= 1.0 for d in parameters.values())
+    assert description["fixed"]["model/name"] == name
+    assert description["metric"] == space.METRIC
+    assert description["mode"] == space.MODE
+    assert description["smoke"] == space.SMOKE
+    assert description["description"].split()[0] in space.__doc__
+
+
+def test_describe_space_gives_distributions():
+    parameters = describe_space("convlstm")["parameters"]
+    assert parameters["model/hidden_units"] == {
+        "distribution": "IntDistribution",
+        "low": 2,
+        "high": 256,
+        "step": 1,
+        "log": True,
+        "conditional": False,
+        "active_fraction": 1.0,
+    }
+    assert parameters["model/pooling"]["choices"] == ["gap", "gmp", "lse"]
+    assert parameters["model/pooling"]["conditional"]
+    assert 0.2 < parameters["model/pooling"]["active_fraction"] < 0.5  # one readout in three
+    gamma = describe_space("cnn")["parameters"]["loss/focal_gamma"]
+    assert (gamma["low"], gamma["high"], gamma["step"]) == (0.0, 3.0, 0.5)  # 0 is on the grid
+
+
+_NO_IO_PROBE = textwrap.dedent(
+    """
+    import sys
+
+    class Refuse:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in {"torch", "ray", "data_io", "models", "study", "reports"}:
+                raise ImportError(f"search spaces must not import {name}")
+
+    sys.meta_path.insert(0, Refuse())
+
+    import optuna
+    from search_spaces import load_space, space_names
+
+    spaces = {name: load_space(name) for name in space_names()}
+    armed = False
+
+    def refuse_io(event, args):
+        if armed and event.split(".")[0] in {"open", "os", "shutil", "socket", "subprocess",
+                                             "urllib", "sqlite3", "import"}:
+            raise RuntimeError(f"define did I/O: {event} {args!r:.200}")
+
+    sys.addaudithook(refuse_io)
+    for name, space in spaces.items():
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+        for _ in range(30):
+            trial = study.ask()
+            armed = True
+            try:
+                space.define(trial)
+            finally:
+                armed = False
+            study.tell(trial, 0.0)
+    print("ok", sorted(spaces))
+    """
+)
+
+
+def test_define_does_no_io_and_imports_no_torch():
+    result = subprocess.run(
+        [sys.executable, "-c", _NO_IO_PROBE], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("ok"), result.stdout
+    assert all(name in result.stdout for name in SPACES)
+
+
+def test_describe_space_rejects_a_parameter_with_two_distributions(monkeypatch):
+    def define(trial):
+        depth = trial.suggest_categorical("model/depth", (4, 7))
+        trial.suggest_int("model/hidden_units", 1, depth)  # the range moves with the depth
+        return {}
+
+    fake = types.SimpleNamespace(define=define, METRIC="m", MODE="max", SMOKE={}, __doc__="x")
+    monkeypatch.setattr(search_spaces, "load_space", lambda name: fake)
+    with pytest.raises(ValueError, match="model/hidden_units"):
+        describe_space("fake")

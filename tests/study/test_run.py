@@ -1,0 +1,137 @@
+"""`python -m study.run` end to end: a real local Ray Tune + Optuna + ASHA study on synthetic
+data, resume after the driver is SIGKILLed, dry runs and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from search_spaces import space_names
+from study.run import main
+
+SMALL = ["--dataset", "synthetic", "--synthetic-records", "48", "--smoke", "--max-epochs", "3",
+         "--grace-period", "1", "--reduction-factor", "3", "--wandb-mode", "offline"]
+
+
+def _run_cli(args: list[str], cwd: Path, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "study.run", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("study")
+    proc = _run_cli(["--space", "cnn", "--num-samples", "6", "--concurrency", "1",
+                     "--name", "small", *SMALL], cwd)
+    out, _ = proc.communicate(timeout=540)
+    assert proc.returncode == 0, out[-4000:]
+    return cwd / "runs" / "small", out
+
+
+def test_study_writes_every_artefact(finished_study):
+    study_dir, out = finished_study
+    for name in ("study.json", "folds.csv", "optuna.db", "trials.parquet", "best_config.json"):
+        assert (study_dir / name).is_file(), name
+    record = json.loads((study_dir / "study.json").read_text())
+    assert record["plan"]["space"] == "cnn" and record["folds"]["n_folds"] == 8
+    assert record["data"]["fingerprint"] and record["versions"]["ray"]
+    assert "best:" in out and "trials.parquet" in out
+
+
+def test_asha_stops_trials_early_and_rows_record_why(finished_study):
+    study_dir, _ = finished_study
+    frame = pd.read_parquet(study_dir / "trials.parquet")
+    per_trial = frame.drop_duplicates("trial_id").set_index("trial_id")
+    assert len(per_trial) == 6
+    assert (per_trial["stop_reason"] == "early_stopped").sum() >= 1
+    assert (per_trial["stop_reason"] == "completed").sum() >= 1
+    completed = per_trial.index[per_trial["stop_reason"] == "completed"]
+    for trial in completed:
+        assert frame.loc[frame.trial_id == trial, "epoch"].tolist() == [1, 2, 3]
+    assert set(frame["rung"]) <= {0, 1} and frame["at_milestone"].any()
+    assert {"config/model/depth", "config/loss/focal_gamma", "val/f1_cinc", "node", "seconds"} \
+        <= set(frame.columns)
+
+
+def test_optuna_storage_holds_the_trials(finished_study):
+    study_dir, _ = finished_study
+    storage = f"sqlite:///{study_dir / 'optuna.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    assert len(study.trials) == 6
+    assert all("model/depth" in t.params for t in study.trials)
+
+
+def test_wandb_offline_runs_and_best_trial_artifacts(finished_study):
+    study_dir, _ = finished_study
+    assert len(list(study_dir.glob("small-tune/*/wandb/offline-run-*"))) == 6
+    best = json.loads((study_dir / "best_config.json").read_text())
+    trial_dir = study_dir / "trials" / best["trial_id"]
+    predictions = pd.read_parquet(trial_dir / "predictions.parquet")
+    assert {"record", "fold", "y_true", "y_pred", "p_N", "p_A", "p_O", "p_~"} <= set(predictions)
+    import numpy as np
+
+    with np.load(trial_dir / "explanations.npz") as arrays:
+        assert arrays["signal"].shape[-1] == arrays["map/cam"].shape[-1]
+        assert "map/occlusion" in arrays and "map/mask" in arrays
+
+
+def test_resume_after_the_driver_is_killed(tmp_path):
+    args = ["--space", "cnn", "--num-samples", "4", "--concurrency", "1", "--name", "killed",
+            *SMALL]
+    proc = _run_cli(args, tmp_path)
+    state_dir = tmp_path / "runs" / "killed" / "killed-tune"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(state_dir.glob("*/checkpoint_000001")):
+        time.sleep(1)
+    assert list(state_dir.glob("*/checkpoint_000001")), "no trial reached a checkpoint"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    resumed = _run_cli(["--resume", "--name", "killed"], tmp_path)
+    out, _ = resumed.communicate(timeout=540)
+    assert resumed.returncode == 0, out[-4000:]
+    frame = pd.read_parquet(tmp_path / "runs" / "killed" / "trials.parquet")
+    assert frame["trial_id"].nunique() == 4
+    assert not frame.duplicated(["trial_id", "epoch"]).any()
+
+
+@pytest.mark.parametrize("space", space_names())
+def test_dry_run_checks_and_runs_nothing(space, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--space", space, "--dataset", "synthetic", "--dry-run", "--name", "d"]) == 0
+    out = capsys.readouterr().out
+    assert f"space {space}" in out and "nothing run" in out
+    assert not (tmp_path / "runs" / "d" / "study.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--space", "nope"], "unknown space 'nope'"),
+        (["--space", "cnn", "--data-dir", "/nowhere"], "/nowhere does not exist"),
+        (["--space", "cnn"], "needs --data-dir"),
+        (["--space", "cnn", "--dataset", "synthetic", "--gpus-per-trial", "99"], "GPU"),
+        (["--space", "cnn", "--dataset", "synthetic", "--grace-period", "5",
+          "--max-epochs", "3"], "--grace-period"),
+        (["--resume", "--name", "never-ran"], "no study at"),
+    ],
+)
+def test_bad_input_is_one_clear_error_before_any_trial(args, message, tmp_path, capsys,
+                                                       monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
