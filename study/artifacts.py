@@ -27,6 +27,7 @@ from study.trainer import Split, evaluate
 NORMAL_CLASS = 0
 PER_CLASS = 2  # correct and misclassified examples kept per class
 MOST_UNCERTAIN = 2
+SHIFT_STEPS = 60  # optimiser steps of the shift perturbation (cost: one backward per step)
 
 
 def load_trained(checkpoint_file: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -82,11 +83,8 @@ def explanation_arrays(
         "occlusion", model, x, lengths=lengths,
         window_samples=max(int(fs_hz), 1), stride_samples=max(int(fs_hz // 2), 1),
     ))
-    maps.update(explain_by_perturbation(
-        "shift_perturbation", model, x, lengths=lengths, target_class=NORMAL_CLASS,
-        l1_weight=0.1, tv_weight=0.1, steps=100,
-    ))
     arrays = {f"map/{k}": v.detach().float().numpy() for k, v in maps.items()}
+    arrays.update(_shift_towards_normal(model, x=x, lengths=lengths))
     return {
         "record_ids": np.array([split.arrays.record_ids[i] for i in batch["index"].tolist()]),
         "y_true": batch["y"].numpy(),
@@ -96,6 +94,34 @@ def explanation_arrays(
         "classes": np.array(split.arrays.classes),
         **arrays,
     }
+
+
+def _shift_towards_normal(
+    model: torch.nn.Module, *, x: torch.Tensor, lengths: torch.Tensor
+) -> dict[str, np.ndarray]:
+    """The thesis' shift-perturbation masks, for the records predicted AF or Other only
+    (the question it answers: what must move for the record to look Normal); other rows
+    are zero with probability NaN."""
+    with torch.no_grad():
+        predicted = model(x, lengths=lengths).argmax(dim=1)
+    rows = torch.nonzero(predicted != NORMAL_CLASS).flatten()
+    shape = tuple(x.shape)
+    out = {
+        "shift/mask": np.zeros((shape[0], 1, shape[2]), np.float32),
+        "shift/deformation": np.zeros((shape[0], 1, shape[2]), np.float32),
+        "shift/shifted_signal": x.numpy().copy(),
+        "shift/target_probability_before": np.full(shape[0], np.nan, np.float32),
+        "shift/target_probability_after": np.full(shape[0], np.nan, np.float32),
+    }
+    if len(rows) == 0:
+        return out
+    shift = explain_by_perturbation(
+        "shift_perturbation", model, x[rows], lengths=lengths[rows], target_class=NORMAL_CLASS,
+        l1_weight=0.1, tv_weight=0.1, steps=SHIFT_STEPS,
+    )
+    for key, value in shift.items():
+        out[f"shift/{key}"][rows.numpy()] = value.detach().float().numpy()
+    return out
 
 
 def write_trial_artifacts(

@@ -22,6 +22,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import optuna
+
 from data_io.atomic import write_text_atomic
 from data_io.cache import load_cinc2017_cached, source_fingerprint
 from data_io.errors import DatasetError
@@ -103,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list_spaces:
@@ -255,7 +258,11 @@ def _check_resources(plan: Plan, *, connect: bool) -> None:
     try:
         ray.init(address=plan.address, log_to_driver=False, runtime_env=_runtime_env(plan))
     except Exception as exc:  # ConnectionError, auth errors, timeouts
-        raise StudyError(f"cannot join the Ray cluster at {plan.address}: {exc}") from exc
+        raise StudyError(
+            f"cannot join the Ray cluster at {plan.address}: {exc}. If the cluster uses token "
+            "authentication (Ray's default), set RAY_AUTH_MODE=token and make the cluster's "
+            "token available (RAY_AUTH_TOKEN or ~/.ray/auth_token)"
+        ) from exc
     total = ray.cluster_resources()
     for key, wanted in (("CPU", plan.cpus_per_trial), ("GPU", plan.gpus_per_trial)):
         if wanted > total.get(key, 0):
@@ -285,8 +292,13 @@ def run_study(plan: Plan, spec: StudySpec) -> int:
         _check_resources(plan, connect=False)
         # Worker output stays in Ray's logs: ASHA stopping a trial kills its process, which
         # prints a native stack dump that is noise; trial errors are collected from Tune.
-        ray.init(include_dashboard=False, log_to_driver=False, runtime_env=_runtime_env(plan))
+        # address="local": always a new Ray of our own, never a cluster left running here.
+        ray.init(address="local", include_dashboard=False, log_to_driver=False,
+                 runtime_env=_runtime_env(plan))
     grid = tuning.search_tuner(plan, spec).fit()
+    stale = tuning.close_stale_optuna_trials(plan)
+    if stale:
+        print(f"marked {stale} Optuna trial(s) left RUNNING by a killed driver as FAIL")
     frame = collect(grid, plan=plan)
     write_parquet(frame, Path(plan.study_dir) / "trials.parquet")
     ranked = final_scores(frame, metric=plan.metric, mode=plan.mode, max_epochs=plan.max_epochs)
@@ -371,6 +383,7 @@ def _write_artifacts(plan: Plan, spec: StudySpec, ranked, grid) -> None:
         checkpoint = results[trial_id].checkpoint
         if checkpoint is None:
             continue
+        print(f"writing predictions and explanation arrays of trial {trial_id} ...", flush=True)
         with checkpoint.as_directory() as directory:
             write_trial_artifacts(
                 checkpoint_file=Path(directory) / CHECKPOINT_FILE, split=val_split,

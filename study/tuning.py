@@ -118,3 +118,20 @@ def cv_tuner(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]) -> t
         tune_config=tune.TuneConfig(max_concurrent_trials=plan.concurrency),
         run_config=run_config(plan, name=experiment),
     )
+
+
+def close_stale_optuna_trials(plan: Plan) -> int:
+    """Mark Optuna trials still RUNNING after the search as FAIL; returns how many.
+
+    A trial asked just before a driver was killed stays RUNNING in the Optuna storage forever
+    after a restore (STACK-NOTES); once `fit` returns nothing runs, so any such trial is stale.
+    """
+    storage = optuna.storages.RDBStorage(plan.optuna_storage)
+    try:
+        study_id = storage.get_study_id_from_name(plan.optuna_study_name)
+    except KeyError:
+        return 0
+    stale = storage.get_all_trials(study_id, states=(optuna.trial.TrialState.RUNNING,))
+    for trial in stale:
+        storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+    return len(stale)

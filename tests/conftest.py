@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,3 +34,58 @@ def shared_mitdb_dir() -> Path:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own data cache, never the user's."""
     monkeypatch.setenv("ECG_STUDY_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+SMALL_STUDY = ["--dataset", "synthetic", "--synthetic-records", "48", "--smoke", "--max-epochs",
+               "3", "--grace-period", "1", "--reduction-factor", "3", "--wandb-mode", "offline"]
+
+
+def run_study_cli(args: list[str], cwd: Path) -> subprocess.Popen:
+    """`python -m study.run ARGS` in its own process group (so a test can SIGKILL it).
+
+    Output goes to `cwd/driver-<pid>.log` (read it with `driver_output`): a pipe nobody reads
+    while a test polls would fill up and block the driver.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    log = open(cwd / f"driver-{len(list(cwd.glob('driver-*.log')))}.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "study.run", *args], cwd=cwd, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    proc.log_path = Path(log.name)
+    log.close()
+    return proc
+
+
+def driver_output(proc: subprocess.Popen, *, timeout: float) -> str:
+    """Wait for a driver started by `run_study_cli`; return everything it printed."""
+    proc.wait(timeout=timeout)
+    return proc.log_path.read_text()
+
+
+@pytest.fixture(name="run_study_cli")
+def run_study_cli_fixture():
+    """`run_study_cli` itself, for tests that start and kill studies."""
+    return run_study_cli
+
+
+@pytest.fixture(name="driver_output")
+def driver_output_fixture():
+    return driver_output
+
+
+@pytest.fixture(name="small_study_args")
+def small_study_args_fixture() -> list[str]:
+    return list(SMALL_STUDY)
+
+
+@pytest.fixture(scope="session")
+def finished_study(tmp_path_factory) -> tuple[Path, str]:
+    """A real small study (local Ray, Optuna TPE, ASHA, W&B offline, CV of the best config)
+    on synthetic data, run once per test session: (study directory, its console output)."""
+    cwd = tmp_path_factory.mktemp("study")
+    proc = run_study_cli(["--space", "cnn", "--num-samples", "6", "--concurrency", "1",
+                          "--folds", "3", "--cv-top-k", "1", "--name", "small", *SMALL_STUDY],
+                         cwd)
+    out = driver_output(proc, timeout=540)
+    assert proc.returncode == 0, out[-4000:]
+    return cwd / "runs" / "small", out

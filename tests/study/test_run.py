@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -18,33 +16,13 @@ import pytest
 from search_spaces import space_names
 from study.run import main
 
-SMALL = ["--dataset", "synthetic", "--synthetic-records", "48", "--smoke", "--max-epochs", "3",
-         "--grace-period", "1", "--reduction-factor", "3", "--wandb-mode", "offline"]
-
-
-def _run_cli(args: list[str], cwd: Path, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "study.run", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def finished_study(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("study")
-    proc = _run_cli(["--space", "cnn", "--num-samples", "6", "--concurrency", "1",
-                     "--name", "small", *SMALL], cwd)
-    out, _ = proc.communicate(timeout=540)
-    assert proc.returncode == 0, out[-4000:]
-    return cwd / "runs" / "small", out
-
 
 def test_study_writes_every_artefact(finished_study):
     study_dir, out = finished_study
     for name in ("study.json", "folds.csv", "optuna.db", "trials.parquet", "best_config.json"):
         assert (study_dir / name).is_file(), name
     record = json.loads((study_dir / "study.json").read_text())
-    assert record["plan"]["space"] == "cnn" and record["folds"]["n_folds"] == 8
+    assert record["plan"]["space"] == "cnn" and record["folds"]["n_folds"] == 3
     assert record["data"]["fingerprint"] and record["versions"]["ray"]
     assert "best:" in out and "trials.parquet" in out
 
@@ -64,6 +42,16 @@ def test_asha_stops_trials_early_and_rows_record_why(finished_study):
         <= set(frame.columns)
 
 
+def test_cross_validation_retrains_the_best_configuration_on_every_fold(finished_study):
+    study_dir, _ = finished_study
+    cv = pd.read_parquet(study_dir / "cv.parquet")
+    best = json.loads((study_dir / "best_config.json").read_text())
+    assert set(cv["config/candidate"]) == {best["trial_id"]}
+    assert sorted(cv["fold"].unique().tolist()) == [0, 1, 2]
+    assert (cv.groupby("trial_id")["epoch"].max() == 3).all()
+    assert set(cv["stop_reason"]) == {"completed"}
+
+
 def test_optuna_storage_holds_the_trials(finished_study):
     study_dir, _ = finished_study
     storage = f"sqlite:///{study_dir / 'optuna.db'}"
@@ -72,6 +60,7 @@ def test_optuna_storage_holds_the_trials(finished_study):
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
     assert len(study.trials) == 6
     assert all("model/depth" in t.params for t in study.trials)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
 
 
 def test_wandb_offline_runs_and_best_trial_artifacts(finished_study):
@@ -81,17 +70,16 @@ def test_wandb_offline_runs_and_best_trial_artifacts(finished_study):
     trial_dir = study_dir / "trials" / best["trial_id"]
     predictions = pd.read_parquet(trial_dir / "predictions.parquet")
     assert {"record", "fold", "y_true", "y_pred", "p_N", "p_A", "p_O", "p_~"} <= set(predictions)
-    import numpy as np
-
     with np.load(trial_dir / "explanations.npz") as arrays:
         assert arrays["signal"].shape[-1] == arrays["map/cam"].shape[-1]
-        assert "map/occlusion" in arrays and "map/mask" in arrays
+        assert "map/occlusion" in arrays and "shift/mask" in arrays
 
 
-def test_resume_after_the_driver_is_killed(tmp_path):
+def test_resume_after_the_driver_is_killed(tmp_path, run_study_cli, driver_output,
+                                          small_study_args):
     args = ["--space", "cnn", "--num-samples", "4", "--concurrency", "1", "--name", "killed",
-            *SMALL]
-    proc = _run_cli(args, tmp_path)
+            *small_study_args]
+    proc = run_study_cli(args, tmp_path)
     state_dir = tmp_path / "runs" / "killed" / "killed-tune"
     deadline = time.time() + 300
     while time.time() < deadline and not list(state_dir.glob("*/checkpoint_000001")):
@@ -99,12 +87,19 @@ def test_resume_after_the_driver_is_killed(tmp_path):
     assert list(state_dir.glob("*/checkpoint_000001")), "no trial reached a checkpoint"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    resumed = _run_cli(["--resume", "--name", "killed"], tmp_path)
-    out, _ = resumed.communicate(timeout=540)
+    resumed = run_study_cli(["--resume", "--name", "killed"], tmp_path)
+    out = driver_output(resumed, timeout=540)
     assert resumed.returncode == 0, out[-4000:]
     frame = pd.read_parquet(tmp_path / "runs" / "killed" / "trials.parquet")
     assert frame["trial_id"].nunique() == 4
     assert not frame.duplicated(["trial_id", "epoch"]).any()
+    per_trial = frame.drop_duplicates("trial_id")
+    assert set(per_trial["stop_reason"]) <= {"completed", "early_stopped"}
+    storage = f"sqlite:///{tmp_path / 'runs' / 'killed' / 'optuna.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    states = [t.state for t in optuna.load_study(study_name=summary.study_name,
+                                                 storage=storage).trials]
+    assert optuna.trial.TrialState.RUNNING not in states
 
 
 @pytest.mark.parametrize("space", space_names())

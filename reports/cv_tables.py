@@ -1,0 +1,349 @@
+"""Cross-validation of the best configurations (`cv.parquet`): the thesis-style tables of
+per-class F1 over folds, confusion matrices summed over folds, and corrected resampled t-tests
+of every candidate against the best.
+
+`cv.parquet` holds one row per (candidate, fold) trial and epoch; the candidate's trial id is
+in ``config/candidate`` and the fold in ``fold``. Each fold counts with its last epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from scipy import stats
+
+from reports.artifact import Figure, Section, Sources, Table
+from reports.naming import slug
+from reports.study_data import CONFIG_PREFIX, ReportError, StudyData
+
+CANDIDATE = CONFIG_PREFIX + "candidate"
+CLASS_LABELS = ("N", "A", "O", "~")  # the confusion matrices' order (rows true, cols predicted)
+# Summary columns in the thesis' order: the metric and its header in the presentation table.
+SCORE_COLUMNS = (
+    ("val/f1_af", "F1 A"),
+    ("val/f1_normal", "F1 N"),
+    ("val/f1_other", "F1 O"),
+    ("val/f1_noisy", "F1 ~"),
+    ("val/f1_cinc", "CinC F1"),
+)
+CV_HINT = ("This study has no cv.parquet, so there are no cross-validation tables. Studies "
+           "run with `--cv-top-k K` (e.g. `python -m study.run --space convlstm --data-dir DIR "
+           "--num-samples 40 --cv-top-k 3`) retrain their K best configurations on every fold "
+           "at the full budget and write cv.parquet; `--resume` keeps the original setting, so "
+           "a study run without it needs a new run.")
+
+
+# -- data ----------------------------------------------------------------------------------
+
+def fold_scores(study: StudyData) -> pd.DataFrame:
+    """One row per (candidate, fold): the fold's last epoch.
+
+    Folds whose last row has no score (an errored trial) are left out.
+
+    Returns:
+        Columns ``candidate``, ``fold``, ``trial_id``, ``epoch``, ``stop_reason``, the score
+        columns present in `cv.parquet` and ``val/confusion_json``.
+
+    Raises:
+        ReportError: the study has no `cv.parquet`.
+    """
+    if study.cv is None:
+        raise ReportError(f"{study.directory} has no cv.parquet. {CV_HINT}")
+    cv = study.cv
+    metrics = [m for m in _score_metrics(study) if m in cv]
+    last = (cv.sort_values("epoch", kind="stable")
+            .groupby([CANDIDATE, "fold"], sort=False, dropna=True).tail(1))
+    last = last.dropna(subset=[study.metric])
+    columns = ["trial_id", "epoch", "stop_reason", *metrics,
+               *(["val/confusion_json"] if "val/confusion_json" in cv else [])]
+    frame = last[[CANDIDATE, "fold", *columns]].rename(columns={CANDIDATE: "candidate"})
+    frame["candidate"] = frame["candidate"].astype(str)
+    frame["fold"] = frame["fold"].astype(int)
+    return frame.sort_values(["candidate", "fold"], kind="stable").reset_index(drop=True)
+
+
+def cv_summary(study: StudyData) -> pd.DataFrame:
+    """Per candidate, mean and standard deviation over folds of each class's F1 and the score.
+
+    Standard deviations are sample ones (ddof = 1; NaN with a single fold). Candidates are
+    ordered by the mean of the study's metric (best first, following its mode).
+
+    Returns:
+        The data table: ``rank``, ``candidate``, ``n_folds``, the candidate's ``config/``
+        values that differ between candidates, and ``<name>_mean``/``<name>_std`` for each
+        score (``f1_af``, ``f1_normal``, ``f1_other``, ``f1_noisy``, ``f1_cinc``, and the
+        study's metric if it is another one).
+    """
+    folds = fold_scores(study)
+    metrics = [m for m in _score_metrics(study) if m in folds]
+    grouped = folds.groupby("candidate", sort=True)
+    summary = pd.DataFrame({"n_folds": grouped.size()})
+    for metric in metrics:
+        name = _short(metric)
+        summary[f"{name}_mean"] = grouped[metric].mean()
+        summary[f"{name}_std"] = grouped[metric].std(ddof=1)
+    summary = summary.reset_index()
+    summary = summary.join(_varying_config(study, summary["candidate"]), on="candidate")
+    key = f"{_short(study.metric)}_mean"
+    summary = summary.sort_values([key, "candidate"], ascending=[study.mode == "min", True],
+                                  kind="stable").reset_index(drop=True)
+    summary.insert(0, "rank", np.arange(1, len(summary) + 1))
+    config = [c for c in summary if c.startswith(CONFIG_PREFIX)]
+    scores = [c for c in summary if c.endswith(("_mean", "_std"))]
+    return summary[["rank", "candidate", "n_folds", *config, *scores]]
+
+
+def presentation_table(summary: pd.DataFrame, *, digits: int = 3) -> pd.DataFrame:
+    """The thesis-style table of `cv_summary`: ``"0.812 ± 0.021"`` cells, config columns
+    without the ``config/`` prefix."""
+    table = pd.DataFrame({"Rank": summary["rank"], "Candidate": summary["candidate"]})
+    for column in (c for c in summary if c.startswith(CONFIG_PREFIX)):
+        table[column.removeprefix(CONFIG_PREFIX)] = [_format_value(v) for v in summary[column]]
+    headers = dict(SCORE_COLUMNS)
+    for column in (c for c in summary if c.endswith("_mean")):
+        name = column.removesuffix("_mean")
+        header = headers.get(f"val/{name}", name)
+        table[header] = [_mean_std(m, s, digits=digits)
+                         for m, s in zip(summary[column], summary[f"{name}_std"],
+                                             strict=True)]
+    table["Folds"] = summary["n_folds"]
+    return table
+
+
+def summed_confusion(study: StudyData) -> dict[str, pd.DataFrame]:
+    """Per candidate (best first), the confusion matrix summed over its folds' last epochs.
+
+    Returns:
+        Candidate id -> integer DataFrame, index ``true`` and columns ``predicted`` labelled
+        N, A, O, ~.
+    """
+    folds = fold_scores(study)
+    if "val/confusion_json" not in folds:
+        raise ReportError(f"{study.directory}/cv.parquet has no val/confusion_json column")
+    order = cv_summary(study)["candidate"]
+    matrices = {}
+    for candidate in order:
+        rows = folds.loc[folds["candidate"] == candidate, "val/confusion_json"]
+        total = sum((np.asarray(json.loads(text), dtype=int) for text in rows),
+                    start=np.zeros((len(CLASS_LABELS),) * 2, dtype=int))
+        matrices[candidate] = pd.DataFrame(
+            total, index=pd.Index(CLASS_LABELS, name="true"),
+            columns=pd.Index(CLASS_LABELS, name="predicted"),
+        )
+    return matrices
+
+
+def row_normalised(matrix: pd.DataFrame) -> pd.DataFrame:
+    """Each row divided by its sum (recall on the diagonal); rows without samples are 0."""
+    sums = matrix.sum(axis=1).replace(0, np.nan)
+    return matrix.div(sums, axis=0).fillna(0.0)
+
+
+def paired_tests(
+    study: StudyData, *, alpha: float = 0.05, test_train_ratio: float | None = None
+) -> pd.DataFrame:
+    """Every candidate against the best by the corrected resampled t-test.
+
+    Differences d_j = score(candidate, fold j) - score(best, fold j) over the folds both
+    trained; the test is Nadeau & Bengio's (2003), see `corrected_resampled_t`, with
+    ``n_test / n_train`` = 1 / (K - 1) for K-fold CV (K from the study's plan, else the folds
+    seen) unless ``test_train_ratio`` is given. The naive paired t-test is reported beside it
+    to show how much the correction matters (fold training sets overlap, so the naive test is
+    anti-conservative).
+
+    Returns:
+        One row per candidate except the best, in rank order: ``candidate``, ``best``,
+        ``n_folds`` (paired), ``mean_difference``, ``std_difference``, ``t``, ``df``,
+        ``p_value``, ``p_holm`` (Holm across candidates), ``significant`` (p_value < alpha),
+        ``significant_holm``, ``t_naive``, ``p_naive``.
+    """
+    folds = fold_scores(study)
+    order = list(cv_summary(study)["candidate"])
+    columns = ["candidate", "best", "n_folds", "mean_difference", "std_difference", "t", "df",
+               "p_value", "p_holm", "significant", "significant_holm", "t_naive", "p_naive"]
+    if len(order) < 2:
+        return pd.DataFrame(columns=columns)
+    if test_train_ratio is None:
+        k = int(study.record.get("plan", {}).get("n_folds") or folds["fold"].nunique())
+        test_train_ratio = 1.0 / (k - 1) if k > 1 else math.nan
+    scores = folds.pivot(index="fold", columns="candidate", values=study.metric)
+    best = order[0]
+    rows = []
+    for candidate in order[1:]:
+        d = (scores[candidate] - scores[best]).dropna().to_numpy()
+        corrected = corrected_resampled_t(d, test_train_ratio=test_train_ratio)
+        naive = corrected_resampled_t(d, test_train_ratio=0.0)
+        rows.append({
+            "candidate": candidate, "best": best, "n_folds": len(d),
+            "mean_difference": float(d.mean()) if len(d) else math.nan,
+            "std_difference": float(d.std(ddof=1)) if len(d) > 1 else math.nan,
+            "t": corrected["t"], "df": corrected["df"], "p_value": corrected["p_value"],
+            "t_naive": naive["t"], "p_naive": naive["p_value"],
+        })
+    frame = pd.DataFrame(rows)
+    frame["p_holm"] = holm_adjust(frame["p_value"])
+    frame["significant"] = frame["p_value"] < alpha
+    frame["significant_holm"] = frame["p_holm"] < alpha
+    return frame[columns]
+
+
+def corrected_resampled_t(d: np.ndarray, *, test_train_ratio: float) -> dict[str, float]:
+    """Nadeau & Bengio's (2003) corrected resampled t-test of paired differences.
+
+    t = mean(d) / sqrt((1/k + n_test/n_train) * var(d)) with var the sample variance
+    (ddof = 1), k = len(d), df = k - 1, two-sided p. ``test_train_ratio = 0`` gives the naive
+    paired t-test. Zero variance gives t = 0 (p = 1) for a zero mean, else t = ±inf (p = 0).
+
+    Returns:
+        ``t``, ``df`` and ``p_value`` (NaN with fewer than two differences).
+    """
+    d = np.asarray(d, dtype=float)
+    k = len(d)
+    if k < 2 or not np.isfinite(test_train_ratio):
+        return {"t": math.nan, "df": math.nan, "p_value": math.nan}
+    mean, variance = float(d.mean()), float(d.var(ddof=1))
+    if variance == 0:
+        t = 0.0 if mean == 0 else math.copysign(math.inf, mean)
+    else:
+        t = mean / math.sqrt((1 / k + test_train_ratio) * variance)
+    df = k - 1
+    return {"t": t, "df": float(df), "p_value": float(2 * stats.t.sf(abs(t), df))}
+
+
+def holm_adjust(p_values: pd.Series | np.ndarray | list[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (same order as given; NaN stays NaN and is not
+    counted among the tests)."""
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    m = len(finite)
+    if m == 0:
+        return adjusted
+    order = finite[np.argsort(p[finite], kind="stable")]
+    steps = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    adjusted[order] = np.maximum.accumulate(steps)
+    return adjusted
+
+
+def _score_metrics(study: StudyData) -> list[str]:
+    metrics = [m for m, _ in SCORE_COLUMNS]
+    return metrics if study.metric in metrics else [*metrics, study.metric]
+
+
+def _varying_config(study: StudyData, candidates: pd.Series) -> pd.DataFrame:
+    """The candidates' ``config/`` values that are not the same for all (one row each).
+
+    Columns of the CV bookkeeping are left out: ``config/candidate`` and Ray's flattened copy
+    of it (``config/candidate/...``), and any column that varies within a candidate
+    (``config/fold``).
+    """
+    cv = study.cv.assign(**{CANDIDATE: study.cv[CANDIDATE].astype(str)})
+    config = [c for c in cv if c.startswith(CONFIG_PREFIX) and not c.startswith(CANDIDATE)]
+    as_text = cv[config].astype(str).assign(**{CANDIDATE: cv[CANDIDATE]})
+    within = as_text.groupby(CANDIDATE)[config].nunique(dropna=False).max()
+    values = cv.drop_duplicates(CANDIDATE).set_index(CANDIDATE)[config].reindex(candidates)
+    varying = [c for c in config if within[c] <= 1
+               and values[c].astype(str).nunique(dropna=False) > 1]
+    return values[varying]
+
+
+def _short(metric: str) -> str:
+    return metric.rsplit("/", 1)[-1]
+
+
+def _mean_std(mean: float, std: float, *, digits: int) -> str:
+    if not np.isfinite(mean):
+        return "–"
+    if not np.isfinite(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _format_value(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+# -- figures -------------------------------------------------------------------------------
+
+def confusion_figure(matrix: pd.DataFrame, *, title: str) -> go.Figure:
+    """Heatmap of a confusion matrix: colour = row-normalised share, text = count and share."""
+    shares = row_normalised(matrix)
+    text = [[f"{int(c)}<br>({s:.0%})" for c, s in zip(counts, row, strict=True)]
+            for counts, row in zip(matrix.to_numpy(), shares.to_numpy(), strict=True)]
+    figure = go.Figure(go.Heatmap(
+        z=shares.to_numpy(), x=list(matrix.columns), y=list(matrix.index), text=text,
+        texttemplate="%{text}", colorscale="Blues", zmin=0, zmax=1,
+        colorbar={"title": {"text": "row share"}},
+        hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
+    ))
+    figure.update_xaxes(title_text="predicted", type="category", side="bottom")
+    figure.update_yaxes(title_text="true", type="category", autorange="reversed")
+    figure.update_layout(title={"text": title, "font": {"size": 13}}, width=460, height=420,
+                         template="simple_white")
+    return figure
+
+
+# -- section -------------------------------------------------------------------------------
+
+def cv_section(study: StudyData, *, alpha: float = 0.05) -> Section:
+    """The cross-validation tables and confusion matrices of one study (or how to get them)."""
+    title = "Cross-validation of the best configurations"
+    if study.cv is None:
+        return Section(title=title, notes=[CV_HINT])
+    folds = fold_scores(study)
+    summary = cv_summary(study)
+    tests = paired_tests(study, alpha=alpha)
+    all_sources = Sources(study=study.name, trials=tuple(folds["trial_id"].astype(str)))
+    tables = [
+        Table(name="cv_summary",
+              title=f"Cross-validation of the {len(summary)} best configurations: F1 per class "
+                    "and CinC score, mean ± standard deviation over folds",
+              frame=presentation_table(summary), sources=all_sources),
+        Table(name="cv_summary_data",
+              title="Cross-validation scores per candidate (mean and sample standard "
+                    "deviation over folds)", frame=summary, sources=all_sources,
+              float_format="{:.4f}"),
+        Table(name="cv_paired_tests",
+              title="Each candidate against the best: corrected resampled t-test (Nadeau and "
+                    f"Bengio 2003), Holm-adjusted across candidates, alpha = {alpha}",
+              frame=tests, sources=all_sources, float_format="{:.3g}"),
+    ]
+    figures = []
+    confusion = summed_confusion(study) if "val/confusion_json" in folds else {}
+    for rank, (candidate, matrix) in enumerate(confusion.items(), start=1):
+        trials = folds.loc[folds["candidate"] == candidate, "trial_id"].astype(str)
+        sources = Sources(study=study.name, trials=tuple(trials))
+        name = f"cv_confusion_{rank}_{slug(candidate)}"
+        caption = (f"Candidate {candidate} (rank {rank}): confusion matrix summed over "
+                   f"{len(trials)} folds")
+        figures.append(Figure(name=name, title=caption + " (colour: share of the true class)",
+                              figure=confusion_figure(matrix, title=caption), sources=sources))
+        tables.append(Table(name=f"{name}_counts", title=caption,
+                            frame=matrix.reset_index(), sources=sources))
+    notes = [
+        "Each fold counts with its last epoch; ± is the sample standard deviation over folds.",
+        "Paired tests: t = mean(d) / sqrt((1/k + n_test/n_train) var(d)) over the k folds both "
+        "candidates trained, n_test/n_train = 1/(K-1) for K-fold CV, df = k - 1; t_naive and "
+        "p_naive are the uncorrected paired t-test, shown for comparison.",
+    ]
+    n_folds = study.record.get("plan", {}).get("n_folds")
+    short = summary[summary["n_folds"] < (n_folds or summary["n_folds"].max())]
+    if len(short):
+        notes.append("Fewer folds than planned for: " + ", ".join(
+            f"{c} ({n})" for c, n in zip(short["candidate"], short["n_folds"], strict=True)) + ".")
+    partial = folds[folds["stop_reason"] != "completed"]
+    if len(partial):
+        notes.append(f"{len(partial)} fold trial(s) did not complete the full budget "
+                     f"({', '.join(sorted(set(partial['stop_reason'])))}); their last epoch "
+                     "is used.")
+    return Section(title=title, figures=figures, tables=tables, notes=notes)
+
+

@@ -1,0 +1,486 @@
+"""An audit of ASHA's early stopping: do low-budget scores rank trials as the full budget does,
+and which parameter values does ASHA stop?
+
+ASHA keeps a trial at milestone e_k only if its score there ranks in the top 1/rf. That is a
+good rule only when the ranking at e_k predicts the ranking at e_{k+1} and at the full budget,
+so `rung_correlations` measures exactly that (Spearman rank correlation). And ASHA favours
+configurations that learn fast, so `stopped_early_by_value` shows, per sampled parameter,
+whether some values (deep, bidirectional, small learning rate...) are stopped systematically;
+their full-budget quality is then never observed, which biases every later analysis.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from scipy import stats
+
+from reports.artifact import Figure, Section, Sources, Table
+from reports.cv_tables import holm_adjust
+from reports.study_data import StudyData
+
+CONSECUTIVE = "consecutive"
+TO_FINAL = "to_final"
+INACTIVE = "(inactive)"
+STOPPED = "early_stopped"
+AUDITED = ("completed", "early_stopped")  # diverged and errored trials were not stopped by ASHA
+MIN_EXPECTED_FOR_CHI2 = 5.0
+
+
+# -- rung correlations ---------------------------------------------------------------------
+
+def milestone_scores(study: StudyData) -> pd.DataFrame:
+    """Score of every trial at every ASHA milestone it reached.
+
+    Returns:
+        One row per trial (index ``trial_id``), one column per milestone epoch; NaN where the
+        trial did not reach the milestone (or reported no score there).
+    """
+    trials = study.trials
+    rows = trials[trials["epoch"].isin(study.milestones)].dropna(subset=[study.metric])
+    rows = rows.drop_duplicates(["trial_id", "epoch"], keep="last")
+    wide = rows.pivot(index="trial_id", columns="epoch", values=study.metric)
+    return wide.reindex(columns=study.milestones).astype(float)
+
+
+def rung_pairs(study: StudyData) -> pd.DataFrame:
+    """The paired scores behind `rung_correlations`, one row per (comparison, trial).
+
+    ``comparison`` is ``"consecutive"`` for milestones (e_k, e_{k+1}), using every trial with a
+    score at both, and ``"to_final"`` for (e_k, full budget), using only trials that completed
+    the full budget.
+
+    Returns:
+        Columns ``comparison``, ``rung_from``, ``epoch_from``, ``epoch_to``, ``trial_id``,
+        ``score_from``, ``score_to``.
+    """
+    wide = milestone_scores(study)
+    completed = set(study.final()["trial_id"])
+    frames = []
+    for comparison, rung_from, epoch_from, epoch_to in _pair_specs(study.milestones):
+        both = wide[[epoch_from, epoch_to]].dropna()
+        if comparison == TO_FINAL:
+            both = both[both.index.isin(completed)]
+        frames.append(pd.DataFrame({
+            "comparison": comparison,
+            "rung_from": rung_from,
+            "epoch_from": epoch_from,
+            "epoch_to": epoch_to,
+            "trial_id": both.index.astype(str),
+            "score_from": both[epoch_from].to_numpy(),
+            "score_to": both[epoch_to].to_numpy(),
+        }))
+    columns = ["comparison", "rung_from", "epoch_from", "epoch_to", "trial_id", "score_from",
+               "score_to"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+def rung_correlations(
+    study: StudyData, *, n_bootstrap: int = 1000, seed: int = 0, confidence: float = 0.95
+) -> pd.DataFrame:
+    """Spearman rank correlation of trial scores between ASHA milestones.
+
+    One row per consecutive pair of milestones (trials with a score at both) and per milestone
+    against the full budget (trials that completed it); see `rung_pairs`.
+
+    Args:
+        study: the study.
+        n_bootstrap: bootstrap resamples of trials for the percentile interval (0: none).
+        seed: seed of the bootstrap.
+        confidence: level of both intervals.
+
+    Returns:
+        Columns ``comparison``, ``rung_from``, ``epoch_from``, ``epoch_to``, ``n_trials``,
+        ``rho``, ``p_value`` (H0: rho = 0), ``ci_low``/``ci_high`` (Fisher z interval with the
+        Bonett-Wright standard error, the headline interval), ``boot_low``/``boot_high``
+        (bootstrap percentile interval over trials). NaN where fewer than 3 trials (4 for the
+        Fisher interval) or constant scores leave the correlation undefined.
+    """
+    pairs = rung_pairs(study)
+    rows = []
+    for comparison, rung_from, epoch_from, epoch_to in _pair_specs(study.milestones):
+        sel = pairs[(pairs["comparison"] == comparison) & (pairs["epoch_from"] == epoch_from)]
+        rows.append({
+            "comparison": comparison,
+            "rung_from": rung_from,
+            "epoch_from": epoch_from,
+            "epoch_to": epoch_to,
+            "n_trials": len(sel),
+            **spearman_with_ci(sel["score_from"].to_numpy(), sel["score_to"].to_numpy(),
+                               n_bootstrap=n_bootstrap, seed=seed, confidence=confidence),
+        })
+    columns = ["comparison", "rung_from", "epoch_from", "epoch_to", "n_trials", "rho", "p_value",
+               "ci_low", "ci_high", "boot_low", "boot_high"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def spearman_with_ci(
+    x: np.ndarray, y: np.ndarray, *, n_bootstrap: int = 1000, seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, float]:
+    """Spearman's rho of paired samples with two confidence intervals.
+
+    ``ci_low``/``ci_high``: Fisher z transform with the Bonett & Wright (2000) standard error
+    for Spearman's rho, sqrt((1 + rho^2 / 2) / (n - 3)); deterministic, always contains rho, and
+    better calibrated than the bootstrap for the few trials of the higher rungs.
+    ``boot_low``/``boot_high``: percentile interval of rho over ``n_bootstrap`` resamples of the
+    pairs (resamples with constant scores are skipped).
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    out = dict.fromkeys(("rho", "p_value", "ci_low", "ci_high", "boot_low", "boot_high"),
+                        math.nan)
+    n = len(x)
+    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return out
+    result = stats.spearmanr(x, y)
+    rho = float(np.clip(result.statistic, -1.0, 1.0))
+    out["rho"], out["p_value"] = rho, float(result.pvalue)
+    quantile = stats.norm.ppf(0.5 + confidence / 2)
+    if n > 3:
+        with np.errstate(divide="ignore"):
+            z = np.arctanh(rho)
+        se = math.sqrt((1 + rho**2 / 2) / (n - 3))
+        out["ci_low"], out["ci_high"] = float(np.tanh(z - quantile * se)), float(
+            np.tanh(z + quantile * se))
+    if n_bootstrap > 0:
+        rhos = _bootstrap_spearman(x, y, n_bootstrap=n_bootstrap, seed=seed)
+        if np.isfinite(rhos).any():
+            tail = 100 * (1 - confidence) / 2
+            out["boot_low"], out["boot_high"] = (float(v) for v in
+                                                 np.nanpercentile(rhos, [tail, 100 - tail]))
+    return out
+
+
+def _bootstrap_spearman(x: np.ndarray, y: np.ndarray, *, n_bootstrap: int, seed: int) -> np.ndarray:
+    """Spearman's rho of ``n_bootstrap`` resamples of the pairs (NaN for constant resamples)."""
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(x), size=(n_bootstrap, len(x)))  # (B, n)
+    rx = stats.rankdata(x[index], axis=1)
+    ry = stats.rankdata(y[index], axis=1)
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    denominator = np.sqrt((rx**2).sum(axis=1) * (ry**2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, (rx * ry).sum(axis=1) / denominator, np.nan)
+
+
+def _pair_specs(milestones: list[int]) -> list[tuple[str, int, int, int]]:
+    """(comparison, rung_from, epoch_from, epoch_to) of every pair the audit compares."""
+    consecutive = [(CONSECUTIVE, k, a, b) for k, (a, b) in enumerate(pairwise(milestones))]
+    to_final = [(TO_FINAL, k, a, milestones[-1]) for k, a in enumerate(milestones[:-1])]
+    return consecutive + to_final
+
+
+# -- who gets stopped ------------------------------------------------------------------------
+
+def stopped_early_by_value(
+    study: StudyData, *, n_bins: int = 4, n_permutations: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    """Share of trials ASHA stopped early, per value of every sampled parameter.
+
+    The trials audited are those that completed or were stopped early (diverged and errored
+    trials were not ASHA's decision). Numeric parameters with more than ``n_bins`` possible
+    values are binned (geometric bins for log-scale parameters, over the space's range);
+    conditional parameters get an ``"(inactive)"`` level. Whether stopping depends on the
+    parameter is tested on the levels x {stopped, not} table: Fisher's exact test for 2 x 2
+    tables; Pearson's chi-square when every expected count is at least 5; otherwise a Monte
+    Carlo permutation test of the chi-square statistic (``n_permutations`` label shuffles).
+
+    Returns:
+        One row per (parameter, value), values in the space's order: ``parameter``, ``value``
+        (label), ``n_trials``, ``n_stopped``, ``n_stopped_first_rung`` (stopped at the first
+        milestone), ``share_stopped``, ``overall_share`` (all audited trials), and per
+        parameter ``n_audited``, ``test``, ``statistic`` (Pearson chi-square), ``cramers_v``,
+        ``p_value`` and ``p_holm`` (Holm-adjusted across parameters).
+    """
+    per_trial = study.trials.drop_duplicates("trial_id", keep="last")
+    per_trial = per_trial[per_trial["stop_reason"].isin(AUDITED)].reset_index(drop=True)
+    stopped = (per_trial["stop_reason"] == STOPPED).to_numpy()
+    first_rung = stopped & (per_trial["max_rung"].to_numpy() <= 0)
+    overall = float(stopped.mean()) if len(stopped) else math.nan
+    frames = []
+    for name, spec in study.parameters.items():
+        column = study.parameter_column(name)
+        if column not in per_trial:
+            continue
+        levels = parameter_levels(per_trial[column], spec, n_bins=n_bins)
+        table = pd.DataFrame({"value": levels, "stopped": stopped, "first": first_rung})
+        counts = table.groupby("value", observed=True).agg(
+            n_trials=("stopped", "size"), n_stopped=("stopped", "sum"),
+            n_stopped_first_rung=("first", "sum"),
+        ).reset_index()
+        test = stopping_test(counts["n_stopped"].to_numpy(), counts["n_trials"].to_numpy(),
+                             n_permutations=n_permutations, seed=seed)
+        counts.insert(0, "parameter", name)
+        counts["value"] = counts["value"].astype(str)
+        counts["share_stopped"] = counts["n_stopped"] / counts["n_trials"]
+        counts["overall_share"] = overall
+        counts["n_audited"] = len(per_trial)
+        frames.append(counts.assign(**test))
+    columns = ["parameter", "value", "n_trials", "n_stopped", "n_stopped_first_rung",
+               "share_stopped", "overall_share", "n_audited", "test", "statistic", "cramers_v",
+               "p_value", "p_holm"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    result = pd.concat(frames, ignore_index=True)
+    per_parameter = result.drop_duplicates("parameter")
+    adjusted = dict(zip(per_parameter["parameter"], holm_adjust(per_parameter["p_value"]),
+                        strict=True))
+    result["p_holm"] = result["parameter"].map(adjusted)
+    return result[columns]
+
+
+def stopping_tests(shares: pd.DataFrame) -> pd.DataFrame:
+    """One row per parameter of `stopped_early_by_value`, most significant first, with the
+    value stopped most often."""
+    most = shares.sort_values("share_stopped", ascending=False, kind="stable").drop_duplicates(
+        "parameter")[["parameter", "value", "share_stopped"]].rename(
+        columns={"value": "most_stopped_value", "share_stopped": "its_share_stopped"})
+    tests = shares.drop_duplicates("parameter")[
+        ["parameter", "n_audited", "overall_share", "test", "statistic", "cramers_v", "p_value",
+         "p_holm"]]
+    merged = tests.merge(most, on="parameter")
+    return merged.sort_values("p_value", kind="stable", na_position="last").reset_index(drop=True)
+
+
+def parameter_levels(values: pd.Series, spec: dict[str, Any], *, n_bins: int = 4) -> pd.Categorical:
+    """The audit's level of every value of one parameter, as an ordered categorical.
+
+    Categorical parameters keep their choices; numeric ones with at most ``n_bins`` possible
+    values keep their values; other numeric ones are cut into ``n_bins`` bins over the space's
+    range (geometric for log-scale parameters), labelled ``[low, high)``. Missing values
+    (inactive conditional parameters) become ``"(inactive)"``.
+    """
+    active = values.notna().to_numpy()
+    if "choices" in spec:
+        # Equal numbers hash equally, so 4.0 (an int column holding NaN) finds choice 4.
+        names = {choice: str(choice) for choice in spec["choices"]}
+        order = list(names.values())
+        labels = np.array([names.get(v, str(v)) for v in values], dtype=object)
+        extra = sorted(set(labels[active]) - set(order))  # values outside the recorded space
+        order += extra
+    else:
+        labels, order = _numeric_levels(values, spec, n_bins=n_bins)
+    labels = np.where(active, labels, INACTIVE)
+    if not active.all():
+        order = [*order, INACTIVE]
+    return pd.Categorical(labels, categories=order, ordered=True)
+
+
+def _numeric_levels(values: pd.Series, spec: dict[str, Any], *, n_bins: int
+                    ) -> tuple[np.ndarray, list[str]]:
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    observed = numbers[np.isfinite(numbers)]
+    low = float(spec.get("low", observed.min() if observed.size else 0.0))
+    high = float(spec.get("high", observed.max() if observed.size else 1.0))
+    step = spec.get("step")  # 1 for integer parameters, None for continuous ones
+    if step and not spec.get("log") and round((high - low) / step) + 1 <= n_bins:
+        grid = low + step * np.arange(round((high - low) / step) + 1)
+        labels = np.array([_format_number(v) for v in numbers], dtype=object)
+        return labels, [_format_number(v) for v in grid]
+    edges = np.geomspace(low, high, n_bins + 1) if spec.get("log") else np.linspace(
+        low, high, n_bins + 1)
+    names = [f"[{_format_number(a)}, {_format_number(b)}{']' if i == n_bins - 1 else ')'}"
+             for i, (a, b) in enumerate(pairwise(edges))]
+    with np.errstate(invalid="ignore"):
+        index = np.clip(np.searchsorted(edges, numbers, side="right") - 1, 0, n_bins - 1)
+    labels = np.array([names[i] for i in index], dtype=object)
+    return labels, names
+
+
+def _format_number(value: float) -> str:
+    return "nan" if not np.isfinite(value) else f"{value:.3g}"
+
+
+def stopping_test(
+    n_stopped: np.ndarray, n_trials: np.ndarray, *, n_permutations: int = 2000, seed: int = 0
+) -> dict[str, Any]:
+    """Test of independence of stopping and level, from per-level counts.
+
+    Returns:
+        ``test`` (``"fisher_exact"``, ``"chi2"``, ``"chi2_permutation"`` or ``"not_testable"``
+        when there is a single level or nobody/everybody was stopped), ``statistic`` (Pearson
+        chi-square, no continuity correction), ``cramers_v`` and ``p_value``.
+    """
+    n_stopped = np.asarray(n_stopped, dtype=int)
+    n_trials = np.asarray(n_trials, dtype=int)
+    table = np.column_stack([n_stopped, n_trials - n_stopped])  # (levels, 2)
+    table = table[table.sum(axis=1) > 0]
+    untestable = {"test": "not_testable", "statistic": math.nan, "cramers_v": math.nan,
+                  "p_value": math.nan}
+    if table.shape[0] < 2 or (table.sum(axis=0) == 0).any():
+        return untestable
+    chi2, expected = _chi2(table)
+    n = table.sum()
+    result = {"statistic": chi2, "cramers_v": math.sqrt(chi2 / n)}
+    if table.shape[0] == 2:
+        return {**result, "test": "fisher_exact",
+                "p_value": float(stats.fisher_exact(table).pvalue)}
+    if expected.min() >= MIN_EXPECTED_FOR_CHI2:
+        dof = table.shape[0] - 1
+        return {**result, "test": "chi2", "p_value": float(stats.chi2.sf(chi2, dof))}
+    return {**result, "test": "chi2_permutation",
+            "p_value": _permutation_p(table, chi2, n_permutations=n_permutations, seed=seed)}
+
+
+def _chi2(table: np.ndarray) -> tuple[float, np.ndarray]:
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    return float(((table - expected) ** 2 / expected).sum()), expected
+
+
+def _permutation_p(table: np.ndarray, observed: float, *, n_permutations: int, seed: int) -> float:
+    """Monte Carlo p-value of the chi-square statistic under shuffled stop labels (margins kept)."""
+    rng = np.random.default_rng(seed)
+    level = np.repeat(np.arange(table.shape[0]), table.sum(axis=1))  # (n,)
+    labels = np.zeros(level.size, dtype=bool)
+    labels[: table[:, 0].sum()] = True
+    shuffled = rng.permuted(np.tile(labels, (n_permutations, 1)), axis=1)  # (P, n)
+    one_hot = np.eye(table.shape[0])[level]  # (n, levels)
+    stopped = shuffled @ one_hot  # (P, levels)
+    rows = table.sum(axis=1)
+    expected_stopped = rows * table[:, 0].sum() / table.sum()
+    expected_kept = rows - expected_stopped
+    chi2 = ((stopped - expected_stopped) ** 2 / expected_stopped
+            + ((rows - stopped) - expected_kept) ** 2 / expected_kept).sum(axis=1)
+    return float((1 + np.sum(chi2 >= observed - 1e-9)) / (n_permutations + 1))
+
+
+# -- figures -------------------------------------------------------------------------------
+
+def rung_scatter_figure(pairs: pd.DataFrame, correlations: pd.DataFrame, *, metric: str
+                        ) -> go.Figure:
+    """Scores at consecutive milestones, one panel per pair, rho and its interval in titles."""
+    specs = correlations[correlations["comparison"] == CONSECUTIVE].reset_index(drop=True)
+    titles = [
+        f"epoch {r.epoch_from} → {r.epoch_to}: ρ = {_fmt(r.rho)} [{_fmt(r.ci_low)}, "
+        f"{_fmt(r.ci_high)}], n = {r.n_trials}" for r in specs.itertuples()
+    ]
+    figure = make_subplots(rows=1, cols=max(len(specs), 1), subplot_titles=titles or None)
+    for col, spec in enumerate(specs.itertuples(), start=1):
+        sel = pairs[(pairs["comparison"] == CONSECUTIVE) & (pairs["epoch_from"] == spec.epoch_from)]
+        figure.add_trace(go.Scatter(
+            x=sel["score_from"], y=sel["score_to"], mode="markers", text=sel["trial_id"],
+            marker={"size": 7, "opacity": 0.75, "color": "#1f77b4"}, showlegend=False,
+            hovertemplate="%{text}<br>%{x:.3f} → %{y:.3f}<extra></extra>",
+        ), row=1, col=col)
+        values = pd.concat([sel["score_from"], sel["score_to"]])
+        if len(values):
+            low, high = float(values.min()), float(values.max())
+            figure.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines",
+                                        line={"dash": "dot", "color": "grey"}, showlegend=False,
+                                        hoverinfo="skip"), row=1, col=col)
+        figure.update_xaxes(title_text=f"{metric} at epoch {spec.epoch_from}", row=1, col=col)
+        figure.update_yaxes(title_text=f"{metric} at epoch {spec.epoch_to}", row=1, col=col)
+    figure.update_annotations(font_size=12)
+    figure.update_layout(width=max(420 * len(specs), 460), height=420, template="simple_white",
+                         margin={"t": 60})
+    return figure
+
+
+def early_stop_share_figure(shares: pd.DataFrame, *, n_cols: int = 3) -> go.Figure:
+    """Share of trials stopped early per parameter value; dashed line: share over all trials."""
+    parameters = list(dict.fromkeys(shares["parameter"]))
+    n_cols = max(1, min(n_cols, len(parameters)))
+    n_rows = max(1, math.ceil(len(parameters) / n_cols))
+    tests = shares.drop_duplicates("parameter").set_index("parameter")
+    titles = [f"{p} (p = {_fmt(tests.at[p, 'p_value'], digits=2, general=True)})"
+              for p in parameters]
+    figure = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=titles or None,
+                           vertical_spacing=0.5 / n_rows if n_rows > 1 else 0.1)
+    for i, parameter in enumerate(parameters):
+        row, col = divmod(i, n_cols)
+        sel = shares[shares["parameter"] == parameter]
+        figure.add_trace(go.Bar(
+            x=sel["value"], y=sel["share_stopped"], marker_color="#d62728", showlegend=False,
+            text=[f"{s}/{n}" for s, n in zip(sel["n_stopped"], sel["n_trials"], strict=True)],
+            textposition="outside",
+            hovertemplate="%{x}: %{y:.0%} stopped (%{text})<extra></extra>",
+        ), row=row + 1, col=col + 1)
+        # Explicit width and opacity: the simple_white template draws shapes at 0.3 opacity.
+        figure.add_hline(y=float(sel["overall_share"].iloc[0]), line_dash="dash",
+                         line_color="black", line_width=1.5, opacity=1, layer="above",
+                         row=row + 1, col=col + 1)
+    figure.update_xaxes(type="category")
+    figure.update_yaxes(range=[0, 1.15], tickformat=".0%", title_text="stopped early")
+    figure.update_annotations(font_size=12)
+    figure.update_layout(width=380 * n_cols, height=320 * n_rows, template="simple_white",
+                         margin={"t": 60})
+    return figure
+
+
+def _fmt(value: float, *, digits: int = 2, general: bool = False) -> str:
+    if value is None or not np.isfinite(value):
+        return "–"
+    return f"{value:.{digits}g}" if general else f"{value:.{digits}f}"
+
+
+# -- section -------------------------------------------------------------------------------
+
+def early_stopping_section(study: StudyData, *, n_bootstrap: int = 1000, seed: int = 0) -> Section:
+    """The early-stopping audit of one study: rung correlations and who gets stopped."""
+    title = "Early-stopping audit (ASHA)"
+    notes = []
+    figures: list[Figure] = []
+    tables: list[Table] = []
+    per_trial = study.trials.drop_duplicates("trial_id", keep="last")
+    excluded = per_trial["stop_reason"].value_counts().drop(list(AUDITED), errors="ignore")
+    if len(study.milestones) < 2:
+        notes.append(f"ASHA had a single milestone (epoch {study.milestones[-1]}): no trial could "
+                     "be stopped early, so there is nothing to audit.")
+        return Section(title=title, notes=notes)
+    pairs = rung_pairs(study)
+    correlations = rung_correlations(study, n_bootstrap=n_bootstrap, seed=seed)
+    pair_sources = Sources(study=study.name, trials=tuple(sorted(set(pairs["trial_id"]))))
+    figures.append(Figure(
+        name="early_stop_rung_scatter",
+        title=f"{study.metric} of the same trials at consecutive ASHA milestones; ρ: Spearman, "
+              "interval: 95% Fisher z with the Bonett-Wright standard error",
+        figure=rung_scatter_figure(pairs, correlations, metric=study.metric),
+        sources=pair_sources,
+    ))
+    tables.append(Table(
+        name="early_stop_rung_correlations",
+        title="Spearman correlation of scores between ASHA milestones (consecutive pairs, and "
+              "each milestone against the full budget for trials that completed it)",
+        frame=correlations, sources=pair_sources,
+    ))
+    shares = stopped_early_by_value(study, seed=seed)
+    if not shares.empty:
+        audited = per_trial[per_trial["stop_reason"].isin(AUDITED)]
+        share_sources = Sources(study=study.name, trials=tuple(sorted(audited["trial_id"])))
+        figures.append(Figure(
+            name="early_stop_share",
+            title="Share of trials ASHA stopped early per parameter value (dashed: all trials; "
+                  "labels: stopped/trials; p: test of independence)",
+            figure=early_stop_share_figure(shares), sources=share_sources,
+        ))
+        tables.append(Table(name="early_stop_tests",
+                            title="Does early stopping depend on the parameter?",
+                            frame=stopping_tests(shares), sources=share_sources,
+                            float_format="{:.3g}"))
+        tables.append(Table(name="early_stop_by_value",
+                            title="Trials stopped early per parameter value",
+                            frame=shares, sources=share_sources, float_format="{:.3g}"))
+    notes.append("Rank correlations are Spearman's rho over the trials scored at both epochs; "
+                 "ci_low/ci_high is a 95% Fisher z interval with the Bonett-Wright (2000) "
+                 "standard error, boot_low/boot_high a bootstrap percentile interval over "
+                 f"trials ({n_bootstrap} resamples). A low rho between early milestones means "
+                 "ASHA's early decisions are close to random with respect to the final ranking.")
+    notes.append("Stopping tests: Fisher's exact test on 2 x 2 tables, Pearson's chi-square when "
+                 "all expected counts are at least 5, otherwise a permutation test of the "
+                 "chi-square statistic; p_holm adjusts across parameters.")
+    if len(excluded):
+        notes.append("Not audited (not stopped by ASHA): " + ", ".join(
+            f"{count} {reason}" for reason, count in excluded.items()) + " trial(s).")
+    return Section(title=title, figures=figures, tables=tables, notes=notes)
+
+

@@ -1,0 +1,470 @@
+"""Explanations scored against known abnormal beats: pointing game, mass ratio and grade.
+
+Ground truth is a per-sample mask (1 over every abnormal beat) per record id, at the rate of
+the source records. `GROUND_TRUTH_READERS` lists where such masks come from; today only the
+synthetic data sets (`MASKS.npz` beside the records: 1 over each ectopic beat of class O, over
+every beat of class A, 0 for N and ~). Real CinC 2017 records have no beat annotations, so a
+study on them gets no scores. An MIT-BIH source (masks of abnormal beats built from the beat
+annotations of each window) slots in as one more reader: the scoring itself (`score_maps`)
+only sees maps, masks and lengths at one rate.
+
+Every explanation method in `SCORED_METHODS` present in a trial's `explanations.npz` is reduced
+to one non-negative map per record and scored per record with an abnormal beat:
+
+- **hit** (pointing game): the map's argmax over the real samples falls inside an abnormal
+  beat, widened by `TOLERANCE_S` on each side. A flat or all-zero map points nowhere (no hit).
+  ``chance_hit`` is the widened abnormal fraction, the hit rate of a random argmax.
+- **mass_ratio**: share of the map's mass on abnormal beats divided by the abnormal fraction of
+  the record; 1.0 is chance (a uniform map), 1 / abnormal fraction the maximum.
+- **grade**, after the attention-segmenter paper's grading of attention maps, computed from the
+  annotations rather than by eye. The map's top decile (samples at or above its 90th
+  percentile, `TOP_FRACTION`) is what it highlights; ``top_share`` is the part of that mass
+  inside abnormal beats and ``top_ratio`` = top_share / abnormal fraction (1.0 = chance):
+
+  * **I** (only abnormal beats highlighted): top_share > `GRADE_I_SHARE` and
+    top_ratio > `CHANCE_TOLERANCE`;
+  * **II** (abnormal beats plus some normal ones): top_ratio > `CHANCE_TOLERANCE`, not I;
+  * **III** (no contrast): top_ratio <= `CHANCE_TOLERANCE`, i.e. at chance (within 10 %) or
+    below, or a map with no mass.
+
+  Where abnormal beats cover most of a record (AF: every beat) the chance level is high and
+  grade I needs top_share to beat it as well, so such records rarely reach I.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+import pandas as pd
+from scipy.special import softmax
+
+from reports.artifact import Section, Sources, Table
+from reports.galleries import read_explanations
+from reports.study_data import StudyData
+
+TOLERANCE_S = 0.05
+"""Pointing-game tolerance: the abnormal spans are widened by this much on each side."""
+TOP_FRACTION = 0.10
+"""The grade looks at the map's top decile of samples."""
+GRADE_I_SHARE = 0.80
+"""Grade I: more than this share of the top-decile mass lies inside abnormal beats."""
+CHANCE_TOLERANCE = 1.10
+"""Ratios to chance at or below this count as no contrast (grade III, 'at chance')."""
+WILSON_Z = 1.959964
+"""Two-sided 95 % normal quantile of the Wilson interval of the hit rate."""
+
+SYNTHETIC_MASKS_FILE = "MASKS.npz"
+SYNTHETIC_MANIFEST_FILE = "SYNTHETIC.json"
+SYNTHETIC_DEFAULT_FS_HZ = 300.0  # the CinC rate the generator uses unless told otherwise
+GRADES = ("I", "II", "III")
+SCORE_COLUMNS = ("record", "hit", "chance_hit", "mass_ratio", "top_share", "top_ratio",
+                 "abnormal_fraction", "grade")
+
+
+# ---- ground truth -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """Abnormal-beat masks of a data set.
+
+    Attributes:
+        source: what the masks are (named in the report).
+        fs_hz: sampling rate of the masks.
+        masks: per record (or window) id a (n,) 0/1 array.
+    """
+
+    source: str
+    fs_hz: float
+    masks: Mapping[str, np.ndarray]
+
+
+def read_synthetic_masks(data_dir: Path) -> GroundTruth | None:
+    """The masks of a synthetic data set (`MASKS.npz`), or None where there are none."""
+    path = Path(data_dir) / SYNTHETIC_MASKS_FILE
+    if not path.is_file():
+        return None
+    manifest = Path(data_dir) / SYNTHETIC_MANIFEST_FILE
+    fs_hz = SYNTHETIC_DEFAULT_FS_HZ
+    if manifest.is_file():
+        fs_hz = float(json.loads(manifest.read_text()).get("fs_hz", fs_hz))
+    with np.load(path, allow_pickle=False) as archive:
+        masks = {name: archive[name] for name in archive.files}
+    return GroundTruth(source="synthetic abnormal-beat masks (MASKS.npz)", fs_hz=fs_hz,
+                       masks=masks)
+
+
+GROUND_TRUTH_READERS: tuple[Callable[[Path], GroundTruth | None], ...] = (
+    read_synthetic_masks,
+    # An MIT-BIH reader (abnormal-beat masks of each window from its beat annotations) goes here.
+)
+"""Tried in order on the study's data directory; the first that finds masks wins."""
+
+
+def find_ground_truth(data_dir: Path) -> GroundTruth | None:
+    """The abnormal-beat masks of the data set in ``data_dir``, or None (e.g. real CinC)."""
+    for reader in GROUND_TRUTH_READERS:
+        truth = reader(Path(data_dir))
+        if truth is not None:
+            return truth
+    return None
+
+
+def resample_mask(mask: np.ndarray, *, source_fs_hz: float, target_fs_hz: float,
+                  n_samples: int) -> np.ndarray:
+    """``mask`` at ``target_fs_hz`` by index mapping, ``n_samples`` long.
+
+    Sample i of the result takes the source sample nearest in time, round(i * source / target);
+    samples past the end of the source are 0.
+    """
+    mask = np.asarray(mask)
+    source = np.round(np.arange(n_samples) * (source_fs_hz / target_fs_hz)).astype(np.int64)
+    out = np.zeros(n_samples, dtype=np.uint8)
+    inside = source < mask.shape[0]
+    out[inside] = mask[source[inside]] > 0
+    return out
+
+
+def masks_at_rate(truth: GroundTruth, record_ids: Sequence[str], *, fs_hz: float,
+                  n_samples: int) -> np.ndarray:
+    """(B, n_samples) masks of ``record_ids`` at ``fs_hz``; records without one are all 0."""
+    out = np.zeros((len(record_ids), n_samples), dtype=np.uint8)
+    for b, record in enumerate(record_ids):
+        if record in truth.masks:
+            out[b] = resample_mask(truth.masks[record], source_fs_hz=truth.fs_hz,
+                                   target_fs_hz=fs_hz, n_samples=n_samples)
+    return out
+
+
+# ---- methods ------------------------------------------------------------------------------------
+
+
+def _channel(maps: np.ndarray, y_true: np.ndarray) -> np.ndarray:
+    return maps[:, 0]
+
+
+def _true_class(maps: np.ndarray, y_true: np.ndarray) -> np.ndarray:
+    return maps[np.arange(len(maps)), y_true]
+
+
+def _channel_mean(maps: np.ndarray, y_true: np.ndarray) -> np.ndarray:
+    return maps.mean(axis=1)
+
+
+def _true_class_probability(maps: np.ndarray, y_true: np.ndarray) -> np.ndarray:
+    return _true_class(softmax(maps, axis=1), y_true)  # per-step logits -> p(true class)
+
+
+def _every_record(arrays: Mapping[str, np.ndarray], key: str) -> np.ndarray:
+    return np.ones(len(arrays["record_ids"]), dtype=bool)
+
+
+def _shift_was_run(arrays: Mapping[str, np.ndarray], key: str) -> np.ndarray:
+    """The study shifts only records not predicted Normal; the others have NaN probabilities
+    (and an all-zero mask that would otherwise score as 'nothing highlighted')."""
+    before = arrays.get(key.rsplit("/", 1)[0] + "/target_probability_before")
+    return _every_record(arrays, key) if before is None else np.isfinite(before)
+
+
+def _absolute(values: np.ndarray) -> np.ndarray:
+    return np.abs(values)
+
+
+def _positive_part(values: np.ndarray) -> np.ndarray:
+    return np.clip(values, 0.0, None)
+
+
+@dataclass(frozen=True)
+class ScoredMethod:
+    """How one explanation becomes one non-negative map per record.
+
+    Attributes:
+        keys: npz keys holding it, first present wins (older files used other prefixes).
+        reduce: ``(B, C, T) maps, (B,) true classes -> (B, T)``.
+        transform: makes the map non-negative where its sign is meaningless (absolute value)
+            or keeps the evidence for the class (positive part).
+        note: why this reduction and transform.
+        computed: ``(arrays, key) -> (B,) bool``, the records the method was run on.
+    """
+
+    keys: tuple[str, ...]
+    reduce: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    transform: Callable[[np.ndarray], np.ndarray]
+    note: str
+    computed: Callable[[Mapping[str, np.ndarray], str], np.ndarray] = _every_record
+
+    def key(self, arrays: Mapping[str, np.ndarray]) -> str | None:
+        """The first of `keys` present in ``arrays``."""
+        return next((k for k in self.keys if k in arrays), None)
+
+    def maps(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """(B, T) non-negative maps from an explanations archive, None when absent."""
+        key = self.key(arrays)
+        if key is None:
+            return None
+        reduced = self.reduce(np.asarray(arrays[key], dtype=np.float64), arrays["y_true"])
+        return self.transform(np.nan_to_num(reduced, nan=0.0, posinf=0.0, neginf=0.0))
+
+
+SCORED_METHODS: Mapping[str, ScoredMethod] = MappingProxyType({
+    "occlusion": ScoredMethod(
+        keys=("map/occlusion",), reduce=_channel, transform=_positive_part,
+        note="positive part: drops of the predicted class' probability (evidence for it); "
+             "blanking that raises it is not evidence"),
+    "shift_mask": ScoredMethod(
+        keys=("shift/mask", "map/mask"), reduce=_channel, transform=_absolute,
+        computed=_shift_was_run,
+        note="absolute value: how much each sample moves towards Normal; the direction of the "
+             "shift is meaningless; only records the study shifted (not predicted Normal)"),
+    "integrated_gradients": ScoredMethod(
+        keys=("map/integrated_gradients",), reduce=_channel, transform=_absolute,
+        note="absolute value: attribution in either direction marks a relevant sample"),
+    "attention": ScoredMethod(
+        keys=("map/attention",), reduce=_channel, transform=_absolute,
+        note="attention weights, already non-negative (segmenter: sigmoid; HADLN: softmax)"),
+    "cam": ScoredMethod(
+        keys=("map/cam",), reduce=_true_class, transform=_positive_part,
+        note="CAM of the true class, positive part (evidence for the class, as in Grad-CAM)"),
+    "cam_intermediate": ScoredMethod(
+        keys=("map/cam_intermediate",), reduce=_true_class, transform=_positive_part,
+        note="intermediate-layer CAM of the true class, positive part"),
+    "gate_maps": ScoredMethod(
+        keys=("map/gate_maps",), reduce=_channel_mean, transform=_absolute,
+        note="mean over the attention gates, already non-negative (softmax or sigmoid)"),
+    "decision_over_time": ScoredMethod(
+        keys=("map/decision_over_time",), reduce=_true_class_probability,
+        transform=_absolute,
+        note="softmax over classes of the per-step logits, probability of the true class; a "
+             "forward RNN can only rise after the beat it reacts to"),
+})
+"""Scored explanation methods by name. Recurrent states (`lstm_*`, `gru_*`) and the attended
+or shifted signals are not relevance maps and are not scored."""
+
+
+# ---- scores -------------------------------------------------------------------------------------
+
+
+def score_maps(maps: np.ndarray, masks: np.ndarray, lengths: np.ndarray, *,
+               fs_hz: float, record_ids: Sequence[str] | None = None,
+               tolerance_s: float = TOLERANCE_S) -> pd.DataFrame:
+    """Pointing game, mass ratio and grade of non-negative maps against abnormal-beat masks.
+
+    Args:
+        maps: (B, T) non-negative maps (one method).
+        masks: (B, T) 0/1 abnormal-beat masks at the maps' rate.
+        lengths: (B,) real samples; padding beyond them is ignored.
+        fs_hz: sampling rate of maps and masks (for the tolerance).
+        record_ids: names of the rows (default: their positions as strings).
+        tolerance_s: pointing-game tolerance around each abnormal span.
+
+    Returns:
+        One row per record with an abnormal beat (records whose mask is all 0 within their
+        length are skipped): ``SCORE_COLUMNS``.
+
+    Raises:
+        ValueError: shapes differ or a map is negative.
+    """
+    maps, masks = np.asarray(maps, dtype=np.float64), np.asarray(masks) > 0
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if maps.ndim != 2 or maps.shape != masks.shape or lengths.shape != (maps.shape[0],):
+        raise ValueError(f"need maps and masks (B, T) and lengths (B,), got {maps.shape}, "
+                         f"{masks.shape}, {lengths.shape}")
+    if np.any(maps < 0):
+        raise ValueError("maps must be non-negative (apply the method's transform first)")
+    names = [str(b) for b in range(len(maps))] if record_ids is None else list(record_ids)
+    widen = max(0, round(tolerance_s * fs_hz))
+    rows = []
+    for b, name in enumerate(names):
+        n = int(min(lengths[b], maps.shape[1]))
+        mask = masks[b, :n]
+        if n == 0 or not mask.any():
+            continue
+        rows.append({"record": name, **_score_one(maps[b, :n], mask, widen=widen)})
+    return pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
+
+
+def _score_one(values: np.ndarray, mask: np.ndarray, *, widen: int) -> dict[str, object]:
+    fraction = float(mask.mean())
+    widened = np.convolve(mask.astype(np.float64), np.ones(2 * widen + 1), mode="same") > 0.5
+    total = float(values.sum())
+    scores: dict[str, object] = {"hit": False, "chance_hit": float(widened.mean()),
+                                 "mass_ratio": math.nan, "top_share": math.nan,
+                                 "top_ratio": math.nan, "abnormal_fraction": fraction,
+                                 "grade": "III"}
+    if total <= 0:
+        return scores  # no mass: nothing highlighted
+    top = values >= np.quantile(values, 1.0 - TOP_FRACTION)  # ties at the cut stay in
+    top_share = float(values[top & mask].sum() / values[top].sum())
+    top_ratio = top_share / fraction
+    scores.update(
+        hit=bool(values.max() > values.min() and widened[int(np.argmax(values))]),
+        mass_ratio=float(values[mask].sum() / total) / fraction,
+        top_share=top_share, top_ratio=top_ratio, grade=grade(top_share, top_ratio),
+    )
+    return scores
+
+
+def grade(top_share: float, top_ratio: float) -> str:
+    """The grade I / II / III of a map from its top-decile share and ratio to chance."""
+    above_chance = top_ratio > CHANCE_TOLERANCE
+    only_abnormal = above_chance and top_share > GRADE_I_SHARE
+    return GRADES[0] if only_abnormal else GRADES[1] if above_chance else GRADES[2]
+
+
+def wilson_interval(successes: int, n: int, *, z: float = WILSON_Z) -> tuple[float, float]:
+    """Wilson score interval of a proportion; (nan, nan) for n = 0."""
+    if n == 0:
+        return math.nan, math.nan
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def score_archive(arrays: Mapping[str, np.ndarray], truth: GroundTruth) -> pd.DataFrame:
+    """Scores of every method present in one trial's explanations: a ``method`` column plus
+    `SCORE_COLUMNS`."""
+    record_ids = [str(r) for r in arrays["record_ids"]]
+    n_samples = int(arrays["signal"].shape[-1])
+    fs_hz = float(arrays["fs_hz"])
+    masks = masks_at_rate(truth, record_ids, fs_hz=fs_hz, n_samples=n_samples)
+    frames = []
+    for name, method in SCORED_METHODS.items():
+        maps = method.maps(arrays)
+        if maps is None:
+            continue
+        rows = method.computed(arrays, method.key(arrays))
+        scores = score_maps(maps[rows], masks[rows], np.asarray(arrays["lengths"])[rows],
+                            fs_hz=fs_hz, record_ids=[r for r, ok in zip(record_ids, rows,
+                                                                        strict=True) if ok])
+        frames.append(scores.assign(method=name))
+    return _concat(frames, columns=["method", *SCORE_COLUMNS])
+
+
+def explanation_scores(study: StudyData) -> pd.DataFrame:
+    """Per trial, method and record: hit, mass_ratio, grade (and the quantities behind them).
+
+    Empty (with the columns) where the data set has no ground truth or no trial has
+    explanations.
+    """
+    columns = ["trial", "method", *SCORE_COLUMNS]
+    truth = find_ground_truth(study.data_dir)
+    if truth is None:
+        return pd.DataFrame(columns=columns)
+    needed = ["record_ids", "y_true", "signal", "lengths", "fs_hz",
+              *(k for m in SCORED_METHODS.values() for k in m.keys),
+              *(f"{prefix}/target_probability_before" for prefix in ("shift", "map"))]
+    frames = []
+    for trial_id, artifacts in study.artifacts.items():
+        if artifacts.explanations is not None:
+            arrays = read_explanations(artifacts.explanations, keys=needed)
+            frames.append(score_archive(arrays, truth).assign(trial=trial_id))
+    return _concat(frames, columns=columns)
+
+
+def summarise_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per trial and method: hit rate with its Wilson 95 % interval against the chance hit
+    rate, mean mass ratio (1.0 = chance), grade shares and whether it is at chance (the hit
+    interval reaches the chance rate and the mean mass ratio is within `CHANCE_TOLERANCE`)."""
+    rows = []
+    for (trial, method), group in scores.groupby(["trial", "method"], sort=False):
+        hits = int(group["hit"].astype(bool).sum())
+        low, high = wilson_interval(hits, len(group))
+        chance = float(group["chance_hit"].mean())
+        mass = float(group["mass_ratio"].mean())  # NaN (no-mass maps) skipped
+        shares = group["grade"].value_counts(normalize=True)
+        rows.append({
+            "trial": trial, "method": method, "n_records": len(group),
+            "hit_rate": hits / len(group), "hit_ci_low": low, "hit_ci_high": high,
+            "chance_hit_rate": chance, "mass_ratio_mean": mass,
+            **{f"grade_{g}": float(shares.get(g, 0.0)) for g in GRADES},
+            "at_chance": bool(low <= chance and not mass > CHANCE_TOLERANCE),
+        })
+    columns = ["trial", "method", "n_records", "hit_rate", "hit_ci_low", "hit_ci_high",
+               "chance_hit_rate", "mass_ratio_mean", *(f"grade_{g}" for g in GRADES),
+               "at_chance"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _concat(frames: list[pd.DataFrame], *, columns: list[str]) -> pd.DataFrame:
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+# ---- section ------------------------------------------------------------------------------------
+
+
+def explanation_scores_section(study: StudyData) -> Section:
+    """Tables of per-record scores and their per-method summary, with honest notes."""
+    truth = find_ground_truth(study.data_dir)
+    explained = [t for t, a in study.artifacts.items() if a.explanations is not None]
+    notes = [
+        "Ground truth comes from a per-sample abnormal-beat mask per record; sources known: "
+        "synthetic data sets (MASKS.npz). There are no MIT-BIH explanation files yet; an "
+        "MIT-BIH source (abnormal-beat masks of each window from its beat annotations) only "
+        "needs a reader in GROUND_TRUTH_READERS, the scoring does not depend on the source.",
+    ]
+    if truth is None:
+        notes.insert(0, f"No ground truth: the data set in {study.data_dir} has no "
+                        "abnormal-beat annotations (real CinC 2017 records have none), so the "
+                        "explanations are shown in the galleries but cannot be scored.")
+        return Section(title="Explanation scores", notes=notes)
+    if not explained:
+        notes.insert(0, "No trial has explanations.npz, so there is nothing to score.")
+        return Section(title="Explanation scores", notes=notes)
+    scores = explanation_scores(study)
+    if scores.empty:
+        notes.insert(0, f"None of the {len(explained)} explained trials' records has an "
+                        "abnormal beat (all masks are 0: N and ~ only), so nothing is scored.")
+        return Section(title="Explanation scores", notes=notes)
+    summary = summarise_scores(scores)
+    sources = Sources(study=study.name, trials=tuple(sorted(scores["trial"].unique())))
+    notes = [_method_notes(), _definitions(truth), *_chance_notes(summary), *notes]
+    return Section(
+        title="Explanation scores",
+        tables=[
+            Table(name="explanation_scores_summary", frame=summary, sources=sources,
+                  title="Explanation scores per method: pointing-game hit rate (Wilson 95 % "
+                        "interval; chance = widened abnormal fraction), mean mass ratio on "
+                        "abnormal beats (1 = chance) and grade shares I:II:III"),
+            Table(name="explanation_scores", frame=scores, sources=sources,
+                  title="Explanation scores per trial, method and record with an abnormal "
+                        "beat"),
+        ],
+        notes=notes,
+    )
+
+
+def _definitions(truth: GroundTruth) -> str:
+    return (
+        f"Scored against {truth.source} ({truth.fs_hz:g} Hz, mapped to the study rate by "
+        "nearest sample); records whose mask is all 0 (N, ~) are skipped. Hit: the map's "
+        f"maximum lies within {TOLERANCE_S * 1000:.0f} ms of an abnormal beat. Mass ratio: "
+        "share of the map's mass on abnormal beats / abnormal share of the record. Grade (from "
+        f"the map's top {TOP_FRACTION:.0%} of samples): I when more than {GRADE_I_SHARE:.0%} "
+        "of their mass is inside abnormal beats and above chance, II when above chance "
+        f"(more than {CHANCE_TOLERANCE:g} x the abnormal share) but not I, III otherwise "
+        "(no contrast). Padding is ignored."
+    )
+
+
+def _method_notes() -> str:
+    return "Maps scored: " + "; ".join(f"{name}: {m.note}" for name, m in SCORED_METHODS.items())
+
+
+def _chance_notes(summary: pd.DataFrame) -> list[str]:
+    at_chance = summary[summary["at_chance"]]
+    if at_chance.empty:
+        return []
+    listed = ", ".join(f"{r.method} (trial {r.trial})" for r in at_chance.itertuples())
+    everything = " All methods are at chance." if len(at_chance) == len(summary) else ""
+    return [f"At chance (the hit-rate interval reaches the chance rate and the mass ratio is "
+            f"within {CHANCE_TOLERANCE:g} x chance): {listed}; these maps do not point at the "
+            f"abnormal beats better than a random map would.{everything}"]

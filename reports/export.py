@@ -1,0 +1,174 @@
+"""Writing a report: one offline `index.html`, every figure as PDF and SVG, every table as CSV
+and LaTeX, and a manifest saying which study and trials each came from.
+
+Static export uses plotly's kaleido, which drives a Chrome/Chromium (on Debian/Ubuntu:
+`apt-get install chromium`). Without one the report is still written, HTML only, with a
+warning. Output is deterministic: figure ids are the figure names, tables are sorted by the
+analyses, and the creation dates Chrome writes into PDFs are fixed, so re-running on the same
+study gives the same files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.offline import get_plotlyjs
+
+from reports.artifact import Figure, Section, Table
+
+PDF_DATE = re.compile(rb"/(CreationDate|ModDate) \(D:[0-9]{14}[^)]*\)")
+SVG_UID = re.compile(rb'id="defs-([0-9a-f]{6})"')
+FIXED_DATE = b"D:20000101000000+00'00'"
+FIGURE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+STATIC_FORMATS = ("pdf", "svg")
+
+
+@dataclass
+class Manifest:
+    """Every file of a report, with provenance."""
+
+    studies: list[str] = field(default_factory=list)
+    figures: list[dict] = field(default_factory=list)
+    tables: list[dict] = field(default_factory=list)
+    static_export: bool = True
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=2, sort_keys=True)
+
+
+def _fixed_pdf_dates(data: bytes, *, name: str) -> bytes:
+    # Same-length replacement: the PDF's cross-reference offsets stay valid.
+    return PDF_DATE.sub(lambda m: b"/" + m.group(1) + b" (" + FIXED_DATE + b")", data)
+
+
+def _fixed_svg_ids(data: bytes, *, name: str) -> bytes:
+    # plotly.js draws every SVG with a random 6-hex-digit id; use one derived from the name.
+    found = SVG_UID.search(data)
+    if not found:
+        return data
+    fixed = hashlib.sha256(name.encode()).hexdigest()[:6].encode()
+    return data.replace(found.group(1), fixed)
+
+
+DETERMINISTIC = {"pdf": _fixed_pdf_dates, "svg": _fixed_svg_ids}
+
+
+@contextmanager
+def static_exporter(enabled: bool) -> Iterator[bool]:
+    """Start kaleido's browser once for all figures; yield whether static export works."""
+    if not enabled:
+        yield False
+        return
+    try:
+        import kaleido
+
+        kaleido.start_sync_server(silence_warnings=True)
+    except Exception as exc:  # no Chrome/Chromium, or kaleido missing
+        warnings.warn(
+            f"static export (PDF/SVG) is off: {exc}. Install a Chrome or Chromium "
+            "(Debian/Ubuntu: apt-get install chromium) to get PDF and SVG figures; the HTML "
+            "report is complete without them.",
+            stacklevel=2,
+        )
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        kaleido.stop_sync_server(silence_warnings=True)
+
+
+def write_figure(figure: Figure, *, out: Path, static: bool) -> dict:
+    """Static files of one figure; returns its manifest entry."""
+    if not FIGURE_NAME.fullmatch(figure.name):
+        raise ValueError(f"figure name {figure.name!r}: use lowercase letters, digits, . _ -")
+    files = {}
+    if static:
+        drawn = go.Figure(figure.figure)
+        for number, trace in enumerate(drawn.data):
+            trace.uid = f"{number}"  # plotly.js would draw random trace ids into the SVG
+        for fmt in STATIC_FORMATS:
+            path = out / "figures" / f"{figure.name}.{fmt}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = pio.to_image(drawn, format=fmt)
+            data = DETERMINISTIC[fmt](data, name=figure.name)
+            path.write_bytes(data)
+            files[fmt] = str(path.relative_to(out))
+    return {
+        "name": figure.name,
+        "title": figure.title,
+        "files": files,
+        "study": figure.sources.study,
+        "trials": list(figure.sources.trials),
+    }
+
+
+def write_table(table: Table, *, out: Path) -> dict:
+    """CSV and LaTeX (booktabs) of one table; returns its manifest entry."""
+    base = out / "tables" / table.name
+    base.parent.mkdir(parents=True, exist_ok=True)
+    table.frame.to_csv(base.with_suffix(".csv"), index=False)
+    latex = table.frame.to_latex(
+        index=False, escape=True, float_format=table.float_format.format,
+        caption=table.title, label=f"tab:{table.name}",
+    )
+    base.with_suffix(".tex").write_text(latex)
+    return {
+        "name": table.name,
+        "title": table.title,
+        "files": {"csv": f"tables/{table.name}.csv", "tex": f"tables/{table.name}.tex"},
+        "study": table.sources.study,
+        "trials": list(table.sources.trials),
+    }
+
+
+def render_index(sections: list[tuple[str, list[Section]]], *, manifest: Manifest) -> str:
+    """The self-contained page: plotly.js inline once, then every section of every study."""
+    files_by_name = {f["name"]: f["files"] for f in manifest.figures}
+    body = []
+    for study, study_sections in sections:
+        body.append(f"<h1>Study {html.escape(study)}</h1>")
+        for section in study_sections:
+            body.append(f"<h2>{html.escape(section.title)}</h2>")
+            body.extend(f"<p class='note'>{html.escape(n)}</p>" for n in section.notes)
+            for table in section.tables:
+                body.append(f"<h3>{html.escape(table.title)}</h3>")
+                body.append(table.frame.to_html(index=False, classes="table", border=0,
+                                                float_format=table.float_format.format))
+                body.append(f"<p class='files'><a href='tables/{table.name}.csv'>CSV</a> "
+                            f"<a href='tables/{table.name}.tex'>LaTeX</a></p>")
+            for figure in section.figures:
+                body.append(f"<h3>{html.escape(figure.title)}</h3>")
+                body.append(pio.to_html(
+                    figure.figure, full_html=False, include_plotlyjs=False,
+                    div_id=figure.name, config={"displaylogo": False, "responsive": True},
+                ))
+                links = " ".join(
+                    f"<a href='{html.escape(path)}'>{fmt.upper()}</a>"
+                    for fmt, path in sorted(files_by_name.get(figure.name, {}).items())
+                )
+                if links:
+                    body.append(f"<p class='files'>{links}</p>")
+    warning_html = "".join(f"<p class='warning'>{html.escape(w)}</p>" for w in manifest.warnings)
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>ecg-study report: {html.escape(', '.join(manifest.studies))}</title>"
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
+        ".table{border-collapse:collapse;font-size:90%}.table td,.table th{padding:2px 8px;"
+        "border-bottom:1px solid #ddd}.note{color:#555}.warning{color:#a00}"
+        ".files a{margin-right:1em}</style>"
+        f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
+        f"{warning_html}{''.join(body)}"
+        "<p class='files'><a href='manifest.json'>manifest.json</a></p></body></html>"
+    )

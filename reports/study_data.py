@@ -1,0 +1,170 @@
+"""Reading a study directory: the only input of every report.
+
+A study directory is written by `study.run` (see README): `study.json`, `trials.parquet`
+(one row per trial and epoch), optionally `cv.parquet`, the Optuna storage, and per best trial
+`trials/<id>/predictions.parquet` and `explanations.npz`. Reports never import torch, ray or
+the study code; everything they need is in these files.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+CONFIG_PREFIX = "config/"
+
+
+class ReportError(RuntimeError):
+    """A study directory cannot be reported on; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class TrialArtifacts:
+    """Files a study wrote for one trained trial."""
+
+    trial_id: str
+    predictions: Path | None
+    explanations: Path | None
+
+
+@dataclass(frozen=True)
+class StudyData:
+    """Everything a report reads from one study directory.
+
+    Attributes:
+        directory: the study directory.
+        name: the study's name.
+        record: the parsed `study.json`.
+        trials: `trials.parquet`, one row per trial and epoch.
+        cv: `cv.parquet` (cross-validation of the best configurations) or None.
+        artifacts: predictions and explanation files of the best trials, by trial id.
+    """
+
+    directory: Path
+    name: str
+    record: dict[str, Any]
+    trials: pd.DataFrame
+    cv: pd.DataFrame | None
+    artifacts: dict[str, TrialArtifacts] = field(default_factory=dict)
+
+    @property
+    def space(self) -> str:
+        return self.record["plan"]["space"]
+
+    @property
+    def metric(self) -> str:
+        return self.record["plan"]["metric"]
+
+    @property
+    def mode(self) -> str:
+        return self.record["plan"]["mode"]
+
+    @property
+    def max_epochs(self) -> int:
+        return int(self.record["plan"]["max_epochs"])
+
+    @property
+    def milestones(self) -> list[int]:
+        """ASHA's comparison epochs; the last one is the full budget."""
+        return [int(m) for m in self.record["asha_milestones"]]
+
+    @property
+    def parameters(self) -> dict[str, dict[str, Any]]:
+        """The space's sampled parameters (`search_spaces.describe_space` form), by name."""
+        return self.record["space"]["parameters"]
+
+    @property
+    def optuna_storage(self) -> str:
+        return self.record["plan"]["optuna_storage"]
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.record["plan"]["data_dir"])
+
+    def parameter_column(self, name: str) -> str:
+        """The `trials.parquet` column of a sampled parameter (``model/depth`` ->
+        ``config/model/depth``)."""
+        return CONFIG_PREFIX + name
+
+    def at_epoch(self, epoch: int) -> pd.DataFrame:
+        """One row per trial that reached ``epoch``, scored at that epoch (equal budget)."""
+        rows = self.trials[self.trials["epoch"] == epoch]
+        return rows.drop_duplicates("trial_id").reset_index(drop=True)
+
+    def final(self) -> pd.DataFrame:
+        """Trials that trained the full budget, scored at the last epoch."""
+        rows = self.at_epoch(self.max_epochs)
+        return rows[rows["stop_reason"] == "completed"].reset_index(drop=True)
+
+
+def load_study(directory: str | Path) -> StudyData:
+    """Read a study directory.
+
+    Raises:
+        ReportError: the directory, `study.json` or `trials.parquet` is missing or unreadable.
+    """
+    directory = Path(directory).expanduser().resolve()
+    if not directory.is_dir():
+        raise ReportError(f"study directory {directory} does not exist")
+    record = _read_json(directory / "study.json")
+    trials = _read_parquet(directory / "trials.parquet", required=True)
+    cv = _read_parquet(directory / "cv.parquet", required=False)
+    return StudyData(
+        directory=directory,
+        name=record.get("plan", {}).get("name", directory.name),
+        record=record,
+        trials=trials,
+        cv=cv,
+        artifacts=_artifacts(directory / "trials"),
+    )
+
+
+def find_latest_study(runs: Path) -> Path:
+    """The most recently modified study directory under ``runs`` (holding `trials.parquet`)."""
+    candidates = sorted(
+        (p.parent for p in runs.glob("*/trials.parquet")), key=lambda p: p.stat().st_mtime
+    )
+    if not candidates:
+        raise ReportError(f"no finished study under {runs} (no */trials.parquet); "
+                          "run `python -m study.run` first or pass --study DIR")
+    return candidates[-1]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ReportError(f"{path} is missing: not a study directory") from None
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"cannot read {path}: {exc}") from exc
+
+
+def _read_parquet(path: Path, *, required: bool) -> pd.DataFrame | None:
+    if not path.is_file():
+        if required:
+            raise ReportError(f"{path} is missing: the study has not finished (or was killed "
+                              "before writing it; `python -m study.run --resume` completes it)")
+        return None
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types on damaged files
+        raise ReportError(f"cannot read {path}: {exc}") from exc
+
+
+def _artifacts(trials_dir: Path) -> dict[str, TrialArtifacts]:
+    if not trials_dir.is_dir():
+        return {}
+    found = {}
+    for trial_dir in sorted(p for p in trials_dir.iterdir() if p.is_dir()):
+        predictions = trial_dir / "predictions.parquet"
+        explanations = trial_dir / "explanations.npz"
+        found[trial_dir.name] = TrialArtifacts(
+            trial_id=trial_dir.name,
+            predictions=predictions if predictions.is_file() else None,
+            explanations=explanations if explanations.is_file() else None,
+        )
+    return found
