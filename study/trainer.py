@@ -143,19 +143,7 @@ def train(
     predictions: dict[str, Any] = {}
     for epoch in range(start_epoch, cfg["epochs"]):
         started = time.perf_counter()
-        loader = make_loader(
-            arrays=train_split.arrays,
-            indices=train_split.indices,
-            batching=cfg["data"]["train_batching"],
-            batch_size=cfg["optim"]["batch_size"],
-            shuffle=True,
-            seed=cfg["seed"],
-            epoch=epoch,
-            normalization=cfg["data"]["normalization"],
-            augment=cfg["data"]["augment"],
-            crop_s=cfg["data"]["crop_s"],
-            fixed_length_s=cfg["data"]["fixed_length_s"],
-        )
+        loader = split_loader(train_split, cfg=cfg, training=True, epoch=epoch)
         train_loss, problem = _train_epoch(
             model=model, loader=loader, loss_fn=loss_fn, optimizer=optimizer,
             scaler=scaler, runtime=runtime,
@@ -205,6 +193,25 @@ def train(
     return TrainResult(
         status="completed", history=history, config=cfg, predictions=predictions,
         model=model.cpu(),
+    )
+
+
+def split_loader(split: Split, *, cfg: dict[str, Any], training: bool, epoch: int):
+    """Batches of ``split``: shuffled, augmented training batches, or evaluation batches in a
+    fixed order without augmentation."""
+    data = cfg["data"]
+    return make_loader(
+        arrays=split.arrays,
+        indices=split.indices,
+        batching=data["train_batching"] if training else data["eval_batching"],
+        batch_size=cfg["optim"]["batch_size"],
+        shuffle=training,
+        seed=cfg["seed"],
+        epoch=epoch,
+        normalization=data["normalization"],
+        augment=data["augment"] if training else None,
+        crop_s=data["crop_s"],
+        fixed_length_s=data["fixed_length_s"],
     )
 
 
@@ -281,17 +288,7 @@ def predict(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Logits (n, n_classes) as float32 and the positions in ``split.indices`` they belong to."""
     model.eval()
-    loader = make_loader(
-        arrays=split.arrays,
-        indices=split.indices,
-        batching=cfg["data"]["eval_batching"],
-        batch_size=cfg["optim"]["batch_size"],
-        shuffle=False,
-        seed=cfg["seed"],
-        normalization=cfg["data"]["normalization"],
-        fixed_length_s=cfg["data"]["fixed_length_s"],
-        crop_s=cfg["data"]["crop_s"],
-    )
+    loader = split_loader(split, cfg=cfg, training=False, epoch=0)
     logits, order = [], []
     for batch in loader:
         with runtime.autocast():
