@@ -1,15 +1,22 @@
 """Explanations scored against known abnormal beats: pointing game, mass ratio and grade.
 
 Ground truth is a per-sample mask (1 over every abnormal beat) per record id, at the rate of
-the source records. `GROUND_TRUTH_READERS` lists where such masks come from; today only the
-synthetic data sets (`MASKS.npz` beside the records: 1 over each ectopic beat of class O, over
-every beat of class A, 0 for N and ~). Real CinC 2017 records have no beat annotations, so a
-study on them gets no scores. An MIT-BIH source (masks of abnormal beats built from the beat
-annotations of each window) slots in as one more reader: the scoring itself (`score_maps`)
-only sees maps, masks and lengths at one rate.
+the source records (`GroundTruth`). Two sources, named in the ``source`` column:
 
-Every explanation method in `SCORED_METHODS` present in a trial's `explanations.npz` is reduced
-to one non-negative map per record and scored per record with an abnormal beat:
+- **synthetic**: the study's own data set, when one of `GROUND_TRUTH_READERS` finds masks in
+  its data directory; today only the synthetic data sets (`MASKS.npz` beside the records: 1
+  over each ectopic beat of class O, over every beat of class A, 0 for N and ~) scored with
+  the trial's `explanations.npz`. Real CinC 2017 records have no beat annotations, so their
+  explanations get no scores.
+- **mitdb**: MIT-BIH windows with annotated abnormal beats, explained by the trial when the
+  study ran with ``--mitdb-dir`` (`mitdb_explanations.npz`). The study cut the windows and
+  built their masks (every non-normal beat's span) from the beat annotations, and stored them
+  in the file as ``mask`` at the study rate, so no data set is read here. Windows are labelled
+  O (other rhythm): true-class maps are those of O.
+
+The scoring itself (`score_maps`) only sees maps, masks and lengths at one rate, whatever the
+source. Every explanation method in `SCORED_METHODS` present in an archive is reduced to one
+non-negative map per record and scored per record (or window) with an abnormal beat:
 
 - **hit** (pointing game): the map's argmax over the real samples falls inside an abnormal
   beat, widened by `TOLERANCE_S` on each side. A flat or all-zero map points nowhere (no hit).
@@ -46,7 +53,7 @@ from scipy.special import softmax
 
 from reports.artifact import Section, Sources, Table
 from reports.galleries import read_explanations
-from reports.study_data import StudyData
+from reports.study_data import ReportError, StudyData, TrialArtifacts
 
 TOLERANCE_S = 0.05
 """Pointing-game tolerance: the abnormal spans are widened by this much on each side."""
@@ -59,6 +66,10 @@ CHANCE_TOLERANCE = 1.10
 WILSON_Z = 1.959964
 """Two-sided 95 % normal quantile of the Wilson interval of the hit rate."""
 
+SYNTHETIC_SOURCE = "synthetic"
+MITDB_SOURCE = "mitdb"
+MITDB_MASK_KEY = "mask"
+"""Key of the per-window abnormal-beat masks in `mitdb_explanations.npz`, (B, T) at its rate."""
 SYNTHETIC_MASKS_FILE = "MASKS.npz"
 SYNTHETIC_MANIFEST_FILE = "SYNTHETIC.json"
 SYNTHETIC_DEFAULT_FS_HZ = 300.0  # the CinC rate the generator uses unless told otherwise
@@ -75,11 +86,13 @@ class GroundTruth:
     """Abnormal-beat masks of a data set.
 
     Attributes:
+        name: short name of the source, the ``source`` column (``"synthetic"``, ``"mitdb"``).
         source: what the masks are (named in the report).
         fs_hz: sampling rate of the masks.
         masks: per record (or window) id a (n,) 0/1 array.
     """
 
+    name: str
     source: str
     fs_hz: float
     masks: Mapping[str, np.ndarray]
@@ -96,15 +109,17 @@ def read_synthetic_masks(data_dir: Path) -> GroundTruth | None:
         fs_hz = float(json.loads(manifest.read_text()).get("fs_hz", fs_hz))
     with np.load(path, allow_pickle=False) as archive:
         masks = {name: archive[name] for name in archive.files}
-    return GroundTruth(source="synthetic abnormal-beat masks (MASKS.npz)", fs_hz=fs_hz,
+    return GroundTruth(name=SYNTHETIC_SOURCE,
+                       source="synthetic abnormal-beat masks (MASKS.npz)", fs_hz=fs_hz,
                        masks=masks)
 
 
 GROUND_TRUTH_READERS: tuple[Callable[[Path], GroundTruth | None], ...] = (
     read_synthetic_masks,
-    # An MIT-BIH reader (abnormal-beat masks of each window from its beat annotations) goes here.
 )
-"""Tried in order on the study's data directory; the first that finds masks wins."""
+"""Tried in order on the study's data directory; the first that finds masks wins. (MIT-BIH
+masks are not a data directory's: they travel in each trial's `mitdb_explanations.npz`, see
+`mitdb_ground_truth`.)"""
 
 
 def find_ground_truth(data_dir: Path) -> GroundTruth | None:
@@ -114,6 +129,28 @@ def find_ground_truth(data_dir: Path) -> GroundTruth | None:
         if truth is not None:
             return truth
     return None
+
+
+def mitdb_ground_truth(arrays: Mapping[str, np.ndarray], *, path: Path | str) -> GroundTruth:
+    """The masks a `mitdb_explanations.npz` carries (``mask``, one row per window, at the
+    file's rate), by window id.
+
+    Raises:
+        ReportError: the archive has no ``mask`` or its shape does not match the windows.
+    """
+    ids = [str(r) for r in arrays["record_ids"]]
+    mask = arrays.get(MITDB_MASK_KEY)
+    if mask is None or mask.ndim != 2 or mask.shape[0] != len(ids):
+        shape = None if mask is None else mask.shape
+        raise ReportError(f"{path}: needs a (windows, samples) {MITDB_MASK_KEY!r} array for "
+                          f"{len(ids)} windows, found {shape}")
+    return GroundTruth(
+        name=MITDB_SOURCE,
+        source="MIT-BIH beat annotations (the span of every non-normal beat, stored with the "
+               "windows in mitdb_explanations.npz)",
+        fs_hz=float(arrays["fs_hz"]),
+        masks=dict(zip(ids, mask, strict=True)),
+    )
 
 
 def resample_mask(mask: np.ndarray, *, source_fs_hz: float, target_fs_hz: float,
@@ -347,46 +384,65 @@ def score_archive(arrays: Mapping[str, np.ndarray], truth: GroundTruth) -> pd.Da
     return _concat(frames, columns=["method", *SCORE_COLUMNS])
 
 
-def explanation_scores(study: StudyData) -> pd.DataFrame:
-    """Per trial, method and record: hit, mass_ratio, grade (and the quantities behind them).
+NEEDED_KEYS = ("record_ids", "y_true", "signal", "lengths", "fs_hz",
+               *(k for m in SCORED_METHODS.values() for k in m.keys),
+               *(f"{prefix}/target_probability_before" for prefix in ("shift", "map")))
+"""What scoring reads from an explanations archive (maps of unscored methods stay on disk)."""
 
-    Empty (with the columns) where the data set has no ground truth or no trial has
-    explanations.
+
+def scored_archives(
+    artifacts: TrialArtifacts, *, data_truth: GroundTruth | None
+) -> list[tuple[GroundTruth, dict[str, np.ndarray]]]:
+    """The archives of one trial that have ground truth, each with its masks: the trial's
+    `explanations.npz` against ``data_truth`` (the study's data set, when it has masks) and
+    its `mitdb_explanations.npz` against the masks inside it."""
+    found = []
+    if data_truth is not None and artifacts.explanations is not None:
+        found.append((data_truth, read_explanations(artifacts.explanations,
+                                                    keys=list(NEEDED_KEYS))))
+    if artifacts.mitdb_explanations is not None:
+        arrays = read_explanations(artifacts.mitdb_explanations,
+                                   keys=[*NEEDED_KEYS, MITDB_MASK_KEY])
+        found.append((mitdb_ground_truth(arrays, path=artifacts.mitdb_explanations), arrays))
+    return found
+
+
+def explanation_scores(study: StudyData) -> pd.DataFrame:
+    """Per trial, source, method and record: hit, mass_ratio, grade (and the quantities behind
+    them).
+
+    Empty (with the columns) where no trial has explanations with ground truth: neither the
+    data set has masks nor the study wrote MIT-BIH explanations.
     """
-    columns = ["trial", "method", *SCORE_COLUMNS]
-    truth = find_ground_truth(study.data_dir)
-    if truth is None:
-        return pd.DataFrame(columns=columns)
-    needed = ["record_ids", "y_true", "signal", "lengths", "fs_hz",
-              *(k for m in SCORED_METHODS.values() for k in m.keys),
-              *(f"{prefix}/target_probability_before" for prefix in ("shift", "map"))]
+    columns = ["trial", "source", "method", *SCORE_COLUMNS]
+    data_truth = find_ground_truth(study.data_dir)
     frames = []
     for trial_id, artifacts in study.artifacts.items():
-        if artifacts.explanations is not None:
-            arrays = read_explanations(artifacts.explanations, keys=needed)
-            frames.append(score_archive(arrays, truth).assign(trial=trial_id))
+        for truth, arrays in scored_archives(artifacts, data_truth=data_truth):
+            frames.append(score_archive(arrays, truth).assign(trial=trial_id, source=truth.name))
     return _concat(frames, columns=columns)
 
 
 def summarise_scores(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per trial and method: hit rate with its Wilson 95 % interval against the chance hit
+    """Per trial, source and method: hit rate with its Wilson 95 % interval against the chance hit
     rate, mean mass ratio (1.0 = chance), grade shares and whether it is at chance (the hit
     interval reaches the chance rate and the mean mass ratio is within `CHANCE_TOLERANCE`)."""
     rows = []
-    for (trial, method), group in scores.groupby(["trial", "method"], sort=False):
+    for (trial, source, method), group in scores.groupby(["trial", "source", "method"],
+                                                         sort=False):
         hits = int(group["hit"].astype(bool).sum())
         low, high = wilson_interval(hits, len(group))
         chance = float(group["chance_hit"].mean())
         mass = float(group["mass_ratio"].mean())  # NaN (no-mass maps) skipped
         shares = group["grade"].value_counts(normalize=True)
         rows.append({
-            "trial": trial, "method": method, "n_records": len(group),
+            "trial": trial, "source": source, "method": method, "n_records": len(group),
             "hit_rate": hits / len(group), "hit_ci_low": low, "hit_ci_high": high,
             "chance_hit_rate": chance, "mass_ratio_mean": mass,
             **{f"grade_{g}": float(shares.get(g, 0.0)) for g in GRADES},
             "at_chance": bool(low <= chance and not mass > CHANCE_TOLERANCE),
         })
-    columns = ["trial", "method", "n_records", "hit_rate", "hit_ci_low", "hit_ci_high",
+    columns = ["trial", "source", "method", "n_records", "hit_rate", "hit_ci_low", "hit_ci_high",
                "chance_hit_rate", "mass_ratio_mean", *(f"grade_{g}" for g in GRADES),
                "at_chance"]
     return pd.DataFrame(rows, columns=columns)
@@ -404,54 +460,75 @@ def _concat(frames: list[pd.DataFrame], *, columns: list[str]) -> pd.DataFrame:
 def explanation_scores_section(study: StudyData) -> Section:
     """Tables of per-record scores and their per-method summary, with honest notes."""
     truth = find_ground_truth(study.data_dir)
-    explained = [t for t, a in study.artifacts.items() if a.explanations is not None]
-    notes = [
-        "Ground truth comes from a per-sample abnormal-beat mask per record; sources known: "
-        "synthetic data sets (MASKS.npz). There are no MIT-BIH explanation files yet; an "
-        "MIT-BIH source (abnormal-beat masks of each window from its beat annotations) only "
-        "needs a reader in GROUND_TRUTH_READERS, the scoring does not depend on the source.",
-    ]
-    if truth is None:
-        notes.insert(0, f"No ground truth: the data set in {study.data_dir} has no "
-                        "abnormal-beat annotations (real CinC 2017 records have none), so the "
-                        "explanations are shown in the galleries but cannot be scored.")
-        return Section(title="Explanation scores", notes=notes)
-    if not explained:
-        notes.insert(0, "No trial has explanations.npz, so there is nothing to score.")
-        return Section(title="Explanation scores", notes=notes)
+    notes = [_data_set_note(study, truth), _mitdb_note(study)]
     scores = explanation_scores(study)
     if scores.empty:
-        notes.insert(0, f"None of the {len(explained)} explained trials' records has an "
-                        "abnormal beat (all masks are 0: N and ~ only), so nothing is scored.")
+        scorable = any((truth is not None and a.explanations is not None)
+                       or a.mitdb_explanations is not None for a in study.artifacts.values())
+        if scorable:
+            notes.insert(0, "None of the explained records or windows has an abnormal beat "
+                            "within its length (all masks are 0: N and ~ only), so nothing is "
+                            "scored.")
         return Section(title="Explanation scores", notes=notes)
     summary = summarise_scores(scores)
     sources = Sources(study=study.name, trials=tuple(sorted(scores["trial"].unique())))
-    notes = [_method_notes(), _definitions(truth), *_chance_notes(summary), *notes]
+    notes = [_method_notes(), _definitions(), *_chance_notes(summary), *notes]
     return Section(
         title="Explanation scores",
         tables=[
             Table(name="explanation_scores_summary", frame=summary, sources=sources,
-                  title="Explanation scores per method: pointing-game hit rate (Wilson 95 % "
-                        "interval; chance = widened abnormal fraction), mean mass ratio on "
-                        "abnormal beats (1 = chance) and grade shares I:II:III"),
+                  title="Explanation scores per source and method: pointing-game hit rate "
+                        "(Wilson 95 % interval; chance = widened abnormal fraction), mean mass "
+                        "ratio on abnormal beats (1 = chance) and grade shares I:II:III"),
             Table(name="explanation_scores", frame=scores, sources=sources,
-                  title="Explanation scores per trial, method and record with an abnormal "
-                        "beat"),
+                  title="Explanation scores per trial, source, method and record (or MIT-BIH "
+                        "window) with an abnormal beat"),
         ],
         notes=notes,
     )
 
 
-def _definitions(truth: GroundTruth) -> str:
+def _data_set_note(study: StudyData, truth: GroundTruth | None) -> str:
+    """Whether and against what the study's own records are scored."""
+    if truth is None:
+        return (f"No ground truth in the study's data set: {study.data_dir} has no "
+                "abnormal-beat annotations (real CinC 2017 records have none), so its "
+                "explanations are shown in the galleries but cannot be scored.")
+    explained = [t for t, a in study.artifacts.items() if a.explanations is not None]
+    if not explained:
+        return (f"The data set has ground truth ({truth.source}) but no trial has "
+                "explanations.npz, so its records are not scored.")
+    return (f"Source {truth.name}: the records in explanations.npz, scored against "
+            f"{truth.source} ({truth.fs_hz:g} Hz, mapped to the study rate by nearest sample); "
+            "records whose mask is all 0 (N, ~) are skipped.")
+
+
+def _mitdb_note(study: StudyData) -> str:
+    """Whether and against what MIT-BIH windows are scored."""
+    trials = [t for t, a in study.artifacts.items() if a.mitdb_explanations is not None]
+    if not trials:
+        directory = study.record.get("plan", {}).get("mitdb_dir")
+        why = (f"the study ran with --mitdb-dir {directory} but wrote none (no window with an "
+               "abnormal beat there, or no best trial with a checkpoint)" if directory else
+               "the study ran without --mitdb-dir")
+        return (f"No MIT-BIH explanations (trials/<id>/mitdb_explanations.npz): {why}, so no "
+                "model was scored on annotated MIT-BIH beats.")
+    return (f"Source {MITDB_SOURCE}: MIT-BIH windows with at least one annotated "
+            f"abnormal beat, explained by trial(s) {', '.join(trials)} (mitdb_explanations.npz, "
+            "written with --mitdb-dir), against the masks stored with them (the span of every "
+            "non-normal beat, from the beat annotations, at the study rate). Every window is "
+            "labelled O (other rhythm), so true-class maps (CAM) are those of O.")
+
+
+def _definitions() -> str:
     return (
-        f"Scored against {truth.source} ({truth.fs_hz:g} Hz, mapped to the study rate by "
-        "nearest sample); records whose mask is all 0 (N, ~) are skipped. Hit: the map's "
-        f"maximum lies within {TOLERANCE_S * 1000:.0f} ms of an abnormal beat. Mass ratio: "
-        "share of the map's mass on abnormal beats / abnormal share of the record. Grade (from "
-        f"the map's top {TOP_FRACTION:.0%} of samples): I when more than {GRADE_I_SHARE:.0%} "
-        "of their mass is inside abnormal beats and above chance, II when above chance "
-        f"(more than {CHANCE_TOLERANCE:g} x the abnormal share) but not I, III otherwise "
-        "(no contrast). Padding is ignored."
+        "Hit: the map's maximum lies within "
+        f"{TOLERANCE_S * 1000:.0f} ms of an abnormal beat. Mass ratio: share of the map's mass "
+        "on abnormal beats / abnormal share of the record. Grade (from the map's top "
+        f"{TOP_FRACTION:.0%} of samples): I when more than {GRADE_I_SHARE:.0%} of their mass is "
+        "inside abnormal beats and above chance, II when above chance (more than "
+        f"{CHANCE_TOLERANCE:g} x the abnormal share) but not I, III otherwise (no contrast). "
+        "Padding is ignored."
     )
 
 
@@ -463,7 +540,8 @@ def _chance_notes(summary: pd.DataFrame) -> list[str]:
     at_chance = summary[summary["at_chance"]]
     if at_chance.empty:
         return []
-    listed = ", ".join(f"{r.method} (trial {r.trial})" for r in at_chance.itertuples())
+    listed = ", ".join(f"{r.method} (trial {r.trial}, {r.source})"
+                       for r in at_chance.itertuples())
     everything = " All methods are at chance." if len(at_chance) == len(summary) else ""
     return [f"At chance (the hit-rate interval reaches the chance rate and the mass ratio is "
             f"within {CHANCE_TOLERANCE:g} x chance): {listed}; these maps do not point at the "

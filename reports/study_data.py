@@ -2,8 +2,9 @@
 
 A study directory is written by `study.run` (see README): `study.json`, `trials.parquet`
 (one row per trial and epoch), optionally `cv.parquet`, the Optuna storage, and per best trial
-`trials/<id>/predictions.parquet` and `explanations.npz`. Reports never import torch, ray or
-the study code; everything they need is in these files.
+`trials/<id>/predictions.parquet` and `explanations.npz` (plus `mitdb_explanations.npz` when
+the study ran with ``--mitdb-dir``). Reports never import torch, ray or the study code;
+everything they need is in these files.
 """
 
 from __future__ import annotations
@@ -24,11 +25,20 @@ class ReportError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrialArtifacts:
-    """Files a study wrote for one trained trial."""
+    """Files a study wrote for one trained trial.
+
+    Attributes:
+        trial_id: Ray Tune's trial id (the folder name under `trials/`).
+        predictions: `predictions.parquet`, per validation record.
+        explanations: `explanations.npz`, a gallery of validation records.
+        mitdb_explanations: `mitdb_explanations.npz`, MIT-BIH windows with annotated abnormal
+            beats and their masks (studies run with ``--mitdb-dir`` only).
+    """
 
     trial_id: str
     predictions: Path | None
     explanations: Path | None
+    mitdb_explanations: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -160,11 +170,14 @@ def _artifacts(trials_dir: Path) -> dict[str, TrialArtifacts]:
         return {}
     found = {}
     for trial_dir in sorted(p for p in trials_dir.iterdir() if p.is_dir()):
-        predictions = trial_dir / "predictions.parquet"
-        explanations = trial_dir / "explanations.npz"
         found[trial_dir.name] = TrialArtifacts(
             trial_id=trial_dir.name,
-            predictions=predictions if predictions.is_file() else None,
-            explanations=explanations if explanations.is_file() else None,
+            predictions=_file(trial_dir / "predictions.parquet"),
+            explanations=_file(trial_dir / "explanations.npz"),
+            mitdb_explanations=_file(trial_dir / "mitdb_explanations.npz"),
         )
     return found
+
+
+def _file(path: Path) -> Path | None:
+    return path if path.is_file() else None

@@ -17,6 +17,7 @@ import torch
 
 from data_io.atomic import atomic_path
 from data_io.batching import make_loader
+from data_io.records import EcgArrays
 from models import build_model, explain_by_perturbation
 from study.checkpoint import load_checkpoint
 from study.config import resolve_config
@@ -69,30 +70,45 @@ def select_records(frame: pd.DataFrame, *, n_classes: int) -> list[int]:
 def explanation_arrays(
     model: torch.nn.Module, *, split: Split, positions: list[int], cfg: dict[str, Any]
 ) -> dict[str, np.ndarray]:
-    """Signals, the family's own maps, occlusion and shift-perturbation masks, stacked."""
-    indices = split.indices[positions]
-    loader = make_loader(arrays=split.arrays, indices=indices, batching="bucket",
+    """Signals, the family's own maps, occlusion and shift-perturbation masks, stacked, of
+    the records at ``positions`` of ``split`` (see `explain_records`)."""
+    return explain_records(model, arrays=split.arrays, indices=split.indices[positions], cfg=cfg)
+
+
+def explain_records(
+    model: torch.nn.Module, *, arrays: EcgArrays, indices: np.ndarray, cfg: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """Signals, the family's own maps, occlusion and shift-perturbation masks of records
+    ``indices`` of ``arrays``, stacked in one batch.
+
+    The rows come in the loader's order, not necessarily that of ``indices``: ``record_ids``
+    names each row.
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    if indices.size == 0:
+        raise ValueError("no records to explain")
+    loader = make_loader(arrays=arrays, indices=indices, batching="bucket",
                          batch_size=len(indices), shuffle=False, seed=0,
                          normalization=cfg["data"]["normalization"])
     batch = next(iter(loader))
     x, lengths = batch["x"], batch["lengths"]  # (B, 1, T), (B,)
-    fs_hz = split.arrays.fs_hz
+    fs_hz = arrays.fs_hz
     with torch.no_grad():
         maps = {k: v for k, v in model.explain(x, lengths=lengths).items() if k != "logits"}
     maps.update(explain_by_perturbation(
         "occlusion", model, x, lengths=lengths,
         window_samples=max(int(fs_hz), 1), stride_samples=max(int(fs_hz // 2), 1),
     ))
-    arrays = {f"map/{k}": v.detach().float().numpy() for k, v in maps.items()}
-    arrays.update(_shift_towards_normal(model, x=x, lengths=lengths))
+    explained = {f"map/{k}": v.detach().float().numpy() for k, v in maps.items()}
+    explained.update(_shift_towards_normal(model, x=x, lengths=lengths))
     return {
-        "record_ids": np.array([split.arrays.record_ids[i] for i in batch["index"].tolist()]),
+        "record_ids": np.array([arrays.record_ids[i] for i in batch["index"].tolist()]),
         "y_true": batch["y"].numpy(),
         "signal": x.numpy(),
         "lengths": lengths.numpy(),
         "fs_hz": np.array(fs_hz),
-        "classes": np.array(split.arrays.classes),
-        **arrays,
+        "classes": np.array(arrays.classes),
+        **explained,
     }
 
 
@@ -140,7 +156,12 @@ def write_trial_artifacts(
         model, split=split, positions=select_records(frame, n_classes=len(split.arrays.classes)),
         cfg=cfg,
     )
-    with atomic_path(out_dir / "explanations.npz") as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
+    write_npz(out_dir / "explanations.npz", arrays)
     return {"predictions": str(out_dir / "predictions.parquet"),
             "explanations": str(out_dir / "explanations.npz")}
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``arrays`` as a compressed npz at ``path``, written atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from data_io.mitdb import list_records
 from search_spaces import load_space, space_names
 
 DATASETS = ("cinc2017", "synthetic", "mitdb")
@@ -62,6 +63,8 @@ class Plan:
     max_failures: int
     cache_dir: str | None
     resume: bool
+    # Later fields need defaults: study.json files written before them still load.
+    mitdb_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,6 +133,7 @@ def make_plan(args: Any, *, wandb_mode: str) -> Plan:
         max_failures=args.max_failures,
         cache_dir=str(Path(args.cache_dir).resolve()) if args.cache_dir else None,
         resume=args.resume,
+        mitdb_dir=_mitdb_dir(args.mitdb_dir),
     )
 
 
@@ -179,6 +183,21 @@ def _data_dir(args: Any, *, study_dir: Path) -> str:
     if args.dataset == "cinc2017" and not path.is_dir():
         raise StudyError(f"--data-dir {path} does not exist; download the data with "
                          f"`python -m data_io.fetch cinc2017 --dest {path}`")
+    return str(path)
+
+
+def _mitdb_dir(value: str | None) -> str | None:
+    if value is None:
+        return None
+    path = Path(value).expanduser().resolve()
+    try:
+        records = list_records(path)
+    except FileNotFoundError:
+        raise StudyError(f"--mitdb-dir {path} does not exist; download the data with "
+                         f"`python -m data_io.fetch mitdb --dest {path}`") from None
+    if not records:
+        raise StudyError(f"--mitdb-dir {path} holds no MIT-BIH record (no RECORDS file, no "
+                         ".hea files)")
     return str(path)
 
 

@@ -5,7 +5,8 @@ space with Optuna's TPE, trains each with the single-trial trainer, lets ASHA st
 ones, logs every trial to W&B and writes everything a report needs into one study directory:
 `study.json`, `folds.csv`, the Optuna storage, Ray Tune's experiment, `trials.parquet` (one
 row per trial and epoch), `best_config.json`, and predictions plus explanation arrays of the
-best trials. ``--resume`` continues a study whose driver was killed.
+best trials (with ``--mitdb-dir`` also on MIT-BIH windows with annotated abnormal beats).
+``--resume`` continues a study whose driver was killed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from data_io.cache import load_cinc2017_cached, source_fingerprint
 from data_io.errors import DatasetError
 from data_io.folds import folds_for, read_folds, write_folds
 from search_spaces import describe_space, load_space, space_names
+from study import mitdb_explanations
 from study.plan import DATASETS, Plan, StudyError, make_plan
 from study.results import asha_milestones, final_scores, trials_frame, write_parquet
 from study.spec import StudySpec
@@ -76,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="retrain the K best configurations on every fold, full budget")
     budget.add_argument("--explain-top", type=int, default=1,
                         help="write predictions and explanation arrays of the N best trials")
+    mitdb = mitdb_explanations
+    budget.add_argument("--mitdb-dir", metavar="DIR",
+                        help="MIT-BIH Arrhythmia Database folder (python -m data_io.fetch mitdb): "
+                             f"the best trials also explain up to {mitdb.MAX_WINDOWS} "
+                             f"{mitdb.WINDOW_S:g}-s windows (lead {mitdb.LEAD}, at the study rate) "
+                             "holding annotated abnormal beats, which the report scores against "
+                             "the annotations")
     budget.add_argument("--seed", type=int, default=0, help="seed of the sampler and training")
     res = p.add_argument_group("resources and storage")
     res.add_argument("--concurrency", type=int, default=2, help="trials running at once")
@@ -241,6 +250,8 @@ def render_plan(plan: Plan, spec: StudySpec) -> str:
         f"Ray Tune experiment: {plan.tune_dir}",
         f"Optuna: {plan.optuna_storage} (study {plan.optuna_study_name})",
         f"W&B: {plan.wandb_mode}",
+        *([f"MIT-BIH explanations of the best trials: windows with abnormal beats from "
+           f"{plan.mitdb_dir}"] if plan.mitdb_dir else []),
     ])
 
 
@@ -384,11 +395,17 @@ def _write_artifacts(plan: Plan, spec: StudySpec, ranked, grid) -> None:
         if checkpoint is None:
             continue
         print(f"writing predictions and explanation arrays of trial {trial_id} ...", flush=True)
+        out_dir = Path(plan.study_dir) / "trials" / trial_id
         with checkpoint.as_directory() as directory:
-            write_trial_artifacts(
-                checkpoint_file=Path(directory) / CHECKPOINT_FILE, split=val_split,
-                fold=plan.fold, out_dir=Path(plan.study_dir) / "trials" / trial_id,
-            )
+            checkpoint_file = Path(directory) / CHECKPOINT_FILE
+            write_trial_artifacts(checkpoint_file=checkpoint_file, split=val_split,
+                                  fold=plan.fold, out_dir=out_dir)
+            if plan.mitdb_dir:
+                mitdb_explanations.write_mitdb_explanations(
+                    checkpoint_file=checkpoint_file, mitdb_dir=plan.mitdb_dir,
+                    fs_hz=plan.fs_hz, out_dir=out_dir, classes=val_split.arrays.classes,
+                    log=lambda line: print(line, flush=True),
+                )
 
 
 def summary(plan: Plan, frame, best: dict[str, Any] | None) -> str:

@@ -19,7 +19,7 @@ from reports.explanation_scores import (
     summarise_scores,
     wilson_interval,
 )
-from reports.study_data import StudyData, TrialArtifacts
+from reports.study_data import ReportError, StudyData, TrialArtifacts, load_study
 
 FS_HZ = 150.0
 T = 1500  # 10 s
@@ -156,7 +156,8 @@ def test_methods_take_the_true_class_and_a_softmax_where_documented():
 
 def test_shift_mask_is_scored_only_on_records_the_study_shifted():
     masks = np.stack([beats(ABNORMAL_BEAT), beats(ABNORMAL_BEAT)]).astype(np.uint8)
-    truth = GroundTruth(source="test", fs_hz=FS_HZ, masks={"a": masks[0], "b": masks[1]})
+    truth = GroundTruth(name="test", source="test", fs_hz=FS_HZ,
+                        masks={"a": masks[0], "b": masks[1]})
     arrays = {"record_ids": np.array(["a", "b"]), "y_true": np.array([2, 2]),
               "signal": np.zeros((2, 1, T)), "lengths": np.array([T, T]),
               "fs_hz": np.array(FS_HZ), "shift/mask": np.zeros((2, 1, T)),
@@ -168,8 +169,28 @@ def test_shift_mask_is_scored_only_on_records_the_study_shifted():
 # ---- study level --------------------------------------------------------------------------------
 
 
-def write_study(tmp_path, *, with_masks: bool) -> StudyData:
-    """A synthetic study: masks at 300 Hz, explanations at 150 Hz, one trial."""
+def write_mitdb_explanations(path) -> None:
+    """Three MIT-BIH windows labelled O: occlusion peaked inside the abnormal beat, uniform,
+    and peaked inside the abnormal beat again; the CAM of O (not that of N) peaks inside it."""
+    masks = np.stack([beats(ABNORMAL_BEAT), beats(2), beats(ABNORMAL_BEAT)]).astype(np.uint8)
+    occlusion = np.zeros((3, 1, T))
+    occlusion[[0, 2], 0, BEAT_STARTS[ABNORMAL_BEAT] + 10] = 1.0
+    occlusion[1, 0] = 1.0
+    cam = np.zeros((3, 4, T))
+    cam[:, 2, BEAT_STARTS[ABNORMAL_BEAT] + 10] = 1.0  # class O
+    cam[:, 0, BEAT_STARTS[0] + 10] = 5.0  # class N, on a normal beat
+    np.savez(path, record_ids=np.array(["100_0s", "100_30s", "101_0s"]),
+             y_true=np.array([2, 2, 2]), signal=np.zeros((3, 1, T)),
+             lengths=np.array([T, T, T]), fs_hz=np.array(FS_HZ),
+             classes=np.array(["N", "A", "O", "~"]), mask=masks,
+             window_start_s=np.array([0.0, 30.0, 0.0]),
+             source_record=np.array(["100", "100", "101"]),
+             **{"map/occlusion": occlusion, "map/cam": cam})
+
+
+def write_study(tmp_path, *, with_masks: bool, with_mitdb: bool = False) -> StudyData:
+    """A synthetic study: masks at 300 Hz, explanations at 150 Hz, one trial (with MIT-BIH
+    explanations when asked)."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     n_source = 2 * T
@@ -186,10 +207,14 @@ def write_study(tmp_path, *, with_masks: bool) -> StudyData:
              fs_hz=np.array(FS_HZ), classes=np.array(["N", "A", "O", "~"]),
              **{"map/occlusion": peaked, "shift/mask": np.ones((2, 1, T)),
                 "map/lstm_hidden": np.ones((2, 3, T))})
+    mitdb = trial / "mitdb_explanations.npz" if with_mitdb else None
+    if mitdb is not None:
+        write_mitdb_explanations(mitdb)
     return StudyData(directory=tmp_path, name="demo",
                      record={"plan": {"data_dir": str(data_dir)}}, trials=pd.DataFrame(),
                      cv=None, artifacts={"t1": TrialArtifacts("t1", None,
-                                                              trial / "explanations.npz")})
+                                                              trial / "explanations.npz",
+                                                              mitdb_explanations=mitdb)})
 
 
 def test_study_scores_every_present_method_on_records_with_abnormal_beats(tmp_path):
@@ -219,3 +244,74 @@ def test_section_says_when_there_is_no_ground_truth(tmp_path):
     section = explanation_scores_section(study)
     assert section.tables == []
     assert section.notes[0].startswith("No ground truth")
+
+
+# ---- MIT-BIH windows ----------------------------------------------------------------------------
+
+
+def test_mitdb_windows_are_scored_against_the_masks_in_their_file(tmp_path):
+    scores = explanation_scores(write_study(tmp_path, with_masks=False, with_mitdb=True))
+    assert set(scores["source"]) == {"mitdb"}
+    occlusion = scores[scores["method"] == "occlusion"].set_index("record")
+    assert occlusion.loc["100_0s", "hit"] and occlusion.loc["100_0s", "grade"] == "I"
+    assert occlusion.loc["100_30s", "mass_ratio"] == pytest.approx(1.0)  # uniform: chance
+    assert not occlusion.loc["100_30s", "hit"] and occlusion.loc["100_30s", "grade"] == "III"
+    cam = scores[scores["method"] == "cam"].set_index("record")
+    assert cam.loc[["100_0s", "101_0s"], "hit"].all()  # the CAM of O (the label), not of N
+    summary = summarise_scores(scores)
+    assert list(summary.columns[:3]) == ["trial", "source", "method"]
+    row = summary.set_index("method").loc["occlusion"]
+    assert row["source"] == "mitdb" and row["n_records"] == 3
+    assert row["hit_rate"] == pytest.approx(2 / 3)
+    assert row["grade_I"] == pytest.approx(2 / 3) and row["grade_III"] == pytest.approx(1 / 3)
+
+
+def test_synthetic_and_mitdb_sources_are_told_apart(tmp_path):
+    scores = explanation_scores(write_study(tmp_path, with_masks=True, with_mitdb=True))
+    assert set(scores.groupby("source")["record"].unique().map(tuple).items()) == {
+        ("synthetic", ("O1",)), ("mitdb", ("100_0s", "100_30s", "101_0s"))}
+    summary = summarise_scores(scores)
+    assert set(zip(summary["source"], summary["method"], strict=True)) == {
+        ("synthetic", "occlusion"), ("synthetic", "shift_mask"),
+        ("mitdb", "occlusion"), ("mitdb", "cam")}
+
+
+def test_section_scores_mitdb_without_data_set_ground_truth(tmp_path):
+    section = explanation_scores_section(write_study(tmp_path, with_masks=False,
+                                                     with_mitdb=True))
+    summary = section.tables[0].frame
+    assert set(summary["source"]) == {"mitdb"}
+    assert any(n.startswith("No ground truth in the study's data set") for n in section.notes)
+    assert any(n.startswith("Source mitdb") for n in section.notes)
+    assert not any("No MIT-BIH" in n for n in section.notes)
+
+
+@pytest.mark.parametrize(("mitdb_dir", "why"), [(None, "ran without --mitdb-dir"),
+                                               ("/data/mitdb", "but wrote none")])
+def test_section_says_when_there_are_no_mitdb_explanations(mitdb_dir, why, tmp_path):
+    study = write_study(tmp_path, with_masks=True)
+    study.record["plan"]["mitdb_dir"] = mitdb_dir
+    section = explanation_scores_section(study)
+    assert set(section.tables[0].frame["source"]) == {"synthetic"}
+    assert any(n.startswith("No MIT-BIH explanations") and why in n for n in section.notes)
+
+
+def test_mitdb_file_without_masks_is_a_clear_error(tmp_path):
+    study = write_study(tmp_path, with_masks=False, with_mitdb=True)
+    path = study.artifacts["t1"].mitdb_explanations
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files if k != "mask"}
+    np.savez(path, **arrays)
+    with pytest.raises(ReportError, match="mask"):
+        explanation_scores(study)
+
+
+def test_load_study_finds_mitdb_explanations(tmp_path):
+    write_study(tmp_path, with_masks=False, with_mitdb=True)
+    (tmp_path / "study.json").write_text(json.dumps({"plan": {"name": "demo"}}))
+    pd.DataFrame({"trial_id": ["t1"]}).to_parquet(tmp_path / "trials.parquet")
+    (tmp_path / "trials" / "t2").mkdir()
+    artifacts = load_study(tmp_path).artifacts
+    assert artifacts["t1"].mitdb_explanations == tmp_path / "trials" / "t1" / \
+        "mitdb_explanations.npz"
+    assert artifacts["t2"].mitdb_explanations is None
