@@ -28,32 +28,31 @@ from data_io.cache import load_cinc2017_cached
 from models import build_model, load_preset
 from models.losses import FocalLoss
 from study.runtime import select_runtime
+from study.trainer import train_epoch
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cinc2017"
 
 
 def epoch_throughput(*, arrays, indices, batching: str, seed: int) -> tuple[float, float]:
-    """(real samples per second, padding fraction) of one training epoch."""
+    """(real samples per second, padding fraction) of one training epoch of the trainer's
+    own epoch step."""
     torch.manual_seed(seed)
     runtime = select_runtime(device="auto", amp=True)
     model = build_model(load_preset("cnn7_gmp")).to(runtime.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = FocalLoss(gamma=0.0, alpha=None)
     loader = make_loader(arrays=arrays, indices=indices, batching=batching, batch_size=16,
                          shuffle=True, seed=seed)
-    padding = loader_padding_fraction(loader)
-    model.train()
-    real = 0
     start = time.perf_counter()
-    for batch in loader:
-        x, lengths = batch["x"].to(runtime.device), batch["lengths"].to(runtime.device)
-        optimizer.zero_grad()
-        with runtime.autocast():
-            logits = model(x, lengths=lengths)
-        loss_fn(logits.float(), batch["y"].to(runtime.device)).backward()
-        optimizer.step()
-        real += int(batch["lengths"].sum())
-    return real / (time.perf_counter() - start), padding
+    _, problem = train_epoch(
+        model=model, loader=loader, loss_fn=FocalLoss(gamma=0.0, alpha=None),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+        scaler=torch.amp.GradScaler(runtime.device.type, enabled=runtime.use_grad_scaler),
+        runtime=runtime,
+    )
+    seconds = time.perf_counter() - start
+    if problem:
+        raise RuntimeError(f"{batching}: {problem}")
+    real = int(arrays.lengths[indices].sum())
+    return real / seconds, loader_padding_fraction(loader)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ import platformdirs
 import xxhash
 from filelock import FileLock
 
-from data_io.cinc2017 import CINC_FS_HZ, load_cinc2017
+from data_io.cinc2017 import CINC_FS_HZ, checked_listing, load_cinc2017
 from data_io.errors import DatasetError
 from data_io.preprocess import resample_arrays
 from data_io.records import EcgArrays, Quarantined
@@ -92,9 +92,7 @@ def load_cinc2017_cached(
         progress: show progress bars while building.
     """
     directory = Path(directory).expanduser()
-    if not directory.is_dir():
-        # Let the loader produce its full error message (missing, not a directory).
-        load_cinc2017(directory, expected_fs_hz=expected_fs_hz, progress=False)
+    checked_listing(directory)  # missing, empty or unlabelled: the loader's own error
     settings = {
         "dataset": "cinc2017",
         "expected_fs_hz": expected_fs_hz,

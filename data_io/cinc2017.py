@@ -80,7 +80,7 @@ def load_cinc2017(
             record could be loaded.
     """
     directory = Path(directory).expanduser()
-    listing = _checked_listing(directory)
+    listing = checked_listing(directory)
     reference = read_reference(
         listing.reference, classes=CINC_CLASSES, known_records=listing.headers | listing.signals
     )
@@ -116,7 +116,8 @@ def load_cinc2017(
     )
 
 
-def _checked_listing(directory: Path) -> DirectoryListing:
+def checked_listing(directory: Path) -> DirectoryListing:
+    """The listing of ``directory``, or `DatasetError` when it cannot be a CinC directory."""
     if not directory.exists():
         raise DatasetError(f"data directory {directory} does not exist; {MANUAL_DOWNLOAD_HINT}")
     if not directory.is_dir():

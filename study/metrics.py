@@ -9,6 +9,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
+CLASS_KEYS: dict[str, str] = {"N": "normal", "A": "af", "O": "other", "~": "noisy"}
+"""Metric-name spelling of each CinC class (`val/f1_af`, ...)."""
+
 
 def confusion_matrix(*, y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Counts with true classes as rows and predicted classes as columns, (n_classes, n_classes)."""
@@ -71,7 +74,3 @@ def classification_metrics(
     for name, value in by_name.items():
         metrics[f"{split}/f1_{CLASS_KEYS.get(name, name.lower())}"] = float(value)
     return metrics
-
-
-CLASS_KEYS: dict[str, str] = {"N": "normal", "A": "af", "O": "other", "~": "noisy"}
-"""Metric-name spelling of each CinC class (`val/f1_af`, ...)."""

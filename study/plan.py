@@ -160,8 +160,8 @@ def _check_numbers(args: Any) -> None:
         (args.cv_top_k >= 0, "--cv-top-k must be zero or positive"),
         (args.cv_top_k <= args.num_samples, "--cv-top-k cannot exceed --num-samples"),
         (args.fs_hz is None or args.fs_hz > 0, "--fs-hz must be positive"),
-        (args.synthetic_records >= 4 * args.folds // 2,
-         "--synthetic-records is too small for the folds"),
+        (args.synthetic_records >= 2 * args.folds,
+         "--synthetic-records must be at least twice --folds (records per fold)"),
     ]
     for ok, message in checks:
         if not ok:

@@ -36,6 +36,8 @@ from study.results import asha_milestones, final_scores, trials_frame, write_par
 from study.spec import StudySpec
 from study.wandb_mode import MODES, offline_hint, resolve_mode
 
+# ray, the trainer and the artefact writer are imported inside the functions that run a study,
+# so --help, --list-spaces, --show-space and bad-input errors answer in about a second.
 VERSIONED = ("ecg-study", "ray", "optuna", "torch", "numpy", "wfdb", "wandb", "pandas")
 
 

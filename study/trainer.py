@@ -144,7 +144,7 @@ def train(
     for epoch in range(start_epoch, cfg["epochs"]):
         started = time.perf_counter()
         loader = split_loader(train_split, cfg=cfg, training=True, epoch=epoch)
-        train_loss, problem = _train_epoch(
+        train_loss, problem = train_epoch(
             model=model, loader=loader, loss_fn=loss_fn, optimizer=optimizer,
             scaler=scaler, runtime=runtime,
         )
@@ -251,7 +251,7 @@ def _parameter_groups(model: nn.Module, cfg: dict[str, Any]) -> list[dict[str, A
     return groups(cnn_lr_scale=cfg["optim"]["cnn_lr_scale"], base_lr=cfg["optim"]["lr"])
 
 
-def _train_epoch(
+def train_epoch(
     *,
     model: nn.Module,
     loader,
