@@ -4,8 +4,9 @@ Parsing thousands of WFDB files per trial is slow; the cache stores every signal
 array plus offsets, labels and metadata, and maps it back in milliseconds. The key is a
 fingerprint of the source files (name, size, modification time) and of the preprocessing
 settings, so a changed file or setting selects another entry: a stale cache is never used.
-Each entry also records a checksum of its arrays, verified on every load, so a damaged entry
-is detected and rebuilt rather than silently used. Entries are built in a temporary directory
+Each entry also records a checksum of its arrays and of its metadata, and the key it was built
+for, all verified on every load, so a damaged entry (or files copied in from another entry) is
+detected and rebuilt rather than silently used. Entries are built in a temporary directory
 and renamed into place, so a process killed mid-build leaves nothing half-written; a file lock
 makes concurrent trials on one node wait for a single build instead of repeating it.
 """
@@ -32,10 +33,14 @@ from data_io.preprocess import resample_arrays
 from data_io.records import EcgArrays, Quarantined
 
 CACHE_ENV = "ECG_STUDY_CACHE_DIR"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 ARRAY_FILES: tuple[str, ...] = ("signals", "offsets", "labels")
 SOURCE_SUFFIXES: tuple[str, ...] = (".hea", ".mat", ".csv")
 SOURCE_NAMES: tuple[str, ...] = ("RECORDS",)
+META_FIELDS: tuple[str, ...] = (
+    "format", "key", "record_ids", "classes", "fs_hz", "adc_gain", "quarantined", "checksums",
+    "meta_checksum",
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +108,8 @@ def load_cinc2017_cached(
         arrays = load_cinc2017(directory, expected_fs_hz=expected_fs_hz, progress=progress)
         if fs_hz is None:
             return arrays
-        return resample_arrays(arrays, target_fs_hz=fs_hz)
+        # None: the resampler decides (a bar only for large sets); False: never.
+        return resample_arrays(arrays, target_fs_hz=fs_hz, progress=None if progress else False)
 
     return cached(
         name="cinc2017",
@@ -127,60 +133,91 @@ def cached(
     """Return the entry ``name-key`` from ``cache_dir``, building it with ``build`` if absent
     or damaged."""
     entry = cache_dir / f"{name}-{key[:24]}"
-    arrays = _try_read(entry)
+    arrays = _try_read(entry, key=key, warn=True)
     if arrays is not None:
         return arrays
     cache_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(entry) + ".lock"):
-        arrays = _try_read(entry)  # another process may have built it while we waited
+        # Another process may have built it while we waited (its damage was reported above).
+        arrays = _try_read(entry, key=key, warn=False)
         if arrays is not None:
             return arrays
         _remove_damaged(entry)
         _remove_leftovers(entry)
         log.info("building data cache %s from %s", entry, source)
         _write_entry(entry, arrays=build(), source=source, settings=settings, key=key)
-    arrays = _try_read(entry)
-    if arrays is None:
-        raise DatasetError(f"data cache {entry} could not be read back after building it")
-    return arrays
+    return read_entry(entry, key=key)
 
 
-def read_entry(entry: Path) -> EcgArrays:
-    """Memory-map a cache entry, verifying its checksums.
+def read_entry(entry: Path, *, key: str | None = None) -> EcgArrays:
+    """Memory-map a cache entry, verifying its checksums (and its key, when given).
 
     Raises:
-        DatasetError: the entry is missing, incomplete or its arrays do not match the
-            checksums recorded when it was written.
+        DatasetError: the entry is missing, incomplete, was built for another key, or its
+            metadata or arrays do not match the checksums recorded when it was written. The
+            message names the file and the problem.
     """
-    meta_path = entry / "meta.json"
-    try:
-        meta = json.loads(meta_path.read_text())
-        arrays = {n: np.load(entry / f"{n}.npy", mmap_mode="r") for n in ARRAY_FILES}
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"data cache {entry} is incomplete or unreadable ({exc})") from exc
+    meta = _read_meta(entry / "meta.json", key=key)
+    arrays = {n: _load_array(entry / f"{n}.npy") for n in ARRAY_FILES}
     for n in ARRAY_FILES:
         if _checksum(arrays[n]) != meta["checksums"].get(n):
-            raise DatasetError(f"data cache {entry / (n + '.npy')} fails its checksum")
-    return EcgArrays(
-        signals=arrays["signals"],
-        offsets=np.asarray(arrays["offsets"]),
-        record_ids=tuple(meta["record_ids"]),
-        labels=np.asarray(arrays["labels"]),
-        classes=tuple(meta["classes"]),
-        fs_hz=float(meta["fs_hz"]),
-        adc_gain=float(meta["adc_gain"]),
-        quarantined=tuple(Quarantined(**q) for q in meta["quarantined"]),
-    )
+            raise DatasetError(f"data cache file {entry / (n + '.npy')} fails its checksum")
+    try:
+        return EcgArrays(
+            signals=arrays["signals"],
+            offsets=np.asarray(arrays["offsets"]),
+            record_ids=tuple(meta["record_ids"]),
+            labels=np.asarray(arrays["labels"]),
+            classes=tuple(meta["classes"]),
+            fs_hz=float(meta["fs_hz"]),
+            adc_gain=float(meta["adc_gain"]),
+            quarantined=tuple(Quarantined(**q) for q in meta["quarantined"]),
+        )
+    except (TypeError, ValueError) as exc:  # consistent checksums but unusable contents
+        raise DatasetError(f"data cache {entry} holds inconsistent arrays ({exc})") from exc
 
 
-def _try_read(entry: Path) -> EcgArrays | None:
+def _read_meta(path: Path, *, key: str | None) -> dict:
+    """The entry's metadata, checked against its own checksum, its format and ``key``."""
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # missing, unreadable, not JSON or not UTF-8
+        raise DatasetError(f"data cache file {path} is missing or unreadable ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise DatasetError(f"data cache file {path} does not hold a JSON object")
+    missing = [field for field in META_FIELDS if field not in meta]
+    if missing:
+        raise DatasetError(f"data cache file {path} lacks {', '.join(missing)}")
+    if meta["meta_checksum"] != _meta_checksum(meta):
+        raise DatasetError(f"data cache file {path} fails its checksum")
+    if meta["format"] != CACHE_FORMAT or (key is not None and meta["key"] != key):
+        raise DatasetError(f"data cache file {path} belongs to another cache entry "
+                           f"(format {meta['format']}, key {str(meta['key'])[:24]})")
+    return meta
+
+
+def _load_array(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as exc:  # missing, truncated, damaged header
+        raise DatasetError(f"data cache file {path} is missing or unreadable ({exc})") from exc
+
+
+def _try_read(entry: Path, *, key: str, warn: bool) -> EcgArrays | None:
     if not entry.is_dir():
         return None
     try:
-        return read_entry(entry)
+        return read_entry(entry, key=key)
     except DatasetError as exc:
-        log.warning("%s; rebuilding it", exc)
+        if warn:
+            log.warning("%s; rebuilding it", exc)
         return None
+
+
+def _meta_checksum(meta: dict) -> str:
+    """Checksum of every metadata field but itself, in a canonical JSON form."""
+    body = {k: v for k, v in meta.items() if k != "meta_checksum"}
+    return xxhash.xxh3_128_hexdigest(json.dumps(body, sort_keys=True).encode())
 
 
 def _checksum(array: np.ndarray) -> str:
@@ -207,6 +244,8 @@ def _write_entry(
             "quarantined": [q.to_dict() for q in arrays.quarantined],
             "checksums": {n: _checksum(a) for n, a in data.items()},
         }
+        meta = json.loads(json.dumps(meta))  # the checksum covers what a reader will parse
+        meta["meta_checksum"] = _meta_checksum(meta)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         _fsync_dir(tmp)
         os.rename(tmp, entry)

@@ -8,20 +8,26 @@ on a plan that cannot finish.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from data_io.mitdb import list_records
-from search_spaces import load_space, space_names
+from search_spaces import load_space, space_names, unflatten
+from study.config import resolve_config
 
 DATASETS = ("cinc2017", "synthetic", "mitdb")
 DEFAULT_FS_HZ = 150.0
+SAMPLERS = ("tpe", "random")
+"""Optuna samplers a study may use (`study.tuning` builds them)."""
+SCHEDULERS = ("asha", "fifo")
+"""Trial schedulers: ASHA early stopping, or fifo (every trial gets the full budget)."""
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -65,6 +71,9 @@ class Plan:
     resume: bool
     # Later fields need defaults: study.json files written before them still load.
     mitdb_dir: str | None = None
+    sampler: str = "tpe"
+    scheduler: str = "asha"
+    fixed: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,7 +143,35 @@ def make_plan(args: Any, *, wandb_mode: str) -> Plan:
         cache_dir=str(Path(args.cache_dir).resolve()) if args.cache_dir else None,
         resume=args.resume,
         mitdb_dir=_mitdb_dir(args.mitdb_dir),
+        sampler=args.sampler,
+        scheduler=args.scheduler,
+        fixed=parse_fixed(args.set or []),
     )
+
+
+def parse_fixed(assignments: list[str]) -> dict[str, Any]:
+    """``["optim/lr=0.001", "loss/focal_gamma=0"]`` -> flattened training-config values that
+    every trial uses whatever the space samples (a JSON value, else the text itself).
+
+    Raises:
+        StudyError: an assignment without ``=``, or a section or option the trainer does not
+            know (model options are checked by the model when a trial builds it).
+    """
+    fixed: dict[str, Any] = {}
+    for text in assignments:
+        key, sep, raw = text.partition("=")
+        if not sep or not key.strip():
+            raise StudyError(f"--set {text!r}: write SECTION/OPTION=VALUE, e.g. optim/lr=0.001")
+        try:
+            fixed[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            fixed[key.strip()] = raw
+    checked = {k: v for k, v in fixed.items() if not k.startswith("model/")}
+    try:
+        resolve_config(unflatten(checked))
+    except ValueError as exc:
+        raise StudyError(f"--set: {exc}") from None
+    return fixed
 
 
 def _fs_hz(args: Any, *, smoke: dict[str, Any]) -> float:

@@ -66,6 +66,7 @@ def trial_rows(
     milestones: list[int],
 ) -> list[dict[str, Any]]:
     """The rows of one trial: its config, and per epoch the metrics and rung bookkeeping."""
+    history = latest_per_epoch(history)
     max_epochs = milestones[-1]
     reason = stop_reason(history=history, error=error, max_epochs=max_epochs)
     epochs_done = max((int(r.get("epoch", 0)) for r in history), default=0)
@@ -93,6 +94,17 @@ def trial_rows(
             }
         )
     return rows
+
+
+def latest_per_epoch(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per epoch, the last reported, in epoch order.
+
+    A trial that Tune resumes from a checkpoint older than its last report (the experiment
+    snapshot lags the disk when a driver dies or the storage fails) reports those epochs again;
+    the repeat is what the trial's final state descends from.
+    """
+    by_epoch = {int(row.get("epoch", 0)): row for row in history}
+    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
 
 
 def _is_metric(key: str) -> bool:

@@ -7,6 +7,9 @@ ones, logs every trial to W&B and writes everything a report needs into one stud
 row per trial and epoch), `best_config.json`, and predictions plus explanation arrays of the
 best trials (with ``--mitdb-dir`` also on MIT-BIH windows with annotated abnormal beats).
 ``--resume`` continues a study whose driver was killed.
+
+Exit status: 0 done, 2 bad input, 3 the storage filled up or turned read-only mid-study (one
+`error:` line names the path and the problem; `--resume` continues once it is writable again).
 """
 
 from __future__ import annotations
@@ -29,11 +32,25 @@ from data_io.atomic import write_text_atomic
 from data_io.cache import load_cinc2017_cached, source_fingerprint
 from data_io.errors import DatasetError
 from data_io.folds import folds_for, read_folds, write_folds
-from search_spaces import describe_space, load_space, space_names
+from search_spaces import describe_space, load_space, space_names, unflatten
 from study import mitdb_explanations
-from study.plan import DATASETS, Plan, StudyError, make_plan
+from study.plan import (
+    DATASETS,
+    SAMPLERS,
+    SCHEDULERS,
+    Plan,
+    StudyError,
+    make_plan,
+)
 from study.results import asha_milestones, final_scores, trials_frame, write_parquet
 from study.spec import StudySpec
+from study.storage_faults import (
+    EXIT_STORAGE,
+    StorageError,
+    storage_fault_message,
+    storage_problem,
+    storage_state,
+)
 from study.wandb_mode import MODES, offline_hint, resolve_mode
 
 # ray, the trainer and the artefact writer are imported inside the functions that run a study,
@@ -88,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "holding annotated abnormal beats, which the report scores against "
                              "the annotations")
     budget.add_argument("--seed", type=int, default=0, help="seed of the sampler and training")
+    budget.add_argument("--sampler", choices=SAMPLERS, default="tpe",
+                        help="Optuna sampler: tpe, or random for a baseline")
+    budget.add_argument("--scheduler", choices=SCHEDULERS, default="asha",
+                        help="asha stops weak trials early; fifo runs every trial to "
+                             "--max-epochs (the baseline without early stopping)")
+    budget.add_argument("--set", action="append", metavar="SECTION/OPTION=VALUE",
+                        help="fix a training option in every trial, whatever the space samples "
+                             "(repeatable; the value is JSON, e.g. --set loss/focal_gamma=0)")
     res = p.add_argument_group("resources and storage")
     res.add_argument("--concurrency", type=int, default=2, help="trials running at once")
     res.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs reserved per trial")
@@ -135,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--space is required (see --list-spaces)")
     try:
         plan = _plan(args)
+        if plan.address:
+            check_reachable(plan.address)
         spec = prepare_study(plan, write=not args.dry_run)
         print(render_plan(plan, spec), flush=True)
         if args.dry_run:
@@ -145,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     except (StudyError, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_STORAGE
 
 
 def _plan(args: argparse.Namespace) -> Plan:
@@ -195,6 +225,11 @@ def prepare_study(plan: Plan, *, write: bool) -> StudySpec:
 
 def _spec(plan: Plan, *, folds: dict[str, int]) -> StudySpec:
     overrides = dict(load_space(plan.space).SMOKE) if plan.smoke else {}
+    for section, values in unflatten(plan.fixed).items():
+        if isinstance(values, dict):
+            overrides[section] = {**overrides.get(section, {}), **values}
+        else:
+            overrides[section] = values
     return StudySpec(data_dir=plan.data_dir, cache_dir=plan.cache_dir, fs_hz=plan.fs_hz,
                      folds=folds, fold=plan.fold, max_epochs=plan.max_epochs, seed=plan.seed,
                      overrides=overrides)
@@ -211,9 +246,7 @@ def study_record(plan: Plan, *, folds_sha256: str, n_records: int) -> dict[str, 
         "data": {"directory": plan.data_dir, "fingerprint": source_fingerprint(plan.data_dir),
                  "records": n_records, "fs_hz": plan.fs_hz},
         "folds": {"file": "folds.csv", "n_folds": plan.n_folds, "sha256": folds_sha256},
-        "asha_milestones": asha_milestones(grace_period=plan.grace_period,
-                                           reduction_factor=plan.reduction_factor,
-                                           max_epochs=plan.max_epochs),
+        "asha_milestones": milestones(plan),
         "created_unix": time.time(),
     }
 
@@ -236,14 +269,22 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def milestones(plan: Plan) -> list[int]:
+    """Epochs at which the scheduler compares trials (only the budget without ASHA)."""
+    if plan.scheduler != "asha":
+        return [plan.max_epochs]
+    return asha_milestones(grace_period=plan.grace_period,
+                           reduction_factor=plan.reduction_factor, max_epochs=plan.max_epochs)
+
+
 def render_plan(plan: Plan, spec: StudySpec) -> str:
-    milestones = asha_milestones(grace_period=plan.grace_period,
-                                 reduction_factor=plan.reduction_factor,
-                                 max_epochs=plan.max_epochs)
+    rungs = milestones(plan)
     return "\n".join([
         f"study {plan.name} ({'resume' if plan.resume else 'new'}): space {plan.space}, "
-        f"{plan.num_samples} configurations, {plan.max_epochs} epochs max, "
-        f"ASHA rungs at epochs {milestones}",
+        f"{plan.num_samples} configurations ({plan.sampler}), {plan.max_epochs} epochs max, "
+        + (f"ASHA rungs at epochs {rungs}" if plan.scheduler == "asha"
+           else "no early stopping"),
+        *([f"fixed in every trial: {json.dumps(plan.fixed)}"] if plan.fixed else []),
         f"data: {plan.dataset} {plan.data_dir} at {plan.fs_hz:g} Hz, fold {plan.fold} of "
         f"{plan.n_folds}{', smoke settings' if plan.smoke else ''}",
         f"resources: {plan.concurrency} concurrent trials x {plan.cpus_per_trial:g} CPU, "
@@ -255,6 +296,33 @@ def render_plan(plan: Plan, spec: StudySpec) -> str:
         *([f"MIT-BIH explanations of the best trials: windows with abnormal beats from "
            f"{plan.mitdb_dir}"] if plan.mitdb_dir else []),
     ])
+
+
+def check_reachable(address: str) -> None:
+    """Fail in seconds, before anything is written, when nothing answers at ``address``.
+
+    ray.init retries an address where nothing answers (or a name that does not resolve) for
+    many minutes, printing only log lines; one TCP connect (to the GCS, or to the Ray Client
+    server for ray://) fails in seconds with the reason. ``auto`` is left to Ray.
+    """
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not (host and port.isdigit()):
+        return
+    timeout_s = 5.0
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)  # e.g. "Connection refused"
+        if isinstance(exc, socket.gaierror):
+            reason = f"host name {host} not found"
+        elif isinstance(exc, TimeoutError):
+            reason = f"no answer within {timeout_s:g} s"
+        raise StudyError(
+            f"cannot join the Ray cluster at {address}: {reason}. Check the address "
+            f"(the head's `ray status` shows it) and that port {port} is open to this machine"
+        ) from exc
 
 
 def _check_resources(plan: Plan, *, connect: bool) -> None:
@@ -308,7 +376,24 @@ def run_study(plan: Plan, spec: StudySpec) -> int:
         # address="local": always a new Ray of our own, never a cluster left running here.
         ray.init(address="local", include_dashboard=False, log_to_driver=False,
                  runtime_env=_runtime_env(plan))
-    grid = tuning.search_tuner(plan, spec).fit()
+    try:
+        grid = tuning.search_tuner(plan, spec).fit()
+        _raise_on_storage_errors(grid, plan=plan)
+        return _finish_study(plan, spec, grid)
+    except Exception as exc:  # a full or read-only disk surfaces as OSError, SQLite, Optuna...
+        found = storage_problem(exc)
+        if found is None:
+            raise
+        problem, filename = found
+        path = filename or plan.study_dir
+        raise StorageError(storage_fault_message(
+            storage_state(path) or problem, path=path, plan=plan)) from exc
+
+
+def _finish_study(plan: Plan, spec: StudySpec, grid) -> int:
+    """After the search: `trials.parquet`, best configuration, CV, artefacts, summary."""
+    from study import tuning
+
     stale = tuning.close_stale_optuna_trials(plan)
     if stale:
         print(f"marked {stale} Optuna trial(s) left RUNNING by a killed driver as FAIL")
@@ -323,11 +408,24 @@ def run_study(plan: Plan, spec: StudySpec) -> int:
     return 0
 
 
+def _raise_on_storage_errors(grid, *, plan: Plan) -> None:
+    """Trials that failed because the storage is full or read-only (typically while saving
+    a checkpoint) stop the study with one message listing them all."""
+    problems = {}
+    for result in grid:
+        found = storage_problem(result.error)
+        if found is not None:
+            problems[_trial_id(result)] = found
+    if problems:
+        problem, filename = next(iter(problems.values()))
+        path = filename or plan.tune_dir
+        raise StorageError(storage_fault_message(
+            storage_state(path) or problem, path=path, plan=plan, trials=sorted(problems)))
+
+
 def collect(grid, *, plan: Plan):
     """`trials.parquet` rows from a Ray Tune ResultGrid."""
-    milestones = asha_milestones(grace_period=plan.grace_period,
-                                 reduction_factor=plan.reduction_factor,
-                                 max_epochs=plan.max_epochs)
+    rungs = milestones(plan)
     trials = []
     for result in grid:
         frame = result.metrics_dataframe
@@ -339,7 +437,7 @@ def collect(grid, *, plan: Plan):
             "error": None if result.error is None else f"{type(result.error).__name__}: "
                                                         f"{result.error}"[:2000],
         })
-    return trials_frame(trials, milestones=milestones)
+    return trials_frame(trials, milestones=rungs)
 
 
 def _trial_id(result) -> str:
@@ -372,6 +470,7 @@ def _run_cv(plan: Plan, spec: StudySpec, ranked, grid) -> None:
     candidates = [{"trial_id": t, "config": results[t].config}
                   for t in ranked["trial_id"].head(plan.cv_top_k)]
     cv_grid = tuning.cv_tuner(plan, spec, candidates).fit()
+    _raise_on_storage_errors(cv_grid, plan=plan)
     milestones = [plan.max_epochs]
     rows = []
     for result in cv_grid:
@@ -411,11 +510,21 @@ def _write_artifacts(plan: Plan, spec: StudySpec, ranked, grid) -> None:
 
 
 def summary(plan: Plan, frame, best: dict[str, Any] | None) -> str:
-    reasons = frame.drop_duplicates("trial_id")["stop_reason"].value_counts().to_dict()
-    lines = [f"study {plan.name}: {frame['trial_id'].nunique()} trials "
+    """The closing lines: trials per stop reason, where trials diverged, the best trial."""
+    trials = frame.drop_duplicates("trial_id", keep="last")  # a diverged trial's last row
+    reasons = trials["stop_reason"].value_counts().to_dict()  # holds its message
+    lines = [f"study {plan.name}: {len(trials)} trials "
              f"({', '.join(f'{k} {v}' for k, v in sorted(reasons.items()))})"]
+    diverged = trials[trials["stop_reason"] == "diverged"].to_dict("records")
+    shown = 3
+    lines += [f"  diverged: trial {row['trial_id']}: {row.get('message') or 'no message'}"
+              for row in diverged[:shown]]
+    if len(diverged) > shown:
+        lines.append(f"  ... and {len(diverged) - shown} more diverged trials (column 'message' "
+                     "of trials.parquet)")
     if best is None:
-        lines.append("no trial trained the full budget")
+        lines.append(f"no best trial: no trial completed the full budget of {plan.max_epochs} "
+                     "epochs, so no best_config.json was written")
     else:
         lines.append(f"best: {best['trial_id']} {plan.metric} {best[plan.metric]:.4f} after "
                      f"{best['epochs']} epochs; config in {plan.study_dir}/best_config.json")

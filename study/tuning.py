@@ -8,20 +8,28 @@ optuna-dashboard can read it, and ASHA compares trials on the per-epoch validati
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 import optuna
+import pyarrow
+import pyarrow.fs
 from ray import tune
 from ray.air.integrations.wandb import WandbLoggerCallback
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import load_space
-from study.plan import Plan
+from study.plan import Plan, StudyError
 from study.spec import StudySpec
 from study.trainable import run_trial
+from study.whole_file_fs import WholeFileLocalFileSystem
+
+RESULT_FILE = "result.json"
+"""Tune's per-trial file of reported rows, one JSON object a line."""
 
 # Per-epoch checkpoints otherwise print a warning about frequent experiment snapshots.
 _QUIET_ENV = {"TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
@@ -35,22 +43,106 @@ def trainable(plan: Plan, spec: StudySpec):
     )
 
 
+SAMPLERS = {
+    "tpe": optuna.samplers.TPESampler,
+    "random": optuna.samplers.RandomSampler,
+}
+"""`Plan.sampler` -> Optuna sampler class (each takes ``seed=``)."""
+
+
+class RestorableOptunaSearch(OptunaSearch):
+    """OptunaSearch that survives a restore whose saved state lags its Optuna storage.
+
+    Tune saves the searcher with its experiment snapshot, but the RDB storage is written at
+    once. After a driver kill, a trial that already finished in the storage can still be
+    running in the restored snapshot, and Tune resumes it from its checkpoint; OptunaSearch
+    would then report to (or tell) a finished Optuna trial, which raises
+    `UpdateFinishedTrialError` and aborts every later resume. Such trials keep the value the
+    storage already holds; `trials.parquet` (built from Tune) has what the resumed trial did.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._finished_before_restore: set[str] = set()
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        finished = {t.number for t in self._ot_study.get_trials(deepcopy=False)
+                    if t.state.is_finished()}
+        self._finished_before_restore = {
+            trial_id for trial_id, ot_trial in self._ot_trials.items()
+            if trial_id not in self._completed_trials and ot_trial.number in finished
+        }
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if trial_id not in self._finished_before_restore:
+            super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
+                          error: bool = False) -> None:
+        if trial_id in self._finished_before_restore:
+            self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+
 def searcher(plan: Plan) -> ConcurrencyLimiter:
-    """Seeded TPE over the space's define-by-run function, persisted in the RDB storage."""
+    """The seeded sampler over the space's define-by-run function, persisted in the RDB
+    storage."""
     space = load_space(plan.space)
-    search = OptunaSearch(
+    search = RestorableOptunaSearch(
         space=space.define,
         metric=plan.metric,
         mode=plan.mode,
-        sampler=optuna.samplers.TPESampler(seed=plan.seed),
+        sampler=SAMPLERS[plan.sampler](seed=plan.seed),
         storage=optuna.storages.RDBStorage(plan.optuna_storage),
         study_name=plan.optuna_study_name,
     )
     return ConcurrencyLimiter(search, max_concurrent=plan.concurrency)
 
 
-def scheduler(plan: Plan) -> ASHAScheduler:
-    return ASHAScheduler(
+class RestorableASHA(ASHAScheduler):
+    """ASHA that relearns its rungs when a study is restored.
+
+    Ray Tune leaves the scheduler out of its experiment snapshot (`TuneController` saves the
+    searcher, not ``_scheduler_alg``), so after a driver kill ASHA would start again with empty
+    rungs and let every resumed or new trial through the next milestones. Each trial added with
+    results already in storage (a restored one) is replayed into its bracket, so decisions
+    after a resume compare against the scores recorded before the kill.
+    """
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        super().on_trial_add(tune_controller, trial)
+        bracket = self._trial_info[trial.trial_id]
+        for row in reported_results(trial):
+            if self._time_attr in row and self._metric in row:
+                bracket.on_result(trial, row[self._time_attr], self._metric_op * row[self._metric])
+
+
+def reported_results(trial: Any) -> list[dict[str, Any]]:
+    """The rows a trial reported so far, read from its `result.json` in the experiment's
+    storage (local or a URI); none for a new trial."""
+    storage = getattr(trial, "storage", None)
+    if storage is None or getattr(storage, "trial_dir_name", None) is None:
+        return []  # a new trial: Tune names its directory when it first starts
+    try:
+        with storage.storage_filesystem.open_input_stream(
+            f"{storage.trial_fs_path}/{RESULT_FILE}"
+        ) as stream:
+            text = stream.read().decode()
+    except (FileNotFoundError, OSError):
+        return []
+    rows = []
+    for line in text.splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # the last line of a file cut short by the kill
+    return rows
+
+
+def _asha(plan: Plan) -> RestorableASHA:
+    return RestorableASHA(
         time_attr="training_iteration",
         metric=plan.metric,
         mode=plan.mode,
@@ -60,11 +152,49 @@ def scheduler(plan: Plan) -> ASHAScheduler:
     )
 
 
+def _fifo(plan: Plan) -> FIFOScheduler:
+    return FIFOScheduler()
+
+
+SCHEDULERS = {"asha": _asha, "fifo": _fifo}
+"""`Plan.scheduler` -> builder of the Ray Tune trial scheduler."""
+
+
+def scheduler(plan: Plan) -> TrialScheduler:
+    return SCHEDULERS[plan.scheduler](plan)
+
+
+WANDB_KEY_VARIABLE = "WANDB_API_KEY"
+
+
+class KeySafeWandbLoggerCallback(WandbLoggerCallback):
+    """Ray's W&B callback, except that the API key never enters a Ray runtime environment.
+
+    Ray hands WANDB_API_KEY to its W&B logging actors as a runtime-environment variable, and
+    Ray's runtime-env agent writes each environment it creates, key included, in plain text to
+    `<ray session>/logs/runtime_env_agent.log` (found by `bench.drill_secrets`). Here the key
+    is out of the driver's environment while Ray defines the actor, and reaches an online run
+    as a `wandb.init` setting instead (offline and disabled runs need no key).
+    """
+
+    def _start_logging_actor(self, trial, exclude_results, **wandb_init_kwargs) -> None:
+        key = os.environ.pop(WANDB_KEY_VARIABLE, None)
+        if key and wandb_init_kwargs.get("mode", "online") == "online":
+            import wandb
+
+            wandb_init_kwargs["settings"] = wandb.Settings(api_key=key)
+        try:
+            super()._start_logging_actor(trial, exclude_results, **wandb_init_kwargs)
+        finally:
+            if key is not None:
+                os.environ[WANDB_KEY_VARIABLE] = key
+
+
 def callbacks(plan: Plan) -> list[Any]:
     if plan.wandb_mode == "disabled":
         return []
     return [
-        WandbLoggerCallback(
+        KeySafeWandbLoggerCallback(
             project="ecg-study",
             group=plan.name,
             tags=[plan.space, plan.dataset],
@@ -75,10 +205,41 @@ def callbacks(plan: Plan) -> list[Any]:
     ]
 
 
+def storage_filesystem(plan: Plan) -> pyarrow.fs.FileSystem | None:
+    """`WholeFileLocalFileSystem` for a storage path on a (mounted) file system; None, Ray's
+    default, for a URI (``s3://...``: object stores never show half-written objects)."""
+    if "://" in plan.storage_path:
+        return None
+    return pyarrow.fs.PyFileSystem(WholeFileLocalFileSystem())
+
+
+def check_restorable(experiment_dir: str) -> None:
+    """Refuse to resume from a damaged Tune experiment state, which `Tuner.restore` would
+    answer by dropping every trial and restarting the search.
+
+    Raises:
+        StudyError: the newest ``experiment_state-*.json`` does not parse.
+    """
+    if "://" in experiment_dir:
+        return
+    states = sorted(Path(experiment_dir).glob("experiment_state-*.json"))
+    if not states:
+        return
+    try:
+        json.loads(states[-1].read_text())
+    except (ValueError, OSError) as exc:
+        raise StudyError(
+            f"cannot resume: Ray Tune's experiment state {states[-1]} is damaged ({exc}), "
+            "e.g. cut short when the disk filled up. Ray Tune would restart the search and "
+            "drop every finished trial; restore the file from a backup or start a new study"
+        ) from exc
+
+
 def run_config(plan: Plan, *, name: str) -> tune.RunConfig:
     return tune.RunConfig(
         name=name,
         storage_path=plan.storage_path,
+        storage_filesystem=storage_filesystem(plan),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         failure_config=tune.FailureConfig(max_failures=plan.max_failures),
         callbacks=callbacks(plan),
@@ -92,7 +253,9 @@ def search_tuner(plan: Plan, spec: StudySpec) -> tune.Tuner:
     fn = trainable(plan, spec)
     experiment = f"{plan.name}-tune"
     if plan.resume and tune.Tuner.can_restore(plan.tune_dir):
-        return tune.Tuner.restore(plan.tune_dir, trainable=fn, resume_errored=True)
+        check_restorable(plan.tune_dir)
+        return tune.Tuner.restore(plan.tune_dir, trainable=fn, resume_errored=True,
+                                  storage_filesystem=storage_filesystem(plan))
     return tune.Tuner(
         fn,
         tune_config=tune.TuneConfig(
@@ -108,7 +271,9 @@ def cv_tuner(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]) -> t
     experiment = f"{plan.name}-cv"
     cv_dir = f"{plan.storage_path.rstrip('/')}/{experiment}"
     if plan.resume and tune.Tuner.can_restore(cv_dir):
-        return tune.Tuner.restore(cv_dir, trainable=fn, resume_errored=True)
+        check_restorable(cv_dir)
+        return tune.Tuner.restore(cv_dir, trainable=fn, resume_errored=True,
+                                  storage_filesystem=storage_filesystem(plan))
     return tune.Tuner(
         fn,
         param_space={

@@ -38,7 +38,8 @@ def resolve_mode(requested: str | None) -> str:
 
 
 def offline_hint(study_dir: str) -> str:
+    why = "as asked" if logged_in() else "no API key found"
     return (
-        f"W&B is offline (no API key found): runs are stored under {study_dir}; "
+        f"W&B is offline ({why}): runs are stored under {study_dir}; "
         f"upload them later with `wandb sync {study_dir}/*/*/wandb/offline-run-*`"
     )

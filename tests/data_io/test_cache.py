@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -132,3 +134,58 @@ def test_cache_dir_resolution_order(tmp_path, monkeypatch):
 def test_missing_directory_error_names_it(tmp_path):
     with pytest.raises(DatasetError, match="nowhere does not exist"):
         load_cinc2017_cached(tmp_path / "nowhere", cache_dir=tmp_path / "c", progress=False)
+
+
+def _edit_meta(entry: Path, edit) -> None:
+    meta_path = entry / "meta.json"
+    meta_path.write_text(json.dumps(edit(json.loads(meta_path.read_text()))))
+
+
+def _rename_a_record(entry: Path) -> None:
+    _edit_meta(entry, lambda m: {**m, "record_ids": ["A09999", *m["record_ids"][1:]]})
+
+
+def _drop_a_field(entry: Path) -> None:
+    _edit_meta(entry, lambda m: {k: v for k, v in m.items() if k != "checksums"})
+
+
+def _meta_not_an_object(entry: Path) -> None:
+    (entry / "meta.json").write_text("[]")
+
+
+def _empty_signals(entry: Path) -> None:
+    (entry / "signals.npy").write_bytes(b"")
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (_rename_a_record, "meta.json fails its checksum"),
+    (_drop_a_field, "meta.json lacks checksums"),
+    (_meta_not_an_object, "meta.json does not hold a JSON object"),
+    (_empty_signals, "signals.npy is missing or unreadable"),
+])
+def test_damaged_metadata_or_empty_array_is_named_and_rebuilt(small_cinc, tmp_path, caplog,
+                                                              damage, message):
+    directory, _ = small_cinc
+    parsed = load_cinc2017(directory, progress=False)
+    load_cinc2017_cached(directory, cache_dir=tmp_path / "c", progress=False)
+    (entry,) = _entries(tmp_path / "c")
+    damage(entry)
+    rebuilt = load_cinc2017_cached(directory, cache_dir=tmp_path / "c", progress=False)
+    assert message in caplog.text
+    assert rebuilt.record_ids == parsed.record_ids
+    np.testing.assert_array_equal(rebuilt.signals, parsed.signals)
+
+
+def test_files_copied_from_another_entry_are_rejected(make_cinc, tmp_path, caplog):
+    older, _ = make_cinc("older", n_records=8)
+    current, _ = make_cinc("current", n_records=12)
+    cache_dir = tmp_path / "c"
+    load_cinc2017_cached(older, cache_dir=cache_dir, progress=False)
+    (older_entry,) = _entries(cache_dir)
+    load_cinc2017_cached(current, cache_dir=cache_dir, progress=False)
+    (current_entry,) = [e for e in _entries(cache_dir) if e != older_entry]
+    for path in older_entry.iterdir():  # a whole, self-consistent entry under the wrong key
+        shutil.copy(path, current_entry / path.name)
+    again = load_cinc2017_cached(current, cache_dir=cache_dir, progress=False)
+    assert "meta.json belongs to another cache entry" in caplog.text
+    assert len(again) == 12

@@ -48,3 +48,23 @@ def tiny_config() -> dict:
         "epochs": 3,
         "seed": 0,
     }
+
+
+def _plan_fields(**changes) -> dict:
+    """Every `study.plan.Plan` field for a tiny synthetic CNN study, with ``changes`` applied."""
+    fields = dict(
+        name="p", space="cnn", dataset="synthetic", data_dir="/d", study_dir="/s",
+        storage_path="/s", optuna_storage="sqlite:///:memory:", optuna_study_name="p-1",
+        metric="val/f1_cinc", mode="max", num_samples=2, max_epochs=9, grace_period=1,
+        reduction_factor=3.0, concurrency=1, cpus_per_trial=1.0, gpus_per_trial=0.0, fold=0,
+        n_folds=3, seed=0, fs_hz=100.0, address=None, wandb_mode="disabled", smoke=False,
+        synthetic_records=48, cv_top_k=0, explain_top=0, max_failures=0, cache_dir=None,
+        resume=False,
+    )
+    return {**fields, **changes}
+
+
+@pytest.fixture
+def plan_fields():
+    """`_plan_fields`: tests build `Plan` objects with the changes they need."""
+    return _plan_fields

@@ -3,7 +3,8 @@
 Ray's check is `prepare_config` (fills the AWS defaults from Ray's defaults.yaml and merges the
 setup commands; no boto3, no network) followed by `validate_config` (the JSON schema plus a
 few cross-field checks). The schema does not look inside `provider` or `node_config`, so the
-keys there are checked here against the ones this file may use.
+keys there are compared with the ones this file may use. Both checks live in
+`study.check_cluster` (the user's command); this file applies them to the repository's file.
 """
 
 from __future__ import annotations
@@ -18,24 +19,14 @@ from pathlib import Path
 import jsonschema
 import pytest
 import ray
-import yaml
-from ray.autoscaler._private.util import prepare_config, validate_config
+
+from study.check_cluster import load_cluster_yaml, prepared, unknown_keys
 
 CLUSTER_YAML = Path(__file__).resolve().parents[2] / "cluster.yaml"
 PROJECT_REMOTE = "~/ecg-study"
 DATA_REMOTE = "~/data/cinc2017"
 TOKEN_PATH = "~/.ray/auth_token"
 
-# Keys Ray's AWS provider reads; anything else in `provider` is a typo Ray would ignore.
-AWS_PROVIDER_KEYS = {
-    "type", "region", "availability_zone", "cache_stopped_nodes", "use_internal_ips",
-    "security_group", "key_pair", "cloudwatch",
-}
-# EC2 RunInstances parameters (plus Ray's SubnetIds) this file may set in a node_config.
-EC2_NODE_CONFIG_KEYS = {
-    "InstanceType", "ImageId", "BlockDeviceMappings", "IamInstanceProfile", "KeyName",
-    "SubnetIds", "SecurityGroupIds", "InstanceMarketOptions", "TagSpecifications", "Placement",
-}
 SECRET_PATTERNS = {
     "W&B key assigned": re.compile(r"WANDB_API_KEY\s*[=:]\s*\S"),
     "Ray token assigned": re.compile(r"RAY_AUTH_TOKEN\s*[=:]\s*\S"),
@@ -48,27 +39,11 @@ SECRET_PATTERNS = {
 
 
 def raw_config() -> dict:
-    return yaml.safe_load(CLUSTER_YAML.read_text())
-
-
-def prepared(config: dict) -> dict:
-    """Ray's own order: fill defaults and merge commands first, then validate."""
-    config = prepare_config(config)
-    validate_config(config)
-    return config
+    return load_cluster_yaml(CLUSTER_YAML)
 
 
 def secrets_in(text: str) -> list[str]:
     return [name for name, pattern in SECRET_PATTERNS.items() if pattern.search(text)]
-
-
-def unknown_keys(config: dict) -> list[str]:
-    """Keys in the parts of the file Ray's schema accepts anything in."""
-    unknown = [f"provider.{key}" for key in set(config["provider"]) - AWS_PROVIDER_KEYS]
-    for name, node_type in config["available_node_types"].items():
-        unknown += [f"{name}.node_config.{key}"
-                    for key in set(node_type["node_config"]) - EC2_NODE_CONFIG_KEYS]
-    return sorted(unknown)
 
 
 def documented_study_args() -> list[str]:

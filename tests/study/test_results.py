@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from study.results import asha_milestones, final_scores, flatten, stop_reason, trials_frame
+from study.results import (
+    asha_milestones,
+    final_scores,
+    flatten,
+    stop_reason,
+    trial_rows,
+    trials_frame,
+)
 
 
 @pytest.mark.parametrize(
@@ -53,3 +60,11 @@ def test_rows_carry_rungs_and_flattened_config():
 def test_flatten_nests_with_slashes():
     assert flatten({"a": {"b": 1, "c": {"d": True}}, "e": 2}) == {
         "config/a/b": 1, "config/a/c/d": True, "config/e": 2}
+
+
+def test_an_epoch_reported_twice_keeps_the_repeat_that_the_trial_continued_from():
+    history = [{"epoch": 1, "val/f1_cinc": 0.1}, {"epoch": 2, "val/f1_cinc": 0.2},
+               {"epoch": 2, "val/f1_cinc": 0.25}, {"epoch": 3, "val/f1_cinc": 0.3}]
+    rows = trial_rows(trial_id="t", config={}, history=history, error=None, milestones=[1, 3])
+    assert [(r["epoch"], r["val/f1_cinc"]) for r in rows] == [(1, 0.1), (2, 0.25), (3, 0.3)]
+    assert rows[0]["stop_reason"] == "completed"

@@ -121,6 +121,11 @@ def test_dry_run_checks_and_runs_nothing(space, tmp_path, capsys, monkeypatch):
         (["--space", "cnn", "--dataset", "synthetic", "--grace-period", "5",
           "--max-epochs", "3"], "--grace-period"),
         (["--resume", "--name", "never-ran"], "no study at"),
+        (["--space", "cnn", "--dataset", "synthetic", "--set", "optim/learning_rate=1"],
+         "unknown option(s) ['learning_rate'] in section 'optim'"),
+        (["--space", "cnn", "--dataset", "synthetic", "--set", "optim"], "SECTION/OPTION=VALUE"),
+        (["--space", "cnn", "--dataset", "synthetic", "--set", "optimizer/lr=1"],
+         "unknown configuration section 'optimizer'"),
     ],
 )
 def test_bad_input_is_one_clear_error_before_any_trial(args, message, tmp_path, capsys,
@@ -130,3 +135,25 @@ def test_bad_input_is_one_clear_error_before_any_trial(args, message, tmp_path, 
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_baseline_options_reach_the_plan_and_the_trial_spec(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--space", "cnn", "--dataset", "synthetic", "--dry-run", "--name", "b",
+                 "--sampler", "random", "--scheduler", "fifo", "--smoke",
+                 "--set", "loss/focal_gamma=0", "--set", "optim/lr=Infinity"]) == 0
+    out = capsys.readouterr().out
+    assert "(random)" in out and "no early stopping" in out
+    assert '"loss/focal_gamma": 0' in out
+
+
+def test_fixed_options_override_samples_and_smoke_settings_section_by_section(plan_fields):
+    from study.plan import Plan
+    from study.run import _spec
+
+    plan = Plan(**plan_fields(smoke=True, fixed={"optim/lr": 0.5, "loss/focal_gamma": 0.0}))
+    overrides = _spec(plan, folds={}).overrides
+    assert overrides["optim"] == {"batch_size": 8, "lr": 0.5}  # smoke batch size kept
+    assert overrides["loss"] == {"focal_gamma": 0.0}
+    assert overrides["data"]["crop_s"] == 10.0
+

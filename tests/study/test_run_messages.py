@@ -1,0 +1,57 @@
+"""What `python -m study.run` tells the user: an `--address` where no Ray cluster answers is
+one clear error in seconds, before `ray.init` (which retries such an address for many
+minutes); a study whose trials diverged says where, and that there is no best trial."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import pytest
+import ray
+
+from study.results import trials_frame
+from study.run import main, summary
+
+
+@pytest.mark.parametrize(("address", "reason"), [
+    ("127.0.0.1:1", "Connection refused"),
+    ("ray://127.0.0.1:1", "Connection refused"),
+    ("no-such-host.invalid:6379", "host name no-such-host.invalid not found"),
+])
+def test_an_unreachable_address_fails_fast(address, reason, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    def must_not_start(*args, **kwargs):
+        raise AssertionError("ray.init called for an address nobody answers at")
+
+    monkeypatch.setattr(ray, "init", must_not_start)
+    start = time.monotonic()
+    code = main(["--space", "cnn", "--dataset", "synthetic", "--synthetic-records", "16",
+                 "--name", "a", "--address", address])
+    assert time.monotonic() - start < 20
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"error: cannot join the Ray cluster at {address}: {reason}.")
+    assert err.count("\n") == 1
+    assert not (tmp_path / "runs" / "a").exists()  # nothing written: a retry needs no --resume
+
+
+def _diverged(trial_id: str, epoch: int) -> dict:
+    message = f"training diverged at epoch {epoch}: loss is nan at batch 2"
+    history = [{"epoch": e, "val/f1_cinc": 0.5, "trial_status": "running"}
+               for e in range(1, epoch)]
+    history.append({"epoch": epoch, "val/f1_cinc": 0.0, "trial_status": "diverged",
+                     "message": message})
+    return {"trial_id": trial_id, "config": {"optim": {"lr": 1e9}}, "history": history,
+            "error": None}
+
+
+def test_summary_when_every_trial_diverged_says_where_and_that_there_is_no_best():
+    frame = trials_frame([_diverged("a1", 1), _diverged("b2", 2)], milestones=[1, 3])
+    plan = SimpleNamespace(name="s", max_epochs=3, metric="val/f1_cinc", study_dir="runs/s")
+    lines = summary(plan, frame, best=None).splitlines()
+    assert lines[0] == "study s: 2 trials (diverged 2)"
+    assert lines[1] == "  diverged: trial a1: training diverged at epoch 1: loss is nan at batch 2"
+    assert lines[2] == "  diverged: trial b2: training diverged at epoch 2: loss is nan at batch 2"
+    assert lines[3].startswith("no best trial: no trial completed the full budget of 3 epochs")

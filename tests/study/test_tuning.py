@@ -1,0 +1,72 @@
+"""`study.tuning`: every sampler and scheduler a plan may name has a builder."""
+
+from __future__ import annotations
+
+import optuna
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+from study import plan as plan_module
+from study import tuning
+from study.plan import Plan
+
+
+def test_every_plan_choice_has_a_builder():
+    assert set(tuning.SAMPLERS) == set(plan_module.SAMPLERS)
+    assert set(tuning.SCHEDULERS) == set(plan_module.SCHEDULERS)
+
+
+def test_fifo_never_stops_a_trial_and_asha_uses_the_plan_budget(plan_fields):
+    assert isinstance(tuning.scheduler(Plan(**plan_fields(scheduler="fifo"))), FIFOScheduler)
+    asha = tuning.scheduler(Plan(**plan_fields(scheduler="asha")))
+    assert isinstance(asha, ASHAScheduler) and asha._max_t == 9
+
+
+def test_the_random_baseline_sampler_comes_from_the_plan(plan_fields):
+    search = tuning.searcher(Plan(**plan_fields(sampler="random", seed=7))).searcher
+    assert isinstance(search._sampler, optuna.samplers.RandomSampler)
+
+
+def _trial(trial_id: str, directory, rows: list[dict]):
+    """What `RestorableASHA` reads of a Tune trial: its id and where its results are."""
+    import json
+    from types import SimpleNamespace
+
+    from pyarrow import fs
+
+    directory.mkdir()
+    (directory / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    storage = SimpleNamespace(storage_filesystem=fs.LocalFileSystem(),
+                              trial_dir_name=directory.name, trial_fs_path=str(directory))
+    return SimpleNamespace(trial_id=trial_id, storage=storage)
+
+
+def test_restored_asha_remembers_the_rungs_of_trials_before_the_kill(tmp_path, plan_fields):
+    metric = "val/f1_cinc"
+    before_kill = [
+        _trial("a", tmp_path / "a", [{"training_iteration": i, metric: 0.9} for i in (1, 2, 3)]),
+        _trial("b", tmp_path / "b", [{"training_iteration": 1, metric: 0.8}]),
+    ]
+    new = _trial("c", tmp_path / "c", [])
+    weak_first_epoch = {"training_iteration": 1, metric: 0.1}
+
+    restored = tuning.scheduler(Plan(**plan_fields(scheduler="asha")))
+    for trial in [*before_kill, new]:
+        restored.on_trial_add(None, trial)
+    assert restored.on_trial_result(None, new, weak_first_epoch) == "STOP"
+
+    forgetful = ASHAScheduler(time_attr="training_iteration", metric=metric, mode="max",
+                              max_t=9, grace_period=1, reduction_factor=3)
+    for trial in [*before_kill, new]:
+        forgetful.on_trial_add(None, trial)
+    assert forgetful.on_trial_result(None, new, weak_first_epoch) == "CONTINUE"
+
+
+def test_a_result_file_cut_short_by_a_kill_is_read_up_to_the_cut(tmp_path):
+    trial = _trial("a", tmp_path / "a", [{"training_iteration": 1}])
+    with open(tmp_path / "a" / "result.json", "a") as out:
+        out.write('{"training_iteration": 2, "val/f1')
+    assert tuning.reported_results(trial) == [{"training_iteration": 1}]
+    assert tuning.reported_results(_trial("new", tmp_path / "new", [])) == []
+    unnamed = _trial("unstarted", tmp_path / "unstarted", [])
+    unnamed.storage.trial_dir_name = None  # Tune has not named its directory yet
+    assert tuning.reported_results(unnamed) == []
