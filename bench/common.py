@@ -36,11 +36,17 @@ def real_subset(*, source: Path, dest: Path, n_records: int, seed: int) -> Path:
     table = stratified_folds(record_ids=ids, labels=[CINC_CLASSES.index(labels[r]) for r in ids],
                              n_folds=n_parts, seed=seed).as_dict()
     chosen = [r for r in ids if table[r] == 0]
+    return link_records(source=source, dest=dest, labels={r: labels[r] for r in chosen})
+
+
+def link_records(*, source: Path, dest: Path, labels: dict[str, str]) -> Path:
+    """A new CinC-format directory ``dest`` of ``source``'s records in ``labels`` (symlinks to
+    their .hea/.mat files) with its own REFERENCE.csv."""
     dest.mkdir(parents=True)
-    for record in chosen:
+    for record in labels:
         for suffix in (".hea", ".mat"):
             (dest / f"{record}{suffix}").symlink_to((source / f"{record}{suffix}").resolve())
-    write_reference(directory=dest, labels={r: labels[r] for r in chosen})
+    write_reference(directory=dest, labels=labels)
     return dest
 
 
@@ -71,9 +77,10 @@ def run_study_cli(*, args: list[str], log: Path, cwd: Path | None = None) -> flo
 
 
 class Checks:
-    """PASS/FAIL lines as they are decided, and the final verdict."""
+    """A drill's PASS/FAIL lines as they are decided, and its final verdict line."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
+        self.name = name
         self.failed: list[str] = []
         self.total = 0
 
@@ -85,6 +92,14 @@ class Checks:
             self.failed.append(what)
             print(f"FAIL {what}: {evidence}", flush=True)
         return ok
+
+    def verdict(self) -> int:
+        """Print ``drill NAME: PASS`` or ``FAIL (n of m checks failed)``; the exit code."""
+        if self.failed:
+            print(f"drill {self.name}: FAIL ({len(self.failed)} of {self.total} checks failed)")
+            return 1
+        print(f"drill {self.name}: PASS")
+        return 0
 
 
 @contextmanager

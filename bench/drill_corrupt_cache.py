@@ -34,11 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import DEFAULT_DATA, real_subset, synthetic_set, work_directory
+from bench.common import DEFAULT_DATA, link_records, real_subset, synthetic_set, work_directory
 from data_io import cache
 from data_io.cache import load_cinc2017_cached
 from data_io.cinc2017 import load_cinc2017
-from data_io.cinc_format import write_reference
 from data_io.records import CINC_CLASSES, EcgArrays
 from data_io.reference import find_reference, read_reference
 
@@ -134,12 +133,7 @@ def older_version(*, source: Path, dest: Path) -> Path:
     """``source`` without its last tenth of records (symlinks), as it was before they came."""
     labels = read_reference(find_reference(source), classes=CINC_CLASSES).labels
     keep = sorted(labels)[: max(1, len(labels) * 9 // 10)]
-    dest.mkdir(parents=True)
-    for record in keep:
-        for suffix in (".hea", ".mat"):
-            (dest / f"{record}{suffix}").symlink_to((source / f"{record}{suffix}").resolve())
-    write_reference(directory=dest, labels={r: labels[r] for r in keep})
-    return dest
+    return link_records(source=source, dest=dest, labels={r: labels[r] for r in keep})
 
 
 def differences(got: EcgArrays, want: EcgArrays) -> list[str]:

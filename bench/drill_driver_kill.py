@@ -33,11 +33,14 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
+
+from bench.common import Checks
 
 NAME = "drill"
 STUDY_ARGS = (
@@ -241,27 +244,6 @@ def diff_trial(rows: list[dict[str, Any]], frame: pd.DataFrame, *,
     return None
 
 
-class Report:
-    """PASS/FAIL lines and the drill's verdict."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.failed = 0
-        self.total = 0
-
-    def check(self, ok: bool, what: str, evidence: str = "") -> None:
-        self.total += 1
-        self.failed += not ok
-        print(f"PASS {what}" if ok else f"FAIL {what}: {evidence}", flush=True)
-
-    def verdict(self) -> int:
-        if self.failed:
-            print(f"drill {self.name}: FAIL ({self.failed} of {self.total} checks failed)")
-            return 1
-        print(f"drill {self.name}: PASS")
-        return 0
-
-
 def optuna_states(db: Path) -> dict[str, int]:
     """Optuna trial state -> count in the study's SQLite storage."""
     storage = f"sqlite:///{db}"
@@ -270,7 +252,7 @@ def optuna_states(db: Path) -> dict[str, int]:
     return pd.Series([t.state.name for t in trials]).value_counts().to_dict()
 
 
-def run_checks(report: Report, *, study_dir: Path, final_code: int, final_log: Path,
+def run_checks(report: Checks, *, study_dir: Path, final_code: int, final_log: Path,
                finished_before_kills: dict[str, tuple[int, list[dict[str, Any]]]]) -> None:
     tail = " | ".join(final_log.read_text().strip().splitlines()[-3:])
     report.check(final_code == 0, "the final resume exits 0", f"exit {final_code}: {tail}")
@@ -419,7 +401,7 @@ def drill(work: Path, *, kills: int, seed: int, max_delay_s: float, clock: Clock
         kill_driver(final)
     reap_session(final.pid)
     clock.say(f"final resume exited with code {code}")
-    report = Report("driver_kill")
+    report = Checks("driver_kill")
     run_checks(report, study_dir=study_dir, final_code=code, final_log=final.log_path,
                finished_before_kills=finished_before)
     print_notes(study_dir=study_dir, unsynced_before_kills=unsynced_before)
@@ -437,6 +419,24 @@ def remove_work(work: Path, *, drivers: list[subprocess.Popen], keep: bool) -> N
         shutil.rmtree(work, ignore_errors=True)
 
 
+def run_in_work_dir(*, prefix: str, keep: Path | None, study_args: tuple[str, ...],
+                    drill: Callable[[Path, Clock, list[subprocess.Popen]], int]) -> int:
+    """Run ``drill(work, clock, drivers)`` in ``keep`` or a temporary work directory, then
+    remove the Ray sessions of the drivers it started (and the directory unless kept)."""
+    clock = Clock()
+    work = keep or Path(tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    work = work.resolve()
+    clock.say(f"work directory {work}; study: {' '.join(study_args)}")
+    drivers: list[subprocess.Popen] = []
+    try:
+        code = drill(work, clock, drivers)
+    finally:
+        remove_work(work, drivers=drivers, keep=bool(keep))
+    clock.say("done")
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=3, help="driver kills before the last resume")
@@ -446,19 +446,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="work in DIR (created, kept) instead of a temporary directory")
     args = parser.parse_args(argv)
-    clock = Clock()
-    work = args.keep or Path(tempfile.mkdtemp(prefix="drill-driver-kill-"))
-    work.mkdir(parents=True, exist_ok=True)
-    work = work.resolve()
-    clock.say(f"work directory {work}; study: {' '.join(STUDY_ARGS)}")
-    drivers: list[subprocess.Popen] = []
-    try:
-        code = drill(work, kills=args.kills, seed=args.seed, max_delay_s=args.max_delay_s,
-                     clock=clock, drivers=drivers)
-    finally:
-        remove_work(work, drivers=drivers, keep=bool(args.keep))
-    clock.say("done")
-    return code
+    return run_in_work_dir(
+        prefix="drill-driver-kill-", keep=args.keep, study_args=STUDY_ARGS,
+        drill=lambda work, clock, drivers: drill(
+            work, kills=args.kills, seed=args.seed, max_delay_s=args.max_delay_s, clock=clock,
+            drivers=drivers),
+    )
 
 
 if __name__ == "__main__":

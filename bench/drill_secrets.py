@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     needle = key.encode()
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     base_env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", WANDB_API_KEY=key)
-    checks = Checks()
+    checks = Checks("secrets")
     try:
         chosen = default_wandb_mode(base_env)
         print(f"W&B mode the study picks with the key set and no --wandb-mode or WANDB_MODE: "
@@ -223,11 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
         else:
             print(f"work directory kept: {work}")
-    if checks.failed:
-        print(f"drill secrets: FAIL ({len(checks.failed)} of {checks.total} checks failed)")
-        return 1
-    print("drill secrets: PASS")
-    return 0
+    return checks.verdict()
 
 
 if __name__ == "__main__":

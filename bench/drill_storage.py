@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         if reason is not None:
             print(f"drill storage: cannot run here: {reason}")
             return 2
-        checks = Checks()
+        checks = Checks("storage")
         for name in args.scenario or list(SCENARIOS):
             scenario_work = work / name
             scenario_work.mkdir()
@@ -425,11 +425,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
         else:
             print(f"work directory kept: {work}")
-    if checks.failed:
-        print(f"drill storage: FAIL ({len(checks.failed)} of {checks.total} checks failed)")
-        return 1
-    print("drill storage: PASS")
-    return 0
+    return checks.verdict()
 
 
 if __name__ == "__main__":

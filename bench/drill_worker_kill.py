@@ -25,20 +25,19 @@ import json
 import os
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from bench.common import Checks
 from bench.drill_driver_kill import (
     Clock,
-    Report,
     kill_driver,
     read_results,
     reap_session,
-    remove_work,
+    run_in_work_dir,
     start_driver,
 )
 
@@ -126,7 +125,7 @@ def failure_record(tune_dir: Path, trial: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def run_checks(report: Report, *, study_dir: Path, tune_dir: Path, code: int, log: Path,
+def run_checks(report: Checks, *, study_dir: Path, tune_dir: Path, code: int, log: Path,
                trial: str, pid: int, checkpoint_epoch: int) -> None:
     tail = " | ".join(log.read_text().strip().splitlines()[-3:])
     report.check(code == 0, "the study exits 0", f"exit {code}: {tail}")
@@ -184,7 +183,7 @@ def drill(work: Path, *, clock: Clock, drivers: list[subprocess.Popen]) -> int:
     killed = kill_mid_epoch(proc, tune_dir=tune_dir, clock=clock)
     if killed is None:
         kill_driver(proc)
-        report = Report("worker_kill")
+        report = Checks("worker_kill")
         report.check(False, "a trial worker was killed mid-epoch", f"see {proc.log_path}")
         return report.verdict()
     trial, pid, checkpoint_epoch = killed
@@ -195,7 +194,7 @@ def drill(work: Path, *, clock: Clock, drivers: list[subprocess.Popen]) -> int:
         kill_driver(proc)
     reap_session(proc.pid)
     clock.say(f"study exited with code {code}")
-    report = Report("worker_kill")
+    report = Checks("worker_kill")
     run_checks(report, study_dir=study_dir, tune_dir=tune_dir, code=code, log=proc.log_path,
                trial=trial, pid=pid, checkpoint_epoch=checkpoint_epoch)
     return report.verdict()
@@ -206,18 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="work in DIR (created, kept) instead of a temporary directory")
     args = parser.parse_args(argv)
-    clock = Clock()
-    work = args.keep or Path(tempfile.mkdtemp(prefix="drill-worker-kill-"))
-    work.mkdir(parents=True, exist_ok=True)
-    work = work.resolve()
-    clock.say(f"work directory {work}; study: {' '.join(STUDY_ARGS)}")
-    drivers: list[subprocess.Popen] = []
-    try:
-        code = drill(work, clock=clock, drivers=drivers)
-    finally:
-        remove_work(work, drivers=drivers, keep=bool(args.keep))
-    clock.say("done")
-    return code
+    return run_in_work_dir(
+        prefix="drill-worker-kill-", keep=args.keep, study_args=STUDY_ARGS,
+        drill=lambda work, clock, drivers: drill(work, clock=clock, drivers=drivers),
+    )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 
 from bench.common import DEFAULT_DATA, real_subset, run_study_cli, synthetic_set
-from study.plan import Plan
+from study.plan import load_plan
 from study.results import final_scores
 from study.run import prepare_study
 from study.trainable import fold_split, trial_config
@@ -96,7 +96,7 @@ def finish_stopped(*, study_dir: Path, stopped: list[str], max_epochs: int) -> d
     count changes the floating-point sums and with them the scores a little).
     """
     torch.set_num_threads(1)
-    plan = Plan(**json.loads((study_dir / "study.json").read_text())["plan"])
+    plan = load_plan(study_dir)
     spec = prepare_study(plan, write=False)
     train_split, val_split = fold_split(spec, fold=plan.fold)
     configs = trial_configs(study_dir)

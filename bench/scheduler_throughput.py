@@ -33,20 +33,16 @@ import statistics
 import tempfile
 import time
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import ray
 from ray import tune
-from ray.cluster_utils import Cluster
 
+from bench.ray_cluster import local_cluster, token_auth
 from search_spaces import load_space
 from study import tuning
 from study.plan import Plan
-
-AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "OMP_NUM_THREADS")
 
 
 def noop_trial(config: dict[str, Any]) -> None:
@@ -141,49 +137,6 @@ def bench_plan(*, workdir: Path, space: str, n_trials: int, concurrency: int, se
         scheduler="asha",
         fixed={},
     )
-
-
-def _refresh_ray_auth_config() -> None:
-    """Make this process's Ray client re-read ``RAY_AUTH_*`` (it caches them at import)."""
-    from ray._raylet import AuthenticationTokenLoader, Config
-
-    Config.initialize("")
-    AuthenticationTokenLoader.instance().reset_cache()
-
-
-@contextmanager
-def token_auth() -> Iterator[None]:
-    """A fresh Ray token for the clusters started inside; the environment restored after."""
-    saved = {key: os.environ.get(key) for key in AUTH_ENV}
-    os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
-                       "OMP_NUM_THREADS": "1"})
-    os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
-    _refresh_ray_auth_config()
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        _refresh_ray_auth_config()
-
-
-@contextmanager
-def local_cluster(n_nodes: int) -> Iterator[Cluster]:
-    """A head and ``n_nodes - 1`` worker raylets of 1 CPU each on this machine."""
-    cluster = None
-    try:
-        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1},
-                          shutdown_at_exit=True)
-        for _ in range(n_nodes - 1):
-            cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes(timeout=60)
-        yield cluster
-    finally:
-        if cluster is not None:
-            cluster.shutdown()
 
 
 def run_search(plan: Plan) -> tuple[tune.ResultGrid, TrialClock, float, float]:

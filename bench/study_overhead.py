@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from bench.common import DEFAULT_DATA, real_subset, run_study_cli, synthetic_set
-from study.plan import Plan
+from study.plan import load_plan
 from study.run import prepare_study
 from study.trainable import fold_split, trial_config
 from study.trainer import train
@@ -68,7 +68,7 @@ def study_epochs(*, workdir: Path, data_dir: Path, args: argparse.Namespace) -> 
 def bare_epochs(*, study_dir: Path, threads: int) -> dict:
     """Train the trial's configuration with the bare trainer; per-epoch wall seconds."""
     torch.set_num_threads(threads)
-    plan = Plan(**json.loads((study_dir / "study.json").read_text())["plan"])
+    plan = load_plan(study_dir)
     spec = prepare_study(plan, write=False)
     (params,) = study_dir.glob("overhead-tune/run_trial_*/params.json")
     config = trial_config(json.loads(params.read_text()), spec=spec)

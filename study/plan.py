@@ -84,6 +84,15 @@ class Plan:
         return f"{self.storage_path.rstrip('/')}/{self.name}-tune"
 
 
+STUDY_RECORD = "study.json"
+"""The file in a study directory that holds the study's resolved plan (see `study.run`)."""
+
+
+def load_plan(study_dir: Path) -> Plan:
+    """The plan a study was started with, read from its `study.json`."""
+    return Plan(**json.loads((Path(study_dir) / STUDY_RECORD).read_text())["plan"])
+
+
 def default_study_dir(name: str) -> Path:
     return Path("runs").resolve() / name
 

@@ -40,6 +40,7 @@ from study.plan import (
     SCHEDULERS,
     Plan,
     StudyError,
+    load_plan,
     make_plan,
 )
 from study.results import asha_milestones, final_scores, trials_frame, write_parquet
@@ -185,7 +186,7 @@ def _plan(args: argparse.Namespace) -> Plan:
         saved = study_dir / "study.json"
         if not saved.is_file():
             raise StudyError(f"--resume: no study at {study_dir} (study.json missing)")
-        plan = Plan(**json.loads(saved.read_text())["plan"])
+        plan = load_plan(study_dir)
         return replace(plan, resume=True, address=args.address or plan.address)
     return make_plan(args, wandb_mode=resolve_mode(args.wandb_mode))
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -27,45 +26,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from ray.cluster_utils import Cluster
+
+from bench.ray_cluster import local_cluster, token_auth
 
 NAME = "mn"
-SAVED_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "OMP_NUM_THREADS")
-
-
-def _refresh_ray_auth_config() -> None:
-    """Make this process's Ray client re-read ``RAY_AUTH_*`` (it caches them at import)."""
-    from ray._raylet import AuthenticationTokenLoader, Config
-
-    Config.initialize("")
-    AuthenticationTokenLoader.instance().reset_cache()
-
-
 @pytest.fixture
 def cluster() -> Iterator[tuple[object, object, object]]:
     """(cluster, head node, worker node): two raylets of 1 CPU each, token auth on."""
-    saved = {key: os.environ.get(key) for key in SAVED_ENV}
-    os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
-                       "OMP_NUM_THREADS": "1"})
-    os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
-    _refresh_ray_auth_config()
-    ray_cluster = None
-    try:
-        ray_cluster = Cluster(
-            initialize_head=True, head_node_args={"num_cpus": 1}, shutdown_at_exit=True
-        )
-        worker = ray_cluster.add_node(num_cpus=1)
-        ray_cluster.wait_for_nodes(timeout=60)
+    with token_auth(), local_cluster(2) as ray_cluster:
+        (worker,) = ray_cluster.worker_nodes
         yield ray_cluster, ray_cluster.head_node, worker
-    finally:
-        if ray_cluster is not None:
-            ray_cluster.shutdown()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        _refresh_ray_auth_config()
 
 
 def _node_label(node) -> str:
