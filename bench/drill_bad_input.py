@@ -12,7 +12,11 @@ Runs the user's commands as subprocesses, each with its own bad input:
     trials as diverged (with the epoch and batch) in trials.parquet and say so when it ends;
   - an unknown `--space` and `--show-space`;
   - malformed copies of cluster.yaml through `python -m study.check_cluster`;
-  - an `--address` where no Ray cluster answers, or whose host name does not resolve (timed).
+  - an `--address` where no Ray cluster answers (a closed port, a port that never accepts, one
+    that accepts and stays silent, all on 127.0.0.1) or whose host name does not resolve (the
+    lookup fails in-process), each timed.
+Every command runs under the loopback guard (bench/loopback_guard.py); a last check fails if
+any of them tried to reach another machine.
 Prints one PASS/FAIL line per check with the first line the user saw. Takes ~3-5 minutes on
 2 cores (two tiny studies).
 """
@@ -38,7 +42,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench import loopback_guard
 from bench.common import DEFAULT_DATA, synthetic_set, work_directory
+from bench.dead_ends import closed_port, never_accepting, silent_after_accept
 from data_io.cinc_format import write_reference
 from data_io.records import CINC_CLASSES
 from data_io.reference import find_reference, read_reference
@@ -78,12 +84,21 @@ class Check:
     problems: tuple[str, ...]
 
 
+def refusal_log(work: Path) -> Path:
+    """Where the loopback guard of every command the drill runs logs a refused connection."""
+    return work / "loopback-refusals.log"
+
+
 def run_cli(args: list[str], *, cwd: Path, timeout_s: float) -> Ran:
     """Run ``python ARGS`` as a user would, in its own process group, output to files (a pipe
     nobody reads could block it); the whole group is killed at ``timeout_s``."""
     cwd.mkdir(parents=True, exist_ok=True)
     out_path, err_path = cwd / "stdout.log", cwd / "stderr.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    path = os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))
+    env = loopback_guard.guarded_env(
+        {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": path,
+         "RAY_USAGE_STATS_ENABLED": "0"},
+        log_path=refusal_log(cwd.parent))
     start = time.perf_counter()
     with out_path.open("w") as out, err_path.open("w") as err:
         proc = subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=out,
@@ -334,22 +349,40 @@ def check_cluster_files(work: Path) -> list[Check]:
 
 
 def check_unreachable_addresses(work: Path) -> list[Check]:
+    """Every kind of address where no Ray cluster answers, all on this machine: a closed
+    port, a port that never accepts, one that accepts and stays silent, and a host name that
+    does not resolve (the lookup fails in-process through `bench.no_dns`, so no resolver is
+    asked)."""
     checks = []
-    for i, (address, reason) in enumerate((("127.0.0.1:1", "Connection refused"),
-                                           ("no-such-host.invalid:6379", "not found"),
-                                           ("192.0.2.1:6379", ""))):  # TEST-NET-1: nowhere
-        ran = run_cli(["-m", "study.run", "--space", "cnn", "--dataset", "synthetic",
-                       "--synthetic-records", "48", "--name", f"addr{i}", "--address", address,
-                       "--cache-dir", str(work / "cache"), *TINY_STUDY],
-                      cwd=work / "address", timeout_s=240)
-        problems = clear_error(ran, names=f"cannot join the Ray cluster at {address}: ")
-        if reason not in ran.err:
-            problems.append(f"the error does not say {reason!r}")
-        if ran.seconds > ADDRESS_LIMIT_S:
-            problems.append(f"took {ran.seconds:.0f} s (limit {ADDRESS_LIMIT_S:g} s)")
-        checks.append(Check(f"--address {address}: a clear error in {ran.seconds:.1f} s",
-                            ran.first_line("error:"), tuple(problems)))
+    with never_accepting() as dropped, silent_after_accept() as silent:
+        cases = ((closed_port(), "Connection refused", []),
+                 (dropped, "no answer within", []),
+                 (silent, "no answer within", []),
+                 ("ray-head.lab:6379", "host name ray-head.lab not found",
+                  ["-m", "bench.no_dns"]))
+        for i, (address, reason, launcher) in enumerate(cases):
+            args = launcher or ["-m"]
+            ran = run_cli([*args, "study.run", "--space", "cnn", "--dataset", "synthetic",
+                           "--synthetic-records", "48", "--name", f"addr{i}", "--address",
+                           address, "--cache-dir", str(work / "cache"), *TINY_STUDY],
+                          cwd=work / "address", timeout_s=240)
+            problems = clear_error(ran, names=f"cannot join the Ray cluster at {address}: ")
+            if reason not in ran.err:
+                problems.append(f"the error does not say {reason!r}")
+            if ran.seconds > ADDRESS_LIMIT_S:
+                problems.append(f"took {ran.seconds:.0f} s (limit {ADDRESS_LIMIT_S:g} s)")
+            checks.append(Check(f"--address {address}: a clear error in {ran.seconds:.1f} s",
+                                ran.first_line("error:"), tuple(problems)))
     return checks
+
+
+def check_stayed_on_this_machine(work: Path) -> Check:
+    """No command of the drill tried to reach another machine (the loopback guard's log)."""
+    refused = loopback_guard.refusals(refusal_log(work))
+    probes = loopback_guard.probes(refusal_log(work))
+    return Check("no command tried to reach another machine",
+                 f"{len(refused)} refusals logged; {len(probes)} cloud-metadata probes by Ray "
+                 "refused before sending", tuple(refused[:5]))
 
 
 # --- driver ----------------------------------------------------------------------------------
@@ -379,6 +412,7 @@ def run_drill(args: argparse.Namespace, work: Path) -> list[Check]:
     checks += check_unknown_space(work)
     checks += check_cluster_files(work)
     checks += check_unreachable_addresses(work)
+    checks.append(check_stayed_on_this_machine(work))
     return checks
 
 

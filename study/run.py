@@ -43,6 +43,7 @@ from study.plan import (
     load_plan,
     make_plan,
 )
+from study.ray_address import check_reachable
 from study.results import asha_milestones, final_scores, trials_frame, write_parquet
 from study.spec import StudySpec
 from study.storage_faults import (
@@ -297,33 +298,6 @@ def render_plan(plan: Plan, spec: StudySpec) -> str:
         *([f"MIT-BIH explanations of the best trials: windows with abnormal beats from "
            f"{plan.mitdb_dir}"] if plan.mitdb_dir else []),
     ])
-
-
-def check_reachable(address: str) -> None:
-    """Fail in seconds, before anything is written, when nothing answers at ``address``.
-
-    ray.init retries an address where nothing answers (or a name that does not resolve) for
-    many minutes, printing only log lines; one TCP connect (to the GCS, or to the Ray Client
-    server for ray://) fails in seconds with the reason. ``auto`` is left to Ray.
-    """
-    import socket
-
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not (host and port.isdigit()):
-        return
-    timeout_s = 5.0
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)  # e.g. "Connection refused"
-        if isinstance(exc, socket.gaierror):
-            reason = f"host name {host} not found"
-        elif isinstance(exc, TimeoutError):
-            reason = f"no answer within {timeout_s:g} s"
-        raise StudyError(
-            f"cannot join the Ray cluster at {address}: {reason}. Check the address "
-            f"(the head's `ray status` shows it) and that port {port} is open to this machine"
-        ) from exc
 
 
 def _check_resources(plan: Plan, *, connect: bool) -> None:

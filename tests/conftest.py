@@ -1,4 +1,5 @@
-"""Fixtures shared by every test package: where the optional real data lives."""
+"""Fixtures shared by every test package: where the optional real data lives, and the
+loopback guard that keeps every test (and every process it starts) on this machine."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from bench import loopback_guard
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -28,6 +31,39 @@ def shared_mitdb_dir() -> Path:
     if not (path / "100.hea").is_file():
         pytest.skip(f"MIT-BIH data not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def loopback_log(tmp_path_factory) -> Path:
+    """Guard this process's sockets, and those of every Python subprocess a test starts
+    (CLIs, drills, Ray workers, through ``PYTHONPATH``), for the whole session; returns the
+    file where refusals are logged. W&B stays offline and Ray's usage statistics off, whatever
+    the user's environment says."""
+    log = tmp_path_factory.mktemp("loopback") / "refusals.log"
+    saved = {key: os.environ.get(key) for key in
+             ("PYTHONPATH", "WANDB_MODE", "RAY_USAGE_STATS_ENABLED", loopback_guard.ENV_LOG)}
+    os.environ.update(loopback_guard.guarded_env(dict(os.environ), log_path=log))
+    # Ray posts usage statistics a minute into a session unless told not to.
+    os.environ.update(WANDB_MODE="offline", RAY_USAGE_STATS_ENABLED="0")
+    loopback_guard.install(log_path=log)
+    yield log
+    loopback_guard.uninstall()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def _stays_on_this_machine(loopback_log):
+    """Fail the test during which any process tried to reach another machine, even where a
+    library swallowed the guard's error."""
+    before = len(loopback_guard.refusals(loopback_log))
+    yield
+    new = loopback_guard.refusals(loopback_log)[before:]
+    if new:
+        pytest.fail("traffic off this machine:\n" + "\n".join(new), pytrace=False)
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import pytest
 
 import bench
 
-HELPERS = {"common", "ray_cluster"}
+HELPERS = {"common", "ray_cluster", "loopback_guard", "no_dns", "dead_ends"}
 """Modules the commands share; everything else in bench/ is a command."""
 COMMANDS = sorted(info.name for info in pkgutil.iter_modules(bench.__path__)
                   if info.name not in HELPERS)

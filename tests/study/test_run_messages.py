@@ -4,22 +4,37 @@ minutes); a study whose trials diverged says where, and that there is no best tr
 
 from __future__ import annotations
 
+import socket
 import time
 from types import SimpleNamespace
 
 import pytest
 import ray
 
+from bench.dead_ends import closed_port, never_accepting
 from study.results import trials_frame
 from study.run import main, summary
 
 
-@pytest.mark.parametrize(("address", "reason"), [
-    ("127.0.0.1:1", "Connection refused"),
-    ("ray://127.0.0.1:1", "Connection refused"),
-    ("no-such-host.invalid:6379", "host name no-such-host.invalid not found"),
-])
-def test_an_unreachable_address_fails_fast(address, reason, tmp_path, capsys, monkeypatch):
+@pytest.fixture(params=["refused", "ray-client-refused", "never-accepts", "unknown-name"])
+def dead_address(request, monkeypatch):
+    """(address, reason) for an --address where no Ray cluster answers, all on this machine:
+    an unknown host name fails in-process, as the resolver would, without asking one."""
+    if request.param == "unknown-name":
+        def unknown(host, *args, **kwargs):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        monkeypatch.setattr(socket, "getaddrinfo", unknown)
+        yield "ray-head.lab:6379", "host name ray-head.lab not found"
+    elif request.param == "never-accepts":
+        with never_accepting() as address:
+            yield address, "no answer within 5 s"
+    else:
+        prefix = "ray://" if request.param == "ray-client-refused" else ""
+        yield prefix + closed_port(), "Connection refused"
+
+
+def test_an_unreachable_address_fails_fast(dead_address, tmp_path, capsys, monkeypatch):
+    address, reason = dead_address
     monkeypatch.chdir(tmp_path)
 
     def must_not_start(*args, **kwargs):
