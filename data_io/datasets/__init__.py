@@ -100,9 +100,11 @@ class Dataset:
         return len(self.facts["classes"])
 
     @property
-    def normal_index(self) -> int:
-        """Index of the normal class (the explanation target of the shift perturbation)."""
-        return self.labels.index(self.facts["normal_class"])
+    def normal_index(self) -> int | None:
+        """Index of the normal class (the explanation target of the shift perturbation);
+        None where no class is normal (e.g. PVC vs APB segments)."""
+        normal = self.facts["normal_class"]
+        return None if normal is None else self.labels.index(normal)
 
     @property
     def metric(self) -> MetricInfo:
@@ -247,7 +249,7 @@ def _check_facts(name: str, facts: dict[str, Any]) -> None:
         raise ValueError(f"data set {name}: metric kind {metric['kind']!r} is not one of "
                          f"{METRIC_KINDS}")
     named = [*metric.get("classes", ()), *([metric["positive"]] if "positive" in metric else []),
-             facts["normal_class"]]
+             *([facts["normal_class"]] if facts["normal_class"] is not None else [])]
     unknown = sorted(set(named) - set(labels))
     if unknown:
         raise ValueError(f"data set {name}: classes {unknown} are not among its labels {labels}")
