@@ -40,8 +40,10 @@ import pandas as pd
 
 from bench.common import DEFAULT_DATA, synthetic_set, work_directory
 from data_io.cinc_format import write_reference
-from data_io.records import CINC_CLASSES
+from data_io.datasets import load_dataset
 from data_io.reference import find_reference, read_reference
+
+CINC_CLASSES = load_dataset("cinc2017").labels
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_YAML = REPO / "cluster.yaml"

@@ -99,10 +99,10 @@ def grouped_folds(
         raise ValueError(f"n_folds must be at least 2, got {n_folds}")
     names, sizes = np.unique(np.asarray(groups, dtype=object), return_counts=True)
     if len(names) < n_folds:
+        shown = ", ".join(map(str, names[:5])) + (", ..." if len(names) > 5 else "")
         raise DatasetError(
-            f"{len(names)} groups ({', '.join(map(str, names[:5]))}{', ...' if len(names) > 5 else ''}) "
-            f"cannot fill {n_folds} folds without splitting one; use --folds {max(len(names), 2)} "
-            "or fewer"
+            f"{len(names)} groups ({shown}) cannot fill {n_folds} folds without splitting one; "
+            f"use --folds {max(len(names), 2)} or fewer"
         )
     rng = np.random.default_rng(seed)
     tie_break = rng.permutation(len(names))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+
 @dataclass(frozen=True)
 class Quarantined:
     """A record left out of a load, with a reason that names the file and the problem."""
