@@ -2,7 +2,7 @@
 ``reference-results/``) whose data set and metrics match the study's.
 
 A data set's definition in study.json lists the published tables that match it (file,
-protocol, which columns hold which of our metrics, their scale and standard-deviation
+protocol, which columns hold which of our metrics, their scale and their standard-deviation
 columns). Each published row is shown with its source and protocol and marked "published";
 the study's rows are its cross-validated results (mean ± sd over folds) when it ran
 ``--cv-top-k``, else its best search trial on the validation fold. Numbers are read from the
@@ -38,7 +38,7 @@ def published_rows(entry: dict, *, directory: Path) -> pd.DataFrame:
     """
     table = pd.read_csv(directory / entry["file"])
     scales = entry.get("scale_by_column", {})
-    sd_suffix = entry.get("sd_suffix")
+    sd_columns = entry.get("sd_columns", {})
     rows = []
     for _, source in table.iterrows():
         row = {"Result": "published",
@@ -51,7 +51,7 @@ def published_rows(entry: dict, *, directory: Path) -> pd.DataFrame:
                 continue
             scale = float(scales.get(column, entry.get("scale", 1.0)))
             value = float(source[column]) * scale
-            sd_column = f"{column}{sd_suffix}" if sd_suffix else None
+            sd_column = sd_columns.get(column)
             if sd_column and sd_column in source and pd.notna(source[sd_column]):
                 row[metric] = f"{value:.3f} ± {float(source[sd_column]) * scale:.3f}"
             else:

@@ -37,10 +37,11 @@ def item_folds(arrays: EcgArrays, *, spec: StudySpec, dataset: Dataset) -> np.nd
         ValueError: an item whose group (or id) has no fold and is not held out: the data
             changed since the study began.
     """
-    keys = (arrays.record_ids if spec.fold_unit == "item"
-            else [dataset.group_of(i) for i in arrays.record_ids])
+    groups = [dataset.group_of(i) for i in arrays.record_ids]
+    keys = arrays.record_ids if spec.fold_unit == "item" else groups
     held_out = set(spec.held_out)
-    folds = np.array([spec.folds.get(k, -2 if k not in held_out else -1) for k in keys])
+    folds = np.array([spec.folds.get(k, -1 if g in held_out else -2)
+                      for k, g in zip(keys, groups, strict=True)])
     if np.any(folds == -2):
         missing = keys[int(np.flatnonzero(folds == -2)[0])]
         raise ValueError(f"{dataset.group_key} {missing} has no fold: the data changed since the "

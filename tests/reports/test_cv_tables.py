@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from data_io.datasets import load_dataset
 from reports.cv_tables import (
     corrected_resampled_t,
     cv_section,
@@ -22,7 +23,6 @@ from reports.cv_tables import (
     row_normalised,
     summed_confusion,
 )
-from data_io.datasets import load_dataset
 from reports.study_data import ReportError, StudyData
 
 METRIC = "val/f1_cinc"
