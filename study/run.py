@@ -1,12 +1,15 @@
 """`python -m study.run`: a hyperparameter study with Ray Tune, Optuna (TPE) and ASHA.
 
 Starts (or joins, with ``--address``) a Ray cluster, samples configurations from a search
-space with Optuna's TPE, trains each with the single-trial trainer, lets ASHA stop the weak
+space with Optuna's TPE, trains each on the chosen data set (`data_io.datasets`, whose metric
+ASHA and the searcher optimise) with the single-trial trainer, lets ASHA stop the weak
 ones, logs every trial to W&B and writes everything a report needs into one study directory:
 `study.json`, `folds.csv`, the Optuna storage, Ray Tune's experiment, `trials.parquet` (one
 row per trial and epoch), `best_config.json`, and predictions plus explanation arrays of the
 best trials (with ``--mitdb-dir`` also on MIT-BIH windows with annotated abnormal beats).
-``--resume`` continues a study whose driver was killed.
+``--resume`` continues a study whose driver was killed. The flags live in `study.cli`, the
+data, folds and `study.json` in `study.prepare`, the collection of Tune's results in
+`study.collect`; this module composes them.
 
 Exit status: 0 done, 2 bad input, 3 the storage filled up or turned read-only mid-study (one
 `error:` line names the path and the problem; `--resume` continues once it is writable again).

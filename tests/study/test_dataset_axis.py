@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +127,44 @@ def test_train_one_configuration_on_a_mitdb_data_set(mitdb_records, tmp_path, ca
     assert model_config["n_leads"] == (2 if dataset == "mitdb-pvc-apb" else 1)
     assert model_config["n_classes"] == len(classes)
     assert predicted <= records
+
+
+def test_segment_explanations_carry_their_annotated_abnormal_beats(mitdb_records, tmp_path):
+    """explanations.npz of a PVC/APB study holds each segment's abnormal-beat mask, which the
+    report scores the maps against."""
+    import numpy as np
+
+    from data_io.datasets import load_dataset
+    from reports.explanation_scores import scored_archives
+    from reports.study_data import TrialArtifacts
+    from study.artifacts import write_trial_artifacts
+    from study.data import fold_split, load_arrays, mask_source, scoring
+    from study.spec import StudySpec
+    from study.trainer import train
+
+    spec = StudySpec(data_dir=str(mitdb_records), cache_dir=str(tmp_path / "cache"),
+                     fs_hz=100.0, folds={}, fold=0, max_epochs=1, seed=0,
+                     dataset="mitdb-pvc-apb")
+    dataset = load_dataset("mitdb-pvc-apb")
+    plan = dataset.fold_plan(load_arrays(spec), n_folds=3, seed=0, options={})
+    spec = StudySpec(**{**spec.__dict__, "folds": plan.table.as_dict()})
+    train_split, val_split = fold_split(spec, fold=0)
+    checkpoint = tmp_path / "checkpoint.pt"
+    train(config={"model": TINY_SEGMENTER, "epochs": 1, "data": {"fs_hz": 100.0,
+                  "train_batching": "bucket", "eval_batching": "bucket"},
+                  "runtime": {"device": "cpu", "amp": False}},
+          train_split=train_split, val_split=val_split, scoring=scoring(spec),
+          checkpoint_path=checkpoint)
+    out = tmp_path / "trial"
+    written = write_trial_artifacts(checkpoint_file=checkpoint, split=val_split, fold=0,
+                                    out_dir=out, scoring=scoring(spec), normal_class=None,
+                                    masks=mask_source(spec))
+    with np.load(written["explanations"]) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    assert arrays["mask"].shape == arrays["signal"][:, 0].shape  # (B, T) at 100 Hz
+    assert arrays["signal"].shape[1] == 2 and arrays["mask"].any(axis=1).all()
+    assert not any(k.startswith("shift/") for k in arrays)  # no normal class to shift to
+    found = scored_archives(TrialArtifacts(trial_id="t", predictions=None,
+                                           explanations=Path(written["explanations"])),
+                            data_truth=None)
+    assert [truth.name for truth, _ in found] == ["annotations"]
