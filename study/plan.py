@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from data_io.datasets import Dataset, dataset_names, load_dataset
+from data_io.datasets.mitdb_beats import check_mitdb_directory
 from data_io.errors import DatasetError
-from data_io.mitdb import list_records
 from search_spaces import load_space, space_names, unflatten
 from study.config import resolve_config
 
@@ -270,13 +270,9 @@ def _mitdb_dir(value: str | None, *, dataset: Dataset) -> str | None:
                          "rhythm windows (mitdb_window_class); its own items are explained")
     path = Path(value).expanduser().resolve()
     try:
-        records = list_records(path)
-    except FileNotFoundError:
-        raise StudyError(f"--mitdb-dir {path} does not exist; download the data with "
-                         f"`python -m data_io.fetch mitdb --dest {path}`") from None
-    if not records:
-        raise StudyError(f"--mitdb-dir {path} holds no MIT-BIH record (no RECORDS file, no "
-                         ".hea files)")
+        check_mitdb_directory(path)
+    except DatasetError as exc:
+        raise StudyError(f"--mitdb-dir: {exc}") from None
     return str(path)
 
 
