@@ -13,9 +13,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from data_io.cinc_format import write_reference
+from data_io.datasets import load_dataset
 from data_io.folds import stratified_folds
-from data_io.records import CINC_CLASSES
 from data_io.reference import find_reference, read_reference
+
+CINC_CLASSES = load_dataset("cinc2017").labels
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cinc2017"
 """The real CinC 2017 records beside a clone (``../shared/data/cinc2017``)."""

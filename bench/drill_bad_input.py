@@ -46,8 +46,10 @@ from bench import loopback_guard
 from bench.common import DEFAULT_DATA, synthetic_set, work_directory
 from bench.dead_ends import closed_port, never_accepting, silent_after_accept
 from data_io.cinc_format import write_reference
-from data_io.records import CINC_CLASSES
+from data_io.datasets import load_dataset
 from data_io.reference import find_reference, read_reference
+
+CINC_CLASSES = load_dataset("cinc2017").labels
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_YAML = REPO / "cluster.yaml"

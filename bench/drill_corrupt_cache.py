@@ -38,8 +38,11 @@ from bench.common import DEFAULT_DATA, link_records, real_subset, synthetic_set,
 from data_io import cache
 from data_io.cache import load_cinc2017_cached
 from data_io.cinc2017 import load_cinc2017
-from data_io.records import CINC_CLASSES, EcgArrays
+from data_io.datasets import load_dataset
+from data_io.records import EcgArrays
 from data_io.reference import find_reference, read_reference
+
+CINC_CLASSES = load_dataset("cinc2017").labels
 
 
 @dataclass(frozen=True)

@@ -37,13 +37,15 @@ import pandas as pd
 import torch
 
 from bench.common import DEFAULT_DATA, real_subset, run_study_cli, synthetic_set
+from data_io.datasets import load_dataset
+from study.data import scoring
 from study.plan import load_plan
 from study.results import final_scores
 from study.run import prepare_study
 from study.trainable import fold_split, trial_config
 from study.trainer import train
 
-METRIC = "val/f1_cinc"
+METRIC = load_dataset("synthetic").metric.key
 SUBSET_RECORDS = 300
 
 
@@ -104,7 +106,7 @@ def finish_stopped(*, study_dir: Path, stopped: list[str], max_epochs: int) -> d
     for i, trial_id in enumerate(stopped, start=1):
         start = time.perf_counter()
         result = train(config=trial_config(configs[trial_id], spec=spec),
-                       train_split=train_split, val_split=val_split)
+                       train_split=train_split, val_split=val_split, scoring=scoring(spec))
         scores[trial_id] = float(result.history[-1][METRIC]) if result.status == "completed" \
             else float("nan")
         print(f"    finished stopped trial {trial_id} ({i}/{len(stopped)}): "

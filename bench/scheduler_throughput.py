@@ -40,6 +40,7 @@ import ray
 from ray import tune
 
 from bench.ray_cluster import local_cluster, token_auth
+from data_io.datasets import load_dataset
 from search_spaces import load_space
 from study import tuning
 from study.plan import Plan
@@ -99,7 +100,8 @@ class Measurement:
 
 def bench_plan(*, workdir: Path, space: str, n_trials: int, concurrency: int, seed: int) -> Plan:
     """A study plan as `study.plan.make_plan` would resolve it, every field given."""
-    module = load_space(space)
+    load_space(space)  # an unknown space fails here
+    metric = load_dataset("synthetic").metric
     name = f"sched-{concurrency}n"
     return Plan(
         name=name,
@@ -110,8 +112,8 @@ def bench_plan(*, workdir: Path, space: str, n_trials: int, concurrency: int, se
         storage_path=str(workdir),
         optuna_storage=f"sqlite:///{workdir / 'optuna.db'}",
         optuna_study_name=f"{name}-{secrets.token_hex(4)}",
-        metric=module.METRIC,
-        mode=module.MODE,
+        metric=metric.key,
+        mode=metric.mode,
         num_samples=n_trials,
         max_epochs=12,
         grace_period=1,

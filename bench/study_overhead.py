@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from bench.common import DEFAULT_DATA, real_subset, run_study_cli, synthetic_set
+from study.data import scoring
 from study.plan import load_plan
 from study.run import prepare_study
 from study.trainable import fold_split, trial_config
@@ -77,7 +78,7 @@ def bare_epochs(*, study_dir: Path, threads: int) -> dict:
         start = time.perf_counter()
         train_split, val_split = fold_split(spec, fold=plan.fold)
         train(config=config, train_split=train_split, val_split=val_split,
-              checkpoint_path=Path(tmp) / "checkpoint.pt",
+              scoring=scoring(spec), checkpoint_path=Path(tmp) / "checkpoint.pt",
               on_epoch=lambda row, path: ends.append(time.perf_counter()))
     marks = [start, *ends]
     return {"epoch_s": [b - a for a, b in pairwise(marks)],

@@ -9,7 +9,7 @@ registered in `BATCHING` and chosen by name in `make_loader`:
   only to their own longest record; nearly halves the compute on CinC.
 - ``crop``: fixed windows of ``crop_s`` (random when shuffling, centred otherwise).
 
-Every batch is a dict ``{"x": (B, 1, T) float32, "lengths": (B,) int64, "y": (B,) int64,
+Every batch is a dict ``{"x": (B, leads, T) float32, "lengths": (B,) int64, "y": (B,) int64,
 "index": (B,) int64}`` whose padding is zeros after each row's ``lengths[b]`` real samples, so a
 model can mask the tail. All randomness (order, crops, augmentation) derives from
 ``(seed, epoch)`` and, per record, its index: a loader is reproducible whatever the number of
@@ -105,12 +105,20 @@ class EcgDataset(Dataset):
             self.random_crop and self.crop_samples is not None
         )
         rng = _rng(self.seed, self.epoch, _ITEM_STREAM, index) if needs_rng else None
-        if self.augmenter is not None:
+        if self.augmenter is not None and x.ndim == 1:
             x = self.augmenter(x, rng=rng, fs_hz=self.arrays.fs_hz)
-        if self.crop_samples is not None and len(x) > self.crop_samples:
-            spare = len(x) - self.crop_samples
+        elif self.augmenter is not None:
+            # (n_leads, T): every lead gets the same draws, so the record is transformed as
+            # one (same stretch, same shifts); the crop then continues the last lead's stream.
+            leads = []
+            for lead in x:
+                rng = _rng(self.seed, self.epoch, _ITEM_STREAM, index)
+                leads.append(self.augmenter(lead, rng=rng, fs_hz=self.arrays.fs_hz))
+            x = np.stack(leads)
+        if self.crop_samples is not None and x.shape[-1] > self.crop_samples:
+            spare = x.shape[-1] - self.crop_samples
             start = int(rng.integers(0, spare + 1)) if self.random_crop else spare // 2
-            x = x[start : start + self.crop_samples]
+            x = x[..., start : start + self.crop_samples]
         return {"x": self.normalize(x), "y": int(self.arrays.labels[index]), "index": index}
 
 
@@ -133,11 +141,12 @@ class PadCollate:
     length: int | None = None
 
     def __call__(self, items: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        lengths = np.array([len(item["x"]) for item in items], dtype=np.int64)
+        lengths = np.array([item["x"].shape[-1] for item in items], dtype=np.int64)
         width = self.length if self.length is not None else int(lengths.max(initial=0))
-        x = np.zeros((len(items), 1, width), dtype=np.float32)  # (B, 1, T)
+        n_leads = max((1 if item["x"].ndim == 1 else item["x"].shape[0]) for item in items)
+        x = np.zeros((len(items), n_leads, width), dtype=np.float32)  # (B, leads, T)
         for row, item in enumerate(items):
-            x[row, 0, : lengths[row]] = item["x"]
+            x[row, :, : lengths[row]] = item["x"]  # (T,) broadcasts over the one lead
         return {
             "x": torch.from_numpy(x),
             "lengths": torch.from_numpy(lengths),

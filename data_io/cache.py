@@ -27,15 +27,14 @@ import platformdirs
 import xxhash
 from filelock import FileLock
 
-from data_io.cinc2017 import CINC_FS_HZ, checked_listing, load_cinc2017
 from data_io.errors import DatasetError
 from data_io.preprocess import resample_arrays
 from data_io.records import EcgArrays, Quarantined
 
 CACHE_ENV = "ECG_STUDY_CACHE_DIR"
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 ARRAY_FILES: tuple[str, ...] = ("signals", "offsets", "labels")
-SOURCE_SUFFIXES: tuple[str, ...] = (".hea", ".mat", ".csv")
+SOURCE_SUFFIXES: tuple[str, ...] = (".hea", ".mat", ".csv", ".dat", ".atr")
 SOURCE_NAMES: tuple[str, ...] = ("RECORDS",)
 META_FIELDS: tuple[str, ...] = (
     "format", "key", "record_ids", "classes", "fs_hz", "adc_gain", "quarantined", "checksums",
@@ -79,46 +78,66 @@ def cache_key(*, directory: str | Path, settings: dict) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def load_cinc2017_cached(
+def load_cached(
+    dataset: str,
     directory: str | Path,
     *,
     fs_hz: float | None = None,
+    options: dict[str, str] | None = None,
     cache_dir: str | Path | None = None,
-    expected_fs_hz: float = CINC_FS_HZ,
     progress: bool = True,
 ) -> EcgArrays:
-    """Load a CinC 2017 directory through the cache, building the entry when needed.
+    """Load a data set (`data_io.datasets`) from ``directory`` through the cache, building the
+    entry when needed.
 
     Args:
-        directory: the CinC directory (see `data_io.cinc2017.load_cinc2017`).
+        dataset: a name from `data_io.datasets.dataset_names`.
+        directory: the data set's source directory.
         fs_hz: resample to this rate before caching (None keeps the source rate).
+        options: the data set's options (defaults filled in for missing ones).
         cache_dir: where entries live (see `resolve_cache_dir`).
-        expected_fs_hz: the source rate; records at another rate are quarantined.
         progress: show progress bars while building.
+
+    Raises:
+        DatasetError: the directory cannot hold the data set, or nothing loaded; an unknown
+            option.
     """
+    from data_io.datasets import load_dataset
+
+    definition = load_dataset(dataset)
+    resolved = definition.resolve_options(options or {})
     directory = Path(directory).expanduser()
-    checked_listing(directory)  # missing, empty or unlabelled: the loader's own error
-    settings = {
-        "dataset": "cinc2017",
-        "expected_fs_hz": expected_fs_hz,
-        "fs_hz": fs_hz or expected_fs_hz,
-    }
+    definition.check(directory)  # missing, empty or unlabelled: the loader's own error
+    settings = {"dataset": definition.name, "options": resolved, "fs_hz": fs_hz,
+                "facts": dict(definition.facts)}
 
     def build() -> EcgArrays:
-        arrays = load_cinc2017(directory, expected_fs_hz=expected_fs_hz, progress=progress)
+        arrays = definition.load(directory, options=resolved, progress=progress)
         if fs_hz is None:
             return arrays
         # None: the resampler decides (a bar only for large sets); False: never.
         return resample_arrays(arrays, target_fs_hz=fs_hz, progress=None if progress else False)
 
     return cached(
-        name="cinc2017",
+        name=definition.name,
         key=cache_key(directory=directory, settings=settings),
         build=build,
         cache_dir=resolve_cache_dir(cache_dir),
         source=str(directory.resolve()),
         settings=settings,
     )
+
+
+def load_cinc2017_cached(
+    directory: str | Path,
+    *,
+    fs_hz: float | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> EcgArrays:
+    """`load_cached` of the ``cinc2017`` data set."""
+    return load_cached("cinc2017", directory, fs_hz=fs_hz, cache_dir=cache_dir,
+                       progress=progress)
 
 
 def cached(

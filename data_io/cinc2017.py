@@ -16,11 +16,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from data_io.errors import DatasetError, RecordError
-from data_io.records import CINC_CLASSES, EcgArrays, Quarantined, pack_records
+from data_io.records import EcgArrays, Quarantined, pack_records
 from data_io.reference import REFERENCE_NAMES, find_reference, read_reference
 from data_io.wfdb_record import SingleLead, read_single_lead
 
-CINC_FS_HZ = 300.0
 MANUAL_DOWNLOAD_HINT = (
     "download training2017.zip from https://physionet.org/content/challenge-2017/1.0.0/, "
     "unzip it and pass the folder holding A00001.hea, A00001.mat, ... and REFERENCE.csv "
@@ -62,14 +61,27 @@ def list_directory(directory: Path) -> DirectoryListing:
     )
 
 
+def cinc_facts() -> dict:
+    """The facts of the ``cinc2017`` data set (classes, source rate), from its JSON."""
+    from data_io.datasets import load_dataset
+
+    return dict(load_dataset("cinc2017").facts)
+
+
 def load_cinc2017(
-    directory: str | Path, *, expected_fs_hz: float = CINC_FS_HZ, progress: bool = True
+    directory: str | Path,
+    *,
+    classes: tuple[str, ...] | None = None,
+    expected_fs_hz: float | None = None,
+    progress: bool = True,
 ) -> EcgArrays:
     """Read and validate every record of a CinC 2017 directory.
 
     Args:
         directory: folder with `<id>.hea`, `<id>.mat`, `REFERENCE.csv` and optionally `RECORDS`.
-        expected_fs_hz: records at any other rate are quarantined.
+        classes: label alphabet in class-index order (default: the cinc2017 data set's).
+        expected_fs_hz: records at any other rate are quarantined (default: the data set's
+            source rate).
         progress: show a progress bar on stderr.
 
     Returns:
@@ -79,10 +91,14 @@ def load_cinc2017(
         DatasetError: the directory is missing, holds no records or no label file, or no
             record could be loaded.
     """
+    if classes is None or expected_fs_hz is None:
+        facts = cinc_facts()
+        classes = classes or tuple(c["label"] for c in facts["classes"])
+        expected_fs_hz = expected_fs_hz or float(facts["source_fs_hz"])
     directory = Path(directory).expanduser()
     listing = checked_listing(directory)
     reference = read_reference(
-        listing.reference, classes=CINC_CLASSES, known_records=listing.headers | listing.signals
+        listing.reference, classes=classes, known_records=listing.headers | listing.signals
     )
     quarantined: list[Quarantined] = list(reference.problems)
     unusable = {q.record for q in quarantined}
@@ -108,8 +124,8 @@ def load_cinc2017(
     return pack_records(
         digital_signals=[loaded[r].digital for r in records],
         record_ids=records,
-        labels=[CINC_CLASSES.index(reference.labels[r]) for r in records],
-        classes=CINC_CLASSES,
+        labels=[classes.index(reference.labels[r]) for r in records],
+        classes=tuple(classes),
         fs_hz=expected_fs_hz,
         adc_gain=next(iter(loaded.values())).adc_gain,
         quarantined=sorted(quarantined, key=lambda q: q.record),

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.io
 
 from data_io.atomic import atomic_path, write_text_atomic
-from data_io.records import CINC_CLASSES
+from data_io.cinc2017 import cinc_facts
 
 REFERENCE_FILE = "REFERENCE.csv"
 RECORDS_FILE = "RECORDS"
@@ -78,9 +78,10 @@ def write_reference(*, directory: str | os.PathLike[str], labels: Mapping[str, s
     Raises:
         ValueError: on a label outside the CinC alphabet or an invalid record name.
     """
-    bad_labels = sorted({label for label in labels.values() if label not in CINC_CLASSES})
+    classes = [c["label"] for c in cinc_facts()["classes"]]
+    bad_labels = sorted({label for label in labels.values() if label not in classes})
     if bad_labels:
-        raise ValueError(f"labels {bad_labels} are not CinC 2017 classes {list(CINC_CLASSES)}")
+        raise ValueError(f"labels {bad_labels} are not CinC 2017 classes {classes}")
     bad_ids = [record_id for record_id in labels if not _RECORD_ID.fullmatch(record_id)]
     if bad_ids:
         raise ValueError(f"invalid record names {bad_ids[:5]}")

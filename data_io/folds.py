@@ -80,6 +80,60 @@ def stratified_folds(
     return FoldTable(record_ids=tuple(ids), folds=tuple(int(f) for f in folds), n_folds=n_folds)
 
 
+def grouped_folds(
+    *,
+    groups: Sequence[str],
+    n_folds: int,
+    seed: int = DEFAULT_SEED,
+) -> FoldTable:
+    """Assign whole groups (records, patients) to folds, balancing the items per fold.
+
+    ``groups`` holds the group of every item. Groups are taken largest first (ties in a
+    seeded random order) and each goes to the fold holding the fewest items so far, so no
+    group is ever split and fold sizes stay close. The table lists groups, not items.
+
+    Raises:
+        DatasetError: fewer groups than folds (a fold would be empty).
+    """
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be at least 2, got {n_folds}")
+    names, sizes = np.unique(np.asarray(groups, dtype=object), return_counts=True)
+    if len(names) < n_folds:
+        shown = ", ".join(map(str, names[:5])) + (", ..." if len(names) > 5 else "")
+        raise DatasetError(
+            f"{len(names)} groups ({shown}) cannot fill {n_folds} folds without splitting one; "
+            f"use --folds {max(len(names), 2)} or fewer"
+        )
+    rng = np.random.default_rng(seed)
+    tie_break = rng.permutation(len(names))
+    order = np.lexsort((tie_break, -sizes))
+    load = np.zeros(n_folds, dtype=np.int64)
+    folds = np.empty(len(names), dtype=np.int64)
+    for g in order:
+        fold = int(np.argmin(load))
+        folds[g] = fold
+        load[fold] += sizes[g]
+    ids = [str(n) for n in names]
+    return FoldTable(record_ids=tuple(ids), folds=tuple(int(f) for f in folds), n_folds=n_folds)
+
+
+@dataclass(frozen=True)
+class FoldPlan:
+    """How a data set's items are split for a study.
+
+    Attributes:
+        table: the fold of every group (``unit="group"``) or item (``unit="item"``).
+        unit: what the table lists; ``item`` splits a group's items over folds (leakage).
+        held_out: groups in no fold (e.g. a test set kept out of the search).
+        notes: lines a study prints and records (e.g. the leakage of a beat-level split).
+    """
+
+    table: FoldTable
+    unit: str
+    held_out: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
 def folds_for(arrays: EcgArrays, *, n_folds: int = DEFAULT_N_FOLDS, seed: int = DEFAULT_SEED):
     """`stratified_folds` over a loaded data set."""
     return stratified_folds(

@@ -179,9 +179,8 @@ def read_record(
 
 def _require(path: Path, what: str) -> None:
     if not path.is_file():
-        missing = FileNotFoundError(f"{path}: {what} not found")
-        missing.filename = str(path)
-        raise missing
+        # No ``filename`` attribute: it would replace this message with "[Errno None] ...".
+        raise FileNotFoundError(f"{path}: {what} not found")
 
 
 def _read_header(base: Path) -> wfdb.Record:

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from data_io.records import EcgArrays
 
 Normalizer = Callable[[np.ndarray], np.ndarray]
-"""Maps a float32 1-D record (mV) to a new float32 record of the same length."""
+"""Maps a float32 record (mV), (T,) or (n_leads, T), to a new float32 record of that shape."""
 
 PROGRESS_MIN_RECORDS = 500
 """`resample_arrays` shows a progress bar above this many records (unless told otherwise)."""
@@ -80,16 +80,17 @@ def resample_arrays(
         file=sys.stderr,
         disable=not show,
     ):
-        digital = arrays.digital(i).astype(np.float64)
+        digital = arrays.digital(i).astype(np.float64)  # (T,) or (T, n_leads)
         if digital.size == 0:
-            resampled.append(np.zeros(0, dtype=np.int16))
+            resampled.append(np.zeros((0, *digital.shape[1:]), dtype=np.int16))
             continue
-        out = resample_poly(digital, up, down, padtype="line")
+        out = resample_poly(digital, up, down, axis=0, padtype="line")
         resampled.append(np.clip(np.rint(out), _INT16_MIN, _INT16_MAX).astype(np.int16))
     lengths = np.array([len(r) for r in resampled], dtype=np.int64)
     offsets = np.zeros(len(resampled) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    signals = np.concatenate(resampled) if resampled else np.zeros(0, dtype=np.int16)
+    signals = (np.concatenate(resampled) if resampled
+               else np.zeros((0, *arrays.signals.shape[1:]), dtype=np.int16))
     return EcgArrays(
         signals=signals,
         offsets=offsets,
@@ -103,25 +104,31 @@ def resample_arrays(
 
 
 def zscore(x: np.ndarray) -> np.ndarray:
-    """Zero mean, unit standard deviation; a constant record becomes all zeros."""
+    """Zero mean, unit standard deviation per lead (last axis is time); a constant lead
+    becomes all zeros."""
     x64 = np.asarray(x, dtype=np.float64)
-    centred = x64 - x64.mean() if x64.size else x64
-    std = centred.std() if x64.size else 0.0
-    return (centred / std if std > _EPS else centred).astype(np.float32)
+    if x64.shape[-1] == 0:
+        return x64.astype(np.float32)
+    centred = x64 - x64.mean(axis=-1, keepdims=True)
+    std = centred.std(axis=-1, keepdims=True)
+    return np.where(std > _EPS, centred / np.where(std > _EPS, std, 1.0), centred).astype(
+        np.float32
+    )
 
 
 def robust(x: np.ndarray) -> np.ndarray:
-    """Zero median, unit interquartile range: insensitive to a few huge artefacts or R peaks.
-
-    A record whose IQR is (nearly) zero is only centred.
+    """Zero median, unit interquartile range per lead: insensitive to a few huge artefacts or
+    R peaks. A lead whose IQR is (nearly) zero is only centred.
     """
     x64 = np.asarray(x, dtype=np.float64)
-    if x64.size == 0:
+    if x64.shape[-1] == 0:
         return x64.astype(np.float32)
-    q25, median, q75 = np.percentile(x64, [25.0, 50.0, 75.0])
+    q25, median, q75 = np.percentile(x64, [25.0, 50.0, 75.0], axis=-1, keepdims=True)
     centred = x64 - median
     iqr = q75 - q25
-    return (centred / iqr if iqr > _EPS else centred).astype(np.float32)
+    return np.where(iqr > _EPS, centred / np.where(iqr > _EPS, iqr, 1.0), centred).astype(
+        np.float32
+    )
 
 
 def identity(x: np.ndarray) -> np.ndarray:

@@ -12,12 +12,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-CINC_CLASSES: tuple[str, ...] = ("N", "A", "O", "~")
-"""CinC 2017 label alphabet, in the order used for class indices everywhere."""
-
-CINC_SCORED_CLASSES: tuple[str, ...] = ("N", "A", "O")
-"""Classes whose mean F1 is the challenge score (noisy is reported, not scored)."""
-
 
 @dataclass(frozen=True)
 class Quarantined:
@@ -32,14 +26,15 @@ class Quarantined:
 
 @dataclass(frozen=True)
 class EcgArrays:
-    """Variable-length single-lead records packed into one int16 array.
+    """Variable-length records (one or several leads) packed into one int16 array.
 
     Attributes:
-        signals: all records concatenated, digital units, shape (total_samples,).
+        signals: all records concatenated along time, digital units, shape (total_samples,)
+            for single-lead data or (total_samples, n_leads).
         offsets: record i is ``signals[offsets[i]:offsets[i + 1]]``, shape (n + 1,).
         record_ids: record names, e.g. ``"A00001"``, in storage order.
         labels: class index per record into ``classes``, shape (n,).
-        classes: label alphabet (``CINC_CLASSES`` for CinC 2017).
+        classes: label alphabet, in class-index order (from the data set's definition).
         fs_hz: sampling rate of every record.
         adc_gain: digital units per millivolt (the WFDB header's gain).
         quarantined: records that failed validation and are not in the arrays.
@@ -67,6 +62,10 @@ class EcgArrays:
         return len(self.record_ids)
 
     @property
+    def n_leads(self) -> int:
+        return 1 if self.signals.ndim == 1 else int(self.signals.shape[1])
+
+    @property
     def lengths(self) -> np.ndarray:
         """Samples per record, shape (n,)."""
         return np.diff(self.offsets)
@@ -80,8 +79,9 @@ class EcgArrays:
         return self.signals[self.offsets[index] : self.offsets[index + 1]]
 
     def signal(self, index: int) -> np.ndarray:
-        """Record ``index`` in millivolts as float32."""
-        return self.digital(index).astype(np.float32) / np.float32(self.adc_gain)
+        """Record ``index`` in millivolts as float32: (T,) single-lead, else (n_leads, T)."""
+        mv = self.digital(index).astype(np.float32) / np.float32(self.adc_gain)
+        return mv if mv.ndim == 1 else mv.T
 
     def index_of(self, record_id: str) -> int:
         try:
@@ -100,7 +100,7 @@ class EcgArrays:
         lengths = self.lengths[indices]
         offsets = np.zeros(len(indices) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        signals = np.empty(int(offsets[-1]), dtype=self.signals.dtype)
+        signals = np.empty((int(offsets[-1]), *self.signals.shape[1:]), dtype=self.signals.dtype)
         for out_i, src_i in enumerate(indices):
             signals[offsets[out_i] : offsets[out_i + 1]] = self.digital(int(src_i))
         return EcgArrays(
@@ -125,7 +125,7 @@ def pack_records(
     adc_gain: float,
     quarantined: list[Quarantined] | tuple[Quarantined, ...] = (),
 ) -> EcgArrays:
-    """Concatenate per-record int16 arrays into an `EcgArrays`."""
+    """Concatenate per-record int16 arrays, (T,) or (T, n_leads) each, into an `EcgArrays`."""
     lengths = np.array([len(s) for s in digital_signals], dtype=np.int64)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])

@@ -1,6 +1,8 @@
-"""Command line: write a synthetic data set with ground truth in the CinC 2017 file layout.
+"""Command line: write a synthetic data set with ground truth in the CinC 2017 file layout,
+or (``--format mitdb``) in the MIT-BIH Arrhythmia Database layout.
 
     python -m data_io.synthesize --out data/synthetic --records 500 --seed 0
+    python -m data_io.synthesize --format mitdb --out data/mb --records 12 --seed 1
 
 The directory then reads like the challenge data (`<id>.mat`, `<id>.hea`, REFERENCE.csv,
 RECORDS) plus MASKS.npz (per-sample abnormal-beat masks by record id) and SYNTHETIC.json (how
@@ -23,7 +25,6 @@ from tqdm import tqdm
 
 from data_io.atomic import write_text_atomic
 from data_io.cinc_format import write_record, write_reference
-from data_io.records import CINC_CLASSES
 from data_io.synthetic import (
     GENERATOR_VERSION,
     MASKS_FILE,
@@ -55,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print(f"{parser.prog}: error: {problem}", file=sys.stderr)
         return 2
-    weights = dict.fromkeys(CINC_CLASSES, 1.0) if args.balanced else None
+    if args.format == "mitdb":
+        return _write_mitdb(args)
+    classes = tuple(load_params()["class_weights"])
+    weights = dict.fromkeys(classes, 1.0) if args.balanced else None
     counts = write_dataset(
         out=args.out,
         n_records=args.records,
@@ -68,6 +72,20 @@ def main(argv: list[str] | None = None) -> int:
         f"wrote {args.records} records ({listed}) at {args.fs_hz:g} Hz, seed {args.seed}, "
         f"to {args.out}"
     )
+    return 0
+
+
+def _write_mitdb(args: argparse.Namespace) -> int:
+    from data_io.synthetic_mitdb import write_mitdb
+
+    try:
+        counts = write_mitdb(out=args.out, n_records=args.records, seed=args.seed)
+    except ValueError as exc:
+        print(f"python -m data_io.synthesize: error: {exc}", file=sys.stderr)
+        return 2
+    listed = ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
+    print(f"wrote {args.records} MIT-BIH-format records (beats: {listed}), seed {args.seed}, "
+          f"to {args.out}")
     return 0
 
 
@@ -126,7 +144,7 @@ def write_dataset(
             labels[record_id] = record.label
     _remove_stale_records(out, keep=set(labels))
     write_reference(directory=out, labels=labels)
-    counts = {name: sum(label == name for label in labels.values()) for name in CINC_CLASSES}
+    counts = {name: sum(label == name for label in labels.values()) for name in classes}
     _write_manifest(out, {**manifest, "class_counts": counts, "complete": True})
     return counts
 
@@ -143,6 +161,14 @@ def _parser() -> argparse.ArgumentParser:
             "sinus rhythm, A atrial fibrillation, O other (premature beats), ~ noisy. Also "
             "writes MASKS.npz (per-sample masks of abnormal beats) and SYNTHETIC.json."
         ),
+    )
+    parser.add_argument(
+        "--format",
+        choices=("cinc", "mitdb"),
+        default="cinc",
+        help="cinc: CinC 2017 layout (default); mitdb: MIT-BIH layout (two leads at 360 Hz, "
+             "WFDB .hea/.dat/.atr with beats of the AAMI classes, one 'patient' per record, "
+             "named after real MIT-BIH records; --fs-hz and --balanced do not apply)",
     )
     parser.add_argument(
         "--out",

@@ -29,7 +29,8 @@ from scipy.interpolate import CubicSpline
 from scipy.signal import butter, sosfilt
 
 from data_io.atomic import atomic_path
-from data_io.records import CINC_CLASSES, EcgArrays, pack_records
+from data_io.cinc2017 import cinc_facts
+from data_io.records import EcgArrays, pack_records
 
 GENERATOR_VERSION = "1"
 """Bumped whenever the same (seed, index, parameters) would give a different record."""
@@ -216,19 +217,25 @@ def generate_records(
     )
 
 
+def cinc_classes() -> tuple[str, ...]:
+    """The CinC 2017 label alphabet the synthetic records use (from the data set's facts)."""
+    return tuple(c["label"] for c in cinc_facts()["classes"])
+
+
 def normalised_weights(weights: Mapping[str, float]) -> tuple[tuple[str, ...], np.ndarray]:
     """Classes in CinC order and their probabilities; absent classes get 0.
 
     Raises:
         ValueError: on an unknown class, a negative weight or an all-zero total.
     """
-    unknown = sorted(set(weights) - set(CINC_CLASSES))
+    classes = cinc_classes()
+    unknown = sorted(set(weights) - set(classes))
     if unknown:
-        raise ValueError(f"unknown classes {unknown}; known classes are {list(CINC_CLASSES)}")
-    raw = np.array([float(weights.get(c, 0.0)) for c in CINC_CLASSES])
+        raise ValueError(f"unknown classes {unknown}; known classes are {list(classes)}")
+    raw = np.array([float(weights.get(c, 0.0)) for c in classes])
     if not np.all(np.isfinite(raw)) or np.any(raw < 0) or raw.sum() <= 0:
         raise ValueError(f"class weights must be finite, >= 0 and not all 0, got {dict(weights)}")
-    return CINC_CLASSES, raw / raw.sum()
+    return classes, raw / raw.sum()
 
 
 def to_digital(signal_mv: np.ndarray, *, adc_gain: float) -> np.ndarray:
@@ -252,8 +259,8 @@ def to_ecg_arrays(records: Mapping[str, SyntheticRecord], *, adc_gain: float = 1
     return pack_records(
         digital_signals=[to_digital(r.signal_mv, adc_gain=adc_gain) for r in records.values()],
         record_ids=list(records),
-        labels=[CINC_CLASSES.index(r.label) for r in records.values()],
-        classes=CINC_CLASSES,
+        labels=[cinc_classes().index(r.label) for r in records.values()],
+        classes=cinc_classes(),
         fs_hz=rates.pop(),
         adc_gain=adc_gain,
     )

@@ -1,5 +1,6 @@
-"""The hybrid attention deep learning network (HADLN): a residual CNN branch and a BiLSTM
-branch in parallel, fused on a common time axis and pooled by additive attention."""
+"""The hybrid attention deep learning network (HADLN) as in its reproduction: a residual CNN
+branch and a BiLSTM branch in parallel, attention inside the recurrent branch, the two branch
+vectors fused before the classifier."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from torch import Tensor, nn
 from models.layers import (
     AdditiveAttention,
     ConvBlock,
+    GlobalPool,
     RecurrentHead,
     mask_tail,
     resolve_lengths,
@@ -20,15 +22,15 @@ from models.registry import register
 
 @register("hadln")
 class HybridAttentionNet(nn.Module):
-    """Residual CNN branch || BiLSTM branch -> concatenation -> attention pooling -> classifier.
+    """Residual CNN branch || (BiLSTM -> attention) branch -> concatenation -> classifier.
 
     The CNN branch is a stem conv then ``residual_depth`` blocks, each a stride-2 residual
-    conv (1x1 stride-2 skip) and a stride-1 residual conv: it downsamples by
-    ``f = 2 ** residual_depth``. The LSTM branch runs on the input average-pooled by the same
-    f, which puts both on a common time axis of ``T // f`` steps (the CNN branch's one or two
-    extra steps at the end, covering the incomplete last window, are cropped). The
-    concatenated features are pooled over each record's valid steps by additive (tanh)
-    attention.
+    conv (1x1 stride-2 skip) and a stride-1 residual conv, globally average-pooled over each
+    record's valid steps. The recurrent branch reads the input at full resolution
+    (``lstm_stride=1``; a larger stride average-pools the input first, for long records such
+    as 30-s rhythm strips) with a BiLSTM whose outputs are pooled by additive (tanh)
+    attention. The CNN vector (C) and the attended BiLSTM vector (2U) are concatenated and
+    classified by a linear layer after dropout.
 
     Args:
         n_classes: output classes.
@@ -38,6 +40,7 @@ class HybridAttentionNet(nn.Module):
         residual_depth: number of downsampling residual blocks.
         residual_kernel_size: odd kernel length inside the residual blocks.
         lstm_units: hidden size per direction of the BiLSTM.
+        lstm_stride: average-pooling factor of the BiLSTM's input (1: full resolution).
         attention_size: width of the attention layer.
         dropout: dropout before the classifier.
     """
@@ -52,13 +55,16 @@ class HybridAttentionNet(nn.Module):
         residual_depth: int = 4,
         residual_kernel_size: int = 7,
         lstm_units: int = 32,
+        lstm_stride: int = 1,
         attention_size: int = 64,
         dropout: float = 0.2,
     ) -> None:
         super().__init__()
         if residual_depth < 1:
             raise ValueError(f"residual_depth must be >= 1, got {residual_depth}")
-        self.downsample = 2**residual_depth
+        if lstm_stride < 1:
+            raise ValueError(f"lstm_stride must be >= 1, got {lstm_stride}")
+        self.lstm_stride = lstm_stride
         self.stem = ConvBlock(n_leads, cnn_channels, stem_kernel_size)
         self.residual_blocks = nn.ModuleList()
         for _ in range(residual_depth):
@@ -68,46 +74,52 @@ class HybridAttentionNet(nn.Module):
             self.residual_blocks.append(
                 ConvBlock(cnn_channels, cnn_channels, residual_kernel_size, residual=True)
             )
+        self.cnn_pool = GlobalPool("gap")
         self.lstm = RecurrentHead(
             n_leads, cell="lstm", hidden_units=lstm_units, n_layers=1, bidirectional=True
         )
-        fused = cnn_channels + self.lstm.output_size
         self.attention = AdditiveAttention(
-            fused, attention_size, normalization="softmax", activation="tanh"
+            self.lstm.output_size, attention_size, normalization="softmax", activation="tanh"
         )
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(fused, n_classes)
+        self.classifier = nn.Linear(cnn_channels + self.lstm.output_size, n_classes)
 
-    def _attend(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """Pooled fused features (B, C + 2U) and attention weights (B, 1, T // f)."""
-        x = mask_tail(x, lengths)
-        cnn, cnn_lengths = self.stem(x, lengths)
+    def _cnn_branch(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """(B, leads, T) -> (B, C): residual trunk, average over the valid steps."""
+        h, h_lengths = self.stem(x, lengths)
         for block in self.residual_blocks:
-            cnn, cnn_lengths = block(cnn, cnn_lengths)  # (B, C, T) -> (B, C, ~T / f)
-        slow = F.avg_pool1d(x, self.downsample)  # (B, leads, T) -> (B, leads, T // f)
-        slow_lengths = (lengths // self.downsample).clamp(min=1)
-        rnn, _ = self.lstm(slow.transpose(1, 2), slow_lengths)  # (B, T // f, 2U)
-        steps = slow.shape[-1]
-        fused_lengths = torch.minimum(cnn_lengths, slow_lengths)
-        fused = torch.cat([cnn[..., :steps], rnn.transpose(1, 2)], dim=1)  # (B, C + 2U, T // f)
-        fused = mask_tail(fused, fused_lengths)
-        return self.attention(fused, fused_lengths)
+            h, h_lengths = block(h, h_lengths)  # (B, C, T) -> (B, C, ~T / 2**depth)
+        return self.cnn_pool(h, h_lengths)
+
+    def _recurrent_branch(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, leads, T) -> attended BiLSTM vector (B, 2U) and weights (B, 1, T // stride)."""
+        if self.lstm_stride > 1:
+            x = F.avg_pool1d(x, self.lstm_stride)  # (B, leads, T) -> (B, leads, T // s)
+            lengths = (lengths // self.lstm_stride).clamp(min=1)
+        outputs, _ = self.lstm(x.transpose(1, 2), lengths)  # (B, T', 2U)
+        return self.attention(mask_tail(outputs.transpose(1, 2), lengths), lengths)
+
+    def _features(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        x = mask_tail(x, lengths)
+        rnn, weights = self._recurrent_branch(x, lengths)
+        fused = torch.cat([self._cnn_branch(x, lengths), rnn], dim=1)  # (B, C + 2U)
+        return fused, weights
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """(B, leads, T) -> logits (B, n_classes); ``lengths`` (B,) masks the padded tail."""
-        pooled, _ = self._attend(x, resolve_lengths(x, lengths))
-        return self.classifier(self.dropout(pooled))
+        fused, _ = self._features(x, resolve_lengths(x, lengths))
+        return self.classifier(self.dropout(fused))
 
     def explain(self, x: Tensor, lengths: Tensor | None = None) -> dict[str, Tensor]:
-        """Logits and the attention over time.
+        """Logits and the recurrent branch's attention over time.
 
         Returns:
-            ``logits`` (B, K); ``attention`` (B, 1, T): the softmax weights over the fused
+            ``logits`` (B, K); ``attention`` (B, 1, T): the softmax weights over the BiLSTM
             steps, linearly upsampled to the input length, zero beyond ``lengths``.
         """
         lengths = resolve_lengths(x, lengths)
-        pooled, weights = self._attend(x, lengths)
+        fused, weights = self._features(x, lengths)
         return {
-            "logits": self.classifier(self.dropout(pooled)),
+            "logits": self.classifier(self.dropout(fused)),
             "attention": upsample_time(weights, x.shape[-1], lengths),
         }

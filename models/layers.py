@@ -462,6 +462,12 @@ class RecurrentHead(nn.Module):
         The final state concatenates the last layer's forward state at the last real step and
         (if bidirectional) its backward state at step 0.
         """
+        device = x.device.type
+        if torch.is_autocast_enabled(device):
+            # Under CPU autocast, oneDNN's bf16 LSTM rejects a float32 input (it fails to
+            # create its primitive); an input already in the autocast dtype works. Inputs that
+            # come straight from the signal (HADLN's recurrent branch) are float32.
+            x = x.to(torch.get_autocast_dtype(device))
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         packed_out, state = self.rnn(packed)
         outputs, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=x.shape[1])

@@ -14,6 +14,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from reports.artifact import Section
@@ -25,16 +26,29 @@ from reports.galleries import galleries_section
 from reports.importance import importance_section
 from reports.marginals import marginals_section
 from reports.naming import slug
+from reports.per_class import per_class_section
+from reports.published import published_section
 from reports.study_data import ReportError, StudyData, find_latest_study, load_study
 
-ANALYSES: tuple[tuple[str, Callable[[StudyData], Section]], ...] = (
-    ("parameter importance by budget", importance_section),
-    ("marginal effects and interactions", marginals_section),
-    ("early-stopping audit", early_stopping_section),
-    ("cross-validation", cv_section),
-    ("explanation galleries", galleries_section),
-    ("explanation scores", explanation_scores_section),
-)
+
+def analyses(
+    *, reference_dir: Path | None = None
+) -> tuple[tuple[str, Callable[[StudyData], Section]], ...]:
+    """Every analysis of a study, in report order (published tables from ``reference_dir``,
+    default ``<repo>/../shared/reference-results``)."""
+    return (
+        ("parameter importance by budget", importance_section),
+        ("marginal effects and interactions", marginals_section),
+        ("early-stopping audit", early_stopping_section),
+        ("per-class scores", per_class_section),
+        ("cross-validation", cv_section),
+        ("published results", partial(published_section, reference_dir=reference_dir)),
+        ("explanation galleries", galleries_section),
+        ("explanation scores", explanation_scores_section),
+    )
+
+
+ANALYSES = analyses()
 DEFAULT_RUNS = Path("runs")
 DEFAULT_OUT = Path("reports/_build")
 
@@ -56,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
                              f"{DEFAULT_RUNS}/)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"output directory, replaced on each build (default {DEFAULT_OUT})")
+    parser.add_argument("--reference-results", type=Path, metavar="DIR",
+                        help="folder of published result tables (CSV) shown beside the "
+                             "study's results (default: ../shared/reference-results beside "
+                             "the clone)")
     parser.add_argument("--no-static", action="store_true",
                         help="skip PDF/SVG export (HTML, CSV and LaTeX only)")
     parser.add_argument("--wandb", action="store_true",
@@ -73,10 +91,10 @@ def _prefixed(section: Section, *, prefix: str) -> Section:
     )
 
 
-def study_sections(study: StudyData) -> list[Section]:
+def study_sections(study: StudyData, *, reference_dir: Path | None = None) -> list[Section]:
     """Every analysis of one study; an analysis that fails becomes a note, not a crash."""
     sections = []
-    for title, analysis in ANALYSES:
+    for title, analysis in analyses(reference_dir=reference_dir):
         print(f"  {study.name}: {title}", file=sys.stderr, flush=True)
         try:
             sections.append(_prefixed(analysis(study), prefix=slug(study.name)))
@@ -88,7 +106,7 @@ def study_sections(study: StudyData) -> list[Section]:
 
 
 def build(
-    studies: list[Path], *, out: Path, static: bool
+    studies: list[Path], *, out: Path, static: bool, reference_dir: Path | None = None
 ) -> tuple[Manifest, list[tuple[str, list[Section]]]]:
     """Write the report of ``studies`` into ``out`` (replaced); returns the manifest and the
     sections it drew."""
@@ -97,7 +115,8 @@ def build(
         shutil.rmtree(out)
     out.mkdir(parents=True)
     manifest = Manifest(studies=[s.name for s in loaded])
-    all_sections = [(study.name, study_sections(study)) for study in loaded]
+    all_sections = [(study.name, study_sections(study, reference_dir=reference_dir))
+                    for study in loaded]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         with static_exporter(static) as can_export:
@@ -141,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         studies = args.study or [find_latest_study(DEFAULT_RUNS)]
         print(f"building the report of {', '.join(str(s) for s in studies)} into {args.out}",
               file=sys.stderr)
-        manifest, sections = build(studies, out=args.out, static=not args.no_static)
+        manifest, sections = build(studies, out=args.out, static=not args.no_static,
+                                   reference_dir=args.reference_results)
         if args.wandb:
             modes = {s.name: s.record["plan"].get("wandb_mode", "offline")
                      for s in map(load_study, studies)}

@@ -21,15 +21,40 @@ from reports.naming import slug
 from reports.study_data import CONFIG_PREFIX, ReportError, StudyData
 
 CANDIDATE = CONFIG_PREFIX + "candidate"
-CLASS_LABELS = ("N", "A", "O", "~")  # the confusion matrices' order (rows true, cols predicted)
-# Summary columns in the thesis' order: the metric and its header in the presentation table.
-SCORE_COLUMNS = (
-    ("val/f1_af", "F1 A"),
-    ("val/f1_normal", "F1 N"),
-    ("val/f1_other", "F1 O"),
-    ("val/f1_noisy", "F1 ~"),
-    ("val/f1_cinc", "CinC F1"),
-)
+PER_CLASS_HEADERS = (("f1", "F1"), ("sensitivity", "Se"), ("ppv", "+P"))
+"""Per-class metric prefix and its header (AAMI's Se and +P), in table order."""
+BINARY_COLUMNS = (("val/sensitivity", "Se"), ("val/specificity", "Sp"),
+                  ("val/accuracy", "Accuracy"))
+
+
+def score_columns(study: StudyData) -> list[tuple[str, str]]:
+    """The summary columns and their headers: per class (in the data set's report order) F1,
+    then Se and +P where the data set reports them, then two-class sensitivity, specificity
+    and accuracy where it has a positive class, then the study metric."""
+    dataset = study.dataset
+    by_label = {c["label"]: c for c in study.classes}
+    order = dataset.get("report_class_order") or list(by_label)
+    reported = dataset.get("per_class_metrics", ["f1"])
+    columns = [(f"val/{prefix}_{by_label[label]['key']}", f"{header} {label}")
+               for prefix, header in PER_CLASS_HEADERS if prefix in reported
+               for label in order]
+    if dataset.get("binary_metrics"):
+        columns += list(BINARY_COLUMNS)
+    if not study.classes:  # a study.json written before data sets were recorded
+        columns += [(m, m.removeprefix("val/")) for m in sorted(_per_class_columns(study))]
+    columns = [c for c in columns if c[0] != study.metric]
+    return [*columns, (study.metric, study.metric_display)]
+
+
+def class_labels(study: StudyData, *, n_classes: int) -> list[str]:
+    """Confusion-matrix labels in class-index order (``0, 1, ...`` without a definition)."""
+    return [c["label"] for c in study.classes] or [str(k) for k in range(n_classes)]
+
+
+def _per_class_columns(study: StudyData) -> set[str]:
+    frame = study.cv if study.cv is not None else study.trials
+    return {c for c in frame if c.startswith("val/f1_") and c != study.metric}
+
 CV_HINT = ("This study has no cv.parquet, so there are no cross-validation tables. Studies "
            "run with `--cv-top-k K` (e.g. `python -m study.run --space convlstm --data-dir DIR "
            "--num-samples 40 --cv-top-k 3`) retrain their K best configurations on every fold "
@@ -75,8 +100,8 @@ def cv_summary(study: StudyData) -> pd.DataFrame:
     Returns:
         The data table: ``rank``, ``candidate``, ``n_folds``, the candidate's ``config/``
         values that differ between candidates, and ``<name>_mean``/``<name>_std`` for each
-        score (``f1_af``, ``f1_normal``, ``f1_other``, ``f1_noisy``, ``f1_cinc``, and the
-        study's metric if it is another one).
+        score of `score_columns` (per class F1, and Se/+P where reported, and the study's
+        metric).
     """
     folds = fold_scores(study)
     metrics = [m for m in _score_metrics(study) if m in folds]
@@ -97,13 +122,14 @@ def cv_summary(study: StudyData) -> pd.DataFrame:
     return summary[["rank", "candidate", "n_folds", *config, *scores]]
 
 
-def presentation_table(summary: pd.DataFrame, *, digits: int = 3) -> pd.DataFrame:
+def presentation_table(summary: pd.DataFrame, *, digits: int = 3,
+                       columns: list[tuple[str, str]] | None = None) -> pd.DataFrame:
     """The thesis-style table of `cv_summary`: ``"0.812 ± 0.021"`` cells, config columns
-    without the ``config/`` prefix."""
+    without the ``config/`` prefix, scores headed as in ``columns`` (`score_columns`)."""
     table = pd.DataFrame({"Rank": summary["rank"], "Candidate": summary["candidate"]})
     for column in (c for c in summary if c.startswith(CONFIG_PREFIX)):
         table[column.removeprefix(CONFIG_PREFIX)] = [_format_value(v) for v in summary[column]]
-    headers = dict(SCORE_COLUMNS)
+    headers = dict(columns or ())
     for column in (c for c in summary if c.endswith("_mean")):
         name = column.removesuffix("_mean")
         header = headers.get(f"val/{name}", name)
@@ -119,7 +145,7 @@ def summed_confusion(study: StudyData) -> dict[str, pd.DataFrame]:
 
     Returns:
         Candidate id -> integer DataFrame, index ``true`` and columns ``predicted`` labelled
-        N, A, O, ~.
+        with the data set's classes.
     """
     folds = fold_scores(study)
     if "val/confusion_json" not in folds:
@@ -128,11 +154,11 @@ def summed_confusion(study: StudyData) -> dict[str, pd.DataFrame]:
     matrices = {}
     for candidate in order:
         rows = folds.loc[folds["candidate"] == candidate, "val/confusion_json"]
-        total = sum((np.asarray(json.loads(text), dtype=int) for text in rows),
-                    start=np.zeros((len(CLASS_LABELS),) * 2, dtype=int))
+        total = sum(np.asarray(json.loads(text), dtype=int) for text in rows)
+        labels = class_labels(study, n_classes=total.shape[0])
         matrices[candidate] = pd.DataFrame(
-            total, index=pd.Index(CLASS_LABELS, name="true"),
-            columns=pd.Index(CLASS_LABELS, name="predicted"),
+            total, index=pd.Index(labels, name="true"),
+            columns=pd.Index(labels, name="predicted"),
         )
     return matrices
 
@@ -230,8 +256,7 @@ def holm_adjust(p_values: pd.Series | np.ndarray | list[float]) -> np.ndarray:
 
 
 def _score_metrics(study: StudyData) -> list[str]:
-    metrics = [m for m, _ in SCORE_COLUMNS]
-    return metrics if study.metric in metrics else [*metrics, study.metric]
+    return [m for m, _ in score_columns(study)]
 
 
 def _varying_config(study: StudyData, candidates: pd.Series) -> pd.DataFrame:
@@ -304,9 +329,10 @@ def cv_section(study: StudyData, *, alpha: float = 0.05) -> Section:
     all_sources = Sources(study=study.name, trials=tuple(folds["trial_id"].astype(str)))
     tables = [
         Table(name="cv_summary",
-              title=f"Cross-validation of the {len(summary)} best configurations: F1 per class "
-                    "and CinC score, mean ± standard deviation over folds",
-              frame=presentation_table(summary), sources=all_sources),
+              title=f"Cross-validation of the {len(summary)} best configurations: per-class "
+                    f"scores and {study.metric_display}, mean ± standard deviation over folds",
+              frame=presentation_table(summary, columns=score_columns(study)),
+              sources=all_sources),
         Table(name="cv_summary_data",
               title="Cross-validation scores per candidate (mean and sample standard "
                     "deviation over folds)", frame=summary, sources=all_sources,

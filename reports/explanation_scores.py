@@ -153,6 +153,16 @@ def mitdb_ground_truth(arrays: Mapping[str, np.ndarray], *, path: Path | str) ->
     )
 
 
+def archive_ground_truth(arrays: Mapping[str, np.ndarray], *, path: Path | str) -> GroundTruth:
+    """The masks an `explanations.npz` carries for its own items (``mask``, aligned with
+    ``signal``, at the archive's rate), e.g. MIT-BIH segments with annotated beats."""
+    truth = mitdb_ground_truth(arrays, path=path)
+    return GroundTruth(name="annotations",
+                       source="the data set's beat annotations (the span of every abnormal "
+                              "beat of each explained item, stored in explanations.npz)",
+                       fs_hz=truth.fs_hz, masks=truth.masks)
+
+
 def resample_mask(mask: np.ndarray, *, source_fs_hz: float, target_fs_hz: float,
                   n_samples: int) -> np.ndarray:
     """``mask`` at ``target_fs_hz`` by index mapping, ``n_samples`` long.
@@ -400,6 +410,12 @@ def scored_archives(
     if data_truth is not None and artifacts.explanations is not None:
         found.append((data_truth, read_explanations(artifacts.explanations,
                                                     keys=list(NEEDED_KEYS))))
+    elif artifacts.explanations is not None:
+        # Data sets whose items carry annotated abnormal-beat masks (MIT-BIH segments) store
+        # them in the archive itself, aligned with the signals.
+        arrays = read_explanations(artifacts.explanations, keys=[*NEEDED_KEYS, MITDB_MASK_KEY])
+        if MITDB_MASK_KEY in arrays:
+            found.append((archive_ground_truth(arrays, path=artifacts.explanations), arrays))
     if artifacts.mitdb_explanations is not None:
         arrays = read_explanations(artifacts.mitdb_explanations,
                                    keys=[*NEEDED_KEYS, MITDB_MASK_KEY])

@@ -258,7 +258,14 @@ def _shift_caption(item: GalleryItem, key: str) -> str:
     stem = key.rsplit("/", 1)[0]
     before = item.scalars.get(f"{stem}/target_probability_before", math.nan)
     after = item.scalars.get(f"{stem}/target_probability_after", math.nan)
-    return f"p({item.classes[0]}) {before:.2f} -> {after:.2f}"
+    return f"p({_shift_target(item, key)}) {before:.2f} -> {after:.2f}"
+
+
+def _shift_target(item: GalleryItem, key: str) -> str:
+    """The class the shift perturbation aimed at (the data set's normal class; files written
+    before it was recorded aimed at class 0)."""
+    stem = key.rsplit("/", 1)[0]
+    return item.classes[int(item.scalars.get(f"{stem}/target_class", 0))]
 
 
 def _shift_was_run(item: GalleryItem, key: str) -> bool:
@@ -270,7 +277,7 @@ def _shift_was_run(item: GalleryItem, key: str) -> bool:
 def _shift_mask_panel(item: GalleryItem, key: str) -> Panel | None:
     if not _shift_was_run(item, key):
         return None
-    return Panel(title=f"shift perturbation towards {item.classes[0]}: mask "
+    return Panel(title=f"shift perturbation towards {_shift_target(item, key)}: mask "
                        f"({_shift_caption(item, key)})",
                  traces=[_line(item, item.maps[key][0], name="shift mask", fill=True)],
                  y_title="|change|")

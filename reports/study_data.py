@@ -74,6 +74,22 @@ class StudyData:
         return self.record["plan"]["mode"]
 
     @property
+    def dataset(self) -> dict[str, Any]:
+        """The data set's definition as recorded in study.json (``{}`` for studies written
+        before data sets were recorded)."""
+        return self.record.get("dataset") or {}
+
+    @property
+    def classes(self) -> list[dict[str, str]]:
+        """The data set's classes in class-index order: ``label``, ``key`` and ``name``."""
+        return list(self.dataset.get("classes", []))
+
+    @property
+    def metric_display(self) -> str:
+        """The study metric's name in tables (e.g. ``CinC F1``, ``macro F1``)."""
+        return self.dataset.get("metric", {}).get("display", self.metric.rsplit("/", 1)[-1])
+
+    @property
     def max_epochs(self) -> int:
         return int(self.record["plan"]["max_epochs"])
 

@@ -1,8 +1,9 @@
 """Search spaces: one define-by-run Optuna space per module, found and loaded by name.
 
 A space ``search_spaces/<name>.py`` exposes ``define(trial) -> dict`` (it only samples: no
-I/O, no torch), the constants ``METRIC`` and ``MODE``, and ``SMOKE`` (training-config
-overrides that make a trial tiny). Modules whose names start with ``_`` hold shared fragments.
+I/O, no torch) and ``SMOKE`` (training-config overrides that make a trial tiny). The metric a
+study optimises belongs to its data set (`data_io.datasets`), not to the space. Modules whose
+names start with ``_`` hold shared fragments.
 
 Parameter names are flattened training-config paths (``model/depth``, ``optim/lr``,
 ``pretrain_epochs``); ``define`` returns the fixed values that go with a sample in the same
@@ -85,7 +86,7 @@ def describe_space(name: str, *, n_samples: int = 300, seed: int = 0) -> dict[st
     samples they were active in); a branch rarer than about 1 in ``n_samples`` could be missed.
 
     Returns:
-        ``name``, ``description`` (the module docstring), ``metric``, ``mode``, ``smoke``,
+        ``name``, ``description`` (the module docstring), ``smoke``,
         ``parameters`` (name -> distribution, its attributes, ``conditional`` and
         ``active_fraction``, in sampling order), ``fixed`` (returned values that never
         changed) and ``derived`` (names of returned values that depend on the sample).
@@ -117,8 +118,6 @@ def describe_space(name: str, *, n_samples: int = 300, seed: int = 0) -> dict[st
     return {
         "name": name,
         "description": inspect.cleandoc(space.__doc__ or ""),
-        "metric": space.METRIC,
-        "mode": space.MODE,
         "smoke": copy.deepcopy(space.SMOKE),
         "parameters": {
             param: _describe_distribution(distributions[param], active=counts[param] / n_samples)

@@ -1,4 +1,4 @@
-"""Fragments shared by the search spaces: the metric, the CNN trunk, the loss and the optimiser.
+"""Fragments shared by the search spaces: the CNN trunk, the loss and the optimiser.
 
 Every ``suggest_*`` function samples flattened training-config parameters on an Optuna trial
 (a `optuna.trial.Trial`, a `optuna.trial.FixedTrial` or Ray Tune's wrapper around a trial) and
@@ -12,11 +12,6 @@ from types import MappingProxyType
 from typing import Any
 
 from optuna.trial import BaseTrial
-
-METRIC = "val/f1_cinc"
-"""Score of every space: mean F1 of N, A and O (the CinC 2017 challenge score)."""
-
-MODE = "max"
 
 CNN_DEPTHS: tuple[int, ...] = (4, 7, 15, 17)
 """Depths with a channel preset in ``models/cnn_channels.json``."""
@@ -49,6 +44,16 @@ def suggest_cnn_trunk(trial: BaseTrial) -> tuple[int, dict[str, Any]]:
 def suggest_focal_gamma(trial: BaseTrial) -> float:
     """Focal loss gamma (``loss/focal_gamma``) on a 0.5 grid over [0, 3]; 0 is cross-entropy."""
     return trial.suggest_float("loss/focal_gamma", 0.0, FOCAL_GAMMA_MAX, step=FOCAL_GAMMA_STEP)
+
+
+CLASS_WEIGHTINGS: tuple[str | None, ...] = (None, "sqrt_inverse_frequency", "inverse_frequency")
+"""Loss class weighting: none, or a rule of `study.trainer.CLASS_WEIGHTS` (rare classes gain
+weight; the square root less extremely)."""
+
+
+def suggest_class_weights(trial: BaseTrial) -> str | None:
+    """Class weighting of the loss (``loss/class_weights``), one of `CLASS_WEIGHTINGS`."""
+    return trial.suggest_categorical("loss/class_weights", CLASS_WEIGHTINGS)
 
 
 def suggest_lr(trial: BaseTrial) -> float:

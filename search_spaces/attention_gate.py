@@ -18,15 +18,13 @@ from typing import Any
 from optuna.trial import BaseTrial
 
 from search_spaces._common import (
-    METRIC,
-    MODE,
     smoke_settings,
     suggest_cnn_trunk,
     suggest_focal_gamma,
     suggest_lr,
 )
 
-__all__ = ["METRIC", "MODE", "SMOKE", "define", "gate_layers"]
+__all__ = ["SMOKE", "define", "gate_layers"]
 
 MAX_GATES = 3
 AGGREGATIONS: tuple[str, ...] = ("concat", "mean_vote")

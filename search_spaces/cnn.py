@@ -13,15 +13,13 @@ from optuna.trial import BaseTrial
 
 from search_spaces._common import (
     GLOBAL_POOLINGS,
-    METRIC,
-    MODE,
     smoke_settings,
     suggest_cnn_trunk,
     suggest_focal_gamma,
     suggest_lr,
 )
 
-__all__ = ["METRIC", "MODE", "SMOKE", "define"]
+__all__ = ["SMOKE", "define"]
 
 BATCH_SIZES: tuple[int, ...] = (8, 16, 32)
 

@@ -14,15 +14,13 @@ from optuna.trial import BaseTrial
 
 from search_spaces._common import (
     GLOBAL_POOLINGS,
-    METRIC,
-    MODE,
     smoke_settings,
     suggest_cnn_trunk,
     suggest_focal_gamma,
     suggest_lr,
 )
 
-__all__ = ["METRIC", "MODE", "SMOKE", "define"]
+__all__ = ["SMOKE", "define"]
 
 CELLS: tuple[str, ...] = ("lstm", "gru")
 READOUTS: tuple[str, ...] = ("last", "centre", "last_plus_pool")

@@ -15,9 +15,9 @@ from typing import Any
 
 from optuna.trial import BaseTrial
 
-from search_spaces._common import METRIC, MODE, smoke_settings, suggest_focal_gamma, suggest_lr
+from search_spaces._common import smoke_settings, suggest_focal_gamma, suggest_lr
 
-__all__ = ["METRIC", "MODE", "SMOKE", "define"]
+__all__ = ["SMOKE", "define"]
 
 VARIANTS: tuple[str, ...] = ("joint", "classifier_only", "cascaded")
 VARIANTS_WITH_SEGMENTER = frozenset({"joint", "cascaded"})

@@ -8,6 +8,7 @@ needs Ray or torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,14 @@ from data_io.records import EcgArrays
 from models import build_model, explain_by_perturbation
 from study.checkpoint import load_checkpoint
 from study.config import resolve_config
+from study.metrics import Scoring
 from study.results import write_parquet
 from study.runtime import select_runtime
 from study.trainer import Split, evaluate
 
-NORMAL_CLASS = 0
+MaskSource = Callable[..., np.ndarray]
+"""``masks(item_ids, fs_hz=..., n_samples=...)`` -> (B, n_samples) uint8 abnormal-beat masks."""
+
 PER_CLASS = 2  # correct and misclassified examples kept per class
 MOST_UNCERTAIN = 2
 SHIFT_STEPS = 60  # optimiser steps of the shift perturbation (cost: one backward per step)
@@ -68,18 +72,22 @@ def select_records(frame: pd.DataFrame, *, n_classes: int) -> list[int]:
 
 
 def explanation_arrays(
-    model: torch.nn.Module, *, split: Split, positions: list[int], cfg: dict[str, Any]
+    model: torch.nn.Module, *, split: Split, positions: list[int], cfg: dict[str, Any],
+    normal_class: int | None,
 ) -> dict[str, np.ndarray]:
     """Signals, the family's own maps, occlusion and shift-perturbation masks, stacked, of
     the records at ``positions`` of ``split`` (see `explain_records`)."""
-    return explain_records(model, arrays=split.arrays, indices=split.indices[positions], cfg=cfg)
+    return explain_records(model, arrays=split.arrays, indices=split.indices[positions], cfg=cfg,
+                           normal_class=normal_class)
 
 
 def explain_records(
-    model: torch.nn.Module, *, arrays: EcgArrays, indices: np.ndarray, cfg: dict[str, Any]
+    model: torch.nn.Module, *, arrays: EcgArrays, indices: np.ndarray, cfg: dict[str, Any],
+    normal_class: int | None,
 ) -> dict[str, np.ndarray]:
     """Signals, the family's own maps, occlusion and shift-perturbation masks of records
-    ``indices`` of ``arrays``, stacked in one batch.
+    ``indices`` of ``arrays``, stacked in one batch. ``normal_class`` is the shift
+    perturbation's target (the data set's normal class; None: no normal class, not run).
 
     The rows come in the loader's order, not necessarily that of ``indices``: ``record_ids``
     names each row.
@@ -91,7 +99,7 @@ def explain_records(
                          batch_size=len(indices), shuffle=False, seed=0,
                          normalization=cfg["data"]["normalization"])
     batch = next(iter(loader))
-    x, lengths = batch["x"], batch["lengths"]  # (B, 1, T), (B,)
+    x, lengths = batch["x"], batch["lengths"]  # (B, leads, T), (B,)
     fs_hz = arrays.fs_hz
     with torch.no_grad():
         maps = {k: v for k, v in model.explain(x, lengths=lengths).items() if k != "logits"}
@@ -100,7 +108,9 @@ def explain_records(
         window_samples=max(int(fs_hz), 1), stride_samples=max(int(fs_hz // 2), 1),
     ))
     explained = {f"map/{k}": v.detach().float().numpy() for k, v in maps.items()}
-    explained.update(_shift_towards_normal(model, x=x, lengths=lengths))
+    if normal_class is not None:
+        explained.update(_shift_towards_normal(model, x=x, lengths=lengths,
+                                               normal_class=normal_class))
     return {
         "record_ids": np.array([arrays.record_ids[i] for i in batch["index"].tolist()]),
         "y_true": batch["y"].numpy(),
@@ -113,14 +123,14 @@ def explain_records(
 
 
 def _shift_towards_normal(
-    model: torch.nn.Module, *, x: torch.Tensor, lengths: torch.Tensor
+    model: torch.nn.Module, *, x: torch.Tensor, lengths: torch.Tensor, normal_class: int
 ) -> dict[str, np.ndarray]:
-    """The thesis' shift-perturbation masks, for the records predicted AF or Other only
-    (the question it answers: what must move for the record to look Normal); other rows
+    """The thesis' shift-perturbation masks, for the records not predicted normal only
+    (the question it answers: what must move for the record to look normal); other rows
     are zero with probability NaN."""
     with torch.no_grad():
         predicted = model(x, lengths=lengths).argmax(dim=1)
-    rows = torch.nonzero(predicted != NORMAL_CLASS).flatten()
+    rows = torch.nonzero(predicted != normal_class).flatten()
     shape = tuple(x.shape)
     out = {
         "shift/mask": np.zeros((shape[0], 1, shape[2]), np.float32),
@@ -128,11 +138,12 @@ def _shift_towards_normal(
         "shift/shifted_signal": x.numpy().copy(),
         "shift/target_probability_before": np.full(shape[0], np.nan, np.float32),
         "shift/target_probability_after": np.full(shape[0], np.nan, np.float32),
+        "shift/target_class": np.full(shape[0], normal_class, np.int64),
     }
     if len(rows) == 0:
         return out
     shift = explain_by_perturbation(
-        "shift_perturbation", model, x[rows], lengths=lengths[rows], target_class=NORMAL_CLASS,
+        "shift_perturbation", model, x[rows], lengths=lengths[rows], target_class=normal_class,
         l1_weight=0.1, tv_weight=0.1, steps=SHIFT_STEPS,
     )
     for key, value in shift.items():
@@ -141,21 +152,36 @@ def _shift_towards_normal(
 
 
 def write_trial_artifacts(
-    *, checkpoint_file: Path, split: Split, fold: int, out_dir: Path
+    *,
+    checkpoint_file: Path,
+    split: Split,
+    fold: int,
+    out_dir: Path,
+    scoring: Scoring,
+    normal_class: int | None,
+    masks: MaskSource | None = None,
 ) -> dict[str, str]:
-    """Predictions and explanations of one trained trial; returns the files written."""
+    """Predictions and explanations of one trained trial; returns the files written.
+
+    With ``masks`` (a data set whose items carry abnormal-beat masks), `explanations.npz`
+    also holds ``mask``: (B, T) uint8 at the study rate, aligned with ``signal``.
+    """
     model, config = load_trained(checkpoint_file)
     cfg = resolve_config(config)
     runtime = select_runtime(device="cpu", amp=False)
     loss_fn = torch.nn.CrossEntropyLoss()
-    _, predictions = evaluate(model=model, split=split, cfg=cfg, runtime=runtime, loss_fn=loss_fn)
+    _, predictions = evaluate(model=model, split=split, cfg=cfg, runtime=runtime,
+                              loss_fn=loss_fn, scoring=scoring)
     frame = predictions_frame(predictions, classes=split.arrays.classes, fold=fold)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_parquet(frame, out_dir / "predictions.parquet")
     arrays = explanation_arrays(
         model, split=split, positions=select_records(frame, n_classes=len(split.arrays.classes)),
-        cfg=cfg,
+        cfg=cfg, normal_class=normal_class,
     )
+    if masks is not None:
+        arrays["mask"] = masks(arrays["record_ids"].tolist(), fs_hz=float(arrays["fs_hz"]),
+                               n_samples=arrays["signal"].shape[-1])
     write_npz(out_dir / "explanations.npz", arrays)
     return {"predictions": str(out_dir / "predictions.parquet"),
             "explanations": str(out_dir / "explanations.npz")}

@@ -1,16 +1,73 @@
-"""Classification metrics of the CinC 2017 challenge, from labels and class probabilities.
+"""Classification metrics from labels and class probabilities, as a data set defines them.
 
-The challenge score is the mean F1 of N, A and O (noisy is reported but not scored). Every
-metric is computed from plain numpy arrays so saved predictions can be re-scored anywhere.
+A `Scoring` is built from a data set's facts (`data_io.datasets`): the study metric (mean F1
+over listed classes, e.g. the CinC 2017 score over N, A and O or macro F1 over the AAMI
+classes; or the AUROC of a positive class), the per-class metrics it reports (F1,
+sensitivity, positive predictivity) and, for a two-class task, sensitivity and specificity
+with respect to its positive class. Every metric is computed from plain numpy arrays so saved
+predictions can be re-scored anywhere.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.stats import rankdata
 
-CLASS_KEYS: dict[str, str] = {"N": "normal", "A": "af", "O": "other", "~": "noisy"}
-"""Metric-name spelling of each CinC class (`val/f1_af`, ...)."""
+
+@dataclass(frozen=True)
+class Scoring:
+    """What to compute for one data set.
+
+    Attributes:
+        classes: labels in class-index order.
+        keys: metric spelling of each class (``val/f1_<key>``).
+        metric: the study metric's name (``val/<metric>``).
+        kind: ``mean_f1`` or ``auroc`` (see `STUDY_METRICS`).
+        averaged: classes whose mean F1 is the metric (``mean_f1``).
+        positive: the positive class (``auroc``, and sensitivity/specificity when
+            ``binary`` is set).
+        per_class: per-class metrics reported: ``f1``, ``sensitivity``, ``ppv``.
+        binary: report sensitivity and specificity with respect to ``positive``.
+        mode: ``max`` or ``min``.
+    """
+
+    classes: tuple[str, ...]
+    keys: tuple[str, ...]
+    metric: str
+    kind: str
+    averaged: tuple[str, ...] = ()
+    positive: str | None = None
+    per_class: tuple[str, ...] = ("f1",)
+    binary: bool = False
+    mode: str = "max"
+
+    @classmethod
+    def from_dataset(cls, dataset) -> Scoring:
+        """The scoring of a `data_io.datasets.Dataset`."""
+        metric = dataset.metric
+        binary = dataset.facts.get("binary_metrics")
+        return cls(
+            classes=dataset.labels,
+            keys=tuple(c.key for c in dataset.classes),
+            metric=metric.name,
+            kind=metric.kind,
+            averaged=metric.classes,
+            positive=(binary or {}).get("positive", metric.positive),
+            per_class=dataset.per_class_metrics,
+            binary=binary is not None,
+            mode=metric.mode,
+        )
+
+    @property
+    def key(self) -> str:
+        """The study metric as reported, ``val/<metric>``."""
+        return f"val/{self.metric}"
+
+    def worst(self) -> float:
+        """The metric's worst value (reported for a diverged trial)."""
+        return 0.0 if self.mode == "max" else float("inf")
 
 
 def confusion_matrix(*, y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -38,39 +95,89 @@ def auroc_one_vs_rest(*, y_true: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[y_true].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def mean_f1(*, f1: dict[str, float], matrix: np.ndarray, scoring: Scoring) -> float:
+    """Mean F1 over ``scoring.averaged``, leaving out classes absent from both the truth and
+    the predictions (their F1 is undefined; counting them as 0 would punish a validation fold
+    that happens to lack a rare class)."""
+    present = matrix.sum(axis=0) + matrix.sum(axis=1) > 0
+    index = {c: k for k, c in enumerate(scoring.classes)}
+    values = [f1[c] for c in scoring.averaged if present[index[c]]]
+    return float(np.mean(values)) if values else 0.0
+
+
+def positive_auroc(*, y_true: np.ndarray, probabilities: np.ndarray, scoring: Scoring) -> float:
+    """AUROC of the positive class's probability against every other class."""
+    k = scoring.classes.index(scoring.positive)
+    return auroc_one_vs_rest(y_true=y_true == k, scores=probabilities[:, k])
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    numerator = numerator.astype(np.float64)
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
+
+
 def classification_metrics(
     *,
     y_true: np.ndarray,
     probabilities: np.ndarray,
-    classes: tuple[str, ...],
-    scored_classes: tuple[str, ...],
+    scoring: Scoring,
     split: str = "val",
 ) -> dict:
     """Every metric the studies log, keyed `<split>/<name>`.
 
+    Always: the study metric, ``accuracy``, ``auroc_macro``, ``confusion`` and ``f1_<key>``
+    per class; with ``sensitivity``/``ppv`` in ``scoring.per_class`` also
+    ``sensitivity_<key>``, ``ppv_<key>`` and their macro means over the classes present (as
+    AAMI EC57 reports Se and +P); with ``scoring.binary`` also ``sensitivity`` and
+    ``specificity`` with respect to the positive class.
+
     Args:
         y_true: true class indices, shape (n,).
         probabilities: class probabilities, shape (n, n_classes).
-        classes: class names in index order, e.g. ("N", "A", "O", "~").
-        scored_classes: classes whose mean F1 is the score (`<split>/f1_cinc`).
+        scoring: what to compute (`Scoring.from_dataset`).
         split: prefix of every key.
     """
     y_true = np.asarray(y_true)
-    y_pred = np.asarray(probabilities).argmax(axis=1)
-    matrix = confusion_matrix(y_true=y_true, y_pred=y_pred, n_classes=len(classes))
-    f1 = f1_per_class(matrix)
-    by_name = dict(zip(classes, f1, strict=True))
+    probabilities = np.asarray(probabilities)
+    y_pred = probabilities.argmax(axis=1)
+    n_classes = len(scoring.classes)
+    matrix = confusion_matrix(y_true=y_true, y_pred=y_pred, n_classes=n_classes)
+    f1 = dict(zip(scoring.classes, f1_per_class(matrix), strict=True))
     aurocs = [
-        auroc_one_vs_rest(y_true=y_true == k, scores=probabilities[:, k])
-        for k in range(len(classes))
+        auroc_one_vs_rest(y_true=y_true == k, scores=probabilities[:, k]) for k in range(n_classes)
     ]
     finite = [a for a in aurocs if np.isfinite(a)]
     metrics = {
-        f"{split}/f1_cinc": float(np.mean([by_name[c] for c in scored_classes])),
+        f"{split}/{scoring.metric}": STUDY_METRICS[scoring.kind](
+            y_true=y_true, probabilities=probabilities, matrix=matrix, f1=f1, scoring=scoring),
         f"{split}/accuracy": float(np.trace(matrix) / max(matrix.sum(), 1)),
         f"{split}/auroc_macro": float(np.mean(finite)) if finite else float("nan"),
         f"{split}/confusion": matrix.tolist(),
     }
-    for name, value in by_name.items():
-        metrics[f"{split}/f1_{CLASS_KEYS.get(name, name.lower())}"] = float(value)
+    for name, key in zip(scoring.classes, scoring.keys, strict=True):
+        metrics[f"{split}/f1_{key}"] = float(f1[name])
+    tp = np.diag(matrix)
+    rates = {"sensitivity": _ratio(tp, matrix.sum(axis=1)), "ppv": _ratio(tp, matrix.sum(axis=0))}
+    for name, values in rates.items():
+        if name not in scoring.per_class:
+            continue
+        for key, value in zip(scoring.keys, values, strict=True):
+            metrics[f"{split}/{name}_{key}"] = float(value)
+        present = (matrix.sum(axis=1) > 0) if name == "sensitivity" else (matrix.sum(axis=0) > 0)
+        metrics[f"{split}/{name}_macro"] = float(values[present].mean()) if present.any() else 0.0
+    if scoring.binary:
+        k = scoring.classes.index(scoring.positive)
+        positive, predicted = y_true == k, y_pred == k
+        metrics[f"{split}/sensitivity"] = float(_ratio(np.array([(positive & predicted).sum()]),
+                                                       np.array([positive.sum()]))[0])
+        metrics[f"{split}/specificity"] = float(_ratio(np.array([(~positive & ~predicted).sum()]),
+                                                       np.array([(~positive).sum()]))[0])
     return metrics
+
+
+STUDY_METRICS = {
+    "mean_f1": lambda *, f1, matrix, scoring, **_: mean_f1(f1=f1, matrix=matrix, scoring=scoring),
+    "auroc": lambda *, y_true, probabilities, scoring, **_: positive_auroc(
+        y_true=y_true, probabilities=probabilities, scoring=scoring),
+}
+"""Metric kind (``metric.kind`` of a data set) -> how the study metric is computed."""

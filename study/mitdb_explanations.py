@@ -12,8 +12,9 @@ holding at least one abnormal beat, plus the ground truth `reports` scores the m
 
 Windows are taken round-robin over the records (the first abnormal window of every record,
 then the second, ...), so a few records with many ectopic beats do not fill the cap. Every
-window is labelled "O" (`WINDOW_LABEL`): ectopic beats in an otherwise regular rhythm are what
-CinC 2017 calls other rhythm, so ``y_true`` and the true-class maps (CAM) refer to O. Rhythm
+window is labelled with the study data set's ``mitdb_window_class`` (CinC 2017: "O"): ectopic
+beats in an otherwise regular rhythm are what CinC 2017 calls other rhythm, so ``y_true`` and
+the true-class maps (CAM) refer to that class. Rhythm
 annotations are not read: a window inside an AF episode (records 201, 202, 203, 210, 219,
 221, 222) is labelled O too.
 """
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from data_io.mitdb import MitbihRecord, list_records, read_record, rhythm_windows
-from data_io.records import CINC_CLASSES, EcgArrays, Quarantined, pack_records
+from data_io.records import EcgArrays, Quarantined, pack_records
 from study.artifacts import explain_records, load_trained, write_npz
 from study.config import resolve_config
 
@@ -38,7 +39,6 @@ MAX_WINDOWS = 16
 """Windows explained per trial: the shift perturbation costs one backward pass per step."""
 ADC_GAIN = 1000.0
 """Digital units per millivolt of the packed windows: 1 uV steps, +-32 mV fit in int16."""
-WINDOW_LABEL = "O"
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class AbnormalWindows:
     """MIT-BIH windows holding at least one abnormal beat, packed for the explainers.
 
     Attributes:
-        arrays: the windows, int16 at `ADC_GAIN` units per mV, all labelled `WINDOW_LABEL`,
+        arrays: the windows, int16 at `ADC_GAIN` units per mV, all labelled ``window_label``,
             named ``<record>_<start>s``.
         masks: uint8, 1 over every non-normal beat's span, shape (n_windows, window_samples),
             row i belongs to record i of ``arrays``.
@@ -77,7 +77,8 @@ def abnormal_windows(
     directory: str | Path,
     *,
     fs_hz: float,
-    classes: Sequence[str] = CINC_CLASSES,
+    classes: Sequence[str],
+    window_label: str,
     max_windows: int = MAX_WINDOWS,
     log: Callable[[str], None] | None = None,
 ) -> AbnormalWindows:
@@ -86,17 +87,18 @@ def abnormal_windows(
     Args:
         directory: MIT-BIH folder (`.hea`, `.dat`, `.atr`; a RECORDS file is optional).
         fs_hz: rate of the windows (the study's rate).
-        classes: label alphabet of the model; must hold `WINDOW_LABEL`.
+        classes: label alphabet of the model; must hold ``window_label``.
+        window_label: the class every window is labelled with.
         max_windows: cap on the windows kept, taken round-robin over the records.
         log: receives one line per record read.
 
     Raises:
         FileNotFoundError: ``directory`` does not exist.
         ValueError: ``fs_hz`` cannot be reached exactly from a record's rate, or ``classes``
-            lacks `WINDOW_LABEL`.
+            lacks ``window_label``.
     """
-    if WINDOW_LABEL not in classes:
-        raise ValueError(f"classes {tuple(classes)} have no {WINDOW_LABEL!r} for the windows")
+    if window_label not in classes:
+        raise ValueError(f"classes {tuple(classes)} have no {window_label!r} for the windows")
     if max_windows < 1:
         raise ValueError(f"max_windows must be at least 1, got {max_windows}")
     per_record: list[list[_Window]] = []
@@ -118,7 +120,7 @@ def abnormal_windows(
         if log:
             log(f"MIT-BIH {name}: {status}")
     chosen = _round_robin(per_record, limit=max_windows)
-    label = list(classes).index(WINDOW_LABEL)
+    label = list(classes).index(window_label)
     arrays = pack_records(
         digital_signals=[_digital(w.signal) for w in chosen],
         record_ids=[f"{w.record}_{w.start_s:g}s" for w in chosen],
@@ -176,14 +178,16 @@ def mitdb_explanation_arrays(
     checkpoint_file: Path,
     mitdb_dir: str | Path,
     fs_hz: float,
-    classes: Sequence[str] = CINC_CLASSES,
+    classes: Sequence[str],
+    window_label: str,
+    normal_class: int | None,
     max_windows: int = MAX_WINDOWS,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, np.ndarray] | None:
     """The arrays of `mitdb_explanations.npz` for one trained trial (see the module
     docstring), or None when no window of ``mitdb_dir`` holds an abnormal beat."""
     windows = abnormal_windows(mitdb_dir, fs_hz=fs_hz, classes=classes,
-                               max_windows=max_windows, log=log)
+                               window_label=window_label, max_windows=max_windows, log=log)
     if not len(windows):
         return None
     if log:
@@ -191,7 +195,8 @@ def mitdb_explanation_arrays(
             f"{len(set(windows.source_records))} record(s) ...")
     model, config = load_trained(checkpoint_file)
     explained = explain_records(model, arrays=windows.arrays,
-                                indices=np.arange(len(windows)), cfg=resolve_config(config))
+                                indices=np.arange(len(windows)), cfg=resolve_config(config),
+                                normal_class=normal_class)
     # The loader may reorder the windows; record_ids name its rows.
     position = {record_id: i for i, record_id in enumerate(windows.arrays.record_ids)}
     order = np.array([position[str(r)] for r in explained["record_ids"]], dtype=np.int64)
@@ -213,7 +218,9 @@ def write_mitdb_explanations(
     mitdb_dir: str | Path,
     fs_hz: float,
     out_dir: Path,
-    classes: Sequence[str] = CINC_CLASSES,
+    classes: Sequence[str],
+    window_label: str,
+    normal_class: int | None,
     max_windows: int = MAX_WINDOWS,
     log: Callable[[str], None] | None = None,
 ) -> Path | None:
@@ -226,12 +233,15 @@ def write_mitdb_explanations(
         fs_hz: the study's rate (the model's input rate).
         out_dir: the trial's artefact directory.
         classes: the model's label alphabet.
+        window_label: the class the windows are labelled with.
+        normal_class: target class of the shift perturbation (None: not run).
         max_windows: cap on the windows explained.
         log: receives progress lines.
     """
     arrays = mitdb_explanation_arrays(checkpoint_file=checkpoint_file, mitdb_dir=mitdb_dir,
-                                      fs_hz=fs_hz, classes=classes, max_windows=max_windows,
-                                      log=log)
+                                      fs_hz=fs_hz, classes=classes,
+                                      window_label=window_label, normal_class=normal_class,
+                                      max_windows=max_windows, log=log)
     if arrays is None:
         if log:
             log(f"no MIT-BIH window in {mitdb_dir} holds an abnormal beat; "

@@ -18,12 +18,12 @@ from typing import Any
 
 import torch
 
-from data_io.mitdb import list_records
+from data_io.datasets import Dataset, dataset_names, load_dataset
+from data_io.datasets.mitdb_beats import check_mitdb_directory
+from data_io.errors import DatasetError
 from search_spaces import load_space, space_names, unflatten
 from study.config import resolve_config
 
-DATASETS = ("cinc2017", "synthetic", "mitdb")
-DEFAULT_FS_HZ = 150.0
 SAMPLERS = ("tpe", "random")
 """Optuna samplers a study may use (`study.tuning` builds them)."""
 SCHEDULERS = ("asha", "fifo")
@@ -74,6 +74,7 @@ class Plan:
     sampler: str = "tpe"
     scheduler: str = "asha"
     fixed: dict[str, Any] = field(default_factory=dict)
+    dataset_options: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,8 +106,17 @@ def make_plan(args: Any, *, wandb_mode: str) -> Plan:
     """
     if args.space not in space_names():
         raise StudyError(f"unknown space {args.space!r}; known spaces: {', '.join(space_names())}")
+    if args.dataset not in dataset_names():
+        raise StudyError(f"unknown data set {args.dataset!r}; known data sets: "
+                         f"{', '.join(dataset_names())} (see --list-datasets)")
     space = load_space(args.space)
-    _check_numbers(args)
+    dataset = load_dataset(args.dataset)
+    n_folds = args.folds if args.folds is not None else dataset.n_folds
+    _check_numbers(args, n_folds=n_folds, dataset=dataset)
+    try:
+        options = dataset.resolve_options(parse_options(args.data_option or []))
+    except DatasetError as exc:
+        raise StudyError(f"--data-option: {exc}") from None
     name = args.name or f"{args.space}-{args.dataset}-{secrets.token_hex(3)}"
     if not NAME_PATTERN.fullmatch(name):
         raise StudyError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
@@ -117,7 +127,7 @@ def make_plan(args: Any, *, wandb_mode: str) -> Plan:
     if not args.resume and (study_dir / "study.json").is_file():
         raise StudyError(f"a study already exists at {study_dir}; pass --resume to continue it "
                          "or choose another --name")
-    data_dir = _data_dir(args, study_dir=study_dir)
+    data_dir = _data_dir(args, study_dir=study_dir, dataset=dataset)
     storage_path = _storage_path(args.storage_path, study_dir=study_dir)
     _check_gpus(args)
     return Plan(
@@ -129,8 +139,8 @@ def make_plan(args: Any, *, wandb_mode: str) -> Plan:
         storage_path=storage_path,
         optuna_storage=args.optuna_storage or f"sqlite:///{study_dir / 'optuna.db'}",
         optuna_study_name=f"{name}-{secrets.token_hex(4)}",
-        metric=space.METRIC,
-        mode=space.MODE,
+        metric=dataset.metric.key,
+        mode=dataset.metric.mode,
         num_samples=args.num_samples,
         max_epochs=args.max_epochs,
         grace_period=args.grace_period,
@@ -139,9 +149,9 @@ def make_plan(args: Any, *, wandb_mode: str) -> Plan:
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
         fold=args.fold,
-        n_folds=args.folds,
+        n_folds=n_folds,
         seed=args.seed,
-        fs_hz=_fs_hz(args, smoke=space.SMOKE),
+        fs_hz=_fs_hz(args, smoke=space.SMOKE, dataset=dataset),
         address=args.address,
         wandb_mode=wandb_mode,
         smoke=args.smoke,
@@ -151,11 +161,23 @@ def make_plan(args: Any, *, wandb_mode: str) -> Plan:
         max_failures=args.max_failures,
         cache_dir=str(Path(args.cache_dir).resolve()) if args.cache_dir else None,
         resume=args.resume,
-        mitdb_dir=_mitdb_dir(args.mitdb_dir),
+        mitdb_dir=_mitdb_dir(args.mitdb_dir, dataset=dataset),
         sampler=args.sampler,
         scheduler=args.scheduler,
         fixed=parse_fixed(args.set or []),
+        dataset_options=options,
     )
+
+
+def parse_options(assignments: list[str]) -> dict[str, str]:
+    """``["window=centred"]`` -> ``{"window": "centred"}`` (checked by the data set)."""
+    options = {}
+    for text in assignments:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise StudyError(f"--data-option {text!r}: write OPTION=VALUE, e.g. window=centred")
+        options[key.strip()] = value.strip()
+    return options
 
 
 def parse_fixed(assignments: list[str]) -> dict[str, Any]:
@@ -183,15 +205,22 @@ def parse_fixed(assignments: list[str]) -> dict[str, Any]:
     return fixed
 
 
-def _fs_hz(args: Any, *, smoke: dict[str, Any]) -> float:
+def _fs_hz(args: Any, *, smoke: dict[str, Any], dataset: Dataset) -> float:
+    """``--fs-hz``, else the space's smoke rate with ``--smoke``, else the data set's rate; a
+    data set of fixed-rate windows (``resample: false``) runs at its own rate only."""
+    if not dataset.resample:
+        if args.fs_hz is not None and float(args.fs_hz) != dataset.fs_hz:
+            raise StudyError(f"--fs-hz {args.fs_hz:g}: data set {dataset.name} is built at "
+                             f"{dataset.fs_hz:g} Hz only (fixed-length windows)")
+        return dataset.fs_hz
     if args.fs_hz is not None:
         return float(args.fs_hz)
     if args.smoke and "fs_hz" in smoke.get("data", {}):
         return float(smoke["data"]["fs_hz"])
-    return DEFAULT_FS_HZ
+    return dataset.fs_hz
 
 
-def _check_numbers(args: Any) -> None:
+def _check_numbers(args: Any, *, n_folds: int, dataset: Dataset) -> None:
     checks = [
         (args.num_samples >= 1, "--num-samples must be at least 1"),
         (args.max_epochs >= 1, "--max-epochs must be at least 1"),
@@ -201,49 +230,49 @@ def _check_numbers(args: Any) -> None:
         (args.concurrency >= 1, "--concurrency must be at least 1"),
         (args.cpus_per_trial > 0, "--cpus-per-trial must be positive"),
         (args.gpus_per_trial >= 0, "--gpus-per-trial must be zero or positive"),
-        (args.folds >= 2, "--folds must be at least 2"),
-        (0 <= args.fold < args.folds, f"--fold must be between 0 and {args.folds - 1}"),
+        (n_folds >= 2, "--folds must be at least 2"),
+        (0 <= args.fold < n_folds, f"--fold must be between 0 and {n_folds - 1}"),
         (args.cv_top_k >= 0, "--cv-top-k must be zero or positive"),
         (args.cv_top_k <= args.num_samples, "--cv-top-k cannot exceed --num-samples"),
         (args.fs_hz is None or args.fs_hz > 0, "--fs-hz must be positive"),
-        (args.synthetic_records >= 2 * args.folds,
+        (not dataset.generates or args.data_dir or args.synthetic_records >= 2 * n_folds,
          "--synthetic-records must be at least twice --folds (records per fold)"),
     ]
     for ok, message in checks:
         if not ok:
             raise StudyError(message)
-    if args.dataset == "mitdb":
-        raise StudyError(
-            "--dataset mitdb: MIT-BIH studies (PVC vs APB segments) are not wired into "
-            "study.run yet; the segment data set is available as data_io.mitdb.build_segments"
-        )
-    if args.dataset == "cinc2017" and not args.data_dir:
-        raise StudyError("--dataset cinc2017 needs --data-dir (a folder with A00001.hea, "
-                         "A00001.mat, ... and REFERENCE.csv; see python -m data_io.fetch)")
+    if not dataset.generates and not args.data_dir:
+        hint = dataset.facts.get("fetch", "")
+        raise StudyError(f"--dataset {dataset.name} needs --data-dir"
+                         + (f" (get the data with `{hint}`)" if hint else ""))
 
 
-def _data_dir(args: Any, *, study_dir: Path) -> str:
-    if args.dataset == "synthetic" and not args.data_dir:
+def _data_dir(args: Any, *, study_dir: Path, dataset: Dataset) -> str:
+    """The data directory: --data-dir (checked by the data set), or for a synthetic set
+    without one, a folder in the study directory that the study fills."""
+    if dataset.generates and not args.data_dir:
         return str(study_dir / "data")
     path = Path(args.data_dir).expanduser().resolve()
-    if args.dataset == "cinc2017" and not path.is_dir():
-        raise StudyError(f"--data-dir {path} does not exist; download the data with "
-                         f"`python -m data_io.fetch cinc2017 --dest {path}`")
+    if dataset.generates:
+        return str(path)  # the study generates the records there when they are missing
+    try:
+        dataset.check(path)
+    except DatasetError as exc:
+        raise StudyError(f"--data-dir: {exc}") from None
     return str(path)
 
 
-def _mitdb_dir(value: str | None) -> str | None:
+def _mitdb_dir(value: str | None, *, dataset: Dataset) -> str | None:
     if value is None:
         return None
+    if "mitdb_window_class" not in dataset.facts:
+        raise StudyError(f"--mitdb-dir: data set {dataset.name} names no class for MIT-BIH "
+                         "rhythm windows (mitdb_window_class); its own items are explained")
     path = Path(value).expanduser().resolve()
     try:
-        records = list_records(path)
-    except FileNotFoundError:
-        raise StudyError(f"--mitdb-dir {path} does not exist; download the data with "
-                         f"`python -m data_io.fetch mitdb --dest {path}`") from None
-    if not records:
-        raise StudyError(f"--mitdb-dir {path} holds no MIT-BIH record (no RECORDS file, no "
-                         ".hea files)")
+        check_mitdb_directory(path)
+    except DatasetError as exc:
+        raise StudyError(f"--mitdb-dir: {exc}") from None
     return str(path)
 
 

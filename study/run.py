@@ -1,12 +1,15 @@
 """`python -m study.run`: a hyperparameter study with Ray Tune, Optuna (TPE) and ASHA.
 
 Starts (or joins, with ``--address``) a Ray cluster, samples configurations from a search
-space with Optuna's TPE, trains each with the single-trial trainer, lets ASHA stop the weak
+space with Optuna's TPE, trains each on the chosen data set (`data_io.datasets`, whose metric
+ASHA and the searcher optimise) with the single-trial trainer, lets ASHA stop the weak
 ones, logs every trial to W&B and writes everything a report needs into one study directory:
 `study.json`, `folds.csv`, the Optuna storage, Ray Tune's experiment, `trials.parquet` (one
 row per trial and epoch), `best_config.json`, and predictions plus explanation arrays of the
 best trials (with ``--mitdb-dir`` also on MIT-BIH windows with annotated abnormal beats).
-``--resume`` continues a study whose driver was killed.
+``--resume`` continues a study whose driver was killed. The flags live in `study.cli`, the
+data, folds and `study.json` in `study.prepare`, the collection of Tune's results in
+`study.collect`; this module composes them.
 
 Exit status: 0 done, 2 bad input, 3 the storage filled up or turned read-only mid-study (one
 `error:` line names the path and the problem; `--resume` continues once it is writable again).
@@ -17,34 +20,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
-import time
 from dataclasses import replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from data_io.atomic import write_text_atomic
-from data_io.cache import load_cinc2017_cached, source_fingerprint
+from data_io.datasets import dataset_names, load_dataset
 from data_io.errors import DatasetError
-from data_io.folds import folds_for, read_folds, write_folds
-from search_spaces import describe_space, load_space, space_names, unflatten
+from search_spaces import describe_space, load_space, space_names
 from study import mitdb_explanations
-from study.plan import (
-    DATASETS,
-    SAMPLERS,
-    SCHEDULERS,
-    Plan,
-    StudyError,
-    load_plan,
-    make_plan,
-)
+from study.cli import build_parser
+from study.collect import collect, cv_identity, result_by_trial, trial_id, write_best
+from study.plan import Plan, StudyError, load_plan, make_plan
+from study.prepare import _spec, milestones, prepare_study, render_plan, study_record
 from study.ray_address import check_reachable
-from study.results import asha_milestones, final_scores, trials_frame, write_parquet
+from study.results import final_scores, write_parquet
 from study.spec import StudySpec
 from study.storage_faults import (
     EXIT_STORAGE,
@@ -53,111 +45,53 @@ from study.storage_faults import (
     storage_problem,
     storage_state,
 )
-from study.wandb_mode import MODES, offline_hint, resolve_mode
+from study.wandb_mode import offline_hint, resolve_mode
+
+__all__ = ["_spec", "build_parser", "main", "make_plan", "milestones", "prepare_study",
+           "render_plan", "study_record", "summary"]
 
 # ray, the trainer and the artefact writer are imported inside the functions that run a study,
 # so --help, --list-spaces, --show-space and bad-input errors answer in about a second.
-VERSIONED = ("ecg-study", "ray", "optuna", "torch", "numpy", "wfdb", "wandb", "pandas")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m study.run",
-        description=(
-            "Run a hyperparameter study: Ray Tune schedules Optuna (TPE) trials of one search "
-            "space, ASHA stops weak trials early, W&B logs them. Without --address a local "
-            "Ray starts on this machine; results go to runs/NAME/ unless --study-dir is given."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+def _listing(args: argparse.Namespace) -> int | None:
+    """Answer --list-spaces, --show-space, --list-datasets and --show-dataset (None: none
+    was asked)."""
+    listings = (
+        (args.list_spaces, lambda: _list(space_names(), lambda n: load_space(n).__doc__)),
+        (args.list_datasets, lambda: _list(dataset_names(),
+                                           lambda n: load_dataset(n).description)),
+        (args.show_space, lambda: describe_space(args.show_space)),
+        (args.show_dataset, lambda: load_dataset(args.show_dataset).describe()),
     )
-    what = p.add_argument_group("what to study")
-    what.add_argument("--space", help=f"search space: {', '.join(space_names())}")
-    what.add_argument("--list-spaces", action="store_true", help="list the spaces and exit")
-    what.add_argument("--show-space", metavar="NAME", help="print a space's parameters and exit")
-    what.add_argument("--dataset", choices=DATASETS, default="cinc2017",
-                      help="cinc2017 needs --data-dir; synthetic generates records in the "
-                           "study directory")
-    what.add_argument("--data-dir", help="CinC-format directory (.hea/.mat + REFERENCE.csv), "
-                                         "present at this path on every node")
-    what.add_argument("--synthetic-records", type=int, default=200,
-                      help="records generated for --dataset synthetic")
-    what.add_argument("--fs-hz", type=float,
-                      help="records resampled to this rate (default 150, or the space's SMOKE "
-                           "rate with --smoke)")
-    what.add_argument("--smoke", action="store_true",
-                      help="apply the space's SMOKE settings (tiny, fast trials for checks)")
-    budget = p.add_argument_group("budget and early stopping")
-    budget.add_argument("--num-samples", type=int, default=20, help="configurations to try")
-    budget.add_argument("--max-epochs", type=int, default=12, help="full budget of a trial")
-    budget.add_argument("--grace-period", type=int, default=1,
-                        help="epochs before ASHA may stop a trial")
-    budget.add_argument("--reduction-factor", type=float, default=3.0,
-                        help="ASHA keeps 1/reduction-factor of the trials at each rung")
-    budget.add_argument("--fold", type=int, default=0, help="validation fold of search trials")
-    budget.add_argument("--folds", type=int, default=8, help="number of stratified folds")
-    budget.add_argument("--cv-top-k", type=int, default=0,
-                        help="retrain the K best configurations on every fold, full budget")
-    budget.add_argument("--explain-top", type=int, default=1,
-                        help="write predictions and explanation arrays of the N best trials")
-    mitdb = mitdb_explanations
-    budget.add_argument("--mitdb-dir", metavar="DIR",
-                        help="MIT-BIH Arrhythmia Database folder (python -m data_io.fetch mitdb): "
-                             f"the best trials also explain up to {mitdb.MAX_WINDOWS} "
-                             f"{mitdb.WINDOW_S:g}-s windows (lead {mitdb.LEAD}, at the study rate) "
-                             "holding annotated abnormal beats, which the report scores against "
-                             "the annotations")
-    budget.add_argument("--seed", type=int, default=0, help="seed of the sampler and training")
-    budget.add_argument("--sampler", choices=SAMPLERS, default="tpe",
-                        help="Optuna sampler: tpe, or random for a baseline")
-    budget.add_argument("--scheduler", choices=SCHEDULERS, default="asha",
-                        help="asha stops weak trials early; fifo runs every trial to "
-                             "--max-epochs (the baseline without early stopping)")
-    budget.add_argument("--set", action="append", metavar="SECTION/OPTION=VALUE",
-                        help="fix a training option in every trial, whatever the space samples "
-                             "(repeatable; the value is JSON, e.g. --set loss/focal_gamma=0)")
-    res = p.add_argument_group("resources and storage")
-    res.add_argument("--concurrency", type=int, default=2, help="trials running at once")
-    res.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs reserved per trial")
-    res.add_argument("--gpus-per-trial", type=float, default=0.0,
-                     help="GPUs per trial; fractions let several small trials share a GPU")
-    res.add_argument("--max-failures", type=int, default=2,
-                     help="retries of a raising trial from its last checkpoint")
-    res.add_argument("--address", help="Ray cluster to join ('auto' on a cluster head); "
-                                       "default: start a local Ray")
-    res.add_argument("--name", help="study name (default: SPACE-DATASET-random)")
-    res.add_argument("--study-dir", help="study directory (default: runs/NAME)")
-    res.add_argument("--storage-path", help="where Ray Tune keeps the experiment: a local "
-                                            "directory, a shared file system or s3://...; "
-                                            "default: the study directory")
-    res.add_argument("--optuna-storage", help="Optuna RDB URL (default: sqlite file in the "
-                                              "study directory)")
-    res.add_argument("--cache-dir", help="data cache on each node (default: user cache dir)")
-    res.add_argument("--wandb-mode", choices=MODES,
-                     help="default: online when logged in to W&B, else offline")
-    run = p.add_argument_group("control")
-    run.add_argument("--resume", action="store_true",
-                     help="continue the study --name (its saved arguments are used)")
-    run.add_argument("--dry-run", action="store_true",
-                     help="check space, data, resources and storage, print the plan, run nothing")
-    return p
+    for asked, answer in listings:
+        if not asked:
+            continue
+        try:
+            shown = answer()
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(shown if isinstance(shown, str) else json.dumps(shown, indent=2, default=str))
+        return 0
+    return None
+
+
+def _list(names: list[str], describe) -> str:
+    lines = []
+    for name in names:
+        doc = (describe(name) or "").strip().splitlines()
+        lines.append(f"{name:24} {doc[0] if doc else ''}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.list_spaces:
-        for name in space_names():
-            doc = (load_space(name).__doc__ or "").strip().splitlines()
-            print(f"{name:16} {doc[0] if doc else ''}")
-        return 0
-    if args.show_space:
-        try:
-            print(json.dumps(describe_space(args.show_space), indent=2, default=str))
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        return 0
+    listed = _listing(args)
+    if listed is not None:
+        return listed
     if not args.space and not args.resume:
         parser.error("--space is required (see --list-spaces)")
     try:
@@ -190,114 +124,6 @@ def _plan(args: argparse.Namespace) -> Plan:
         plan = load_plan(study_dir)
         return replace(plan, resume=True, address=args.address or plan.address)
     return make_plan(args, wandb_mode=resolve_mode(args.wandb_mode))
-
-
-def prepare_study(plan: Plan, *, write: bool) -> StudySpec:
-    """Data (generated if synthetic), the fold table and `study.json`; returns the trial spec."""
-    study_dir = Path(plan.study_dir)
-    if plan.dataset == "synthetic" and not (Path(plan.data_dir) / "REFERENCE.csv").is_file():
-        if not write:
-            print(f"dry run: {plan.synthetic_records} synthetic records would be written to "
-                  f"{plan.data_dir}")
-            return _spec(plan, folds={})
-        from data_io.synthesize import main as synthesize
-
-        code = synthesize(["--out", plan.data_dir, "--records", str(plan.synthetic_records),
-                           "--seed", str(plan.seed)])
-        if code:
-            raise StudyError(f"could not write synthetic records to {plan.data_dir}")
-    arrays = load_cinc2017_cached(plan.data_dir, fs_hz=plan.fs_hz, cache_dir=plan.cache_dir)
-    if arrays.quarantined:
-        print(f"warning: {len(arrays.quarantined)} records quarantined "
-              f"(see python -m data_io.inspect {plan.data_dir})", file=sys.stderr)
-    folds_path = study_dir / "folds.csv"
-    table = read_folds(folds_path) if folds_path.is_file() else folds_for(
-        arrays, n_folds=plan.n_folds, seed=plan.seed
-    )
-    if write:
-        study_dir.mkdir(parents=True, exist_ok=True)
-        if not folds_path.is_file():
-            write_folds(folds_path, table)
-        if not (study_dir / "study.json").is_file():
-            write_text_atomic(study_dir / "study.json", json.dumps(
-                study_record(plan, folds_sha256=table.sha256(), n_records=len(arrays)),
-                indent=2))
-    return _spec(plan, folds=table.as_dict())
-
-
-def _spec(plan: Plan, *, folds: dict[str, int]) -> StudySpec:
-    overrides = dict(load_space(plan.space).SMOKE) if plan.smoke else {}
-    for section, values in unflatten(plan.fixed).items():
-        if isinstance(values, dict):
-            overrides[section] = {**overrides.get(section, {}), **values}
-        else:
-            overrides[section] = values
-    return StudySpec(data_dir=plan.data_dir, cache_dir=plan.cache_dir, fs_hz=plan.fs_hz,
-                     folds=folds, fold=plan.fold, max_epochs=plan.max_epochs, seed=plan.seed,
-                     overrides=overrides)
-
-
-def study_record(plan: Plan, *, folds_sha256: str, n_records: int) -> dict[str, Any]:
-    """`study.json`: the resolved arguments and everything needed to reproduce the study."""
-    return {
-        "plan": plan.to_dict(),
-        "space": describe_space(plan.space),
-        "git_sha": _git_sha(),
-        "versions": _versions(),
-        "python": platform.python_version(),
-        "data": {"directory": plan.data_dir, "fingerprint": source_fingerprint(plan.data_dir),
-                 "records": n_records, "fs_hz": plan.fs_hz},
-        "folds": {"file": "folds.csv", "n_folds": plan.n_folds, "sha256": folds_sha256},
-        "asha_milestones": milestones(plan),
-        "created_unix": time.time(),
-    }
-
-
-def _git_sha() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def _versions() -> dict[str, str]:
-    versions = {}
-    for package in VERSIONED:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
-
-
-def milestones(plan: Plan) -> list[int]:
-    """Epochs at which the scheduler compares trials (only the budget without ASHA)."""
-    if plan.scheduler != "asha":
-        return [plan.max_epochs]
-    return asha_milestones(grace_period=plan.grace_period,
-                           reduction_factor=plan.reduction_factor, max_epochs=plan.max_epochs)
-
-
-def render_plan(plan: Plan, spec: StudySpec) -> str:
-    rungs = milestones(plan)
-    return "\n".join([
-        f"study {plan.name} ({'resume' if plan.resume else 'new'}): space {plan.space}, "
-        f"{plan.num_samples} configurations ({plan.sampler}), {plan.max_epochs} epochs max, "
-        + (f"ASHA rungs at epochs {rungs}" if plan.scheduler == "asha"
-           else "no early stopping"),
-        *([f"fixed in every trial: {json.dumps(plan.fixed)}"] if plan.fixed else []),
-        f"data: {plan.dataset} {plan.data_dir} at {plan.fs_hz:g} Hz, fold {plan.fold} of "
-        f"{plan.n_folds}{', smoke settings' if plan.smoke else ''}",
-        f"resources: {plan.concurrency} concurrent trials x {plan.cpus_per_trial:g} CPU, "
-        f"{plan.gpus_per_trial:g} GPU; Ray {plan.address or 'local'}",
-        f"study directory: {plan.study_dir}",
-        f"Ray Tune experiment: {plan.tune_dir}",
-        f"Optuna: {plan.optuna_storage} (study {plan.optuna_study_name})",
-        f"W&B: {plan.wandb_mode}",
-        *([f"MIT-BIH explanations of the best trials: windows with abnormal beats from "
-           f"{plan.mitdb_dir}"] if plan.mitdb_dir else []),
-    ])
 
 
 def _check_resources(plan: Plan, *, connect: bool) -> None:
@@ -372,10 +198,10 @@ def _finish_study(plan: Plan, spec: StudySpec, grid) -> int:
     stale = tuning.close_stale_optuna_trials(plan)
     if stale:
         print(f"marked {stale} Optuna trial(s) left RUNNING by a killed driver as FAIL")
-    frame = collect(grid, plan=plan)
+    frame = collect(grid, milestones=milestones(plan))
     write_parquet(frame, Path(plan.study_dir) / "trials.parquet")
     ranked = final_scores(frame, metric=plan.metric, mode=plan.mode, max_epochs=plan.max_epochs)
-    best = _write_best(plan, ranked, grid)
+    best = write_best(plan.study_dir, metric=plan.metric, ranked=ranked, grid=grid)
     if plan.cv_top_k and not ranked.empty:
         _run_cv(plan, spec, ranked, grid)
     _write_artifacts(plan, spec, ranked, grid)
@@ -390,7 +216,7 @@ def _raise_on_storage_errors(grid, *, plan: Plan) -> None:
     for result in grid:
         found = storage_problem(result.error)
         if found is not None:
-            problems[_trial_id(result)] = found
+            problems[trial_id(result)] = found
     if problems:
         problem, filename = next(iter(problems.values()))
         path = filename or plan.tune_dir
@@ -398,88 +224,46 @@ def _raise_on_storage_errors(grid, *, plan: Plan) -> None:
             storage_state(path) or problem, path=path, plan=plan, trials=sorted(problems)))
 
 
-def collect(grid, *, plan: Plan):
-    """`trials.parquet` rows from a Ray Tune ResultGrid."""
-    rungs = milestones(plan)
-    trials = []
-    for result in grid:
-        frame = result.metrics_dataframe
-        history = [] if frame is None else frame.to_dict("records")
-        trials.append({
-            "trial_id": _trial_id(result),
-            "config": result.config,
-            "history": history,
-            "error": None if result.error is None else f"{type(result.error).__name__}: "
-                                                        f"{result.error}"[:2000],
-        })
-    return trials_frame(trials, milestones=rungs)
-
-
-def _trial_id(result) -> str:
-    """Tune's short trial id (e.g. ``0b71eee8``), read from the trial directory's name."""
-    name = Path(result.path).name  # run_trial_<id>_<n>_<params>_<date>
-    parts = name.split("_")
-    return parts[2] if name.startswith("run_trial_") and len(parts) > 2 else name
-
-
-def _result_by_trial(grid) -> dict[str, Any]:
-    return {_trial_id(result): result for result in grid}
-
-
-def _write_best(plan: Plan, ranked, grid) -> dict[str, Any] | None:
-    if ranked.empty:
-        return None
-    row = ranked.iloc[0]
-    result = _result_by_trial(grid)[row["trial_id"]]
-    best = {"trial_id": row["trial_id"], plan.metric: float(row[plan.metric]),
-            "epochs": int(row["epoch"]), "config": result.config}
-    write_text_atomic(Path(plan.study_dir) / "best_config.json",
-                      json.dumps(best, indent=2, default=str))
-    return best
-
-
 def _run_cv(plan: Plan, spec: StudySpec, ranked, grid) -> None:
     from study import tuning
 
-    results = _result_by_trial(grid)
+    results = result_by_trial(grid)
     candidates = [{"trial_id": t, "config": results[t].config}
                   for t in ranked["trial_id"].head(plan.cv_top_k)]
     cv_grid = tuning.cv_tuner(plan, spec, candidates).fit()
     _raise_on_storage_errors(cv_grid, plan=plan)
-    milestones = [plan.max_epochs]
-    rows = []
-    for result in cv_grid:
-        frame = result.metrics_dataframe
-        rows.append({
-            "trial_id": f"{result.config['candidate']['trial_id']}-fold{result.config['fold']}",
-            "config": {"candidate": result.config["candidate"]["trial_id"],
-                       **result.config["candidate"]["config"]},
-            "history": [] if frame is None else frame.to_dict("records"),
-            "error": None if result.error is None else str(result.error)[:2000],
-        })
-    write_parquet(trials_frame(rows, milestones=milestones), Path(plan.study_dir) / "cv.parquet")
+    frame = collect(cv_grid, milestones=[plan.max_epochs], identify=cv_identity)
+    write_parquet(frame, Path(plan.study_dir) / "cv.parquet")
 
 
 def _write_artifacts(plan: Plan, spec: StudySpec, ranked, grid) -> None:
+    from study import trainable
     from study.artifacts import write_trial_artifacts
-    from study.trainable import CHECKPOINT_FILE, fold_split
+    from study.data import mask_source
+    from study.metrics import Scoring
 
-    results = _result_by_trial(grid)
-    _, val_split = fold_split(spec, fold=plan.fold)
-    for trial_id in ranked["trial_id"].head(plan.explain_top):
-        checkpoint = results[trial_id].checkpoint
+    dataset = load_dataset(plan.dataset)
+    results = result_by_trial(grid)
+    _, val_split = trainable.fold_split(spec, fold=plan.fold)
+    for best_id in ranked["trial_id"].head(plan.explain_top):
+        checkpoint = results[best_id].checkpoint
         if checkpoint is None:
             continue
-        print(f"writing predictions and explanation arrays of trial {trial_id} ...", flush=True)
-        out_dir = Path(plan.study_dir) / "trials" / trial_id
+        print(f"writing predictions and explanation arrays of trial {best_id} ...", flush=True)
+        out_dir = Path(plan.study_dir) / "trials" / best_id
         with checkpoint.as_directory() as directory:
-            checkpoint_file = Path(directory) / CHECKPOINT_FILE
+            checkpoint_file = Path(directory) / trainable.CHECKPOINT_FILE
             write_trial_artifacts(checkpoint_file=checkpoint_file, split=val_split,
-                                  fold=plan.fold, out_dir=out_dir)
+                                  fold=plan.fold, out_dir=out_dir,
+                                  scoring=Scoring.from_dataset(dataset),
+                                  normal_class=dataset.normal_index,
+                                  masks=mask_source(spec) if spec is not None else None)
             if plan.mitdb_dir:
                 mitdb_explanations.write_mitdb_explanations(
                     checkpoint_file=checkpoint_file, mitdb_dir=plan.mitdb_dir,
                     fs_hz=plan.fs_hz, out_dir=out_dir, classes=val_split.arrays.classes,
+                    window_label=dataset.facts["mitdb_window_class"],
+                    normal_class=dataset.normal_index,
                     log=lambda line: print(line, flush=True),
                 )
 

@@ -16,15 +16,20 @@ class StudySpec:
     """Study-wide settings of a trial.
 
     Attributes:
-        data_dir: CinC-format directory, present at this path on every node.
+        data_dir: the data set's directory, present at this path on every node.
         cache_dir: data cache location on each node (None: the user's cache directory).
         fs_hz: rate the records are resampled to.
-        folds: record id -> fold number, built once by the driver.
+        folds: group (record, patient) -> fold number, or item id -> fold with
+            ``fold_unit="item"``; built once by the driver.
         fold: the validation fold of search trials (a config's ``fold`` key overrides it).
         max_epochs: the full budget of a trial.
         seed: training seed of every trial.
         overrides: training-config sections merged over every sampled config (e.g. a space's
             smoke settings).
+        dataset: the data set's name (`data_io.datasets`).
+        dataset_options: its options, defaults filled in.
+        fold_unit: what ``folds`` is keyed by: ``group`` or ``item``.
+        held_out: groups in no fold (kept out of training and validation).
     """
 
     data_dir: str
@@ -35,3 +40,8 @@ class StudySpec:
     max_epochs: int
     seed: int
     overrides: dict[str, Any] = field(default_factory=dict)
+    # Defaults keep specs built before data sets were an axis loadable.
+    dataset: str = "cinc2017"
+    dataset_options: dict[str, str] = field(default_factory=dict)
+    fold_unit: str = "group"
+    held_out: tuple[str, ...] = ()

@@ -1,8 +1,9 @@
 """`python -m study.train`: train one configuration without Ray and print its scores.
 
-Trains on one fold of a stratified k-fold split of ``--data-dir`` (validating on that fold),
-or, with ``--eval-dir``, on all of ``--data-dir`` and evaluates on the other directory. Data
-is read through the data_io cache at the model's rate. Progress goes to stderr, one line per
+Trains on one fold of ``--data-dir`` (the data set's folds: stratified records for CinC 2017,
+record-grouped for MIT-BIH; validating on that fold), or, with ``--eval-dir``, on all of
+``--data-dir`` and evaluates on the other directory. Data is read through the data_io cache at
+the model's rate. Progress goes to stderr, one line per
 epoch; with ``--json`` stdout holds one JSON object with the final metrics.
 """
 
@@ -18,18 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from data_io.cache import load_cinc2017_cached
+from data_io.cache import load_cached
+from data_io.datasets import dataset_names, load_dataset
 from data_io.errors import DatasetError
-from data_io.folds import (
-    DEFAULT_N_FOLDS,
-    DEFAULT_SEED,
-    check_holdout,
-    fold_split,
-    folds_for,
-    write_folds,
-)
+from data_io.folds import DEFAULT_SEED, check_holdout, write_folds
 from models import load_preset, preset_names
 from study.config import resolve_config
+from study.data import item_folds
+from study.metrics import Scoring
+from study.spec import StudySpec
 from study.trainer import Split, TrainResult, train
 
 
@@ -37,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m study.train",
         description=(
-            "Train one model configuration on PhysioNet/CinC 2017 data without Ray: one fold "
-            "of a stratified k-fold split, or a hold-out evaluation on another directory."
+            "Train one model configuration on one data set (PhysioNet/CinC 2017 by default) "
+            "without Ray: one fold of the data set's k-fold split, or a hold-out evaluation on "
+            "another directory."
         ),
     )
     what = parser.add_argument_group(
@@ -51,14 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
                            "epochs, pretrain_epochs, seed; defaults in "
                            "study/train_defaults.json; the thesis' protocol in "
                            "study/configs/thesis_protocol.json) or a bare model config")
+    parser.add_argument("--dataset", choices=dataset_names(), default="cinc2017",
+                        metavar="NAME", help=f"data set: {', '.join(dataset_names())} "
+                                             "(default cinc2017)")
     parser.add_argument("--data-dir", type=Path, required=True,
-                        help="CinC 2017 directory to train on (.hea/.mat + REFERENCE.csv)")
+                        help="directory to train on (CinC 2017: .hea/.mat + REFERENCE.csv; "
+                             "MIT-BIH: .hea/.dat/.atr)")
     parser.add_argument("--eval-dir", type=Path,
                         help="evaluate on this directory and train on all of --data-dir")
     parser.add_argument("--fold", type=int, default=0,
                         help="validation fold when --eval-dir is not given (default 0)")
-    parser.add_argument("--n-folds", type=int, default=DEFAULT_N_FOLDS,
-                        help=f"number of stratified folds (default {DEFAULT_N_FOLDS})")
+    parser.add_argument("--n-folds", type=int,
+                        help="number of folds (default: the data set's, 8 for CinC 2017)")
     parser.add_argument("--epochs", type=int, help="training epochs (default from the config)")
     parser.add_argument("--fs-hz", type=float, help="resample records to this rate (default 150)")
     parser.add_argument("--seed", type=int, help="training seed (default 0)")
@@ -93,20 +96,33 @@ def partial_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def splits(args: argparse.Namespace, *, fs_hz: float) -> tuple[Split, Split]:
-    """Training and evaluation records for this run."""
-    train_arrays = load_cinc2017_cached(args.data_dir, fs_hz=fs_hz, cache_dir=args.cache_dir)
+    """Training and evaluation items for this run."""
+    dataset = load_dataset(args.dataset)
+    if not dataset.resample:
+        fs_hz = dataset.fs_hz  # fixed-length windows exist at their own rate only
+    train_arrays = load_cached(args.dataset, args.data_dir, fs_hz=fs_hz,
+                               cache_dir=args.cache_dir)
     if args.eval_dir is not None:
-        eval_arrays = load_cinc2017_cached(args.eval_dir, fs_hz=fs_hz, cache_dir=args.cache_dir)
+        eval_arrays = load_cached(args.dataset, args.eval_dir, fs_hz=fs_hz,
+                                  cache_dir=args.cache_dir)
         check_holdout(train_arrays, eval_arrays)
         return (
             Split(train_arrays, np.arange(len(train_arrays))),
             Split(eval_arrays, np.arange(len(eval_arrays))),
         )
-    table = folds_for(train_arrays, n_folds=args.n_folds, seed=DEFAULT_SEED)
+    n_folds = args.n_folds or dataset.n_folds
+    if not 0 <= args.fold < n_folds:
+        raise DatasetError(f"fold {args.fold} does not exist; the split has folds 0-{n_folds - 1}")
+    plan = dataset.fold_plan(train_arrays, n_folds=n_folds, seed=DEFAULT_SEED,
+                             options=dataset.resolve_options({}))
     if args.out is not None:
-        write_folds(args.out / "folds.csv", table)
-    split = fold_split(train_arrays, table, fold=args.fold)
-    return Split(train_arrays, split.train), Split(train_arrays, split.val)
+        write_folds(args.out / "folds.csv", plan.table)
+    spec = StudySpec(data_dir=str(args.data_dir), cache_dir=None, fs_hz=fs_hz,
+                     folds=plan.table.as_dict(), fold=args.fold, max_epochs=0, seed=0,
+                     dataset=args.dataset, fold_unit=plan.unit, held_out=plan.held_out)
+    folds = item_folds(train_arrays, spec=spec, dataset=dataset)
+    return (Split(train_arrays, np.flatnonzero((folds != args.fold) & (folds >= 0))),
+            Split(train_arrays, np.flatnonzero(folds == args.fold)))
 
 
 def summary(result: TrainResult, *, classes: tuple[str, ...], seconds: float) -> dict[str, Any]:
@@ -158,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             config=config,
             train_split=train_split,
             val_split=val_split,
+            scoring=Scoring.from_dataset(load_dataset(args.dataset)),
             checkpoint_path=args.out / "checkpoint.pt" if args.out else None,
             log=lambda line: print(line, file=sys.stderr, flush=True),
         )
@@ -172,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(payload, indent=2))
     else:
-        print(f"{result.status}: val/f1_cinc {result.final.get('val/f1_cinc', float('nan')):.4f}")
+        metric = load_dataset(args.dataset).metric.key
+        print(f"{result.status}: {metric} {result.final.get(metric, float('nan')):.4f}")
     return 0 if result.status == "completed" else 3
 
 

@@ -17,14 +17,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import ray
 from ray import tune
 
-from data_io.cache import load_cinc2017_cached
 from search_spaces import training_config
+from study.data import fold_split, scoring
 from study.spec import StudySpec
-from study.trainer import Split, train
+from study.trainer import train
+
+__all__ = ["CHECKPOINT_FILE", "fold_split", "run_trial", "trial_config"]
 
 CHECKPOINT_FILE = "checkpoint.pt"
 REPORT_EXCLUDES = ("val/confusion",)
@@ -50,25 +51,11 @@ def trial_config(config: dict[str, Any], *, spec: StudySpec) -> dict[str, Any]:
     return merged
 
 
-def fold_split(spec: StudySpec, *, fold: int):
-    """Training and validation records of ``fold`` (data read through the node's cache)."""
-    arrays = load_cinc2017_cached(
-        spec.data_dir, fs_hz=spec.fs_hz, cache_dir=spec.cache_dir, progress=False
-    )
-    folds = np.array([spec.folds.get(r, -1) for r in arrays.record_ids])
-    if np.any(folds < 0):
-        missing = arrays.record_ids[int(np.flatnonzero(folds < 0)[0])]
-        raise ValueError(f"record {missing} has no fold: the data changed since the study began")
-    return (
-        Split(arrays, np.flatnonzero(folds != fold)),
-        Split(arrays, np.flatnonzero(folds == fold)),
-    )
-
-
 def run_trial(config: dict[str, Any], *, spec: StudySpec) -> None:
     """Train one sampled configuration, reporting every epoch to Ray Tune."""
     fold = int(config.get("fold", spec.fold))
     train_split, val_split = fold_split(spec, fold=fold)
+    metrics = scoring(spec)
     workdir = Path(tempfile.mkdtemp(prefix="ecg-trial-"))
     checkpoint_path = workdir / CHECKPOINT_FILE
     restored = tune.get_checkpoint()
@@ -87,6 +74,7 @@ def run_trial(config: dict[str, Any], *, spec: StudySpec) -> None:
             config=trial_config(config, spec=spec),
             train_split=train_split,
             val_split=val_split,
+            scoring=metrics,
             checkpoint_path=checkpoint_path,
             on_epoch=report,
         )
@@ -97,7 +85,7 @@ def run_trial(config: dict[str, Any], *, spec: StudySpec) -> None:
                 {
                     **_reportable(last, fold=fold, node=node, status="diverged"),
                     "epoch": last["epoch"] + 1,
-                    "val/f1_cinc": 0.0,
+                    metrics.key: metrics.worst(),
                     "message": result.message,
                 }
             )

@@ -21,13 +21,13 @@ import torch
 from torch import nn
 
 from data_io.batching import make_loader
-from data_io.records import CINC_SCORED_CLASSES, EcgArrays
+from data_io.records import EcgArrays
 from models import build_model
 from models.convlstm import pretraining_config
 from models.losses import FocalLoss
 from study.checkpoint import load_checkpoint, save_checkpoint
 from study.config import resolve_config
-from study.metrics import classification_metrics
+from study.metrics import Scoring, classification_metrics
 from study.runtime import Runtime, select_runtime
 from study.schedules import build_schedule
 
@@ -72,8 +72,14 @@ def inverse_frequency(labels: np.ndarray, n_classes: int) -> list[float]:
     return weights.tolist()
 
 
+def sqrt_inverse_frequency(labels: np.ndarray, n_classes: int) -> list[float]:
+    """The square root of `inverse_frequency`: rare classes gain weight, less extremely."""
+    return np.sqrt(inverse_frequency(labels, n_classes)).tolist()
+
+
 CLASS_WEIGHTS: dict[str, Callable[[np.ndarray, int], list[float]]] = {
     "inverse_frequency": inverse_frequency,
+    "sqrt_inverse_frequency": sqrt_inverse_frequency,
 }
 
 
@@ -91,6 +97,7 @@ def train(
     config: Mapping[str, Any],
     train_split: Split,
     val_split: Split,
+    scoring: Scoring,
     checkpoint_path: Path | None = None,
     on_epoch: EpochCallback | None = None,
     log: Callable[[str], None] | None = None,
@@ -101,6 +108,7 @@ def train(
         config: a partial or full configuration (see `study.config`).
         train_split: records to train on.
         val_split: records to evaluate on after every epoch.
+        scoring: the data set's metrics (`study.metrics.Scoring.from_dataset`).
         checkpoint_path: written after every epoch; read at start when present.
         on_epoch: called with each epoch's metrics row and the checkpoint path.
         log: receives one progress line per epoch (e.g. ``print`` to stderr).
@@ -111,10 +119,14 @@ def train(
         torch.set_num_threads(int(cfg["runtime"]["num_threads"]))
     classes = train_split.arrays.classes
     torch.manual_seed(cfg["seed"])
-    model = build_model({"n_classes": len(classes), **cfg["model"]}).to(runtime.device)
+    # The data set fixes the output classes and input leads; a model config may not differ.
+    model = build_model(
+        {**cfg["model"], "n_classes": len(classes), "n_leads": train_split.arrays.n_leads}
+    ).to(runtime.device)
     resuming = checkpoint_path is not None and checkpoint_path.exists()
     if cfg["pretrain_epochs"] and not resuming:
-        _pretrain_trunk(model, cfg=cfg, train_split=train_split, val_split=val_split, log=log)
+        _pretrain_trunk(model, cfg=cfg, train_split=train_split, val_split=val_split,
+                        scoring=scoring, log=log)
     optimizer = torch.optim.Adam(
         _parameter_groups(model, cfg),
         lr=cfg["optim"]["lr"],
@@ -156,7 +168,8 @@ def train(
                                predictions=predictions, model=model.cpu())
         scheduler.step()
         metrics, predictions = evaluate(
-            model=model, split=val_split, cfg=cfg, runtime=runtime, loss_fn=loss_fn
+            model=model, split=val_split, cfg=cfg, runtime=runtime, loss_fn=loss_fn,
+            scoring=scoring,
         )
         row = {
             "epoch": epoch + 1,
@@ -183,12 +196,13 @@ def train(
                 },
             )
         if log:
-            log(_progress_line(row, epochs=cfg["epochs"]))
+            log(_progress_line(row, epochs=cfg["epochs"], metric=scoring.key))
         if on_epoch:
             on_epoch(row, checkpoint_path)
     if not predictions and history:
         _, predictions = evaluate(
-            model=model, split=val_split, cfg=cfg, runtime=runtime, loss_fn=loss_fn
+            model=model, split=val_split, cfg=cfg, runtime=runtime, loss_fn=loss_fn,
+            scoring=scoring,
         )
     return TrainResult(
         status="completed", history=history, config=cfg, predictions=predictions,
@@ -221,6 +235,7 @@ def _pretrain_trunk(
     cfg: dict[str, Any],
     train_split: Split,
     val_split: Split,
+    scoring: Scoring,
     log: Callable[[str], None] | None,
 ) -> None:
     """Train a GMP-headed CNN on the same data and load its trunk into ``model``."""
@@ -237,7 +252,8 @@ def _pretrain_trunk(
         "epochs": cfg["pretrain_epochs"],
         "pretrain_epochs": 0,
     }
-    result = train(config=pre_cfg, train_split=train_split, val_split=val_split, log=log)
+    result = train(config=pre_cfg, train_split=train_split, val_split=val_split,
+                   scoring=scoring, log=log)
     if result.status != "completed":
         raise ValueError(f"CNN pre-training failed: {result.message}")
     model.load_cnn_trunk(result.model.state_dict())
@@ -264,7 +280,7 @@ def train_epoch(
     model.train()
     total, count = 0.0, 0
     for batch_no, batch in enumerate(loader, start=1):
-        x = batch["x"].to(runtime.device)  # (B, 1, T)
+        x = batch["x"].to(runtime.device)  # (B, leads, T)
         lengths = batch["lengths"].to(runtime.device)
         y = batch["y"].to(runtime.device)
         optimizer.zero_grad(set_to_none=True)
@@ -299,7 +315,13 @@ def predict(
 
 
 def evaluate(
-    *, model: nn.Module, split: Split, cfg: dict[str, Any], runtime: Runtime, loss_fn: nn.Module
+    *,
+    model: nn.Module,
+    split: Split,
+    cfg: dict[str, Any],
+    runtime: Runtime,
+    loss_fn: nn.Module,
+    scoring: Scoring,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Validation metrics (`val/...`) and per-record predictions, in record order."""
     logits, index = predict(model=model, split=split, cfg=cfg, runtime=runtime)
@@ -307,12 +329,7 @@ def evaluate(
     logits, index = logits[order], index[order]
     y_true = split.arrays.labels[index]
     probabilities = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
-    metrics = classification_metrics(
-        y_true=y_true,
-        probabilities=probabilities,
-        classes=split.arrays.classes,
-        scored_classes=CINC_SCORED_CLASSES,
-    )
+    metrics = classification_metrics(y_true=y_true, probabilities=probabilities, scoring=scoring)
     loss = loss_fn(
         torch.from_numpy(logits).to(runtime.device), torch.from_numpy(y_true).to(runtime.device)
     )
@@ -325,14 +342,14 @@ def evaluate(
     return metrics, predictions
 
 
-def _progress_line(row: dict[str, Any], *, epochs: int) -> str:
+def _progress_line(row: dict[str, Any], *, epochs: int, metric: str) -> str:
     per_class = " ".join(
         f"{key.removeprefix('val/f1_')} {value:.3f}"
         for key, value in row.items()
-        if key.startswith("val/f1_") and key != "val/f1_cinc"
+        if key.startswith("val/f1_") and key != metric
     )
     return (
         f"epoch {row['epoch']}/{epochs}  train/loss {row['train/loss']:.4f}  "
-        f"val/loss {row['val/loss']:.4f}  val/f1_cinc {row['val/f1_cinc']:.4f}  "
+        f"val/loss {row['val/loss']:.4f}  {metric} {row[metric]:.4f}  "
         f"({per_class})  {row['seconds']:.0f} s"
     )

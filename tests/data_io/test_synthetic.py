@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.signal import welch
 
-from data_io.records import CINC_CLASSES
+from data_io.datasets import load_dataset
 from data_io.synthetic import (
     SyntheticRecord,
     generate_record,
@@ -21,6 +21,7 @@ from data_io.synthetic import (
     to_ecg_arrays,
 )
 
+CINC_CLASSES = load_dataset("cinc2017").labels
 FS_HZ = 300.0
 N_PER_CLASS = 12
 

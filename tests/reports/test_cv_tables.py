@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from data_io.datasets import load_dataset
 from reports.cv_tables import (
     corrected_resampled_t,
     cv_section,
@@ -66,7 +67,8 @@ def cv_rows(scores: dict[str, list[float]], *, with_stale_epoch: bool = True) ->
 def make_study(cv: pd.DataFrame | None, *, n_folds: int = 4, mode: str = "max") -> StudyData:
     record = {"plan": {"name": "cvs", "metric": METRIC, "mode": mode, "max_epochs": 2,
                        "n_folds": n_folds},
-              "asha_milestones": [1, 2], "space": {"parameters": {}}}
+              "asha_milestones": [1, 2], "space": {"parameters": {}},
+              "dataset": load_dataset("cinc2017").describe()}
     trials = pd.DataFrame({"trial_id": ["x"], "epoch": [1], METRIC: [0.5]})
     return StudyData(directory=Path("/nonexistent/cvs"), name="cvs", record=record,
                      trials=trials, cv=cv)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_io.records import CINC_CLASSES, EcgArrays, pack_records
+from data_io.datasets import load_dataset
+from data_io.records import EcgArrays, pack_records
+
+CINC_CLASSES = load_dataset("cinc2017").labels
 
 TINY_CNN = {"name": "cnn", "channels": [4, 8, 8], "kernel_size": 5, "pooling": "gmp"}
 

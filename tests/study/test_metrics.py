@@ -5,9 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from study.metrics import auroc_one_vs_rest, classification_metrics, confusion_matrix, f1_per_class
+from data_io.datasets import load_dataset
+from study.metrics import (
+    Scoring,
+    auroc_one_vs_rest,
+    classification_metrics,
+    confusion_matrix,
+    f1_per_class,
+)
 
-CLASSES = ("N", "A", "O", "~")
+CINC = Scoring.from_dataset(load_dataset("cinc2017"))
+BEATS = Scoring.from_dataset(load_dataset("mitdb-beats"))
+SEGMENTS = Scoring.from_dataset(load_dataset("mitdb-pvc-apb"))
 
 
 def test_confusion_matrix_rows_are_truth_columns_predictions():
@@ -21,8 +30,7 @@ def test_f1_and_cinc_score_by_hand():
     y_true = np.array([0, 0, 0, 1, 2, 3])
     y_pred = np.array([0, 0, 1, 1, 0, 3])
     probabilities = np.eye(4)[y_pred]
-    metrics = classification_metrics(y_true=y_true, probabilities=probabilities, classes=CLASSES,
-                                     scored_classes=("N", "A", "O"))
+    metrics = classification_metrics(y_true=y_true, probabilities=probabilities, scoring=CINC)
     assert metrics["val/f1_normal"] == pytest.approx(2 / 3)
     assert metrics["val/f1_af"] == pytest.approx(2 / 3)
     assert metrics["val/f1_other"] == 0.0
@@ -42,3 +50,48 @@ def test_auroc_matches_pairwise_counting_with_ties():
     # Pairs (pos, neg): 0.9 beats all 3; 0.4 beats 0.1 and 0.3, ties 0.4 -> 2.5. Total 5.5/6.
     assert auroc_one_vs_rest(y_true=y, scores=s) == pytest.approx(5.5 / 6)
     assert np.isnan(auroc_one_vs_rest(y_true=np.ones(3, bool), scores=np.arange(3.0)))
+
+
+def test_cinc_scoring_reports_no_aami_or_binary_metrics():
+    probabilities = np.eye(4)[[0, 1, 2, 3]]
+    metrics = classification_metrics(y_true=np.arange(4), probabilities=probabilities,
+                                     scoring=CINC)
+    assert not [k for k in metrics if "sensitivity" in k or "ppv" in k or "specificity" in k]
+    assert "val/f1_macro" not in metrics
+
+
+def test_macro_f1_skips_classes_absent_from_truth_and_predictions():
+    # N: TP 2, FN 1 -> F1 0.8; V: TP 1, FP 1 -> 2/3; S, F, Q never occur: left out.
+    y_true = np.array([0, 0, 0, 2])
+    y_pred = np.array([0, 0, 2, 2])
+    metrics = classification_metrics(y_true=y_true, probabilities=np.eye(5)[y_pred],
+                                     scoring=BEATS)
+    assert metrics["val/f1_macro"] == pytest.approx((0.8 + 2 / 3) / 2)
+    assert metrics["val/f1_s"] == 0.0
+
+
+def test_aami_sensitivity_and_positive_predictivity_by_hand():
+    # N: 3 true, 2 found; V: 1 true, found, plus one N called V -> +P(V) 1/2.
+    y_true = np.array([0, 0, 0, 2])
+    y_pred = np.array([0, 0, 2, 2])
+    metrics = classification_metrics(y_true=y_true, probabilities=np.eye(5)[y_pred],
+                                     scoring=BEATS)
+    assert metrics["val/sensitivity_n"] == pytest.approx(2 / 3)
+    assert metrics["val/ppv_n"] == 1.0
+    assert metrics["val/sensitivity_v"] == 1.0
+    assert metrics["val/ppv_v"] == pytest.approx(0.5)
+    assert metrics["val/sensitivity_macro"] == pytest.approx((2 / 3 + 1) / 2)
+    assert metrics["val/accuracy"] == pytest.approx(3 / 4)
+
+
+def test_pvc_apb_metrics_are_with_respect_to_pvc():
+    # classes (PVC, APB); 3 PVC of which 2 found, 2 APB of which 1 called PVC.
+    y_true = np.array([0, 0, 0, 1, 1])
+    p_pvc = np.array([0.9, 0.8, 0.3, 0.7, 0.1])
+    probabilities = np.stack([p_pvc, 1 - p_pvc], axis=1)
+    metrics = classification_metrics(y_true=y_true, probabilities=probabilities,
+                                     scoring=SEGMENTS)
+    assert metrics["val/sensitivity"] == pytest.approx(2 / 3)
+    assert metrics["val/specificity"] == pytest.approx(1 / 2)
+    # PVC scores 0.9, 0.8, 0.3 against APB 0.7, 0.1: pairs won 2 + 2 + 1 = 5 of 6.
+    assert metrics["val/auroc"] == pytest.approx(5 / 6)

@@ -14,10 +14,11 @@ import pytest
 import torch
 import wfdb
 
+from data_io.datasets import load_dataset
 from data_io.mitdb import read_record, rhythm_windows
-from data_io.records import CINC_CLASSES
 from study import run
 from study.artifacts import load_trained
+from study.metrics import Scoring
 from study.mitdb_explanations import (
     ADC_GAIN,
     MITDB_EXPLANATIONS_FILE,
@@ -26,6 +27,12 @@ from study.mitdb_explanations import (
 )
 from study.plan import Plan
 from study.trainer import Split, train
+
+SCORING = Scoring.from_dataset(load_dataset("cinc2017"))
+
+CINC_CLASSES = load_dataset("cinc2017").labels
+WINDOWS = {"classes": CINC_CLASSES, "window_label": "O"}
+EXPLAIN = {**WINDOWS, "normal_class": 0}
 
 FS_HZ = 50.0  # the tiny study's rate (tests/study/conftest.py)
 WINDOW = 1500  # 30 s at 50 Hz
@@ -76,7 +83,7 @@ def checkpoint(tmp_path, tiny_arrays, tiny_config) -> Path:
     arrays = tiny_arrays(n_records=16)
     split = Split(arrays, np.arange(len(arrays)))
     path = tmp_path / "trial" / "checkpoint.pt"
-    train(config={**tiny_config, "epochs": 1}, train_split=split, val_split=split,
+    train(config={**tiny_config, "epochs": 1}, train_split=split, val_split=split, scoring=SCORING,
           checkpoint_path=path)
     return path
 
@@ -89,7 +96,8 @@ def _abnormal_peak(record: str, start_s: float) -> int:
 
 def test_abnormal_windows_round_robin_over_records(mitdb_dir):
     lines = []
-    windows = abnormal_windows(mitdb_dir, fs_hz=FS_HZ, max_windows=3, log=lines.append)
+    windows = abnormal_windows(mitdb_dir, fs_hz=FS_HZ, max_windows=3, log=lines.append,
+                               **WINDOWS)
     assert windows.source_records == ("syn", "syn2", "syn")
     np.testing.assert_allclose(windows.start_s, [30.0, 0.0, 60.0])
     assert windows.arrays.record_ids == ("syn_30s", "syn2_0s", "syn_60s")
@@ -106,7 +114,7 @@ def test_abnormal_windows_round_robin_over_records(mitdb_dir):
 
 
 def test_abnormal_windows_keep_only_windows_with_abnormal_beats(mitdb_dir):
-    windows = abnormal_windows(mitdb_dir, fs_hz=FS_HZ)
+    windows = abnormal_windows(mitdb_dir, fs_hz=FS_HZ, **WINDOWS)
     assert sorted(windows.arrays.record_ids) == ["syn2_0s", "syn2_30s", "syn_30s", "syn_60s"]
     assert windows.masks.any(axis=1).all()
 
@@ -114,7 +122,7 @@ def test_abnormal_windows_keep_only_windows_with_abnormal_beats(mitdb_dir):
 def test_mitdb_explanations_npz(mitdb_dir, checkpoint, tmp_path):
     out_dir = tmp_path / "trials" / "t1"
     lines = []
-    path = write_mitdb_explanations(checkpoint_file=checkpoint, mitdb_dir=mitdb_dir,
+    path = write_mitdb_explanations(**EXPLAIN, checkpoint_file=checkpoint, mitdb_dir=mitdb_dir,
                                     fs_hz=FS_HZ, out_dir=out_dir, log=lines.append)
     assert path == out_dir / MITDB_EXPLANATIONS_FILE
     assert any("explaining 4 MIT-BIH window(s) from 2 record(s)" in x for x in lines)
@@ -151,7 +159,7 @@ def test_nothing_written_without_abnormal_windows(tmp_path, checkpoint):
     directory.mkdir()
     _write_record(directory, "normal", {})
     out_dir = tmp_path / "out"
-    assert write_mitdb_explanations(checkpoint_file=checkpoint, mitdb_dir=directory,
+    assert write_mitdb_explanations(**EXPLAIN, checkpoint_file=checkpoint, mitdb_dir=directory,
                                     fs_hz=FS_HZ, out_dir=out_dir) is None
     assert not (out_dir / MITDB_EXPLANATIONS_FILE).exists()
 
@@ -162,7 +170,7 @@ def test_mitdb_explanations_of_record_100(shared_mitdb_dir, checkpoint, tmp_path
     directory.mkdir()
     for path in shared_mitdb_dir.glob("100.*"):  # record 100 only, whatever else is there
         shutil.copy(path, directory)
-    path = write_mitdb_explanations(checkpoint_file=checkpoint, mitdb_dir=directory,
+    path = write_mitdb_explanations(**EXPLAIN, checkpoint_file=checkpoint, mitdb_dir=directory,
                                     fs_hz=FS_HZ, out_dir=tmp_path / "out", max_windows=4)
     with np.load(path, allow_pickle=False) as arrays:
         assert arrays["record_ids"].shape == (4,) and set(arrays["source_record"]) == {"100"}
@@ -204,6 +212,7 @@ def test_study_writes_mitdb_explanations_for_the_best_trials(mitdb_dir, checkpoi
     result = SimpleNamespace(path=str(tmp_path / "run_trial_abc12345_00000_x"),
                              checkpoint=_Checkpoint(checkpoint.parent))
     plan = SimpleNamespace(study_dir=str(tmp_path / "study"), fold=0, explain_top=1,
+                           dataset="cinc2017",
                            fs_hz=FS_HZ, mitdb_dir=str(mitdb_dir))
     run._write_artifacts(plan, None, pd.DataFrame({"trial_id": ["abc12345"]}), [result])
     trial_dir = tmp_path / "study" / "trials" / "abc12345"

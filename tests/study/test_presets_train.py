@@ -6,10 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from data_io.datasets import load_dataset
 from data_io.preprocess import resample_arrays
 from data_io.synthetic import generate_records, to_ecg_arrays
 from models import load_preset, preset_names
+from study.metrics import Scoring
 from study.trainer import Split, train
+
+SCORING = Scoring.from_dataset(load_dataset("cinc2017"))
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +32,7 @@ def test_preset_trains_one_epoch_and_produces_explanations(preset, synthetic_arr
         "runtime": {"device": "cpu", "amp": True},
         "epochs": 1,
     }
-    result = train(config=config, train_split=split, val_split=split)
+    result = train(config=config, train_split=split, val_split=split, scoring=SCORING)
     assert result.status == "completed"
     assert np.isfinite(result.history[0]["train/loss"])
     x = torch.from_numpy(np.stack([synthetic_arrays.signal(i)[:1000] for i in range(2)]))

@@ -8,9 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from data_io.datasets import load_dataset
 from study.checkpoint import load_checkpoint
 from study.config import resolve_config
+from study.metrics import Scoring
 from study.trainer import Split, inverse_frequency, train
+
+SCORING = Scoring.from_dataset(load_dataset("cinc2017"))
 
 
 def _state(model) -> dict[str, torch.Tensor]:
@@ -23,7 +27,8 @@ def test_learns_an_easy_task_and_reports_every_epoch(tiny_arrays, tiny_config):
     config = {**tiny_config, "epochs": 8}
     result = train(
         config=config, train_split=Split(arrays, np.arange(len(arrays))),
-        val_split=Split(arrays, np.arange(len(arrays))), on_epoch=lambda row, _: rows.append(row),
+        val_split=Split(arrays, np.arange(len(arrays))), scoring=SCORING,
+        on_epoch=lambda row, _: rows.append(row),
     )
     assert result.status == "completed"
     assert [r["epoch"] for r in rows] == list(range(1, 9))
@@ -36,9 +41,10 @@ def test_learns_an_easy_task_and_reports_every_epoch(tiny_arrays, tiny_config):
 def test_same_seed_same_weights_on_cpu(tiny_arrays, tiny_config):
     arrays = tiny_arrays()
     split = Split(arrays, np.arange(len(arrays)))
-    a = train(config=tiny_config, train_split=split, val_split=split)
-    b = train(config=tiny_config, train_split=split, val_split=split)
-    c = train(config={**tiny_config, "seed": 1}, train_split=split, val_split=split)
+    a = train(config=tiny_config, train_split=split, val_split=split, scoring=SCORING)
+    b = train(config=tiny_config, train_split=split, val_split=split, scoring=SCORING)
+    c = train(config={**tiny_config, "seed": 1}, train_split=split, val_split=split,
+              scoring=SCORING)
     for key, value in _state(a.model).items():
         torch.testing.assert_close(value, b.model.state_dict()[key], rtol=0, atol=0)
     assert any(
@@ -55,7 +61,7 @@ def test_resume_from_a_checkpoint_is_exact(tiny_arrays, tiny_config, tmp_path):
     arrays = tiny_arrays()
     split = Split(arrays, np.arange(len(arrays)))
     config = {**tiny_config, "model": {**tiny_config["model"], "dropout_min": 0.3}}
-    straight = train(config=config, train_split=split, val_split=split)
+    straight = train(config=config, train_split=split, val_split=split, scoring=SCORING)
     ckpt = tmp_path / "checkpoint.pt"
 
     def die_after_epoch_2(row, path):
@@ -63,10 +69,11 @@ def test_resume_from_a_checkpoint_is_exact(tiny_arrays, tiny_config, tmp_path):
             raise _KilledError
 
     with pytest.raises(_KilledError):
-        train(config=config, train_split=split, val_split=split, checkpoint_path=ckpt,
-              on_epoch=die_after_epoch_2)
+        train(config=config, train_split=split, val_split=split, scoring=SCORING,
+              checkpoint_path=ckpt, on_epoch=die_after_epoch_2)
     assert load_checkpoint(ckpt)["epoch"] == 2
-    resumed = train(config=config, train_split=split, val_split=split, checkpoint_path=ckpt)
+    resumed = train(config=config, train_split=split, val_split=split, scoring=SCORING,
+                    checkpoint_path=ckpt)
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
     for key, value in _state(straight.model).items():
         torch.testing.assert_close(value, resumed.model.state_dict()[key], rtol=0, atol=0)
@@ -77,7 +84,7 @@ def test_resume_from_a_checkpoint_is_exact(tiny_arrays, tiny_config, tmp_path):
 def test_checkpoint_is_self_describing_and_safe_to_load(tiny_arrays, tiny_config, tmp_path):
     arrays = tiny_arrays(n_records=16)
     split = Split(arrays, np.arange(len(arrays)))
-    train(config={**tiny_config, "epochs": 1}, train_split=split, val_split=split,
+    train(config={**tiny_config, "epochs": 1}, train_split=split, val_split=split, scoring=SCORING,
           checkpoint_path=tmp_path / "c.pt")
     state = load_checkpoint(tmp_path / "c.pt")  # weights_only=True inside
     assert state["config"] == resolve_config({**tiny_config, "epochs": 1})
@@ -94,7 +101,7 @@ def test_a_diverging_run_stops_with_a_status(tiny_arrays, tiny_config):
     split = Split(arrays, np.arange(len(arrays)))
     lines = []
     result = train(config={**tiny_config, "optim": {"lr": float("inf"), "batch_size": 8}},
-                   train_split=split, val_split=split, log=lines.append)
+                   train_split=split, val_split=split, scoring=SCORING, log=lines.append)
     assert result.status == "diverged"
     assert "diverged at epoch" in result.message and "nan" in result.message.lower()
     assert lines == [result.message]
@@ -105,10 +112,10 @@ def test_unknown_options_fail_before_training(tiny_arrays, tiny_config):
     split = Split(arrays, np.arange(len(arrays)))
     with pytest.raises(ValueError, match="unknown option"):
         train(config={**tiny_config, "optim": {"learning_rate": 0.1}}, train_split=split,
-              val_split=split)
+              val_split=split, scoring=SCORING)
     with pytest.raises(TypeError):
         train(config={**tiny_config, "model": {**tiny_config["model"], "kernal_size": 3}},
-              train_split=split, val_split=split)
+              train_split=split, val_split=split, scoring=SCORING)
 
 
 def test_class_weights_follow_inverse_frequency():
@@ -124,12 +131,13 @@ def test_pretraining_loads_a_gmp_cnn_trunk_into_the_convlstm(tiny_arrays, tiny_c
     convlstm = {"name": "convlstm", "channels": [4, 8, 8], "kernel_size": 5, "hidden_units": 4}
     pretrained = train(
         config={**tiny_config, "model": convlstm, "epochs": 0, "pretrain_epochs": 1},
-        train_split=split, val_split=split,
+        train_split=split, val_split=split, scoring=SCORING,
     )
     cnn_config = {"name": "cnn", "channels": [4, 8, 8], "kernel_size": 5, "pooling": "gmp"}
     cnn = train(config={**tiny_config, "model": cnn_config, "epochs": 1},
-                train_split=split, val_split=split)
+                train_split=split, val_split=split, scoring=SCORING)
     for key, value in cnn.model.trunk.state_dict().items():
         torch.testing.assert_close(pretrained.model.trunk.state_dict()[key], value, rtol=0, atol=0)
     with pytest.raises(ValueError, match="pre-trainable CNN trunk"):
-        train(config={**tiny_config, "pretrain_epochs": 1}, train_split=split, val_split=split)
+        train(config={**tiny_config, "pretrain_epochs": 1}, train_split=split, val_split=split,
+              scoring=SCORING)

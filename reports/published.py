@@ -1,0 +1,133 @@
+"""Published results beside the study's own: the reference works' tables (CSV files in
+``reference-results/``) whose data set and metrics match the study's.
+
+A data set's definition in study.json lists the published tables that match it (file,
+protocol, which columns hold which of our metrics, their scale and their standard-deviation
+columns). Each published row is shown with its source and protocol and marked "published";
+the study's rows are its cross-validated results (mean ± sd over folds) when it ran
+``--cv-top-k``, else its best search trial on the validation fold. Numbers are read from the
+CSV files at report time and never copied into a study's results.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reports.artifact import Section, Sources, Table
+from reports.cv_tables import cv_summary, fold_scores
+from reports.per_class import best_search_row
+from reports.study_data import StudyData
+
+REFERENCE_DIR_NAME = "reference-results"
+
+
+def default_reference_dir() -> Path:
+    """``<repo>/../shared/reference-results`` (beside the clone)."""
+    return Path(__file__).resolve().parents[2] / "shared" / REFERENCE_DIR_NAME
+
+
+def published_rows(entry: dict, *, directory: Path) -> pd.DataFrame:
+    """The rows of one published table, our metric names as columns (values scaled to
+    fractions, ``± sd`` where the table has a standard deviation).
+
+    Raises:
+        FileNotFoundError: the CSV is missing.
+    """
+    table = pd.read_csv(directory / entry["file"])
+    scales = entry.get("scale_by_column", {})
+    sd_columns = entry.get("sd_columns", {})
+    rows = []
+    for _, source in table.iterrows():
+        row = {"Result": "published",
+               "Model": " / ".join(str(source[c]) for c in entry["label_columns"]
+                                   if c in source and pd.notna(source[c])),
+               "Source": str(source.get("source", entry["file"])),
+               "Protocol": entry["protocol"]}
+        for column, metric in entry["metrics"].items():
+            if column not in source or pd.isna(source[column]):
+                continue
+            scale = float(scales.get(column, entry.get("scale", 1.0)))
+            value = float(source[column]) * scale
+            sd_column = sd_columns.get(column)
+            if sd_column and sd_column in source and pd.notna(source[sd_column]):
+                row[metric] = f"{value:.3f} ± {float(source[sd_column]) * scale:.3f}"
+            else:
+                row[metric] = f"{value:.3f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def study_rows(study: StudyData, metrics: list[str]) -> pd.DataFrame:
+    """This study's result rows for ``metrics``: CV candidates, else the best search trial."""
+    protocol = _protocol(study)
+    if study.cv is not None:
+        folds = fold_scores(study)
+        rows = []
+        for candidate in cv_summary(study)["candidate"]:
+            mine = folds[folds["candidate"] == candidate]
+            row = {"Result": "this study (cross-validation)", "Model": candidate,
+                   "Source": study.name,
+                   "Protocol": f"{protocol}, {mine['fold'].nunique()} folds"}
+            for metric in metrics:
+                if metric in mine:
+                    values = mine[metric].to_numpy(dtype=float)
+                    row[metric] = (f"{np.nanmean(values):.3f} ± {np.nanstd(values, ddof=1):.3f}"
+                                   if len(values) > 1 else f"{values[0]:.3f}")
+            rows.append(row)
+        return pd.DataFrame(rows)
+    best = best_search_row(study)
+    if best is None:
+        return pd.DataFrame()
+    row = {"Result": "this study (best search trial, one validation fold)",
+           "Model": str(best["trial_id"]), "Source": study.name,
+           "Protocol": f"{protocol}, validation fold {best.get('fold', '?')}, "
+                       f"epoch {int(best['epoch'])}"}
+    for metric in metrics:
+        if metric in best and pd.notna(best[metric]):
+            row[metric] = f"{float(best[metric]):.3f}"
+    return pd.DataFrame([row])
+
+
+def _protocol(study: StudyData) -> str:
+    plan = study.record.get("plan", {})
+    options = study.dataset.get("options", {})
+    chosen = ", ".join(f"{k}={v}" for k, v in options.items() if isinstance(v, str))
+    split = study.record.get("split", {})
+    leak = " (patients on both sides)" if split.get("groups_in_both") else ""
+    return (f"{plan.get('dataset', '?')} at {plan.get('fs_hz', '?')} Hz"
+            + (f", {chosen}" if chosen else "") + leak)
+
+
+def published_section(study: StudyData, *, reference_dir: Path | None = None) -> Section:
+    """Published results of the reference works next to the study's own, per matching table."""
+    title = "Published results beside this study"
+    entries = study.dataset.get("published", [])
+    if not entries:
+        return Section(title=title, notes=[
+            f"No published table matches data set {study.dataset.get('name', '?')} and its "
+            "metrics."])
+    directory = reference_dir or default_reference_dir()
+    tables, notes = [], []
+    for entry in entries:
+        try:
+            published = published_rows(entry, directory=directory)
+        except FileNotFoundError:
+            notes.append(f"{directory / entry['file']} not found; pass --reference-results DIR "
+                         "to python -m reports.build")
+            continue
+        metrics = list(dict.fromkeys(entry["metrics"].values()))
+        ours = study_rows(study, metrics)
+        frame = pd.concat([published, ours], ignore_index=True)
+        columns = ["Result", "Model", "Source", "Protocol", *[m for m in metrics if m in frame]]
+        tables.append(Table(
+            name=f"published_{Path(entry['file']).stem}",
+            title=f"Published figures ({entry['file']}; {entry['protocol']}) beside this "
+                  "study's results; compare like with like: protocols differ where noted",
+            frame=frame[columns].fillna("–"),
+            sources=Sources(study=study.name)))
+    notes.append(f"Published rows are read from {directory} when the report is built; they are "
+                 "labelled 'published' and never enter the study's own results.")
+    return Section(title=title, tables=tables, notes=notes)

@@ -1,0 +1,106 @@
+"""The command line of `python -m study.run`: flags only (`study.plan` checks them)."""
+
+from __future__ import annotations
+
+import argparse
+
+from data_io.datasets import dataset_names
+from search_spaces import space_names
+from study import mitdb_explanations
+from study.plan import SAMPLERS, SCHEDULERS
+from study.wandb_mode import MODES
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m study.run",
+        description=(
+            "Run a hyperparameter study: Ray Tune schedules Optuna (TPE) trials of one search "
+            "space, ASHA stops weak trials early, W&B logs them. Without --address a local "
+            "Ray starts on this machine; results go to runs/NAME/ unless --study-dir is given."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    what = p.add_argument_group("what to study")
+    what.add_argument("--space", help=f"search space: {', '.join(space_names())}")
+    what.add_argument("--list-spaces", action="store_true", help="list the spaces and exit")
+    what.add_argument("--show-space", metavar="NAME", help="print a space's parameters and exit")
+    what.add_argument("--dataset", choices=dataset_names(), default="cinc2017",
+                      metavar="NAME",
+                      help=f"data set: {', '.join(dataset_names())}; real sets need "
+                           "--data-dir, synthetic ones generate records in the study "
+                           "directory (see --list-datasets)")
+    what.add_argument("--list-datasets", action="store_true",
+                      help="list the data sets and exit")
+    what.add_argument("--show-dataset", metavar="NAME",
+                      help="print a data set's definition (classes, metric, folds, options) "
+                           "and exit")
+    what.add_argument("--data-dir", help="the data set's directory (CinC 2017: .hea/.mat + "
+                                         "REFERENCE.csv; MIT-BIH: .hea/.dat/.atr), present at "
+                                         "this path on every node")
+    what.add_argument("--data-option", action="append", metavar="OPTION=VALUE",
+                      help="a data set option (repeatable), e.g. window=centred or "
+                           "split=beat-random for mitdb-beats (--show-dataset lists them)")
+    what.add_argument("--synthetic-records", type=int, default=200,
+                      help="records generated for a synthetic data set")
+    what.add_argument("--fs-hz", type=float,
+                      help="records resampled to this rate (default: the data set's rate, "
+                           "150 Hz for CinC 2017, or the space's SMOKE rate with --smoke where "
+                           "the data set may be resampled)")
+    what.add_argument("--smoke", action="store_true",
+                      help="apply the space's SMOKE settings (tiny, fast trials for checks)")
+    budget = p.add_argument_group("budget and early stopping")
+    budget.add_argument("--num-samples", type=int, default=20, help="configurations to try")
+    budget.add_argument("--max-epochs", type=int, default=12, help="full budget of a trial")
+    budget.add_argument("--grace-period", type=int, default=1,
+                        help="epochs before ASHA may stop a trial")
+    budget.add_argument("--reduction-factor", type=float, default=3.0,
+                        help="ASHA keeps 1/reduction-factor of the trials at each rung")
+    budget.add_argument("--fold", type=int, default=0, help="validation fold of search trials")
+    budget.add_argument("--folds", type=int,
+                        help="number of folds (default: the data set's, 8 for CinC 2017)")
+    budget.add_argument("--cv-top-k", type=int, default=0,
+                        help="retrain the K best configurations on every fold, full budget")
+    budget.add_argument("--explain-top", type=int, default=1,
+                        help="write predictions and explanation arrays of the N best trials")
+    mitdb = mitdb_explanations
+    budget.add_argument("--mitdb-dir", metavar="DIR",
+                        help="MIT-BIH Arrhythmia Database folder (python -m data_io.fetch mitdb): "
+                             f"the best trials also explain up to {mitdb.MAX_WINDOWS} "
+                             f"{mitdb.WINDOW_S:g}-s windows (lead {mitdb.LEAD}, at the study rate) "
+                             "holding annotated abnormal beats, which the report scores against "
+                             "the annotations")
+    budget.add_argument("--seed", type=int, default=0, help="seed of the sampler and training")
+    budget.add_argument("--sampler", choices=SAMPLERS, default="tpe",
+                        help="Optuna sampler: tpe, or random for a baseline")
+    budget.add_argument("--scheduler", choices=SCHEDULERS, default="asha",
+                        help="asha stops weak trials early; fifo runs every trial to "
+                             "--max-epochs (the baseline without early stopping)")
+    budget.add_argument("--set", action="append", metavar="SECTION/OPTION=VALUE",
+                        help="fix a training option in every trial, whatever the space samples "
+                             "(repeatable; the value is JSON, e.g. --set loss/focal_gamma=0)")
+    res = p.add_argument_group("resources and storage")
+    res.add_argument("--concurrency", type=int, default=2, help="trials running at once")
+    res.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs reserved per trial")
+    res.add_argument("--gpus-per-trial", type=float, default=0.0,
+                     help="GPUs per trial; fractions let several small trials share a GPU")
+    res.add_argument("--max-failures", type=int, default=2,
+                     help="retries of a raising trial from its last checkpoint")
+    res.add_argument("--address", help="Ray cluster to join ('auto' on a cluster head); "
+                                       "default: start a local Ray")
+    res.add_argument("--name", help="study name (default: SPACE-DATASET-random)")
+    res.add_argument("--study-dir", help="study directory (default: runs/NAME)")
+    res.add_argument("--storage-path", help="where Ray Tune keeps the experiment: a local "
+                                            "directory, a shared file system or s3://...; "
+                                            "default: the study directory")
+    res.add_argument("--optuna-storage", help="Optuna RDB URL (default: sqlite file in the "
+                                              "study directory)")
+    res.add_argument("--cache-dir", help="data cache on each node (default: user cache dir)")
+    res.add_argument("--wandb-mode", choices=MODES,
+                     help="default: online when logged in to W&B, else offline")
+    run = p.add_argument_group("control")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the study --name (its saved arguments are used)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="check space, data, resources and storage, print the plan, run nothing")
+    return p

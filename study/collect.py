@@ -1,0 +1,73 @@
+"""After a study's Tune runs: one code path from a Ray Tune ResultGrid to `trials.parquet`
+(search) and `cv.parquet` (cross-validation), and the best configuration."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from data_io.atomic import write_text_atomic
+from study.results import trials_frame
+
+ERROR_CHARS = 2000
+
+
+def trial_id(result) -> str:
+    """Tune's short trial id (e.g. ``0b71eee8``), read from the trial directory's name."""
+    name = Path(result.path).name  # run_trial_<id>_<n>_<params>_<date>
+    parts = name.split("_")
+    return parts[2] if name.startswith("run_trial_") and len(parts) > 2 else name
+
+
+def search_identity(result) -> tuple[str, dict[str, Any]]:
+    """A search trial: Tune's trial id and the sampled config."""
+    return trial_id(result), result.config
+
+
+def cv_identity(result) -> tuple[str, dict[str, Any]]:
+    """A cross-validation trial: ``<candidate>-fold<k>`` and the candidate's config with the
+    candidate's trial id under ``candidate``."""
+    candidate = result.config["candidate"]
+    return (f"{candidate['trial_id']}-fold{result.config['fold']}",
+            {"candidate": candidate["trial_id"], **candidate["config"]})
+
+
+def collect(
+    grid,
+    *,
+    milestones: list[int],
+    identify: Callable[[Any], tuple[str, dict[str, Any]]] = search_identity,
+) -> pd.DataFrame:
+    """The rows of every trial of ``grid`` (see `study.results.trials_frame`)."""
+    trials = []
+    for result in grid:
+        name, config = identify(result)
+        frame = result.metrics_dataframe
+        error = None
+        if result.error is not None:
+            error = f"{type(result.error).__name__}: {result.error}"[:ERROR_CHARS]
+        trials.append({"trial_id": name, "config": config,
+                       "history": [] if frame is None else frame.to_dict("records"),
+                       "error": error})
+    return trials_frame(trials, milestones=milestones)
+
+
+def result_by_trial(grid) -> dict[str, Any]:
+    return {trial_id(result): result for result in grid}
+
+
+def write_best(study_dir: str, *, metric: str, ranked: pd.DataFrame, grid) -> dict[str, Any] | None:
+    """`best_config.json` of the best full-budget trial (None when there is none)."""
+    if ranked.empty:
+        return None
+    row = ranked.iloc[0]
+    result = result_by_trial(grid)[row["trial_id"]]
+    best = {"trial_id": row["trial_id"], metric: float(row[metric]),
+            "epochs": int(row["epoch"]), "config": result.config}
+    write_text_atomic(Path(study_dir) / "best_config.json",
+                      json.dumps(best, indent=2, default=str))
+    return best

@@ -1,0 +1,160 @@
+"""Before a study runs: its data (generated for a synthetic set), folds, `study.json` and the
+trial spec, and the plan as printed."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from data_io.atomic import write_text_atomic
+from data_io.cache import source_fingerprint
+from data_io.datasets import Dataset, load_dataset
+from data_io.errors import DatasetError
+from data_io.folds import FoldPlan, read_folds, write_folds
+from search_spaces import describe_space, load_space, unflatten
+from study.data import load_arrays, split_summary
+from study.plan import Plan
+from study.results import asha_milestones
+from study.spec import StudySpec
+
+VERSIONED = ("ecg-study", "ray", "optuna", "torch", "numpy", "wfdb", "wandb", "pandas")
+FOLDS_FILE = "folds.csv"
+
+
+def prepare_study(plan: Plan, *, write: bool) -> StudySpec:
+    """Data (generated if synthetic), the fold table and `study.json`; returns the trial spec."""
+    study_dir = Path(plan.study_dir)
+    dataset = load_dataset(plan.dataset)
+    if dataset.generates and not _present(dataset, plan.data_dir):
+        if not write:
+            print(f"dry run: {plan.synthetic_records} synthetic records would be written to "
+                  f"{plan.data_dir}")
+            return _spec(plan, folds={})
+        dataset.generate(Path(plan.data_dir), n_records=plan.synthetic_records, seed=plan.seed)
+    spec = _spec(plan, folds={})
+    arrays = load_arrays(spec, progress=True)
+    if arrays.quarantined:
+        print(f"warning: {len(arrays.quarantined)} records quarantined (see python -m "
+              f"data_io.inspect {plan.data_dir} --dataset {plan.dataset})", file=sys.stderr)
+    folds = dataset.fold_plan(arrays, n_folds=plan.n_folds, seed=plan.seed,
+                              options=plan.dataset_options)
+    folds_path = study_dir / FOLDS_FILE
+    table = read_folds(folds_path) if folds_path.is_file() else folds.table
+    for note in folds.notes:
+        print(f"note: {note}", file=sys.stderr)
+    spec = _spec(plan, folds=table.as_dict(), fold_plan=folds)
+    if write:
+        study_dir.mkdir(parents=True, exist_ok=True)
+        if not folds_path.is_file():
+            write_folds(folds_path, table)
+        if not (study_dir / "study.json").is_file():
+            record = study_record(plan, folds_sha256=table.sha256(), n_records=len(arrays),
+                                  dataset=dataset, folds=folds,
+                                  split=split_summary(arrays, spec=spec, dataset=dataset))
+            write_text_atomic(study_dir / "study.json", json.dumps(record, indent=2))
+    return spec
+
+
+def _present(dataset: Dataset, data_dir: str) -> bool:
+    try:
+        dataset.check(Path(data_dir))
+    except DatasetError:
+        return False
+    return True
+
+
+def _spec(plan: Plan, *, folds: dict[str, int], fold_plan: FoldPlan | None = None) -> StudySpec:
+    """The trial spec: data, folds, budget and the config overrides of every trial (the data
+    set's training settings, then the space's smoke settings, then --set), section by
+    section."""
+    dataset = load_dataset(plan.dataset)
+    overrides = dataset.training
+    layers = [dict(load_space(plan.space).SMOKE) if plan.smoke else {}, unflatten(plan.fixed)]
+    for layer in layers:
+        for section, values in layer.items():
+            if isinstance(values, dict):
+                overrides[section] = {**overrides.get(section, {}), **values}
+            else:
+                overrides[section] = values
+    return StudySpec(data_dir=plan.data_dir, cache_dir=plan.cache_dir, fs_hz=plan.fs_hz,
+                     folds=folds, fold=plan.fold, max_epochs=plan.max_epochs, seed=plan.seed,
+                     overrides=overrides, dataset=plan.dataset,
+                     dataset_options=dict(plan.dataset_options),
+                     fold_unit=fold_plan.unit if fold_plan else "group",
+                     held_out=fold_plan.held_out if fold_plan else ())
+
+
+def study_record(plan: Plan, *, folds_sha256: str, n_records: int, dataset: Dataset,
+                 folds: FoldPlan, split: dict[str, Any]) -> dict[str, Any]:
+    """`study.json`: the resolved arguments and everything needed to reproduce the study."""
+    return {
+        "plan": plan.to_dict(),
+        "space": describe_space(plan.space),
+        "dataset": {**dataset.describe(), "options": dict(plan.dataset_options)},
+        "git_sha": _git_sha(),
+        "versions": _versions(),
+        "python": platform.python_version(),
+        "data": {"directory": plan.data_dir, "fingerprint": source_fingerprint(plan.data_dir),
+                 "records": n_records, "fs_hz": plan.fs_hz},
+        "folds": {"file": FOLDS_FILE, "n_folds": plan.n_folds, "sha256": folds_sha256,
+                  "unit": folds.unit, "notes": list(folds.notes)},
+        "split": split,
+        "asha_milestones": milestones(plan),
+        "created_unix": time.time(),
+    }
+
+
+def _git_sha() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for package in VERSIONED:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def milestones(plan: Plan) -> list[int]:
+    """Epochs at which the scheduler compares trials (only the budget without ASHA)."""
+    if plan.scheduler != "asha":
+        return [plan.max_epochs]
+    return asha_milestones(grace_period=plan.grace_period,
+                           reduction_factor=plan.reduction_factor, max_epochs=plan.max_epochs)
+
+
+def render_plan(plan: Plan, spec: StudySpec) -> str:
+    rungs = milestones(plan)
+    options = ", ".join(f"{k}={v}" for k, v in plan.dataset_options.items())
+    return "\n".join([
+        f"study {plan.name} ({'resume' if plan.resume else 'new'}): space {plan.space}, "
+        f"{plan.num_samples} configurations ({plan.sampler}), {plan.max_epochs} epochs max, "
+        + (f"ASHA rungs at epochs {rungs}" if plan.scheduler == "asha"
+           else "no early stopping"),
+        *([f"fixed in every trial: {json.dumps(plan.fixed)}"] if plan.fixed else []),
+        f"data: {plan.dataset} {plan.data_dir} at {plan.fs_hz:g} Hz, fold {plan.fold} of "
+        f"{plan.n_folds}{', smoke settings' if plan.smoke else ''}"
+        + (f" ({options})" if options else ""),
+        f"metric: {plan.metric} ({plan.mode})",
+        f"resources: {plan.concurrency} concurrent trials x {plan.cpus_per_trial:g} CPU, "
+        f"{plan.gpus_per_trial:g} GPU; Ray {plan.address or 'local'}",
+        f"study directory: {plan.study_dir}",
+        f"Ray Tune experiment: {plan.tune_dir}",
+        f"Optuna: {plan.optuna_storage} (study {plan.optuna_study_name})",
+        f"W&B: {plan.wandb_mode}",
+        *([f"MIT-BIH explanations of the best trials: windows with abnormal beats from "
+           f"{plan.mitdb_dir}"] if plan.mitdb_dir else []),
+    ])

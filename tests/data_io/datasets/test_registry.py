@@ -1,0 +1,80 @@
+"""The data-set registry: every data set's facts load, are consistent and drive no branch."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from data_io.datasets import dataset_names, load_dataset
+from data_io.errors import DatasetError
+
+NAMES = dataset_names()
+MITDB_RECORDS = {
+    *(str(n) for n in range(100, 125) if n not in (110, 120)),
+    *(str(n) for n in (200, 201, 202, 203, 205, 207, 208, 209, 210, 212, 213, 214, 215, 217,
+                       219, 220, 221, 222, 223, 228, 230, 231, 232, 233, 234)),
+}
+
+
+def test_the_real_and_synthetic_sets_are_registered():
+    assert {"cinc2017", "mitdb-beats", "mitdb-pvc-apb", "synthetic", "synthetic-mitdb-beats",
+            "synthetic-mitdb-pvc-apb"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_facts_are_consistent(name):
+    dataset = load_dataset(name)
+    assert json.loads(json.dumps(dataset.describe()))["name"] == name
+    assert len(set(dataset.labels)) == dataset.n_classes >= 2
+    assert len({c.key for c in dataset.classes}) == dataset.n_classes
+    metric = dataset.metric
+    assert metric.key.startswith("val/") and metric.mode in ("max", "min")
+    assert set(metric.classes) <= set(dataset.labels)
+    assert dataset.n_leads >= 1 and dataset.fs_hz > 0 and dataset.n_folds >= 2
+    assert dataset.resolve_options({}) == {k: v["default"]
+                                           for k, v in dataset.facts.get("options", {}).items()}
+    if dataset.synthetic is not None:
+        twin = load_dataset(dataset.synthetic)
+        assert twin.generates and twin.labels == dataset.labels
+        assert twin.metric == dataset.metric
+
+
+def test_synthetic_sets_inherit_their_base_facts():
+    base, twin = load_dataset("mitdb-beats"), load_dataset("synthetic-mitdb-beats")
+    assert twin.facts["splits"] == base.facts["splits"]
+    assert twin.facts["published"] == [] and base.facts["published"]
+
+
+def test_unknown_names_and_options_are_refused_with_the_known_ones():
+    with pytest.raises(ValueError, match=r"known data sets: .*cinc2017"):
+        load_dataset("mitdb")
+    beats = load_dataset("mitdb-beats")
+    with pytest.raises(DatasetError, match=r"no option 'windw'.*paced, split, window"):
+        beats.resolve_options({"windw": "centred"})
+    with pytest.raises(DatasetError, match="window='middle' is not one of rpeak, centred"):
+        beats.resolve_options({"window": "middle"})
+
+
+def test_inter_patient_split_lists_match_de_chazal():
+    """DS1 and DS2 of de Chazal et al. 2004: 22 records each, disjoint, together every
+    non-paced record of the MIT-BIH Arrhythmia Database."""
+    facts = load_dataset("mitdb-beats").facts
+    ds1, ds2 = set(facts["splits"]["DS1"]), set(facts["splits"]["DS2"])
+    paced = set(facts["paced_records"])
+    assert len(ds1) == len(ds2) == 22 and not ds1 & ds2
+    assert ds1 | ds2 == MITDB_RECORDS - paced
+    assert paced == {"102", "104", "107", "217"}
+
+
+def test_aami_mapping_is_the_ec57_grouping():
+    mapping = load_dataset("mitdb-beats").facts["aami_classes"]
+    assert mapping == {"N": ["N", "L", "R", "e", "j"], "S": ["A", "a", "J", "S"],
+                       "V": ["V", "E"], "F": ["F"], "Q": ["/", "f", "Q"]}
+    symbols = [s for group in mapping.values() for s in group]
+    assert len(symbols) == len(set(symbols))
+
+
+def test_group_of_reads_the_record_from_an_item_id():
+    assert load_dataset("mitdb-beats").group_of("208_000017") == "208"
+    assert load_dataset("cinc2017").group_of("A00001") == "A00001"

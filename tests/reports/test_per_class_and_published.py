@@ -1,0 +1,89 @@
+"""Per-class tables in the data set's own classes, and published rows beside the study's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from data_io.datasets import load_dataset
+from reports.per_class import per_class_section
+from reports.published import published_section
+from reports.study_data import StudyData
+
+BEATS = load_dataset("mitdb-beats").describe()
+METRIC = "val/f1_macro"
+
+
+def beats_study(*, cv: pd.DataFrame | None = None) -> StudyData:
+    keys = [c["key"] for c in BEATS["classes"]]
+    rows = []
+    for trial, score in (("good", 0.8), ("weak", 0.4)):
+        row = {"trial_id": trial, "epoch": 3, "fold": 0, "stop_reason": "completed",
+               METRIC: score, "val/accuracy": score + 0.1,
+               "val/confusion_json": json.dumps([[5, 0, 0, 0, 0], [1, 2, 0, 0, 0],
+                                                 [0, 0, 4, 0, 0], [0, 0, 1, 1, 0],
+                                                 [0, 0, 0, 0, 1]])}
+        for k, key in enumerate(keys):
+            row[f"val/f1_{key}"] = score - k / 100
+            row[f"val/sensitivity_{key}"] = 0.5 + k / 10
+            row[f"val/ppv_{key}"] = 0.9 - k / 10
+        rows.append(row)
+    record = {"plan": {"name": "beats", "metric": METRIC, "mode": "max", "max_epochs": 3,
+                       "dataset": "mitdb-beats", "fs_hz": 125.0, "n_folds": 5},
+              "asha_milestones": [1, 3], "space": {"parameters": {}},
+              "dataset": {**BEATS, "options": {"split": "inter-patient"}}}
+    return StudyData(directory=Path("/nonexistent/beats"), name="beats", record=record,
+                     trials=pd.DataFrame(rows), cv=cv)
+
+
+def test_per_class_table_names_the_aami_classes_of_the_best_trial():
+    section = per_class_section(beats_study())
+    table = section.tables[0]
+    assert "Best search trial good" in table.title and "macro F1 0.800" in table.title
+    frame = table.frame
+    assert list(frame["Class"]) == ["N", "S", "V", "F", "Q"]
+    assert frame["Name"][1].startswith("S: supraventricular ectopic")
+    assert list(frame.columns) == ["Class", "Name", "F1", "Se", "+P", "Items"]
+    assert frame["Se"][2] == pytest.approx(0.7) and frame["+P"][2] == pytest.approx(0.7)
+    assert list(frame["Items"]) == [5, 3, 4, 2, 1]
+
+
+def test_studies_without_a_dataset_definition_say_so():
+    study = beats_study()
+    del study.record["dataset"]
+    assert "no data-set definition" in per_class_section(study).notes[0]
+
+
+def test_published_rows_sit_beside_the_best_trial_and_are_labelled(tmp_path):
+    (tmp_path / "hadln_mitbih_beats.csv").write_text(
+        "source,model,precision_pct,recall_pct,f1_pct,accuracy_pct,note\n"
+        "HADLN reproduction Table 1,HADLN (reproduction),92.23,93.97,92.86,94.00,same split\n")
+    section = published_section(beats_study(), reference_dir=tmp_path)
+    frame = section.tables[0].frame
+    published = frame[frame["Result"] == "published"].iloc[0]
+    assert published[METRIC] == "0.929" and published["val/accuracy"] == "0.940"
+    assert "random beat-level split" in published["Protocol"]
+    ours = frame[frame["Result"] != "published"].iloc[0]
+    assert ours["Result"].startswith("this study") and ours[METRIC] == "0.800"
+    assert ours["Model"] == "good"
+
+
+def test_a_missing_reference_folder_is_a_note_not_a_crash(tmp_path):
+    section = published_section(beats_study(), reference_dir=tmp_path / "none")
+    assert not section.tables and "not found" in section.notes[0]
+
+
+@pytest.mark.shared_data
+def test_the_shared_segmenter_table_matches_the_segment_metrics():
+    folder = Path(__file__).resolve().parents[3] / "shared" / "reference-results"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not found")
+    study = beats_study()
+    study.record["dataset"] = load_dataset("mitdb-pvc-apb").describe()
+    study.record["plan"]["metric"] = "val/auroc"
+    frame = published_section(study, reference_dir=folder).tables[0].frame
+    joint = frame[frame["Model"].str.contains("L2 norm")].iloc[0]
+    assert joint["val/auroc"] == "0.993 ± 0.004" and joint["val/accuracy"] == "0.988 ± 0.001"
