@@ -33,7 +33,7 @@ from data_io.cache import load_cinc2017_cached, source_fingerprint
 from data_io.errors import DatasetError
 from data_io.folds import folds_for, read_folds, write_folds
 from search_spaces import describe_space, load_space, space_names, unflatten
-from study import mitdb_explanations
+from study import mitdb_explanations, optuna_storage
 from study.plan import (
     DATASETS,
     SAMPLERS,
@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--space is required (see --list-spaces)")
     try:
         plan = _plan(args)
+        optuna_storage.check(plan.optuna_storage)  # hook: study.optuna_storage, before Ray
         if plan.address:
             check_reachable(plan.address)
         spec = prepare_study(plan, write=not args.dry_run)
@@ -292,7 +293,8 @@ def render_plan(plan: Plan, spec: StudySpec) -> str:
         f"{plan.gpus_per_trial:g} GPU; Ray {plan.address or 'local'}",
         f"study directory: {plan.study_dir}",
         f"Ray Tune experiment: {plan.tune_dir}",
-        f"Optuna: {plan.optuna_storage} (study {plan.optuna_study_name})",
+        f"Optuna: {optuna_storage.masked(plan.optuna_storage)} (study "
+        f"{plan.optuna_study_name}; watch it with python -m study.dashboard {plan.name})",
         f"W&B: {plan.wandb_mode}",
         *([f"MIT-BIH explanations of the best trials: windows with abnormal beats from "
            f"{plan.mitdb_dir}"] if plan.mitdb_dir else []),
@@ -378,7 +380,7 @@ def run_study(plan: Plan, spec: StudySpec) -> int:
         ray.init(address="local", include_dashboard=False, log_to_driver=False,
                  runtime_env=_runtime_env(plan))
     try:
-        grid = tuning.search_tuner(plan, spec).fit()
+        grid = tuning.search_tuner(plan, spec, milestones=milestones(plan)).fit()
         _raise_on_storage_errors(grid, plan=plan)
         return _finish_study(plan, spec, grid)
     except Exception as exc:  # a full or read-only disk surfaces as OSError, SQLite, Optuna...
@@ -393,13 +395,11 @@ def run_study(plan: Plan, spec: StudySpec) -> int:
 
 def _finish_study(plan: Plan, spec: StudySpec, grid) -> int:
     """After the search: `trials.parquet`, best configuration, CV, artefacts, summary."""
-    from study import tuning
+    from study import optuna_truth
 
-    stale = tuning.close_stale_optuna_trials(plan)
-    if stale:
-        print(f"marked {stale} Optuna trial(s) left RUNNING by a killed driver as FAIL")
     frame = collect(grid, plan=plan)
     write_parquet(frame, Path(plan.study_dir) / "trials.parquet")
+    print(optuna_truth.close_and_compare(plan=plan, frame=frame))  # hook: study.optuna_truth
     ranked = final_scores(frame, metric=plan.metric, mode=plan.mode, max_epochs=plan.max_epochs)
     best = _write_best(plan, ranked, grid)
     if plan.cv_top_k and not ranked.empty:

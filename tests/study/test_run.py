@@ -60,7 +60,21 @@ def test_optuna_storage_holds_the_trials(finished_study):
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
     assert len(study.trials) == 6
     assert all("model/depth" in t.params for t in study.trials)
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    frame = pd.read_parquet(study_dir / "trials.parquet")
+    last = frame.drop_duplicates("trial_id", keep="last").set_index("trial_id")
+    by_tune_id = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
+    assert set(by_tune_id) == set(last.index)
+    states = {"completed": optuna.trial.TrialState.COMPLETE,
+              "early_stopped": optuna.trial.TrialState.PRUNED}
+    for trial_id, row in last.iterrows():
+        trial = by_tune_id[trial_id]
+        assert trial.state == states[row["stop_reason"]], trial_id
+        epochs = frame.loc[frame.trial_id == trial_id].set_index("epoch")["val/f1_cinc"]
+        assert trial.intermediate_values == pytest.approx(epochs.to_dict())
+        assert trial.user_attrs["rung"] == row["max_rung"]
+    assert study.best_trial.user_attrs["stop_reason"] == "completed"
+    best = json.loads((study_dir / "best_config.json").read_text())
+    assert study.best_trial.user_attrs["tune_trial_id"] == best["trial_id"]
 
 
 def test_wandb_offline_runs_and_best_trial_artifacts(finished_study):
