@@ -175,14 +175,16 @@ class Ledger:
 
     def find(self, *, tune_trial_id: str, params: dict[str, Any]) -> int | None:
         """The storage id of the trial tagged ``tune_trial_id``; else tags and returns the
-        first RUNNING untagged trial with ``params``; None when there is neither."""
+        first RUNNING untagged trial whose parameters ``params`` (a Tune config, flattened:
+        sampled values plus the space's fixed ones) holds; None when there is neither."""
         trials = self.trials()
         found = next((t for t in trials if t.user_attrs.get(TUNE_TRIAL_ID) == tune_trial_id),
                      None)
         if found is not None:
             return self.trial_id(found.number)
         found = next((t for t in trials if t.state == TrialState.RUNNING
-                      and TUNE_TRIAL_ID not in t.user_attrs and t.params == params), None)
+                      and TUNE_TRIAL_ID not in t.user_attrs
+                      and all(params.get(k) == v for k, v in t.params.items())), None)
         if found is None:
             return None
         trial_id = self.trial_id(found.number)
