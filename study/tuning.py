@@ -17,7 +17,7 @@ import optuna
 import pyarrow
 import pyarrow.fs
 from ray import tune
-from ray.air.integrations.wandb import WandbLoggerCallback
+from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 
@@ -162,6 +162,21 @@ class KeySafeWandbLoggerCallback(WandbLoggerCallback):
                 os.environ[WANDB_KEY_VARIABLE] = key
 
 
+OUTCOME_PREFIX = "trial/"
+"""W&B keys of a trial's outcome, logged with its last step."""
+
+
+class OutcomeWandbLoggingActor(_WandbLoggingActor):
+    """Ray's W&B logging actor, except that it also logs the outcome's text values (Ray's
+    drops every string, e.g. ``trial/stop_reason``). Ray-internal class: ray < 2.61."""
+
+    def _handle_result(self, result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        log, config_update = super()._handle_result(result)
+        log.update({k: v for k, v in result.items()
+                    if k.startswith(OUTCOME_PREFIX) and isinstance(v, str)})
+        return log, config_update
+
+
 class StudyWandbLoggerCallback(KeySafeWandbLoggerCallback):
     """The study's W&B logging: one run per trial (id = Tune trial id, grouped by study,
     tagged with space and data set, the sampled config as run config, one history row per
@@ -171,6 +186,8 @@ class StudyWandbLoggerCallback(KeySafeWandbLoggerCallback):
     ``trial/message``) is logged at the trial's last step, so W&B merges it into the last
     epoch's row and keeps it as the run's final summary.
     """
+
+    _logger_actor_cls = OutcomeWandbLoggingActor
 
     def __init__(self, *, milestones: list[int], **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -184,10 +201,10 @@ class StudyWandbLoggerCallback(KeySafeWandbLoggerCallback):
             milestones=self.milestones)
         self.log_trial_result(0, trial, {
             "training_iteration": (trial.last_result or {}).get("training_iteration", 0),
-            "trial/stop_reason": outcome.stop_reason,
-            "trial/rung": outcome.max_rung,
-            "trial/epochs_completed": outcome.epochs_completed,
-            "trial/message": outcome.message[:2000],
+            f"{OUTCOME_PREFIX}stop_reason": outcome.stop_reason,
+            f"{OUTCOME_PREFIX}rung": outcome.max_rung,
+            f"{OUTCOME_PREFIX}epochs_completed": outcome.epochs_completed,
+            f"{OUTCOME_PREFIX}message": outcome.message[:2000],
         })
         super().log_trial_end(trial, failed=failed)
 
