@@ -43,11 +43,17 @@ def is_network_database(url: str) -> bool:
     return not url.startswith("sqlite")
 
 
-def check(url: str) -> None:
+def check(url: str) -> list[str]:
     """Fail with one `StudyError` when a database server named by ``url`` cannot be opened
-    (a SQLite file is created in the study directory later, and checked as it is written)."""
-    if is_network_database(url):
-        open_storage(url).remove_session()
+    (a SQLite file is created in the study directory later, and checked as it is written);
+    returns warning lines for the user (a password written into the URL)."""
+    if not is_network_database(url):
+        return []
+    open_storage(url).remove_session()
+    if sqlalchemy.engine.make_url(url).password is None:
+        return []
+    return [f"warning: --optuna-storage {masked(url)} holds a password, which study.json "
+            "keeps in plain text; give it through PGPASSWORD or ~/.pgpass instead"]
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:

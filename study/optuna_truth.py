@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -132,8 +133,7 @@ class OptunaRecorder(tune.Callback):
         self._finish(trial, error=None)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        error = trial.get_error()
-        self._finish(trial, error=str(error).strip() if error else "the trial raised an error")
+        self._finish(trial, error=error_text(trial))
 
     def _finish(self, trial: Any, *, error: str | None) -> None:
         trial_id = self.optuna_trial_id(trial)
@@ -153,6 +153,16 @@ class OptunaRecorder(tune.Callback):
                 return None
             self._ids[trial.trial_id] = found
         return self._ids[trial.trial_id]
+
+
+def error_text(trial: Any) -> str:
+    """The last failure of a Tune trial as Tune wrote it to the trial's error file (read
+    locally: the copy in the experiment's storage is synced later), without its header."""
+    path = getattr(trial, "error_file", None)
+    text = Path(path).read_text() if path and Path(path).is_file() else trial.get_error() or ""
+    last = str(text).rsplit("Failure # ", 1)[-1]
+    body = last.split("\n", 1)[1] if "\n" in last else last  # drop "N (occurred at ...)"
+    return body.strip()[:MESSAGE_CHARS] or "the trial raised an error (no error file)"
 
 
 class Ledger:

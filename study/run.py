@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--space is required (see --list-spaces)")
     try:
         plan = _plan(args)
-        optuna_storage.check(plan.optuna_storage)  # hook: study.optuna_storage, before Ray
+        for line in optuna_storage.check(plan.optuna_storage):  # hook: before Ray starts
+            print(line, file=sys.stderr)
         if plan.address:
             check_reachable(plan.address)
         spec = prepare_study(plan, write=not args.dry_run)

@@ -23,7 +23,7 @@ from ray.tune.search import ConcurrencyLimiter
 
 from search_spaces import load_space
 from study.optuna_storage import open_storage
-from study.optuna_truth import OptunaRecorder, SamplingOptunaSearch
+from study.optuna_truth import OptunaRecorder, SamplingOptunaSearch, error_text
 from study.plan import Plan, StudyError
 from study.results import trial_outcome
 from study.spec import StudySpec
@@ -194,11 +194,9 @@ class StudyWandbLoggerCallback(KeySafeWandbLoggerCallback):
         self.milestones = list(milestones)
 
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
-        error = trial.get_error() if failed else None
         outcome = trial_outcome(
             history=[trial.last_result] if trial.last_result else [],
-            error=(str(error).strip() or "error") if failed else None,
-            milestones=self.milestones)
+            error=error_text(trial) if failed else None, milestones=self.milestones)
         self.log_trial_result(0, trial, {
             "training_iteration": (trial.last_result or {}).get("training_iteration", 0),
             f"{OUTCOME_PREFIX}stop_reason": outcome.stop_reason,

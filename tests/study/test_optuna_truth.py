@@ -82,7 +82,9 @@ def test_each_state_says_what_the_trial_did(tmp_path):
     s.complete(diverged)
     crashed = s.start("crashed")
     s.report(crashed, [0.1])
-    crashed.get_error = lambda: RuntimeError("CUDA out of memory")
+    (tmp_path / "error.txt").write_text("Failure # 1 (occurred at 2026-11-29_10-00-00)\n"
+                                        "RuntimeError: CUDA out of memory\n")
+    crashed.error_file = str(tmp_path / "error.txt")  # Tune's error file of the trial
     s.searcher.on_trial_complete("crashed", error=True)
     s.recorder.on_trial_error(0, [], crashed)
 
@@ -99,7 +101,7 @@ def test_each_state_says_what_the_trial_did(tmp_path):
     assert trials["diverged"].intermediate_values == pytest.approx({1: 0.2})  # no stand-in 0
     assert trials["diverged"].user_attrs["message"] == "loss is NaN at epoch 2, batch 3"
     assert trials["crashed"].state == TrialState.FAIL
-    assert "CUDA out of memory" in trials["crashed"].user_attrs["message"]
+    assert trials["crashed"].user_attrs["message"] == "RuntimeError: CUDA out of memory"
     assert trials["crashed"].user_attrs["stop_reason"] == "error"
 
 

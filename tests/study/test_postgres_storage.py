@@ -128,3 +128,11 @@ def test_real_studies_share_the_database_and_a_killed_one_resumes(
         assert set(ran) == set(frame["trial_id"]) and max(ran.values()) == 1, ran
         assert all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)
     assert pg_password not in (tmp_path / "runs" / "second" / "study.json").read_text()
+
+
+def test_a_password_in_the_url_works_but_is_warned_about_and_masked(postgres):
+    from study import optuna_storage
+
+    (warning,) = optuna_storage.check(postgres.url(password=postgres.password))
+    assert warning.startswith("warning: ") and "PGPASSWORD" in warning
+    assert postgres.password not in warning and "postgres:***@" in warning
