@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from study.optuna_storage import masked, open_storage
-from study.plan import STUDY_RECORD, StudyError, load_plan
+from study.plan import StudyError
+from study.study_arg import add_study_arguments, study_dir_of, study_plan
 
 INSTALL_HINT = 'pip install -e ".[dashboard]"'
 
@@ -25,8 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "--study-dir) and print the address of the study's page.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("name", nargs="?", help="study name (its directory is runs/NAME)")
-    p.add_argument("--study-dir", help="study directory, instead of runs/NAME")
+    add_study_arguments(p)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (0.0.0.0 to let other machines in: the "
                         "dashboard has no login)")
@@ -37,18 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.name and not args.study_dir:
-        parser.error("give the study NAME or --study-dir")
-    study_dir = Path(args.study_dir or Path("runs") / args.name).resolve()
+    study_dir = study_dir_of(parser, args)
     try:
         import optuna_dashboard
     except ImportError:
         print(f"error: optuna-dashboard is not installed; {INSTALL_HINT}", file=sys.stderr)
         return 2
     try:
-        if not (study_dir / STUDY_RECORD).is_file():
-            raise StudyError(f"no study at {study_dir} ({STUDY_RECORD} missing)")
-        plan = load_plan(study_dir)
+        plan = study_plan(study_dir)
         storage = open_storage(plan.optuna_storage)
         study_id = storage.get_study_id_from_name(plan.optuna_study_name)
     except (StudyError, KeyError) as exc:

@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from study.plan import STUDY_RECORD, Plan, StudyError, load_plan
+from study.plan import Plan, StudyError
+from study.study_arg import add_study_arguments, study_dir_of, study_plan
 from study.wandb_mode import MODES, resolve_mode
 
 PROJECT = "ecg-study"
@@ -34,8 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "charts, tables as W&B tables, and the offline index.html.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("name", nargs="?", help="study name (its directory is runs/NAME)")
-    p.add_argument("--study-dir", help="study directory, instead of runs/NAME")
+    add_study_arguments(p)
     p.add_argument("--report", type=Path, default=DEFAULT_REPORT,
                    help="the report directory python -m reports.build wrote")
     p.add_argument("--wandb-mode", choices=MODES,
@@ -46,11 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.name and not args.study_dir:
-        parser.error("give the study NAME or --study-dir")
-    study_dir = Path(args.study_dir or Path("runs") / args.name).resolve()
+    study_dir = study_dir_of(parser, args)
     try:
-        plan = _load_plan(study_dir)
+        plan = study_plan(study_dir)
         manifest = _load_manifest(args.report, study=plan.name)
         run_dir = log_report(plan=plan, report=args.report.resolve(), manifest=manifest,
                              mode=resolve_mode(args.wandb_mode))
@@ -62,12 +60,6 @@ def main(argv: list[str] | None = None) -> int:
     if "offline-run-" in str(run_dir):
         print(f"upload it with `wandb sync {run_dir}`")
     return 0
-
-
-def _load_plan(study_dir: Path) -> Plan:
-    if not (study_dir / STUDY_RECORD).is_file():
-        raise StudyError(f"no study at {study_dir} ({STUDY_RECORD} missing)")
-    return load_plan(study_dir)
 
 
 def _load_manifest(report: Path, *, study: str) -> dict[str, Any]:

@@ -5,7 +5,6 @@ started)."""
 from __future__ import annotations
 
 import os
-import signal
 import time
 from collections import Counter
 from types import SimpleNamespace
@@ -95,7 +94,8 @@ def test_two_studies_in_one_database_keep_their_own_trials(postgres, pg_password
 
 @pytest.mark.slow
 def test_real_studies_share_the_database_and_a_killed_one_resumes(
-        postgres, pg_password, tmp_path, run_study_cli, driver_output, small_study_args):
+        postgres, pg_password, tmp_path, run_study_cli, driver_output, small_study_args,
+        kill_at_first_checkpoint):
     url = postgres.url(database="postgres")  # the server's default database, shared
     common = ["--space", "cnn", "--concurrency", "1", "--optuna-storage", url,
               *small_study_args]
@@ -105,13 +105,7 @@ def test_real_studies_share_the_database_and_a_killed_one_resumes(
     assert "agrees with trials.parquet" in out
 
     second = run_study_cli(["--num-samples", "4", "--name", "second", *common], tmp_path)
-    tune_dir = tmp_path / "runs" / "second" / "second-tune"
-    deadline = time.time() + 300
-    while time.time() < deadline and not list(tune_dir.glob("*/checkpoint_000001")):
-        time.sleep(1)
-    assert list(tune_dir.glob("*/checkpoint_000001")), "no trial reached a checkpoint"
-    os.killpg(second.pid, signal.SIGKILL)
-    second.wait()
+    kill_at_first_checkpoint(second, tmp_path / "runs" / "second" / "second-tune")
     resumed = run_study_cli(["--resume", "--name", "second"], tmp_path)
     out = driver_output(resumed, timeout=400)
     assert resumed.returncode == 0, out[-3000:]

@@ -4,9 +4,6 @@ data, resume after the driver is SIGKILLed, dry runs and bad input."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import time
 
 import numpy as np
 import optuna
@@ -90,17 +87,11 @@ def test_wandb_offline_runs_and_best_trial_artifacts(finished_study):
 
 
 def test_resume_after_the_driver_is_killed(tmp_path, run_study_cli, driver_output,
-                                          small_study_args):
+                                          small_study_args, kill_at_first_checkpoint):
     args = ["--space", "cnn", "--num-samples", "4", "--concurrency", "1", "--name", "killed",
             *small_study_args]
     proc = run_study_cli(args, tmp_path)
-    state_dir = tmp_path / "runs" / "killed" / "killed-tune"
-    deadline = time.time() + 300
-    while time.time() < deadline and not list(state_dir.glob("*/checkpoint_000001")):
-        time.sleep(1)
-    assert list(state_dir.glob("*/checkpoint_000001")), "no trial reached a checkpoint"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_at_first_checkpoint(proc, tmp_path / "runs" / "killed" / "killed-tune")
     resumed = run_study_cli(["--resume", "--name", "killed"], tmp_path)
     out = driver_output(resumed, timeout=540)
     assert resumed.returncode == 0, out[-4000:]
