@@ -11,7 +11,8 @@ the driver's process group (driver, local Ray and its workers). Then `--resume -
 again, and after the last kill a resume that must finish. Checks: the final resume exits 0;
 `trials.parquet` holds exactly the requested trials; every trial finished before a kill keeps
 identical per-epoch results; no (trial, epoch) row twice; no Optuna trial left RUNNING; every
-trial completed or early_stopped. Takes about 4-5 minutes on 2 cores.
+trial of `trials.parquet` is exactly one Optuna trial; every trial completed or early_stopped.
+Takes about 4-5 minutes on 2 cores.
 """
 
 from __future__ import annotations
