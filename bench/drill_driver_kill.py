@@ -11,7 +11,8 @@ the driver's process group (driver, local Ray and its workers). Then `--resume -
 again, and after the last kill a resume that must finish. Checks: the final resume exits 0;
 `trials.parquet` holds exactly the requested trials; every trial finished before a kill keeps
 identical per-epoch results; no (trial, epoch) row twice; no Optuna trial left RUNNING; every
-trial completed or early_stopped. Takes about 4-5 minutes on 2 cores.
+trial of `trials.parquet` is exactly one Optuna trial; every trial completed or early_stopped.
+Takes about 4-5 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ import optuna
 import pandas as pd
 
 from bench.common import Checks
+from study.optuna_truth import agreement
 
 NAME = "drill"
 STUDY_ARGS = (
@@ -252,6 +255,14 @@ def optuna_states(db: Path) -> dict[str, int]:
     return pd.Series([t.state.name for t in trials]).value_counts().to_dict()
 
 
+def optuna_tune_ids(db: Path) -> list[str]:
+    """The Tune trial id of every Optuna trial that ran (`study.optuna_truth` tags them)."""
+    storage = f"sqlite:///{db}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+    return [t.user_attrs["tune_trial_id"] for t in trials if "tune_trial_id" in t.user_attrs]
+
+
 def run_checks(report: Checks, *, study_dir: Path, final_code: int, final_log: Path,
                finished_before_kills: dict[str, tuple[int, list[dict[str, Any]]]]) -> None:
     tail = " | ".join(final_log.read_text().strip().splitlines()[-3:])
@@ -279,6 +290,12 @@ def run_checks(report: Checks, *, study_dir: Path, final_code: int, final_log: P
     report.check(states.get("RUNNING", 0) == 0, "no Optuna trial left RUNNING in optuna.db",
                  f"states {states}")
     print(f"  optuna.db trial states: {states}")
+    tags = Counter(optuna_tune_ids(study_dir / "optuna.db"))
+    twice = {t: n for t, n in tags.items() if n > 1}
+    untold = set(frame["trial_id"]) - set(tags)
+    report.check(not twice and not untold, "every trial of trials.parquet is exactly one "
+                 "Optuna trial (none counted twice, none missing)",
+                 f"twice {twice}, missing {sorted(untold)}")
     reasons = frame.drop_duplicates("trial_id").set_index("trial_id")["stop_reason"]
     bad = reasons[~reasons.isin(ALLOWED_STOP_REASONS)]
     report.check(bad.empty, "every trial's stop_reason is completed or early_stopped",
@@ -302,15 +319,7 @@ def print_notes(*, study_dir: Path,
                                        else f"differs: {problem}"))
     storage = f"sqlite:///{study_dir / 'optuna.db'}"
     (summary,) = optuna.get_all_study_summaries(storage)
-    complete = [t for t in optuna.load_study(study_name=summary.study_name, storage=storage).trials
-                if t.state == optuna.trial.TrialState.COMPLETE]
-    last = frame.sort_values("epoch").groupby("trial_id").last()
-    finals = {round(float(v), 12) for v in last["val/f1_cinc"]}
-    stray = [t.number for t in complete if round(float(t.value), 12) not in finals]
-    print(f"NOTE optuna.db: {len(complete)} COMPLETE trials for {len(last)} trials in "
-          f"trials.parquet; {len(stray)} COMPLETE value(s) match no trial's final "
-          f"val/f1_cinc there (Optuna trial numbers {stray}; trials told to Optuna after the "
-          "last experiment snapshot before a kill, then rerun by Tune, would do this)")
+    print("NOTE " + agreement(frame=frame, storage_url=storage, study_name=summary.study_name))
 
 
 # --- the drill ------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ import tempfile
 import time
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import ray
@@ -144,8 +145,10 @@ def bench_plan(*, workdir: Path, space: str, n_trials: int, concurrency: int, se
 def run_search(plan: Plan) -> tuple[tune.ResultGrid, TrialClock, float, float]:
     """Fit the no-op search on the connected cluster: (results, clock, fit start, fit end)."""
     clock = TrialClock()
+    milestones = [plan.max_epochs]
     run_config = dataclasses.replace(
-        tuning.run_config(plan, name=f"{plan.name}-tune"), callbacks=[clock], verbose=0
+        tuning.run_config(plan, name=f"{plan.name}-tune", milestones=milestones),
+        callbacks=[clock, tuning.optuna_recorder(plan, milestones=milestones)], verbose=0,
     )
     tuner = tune.Tuner(
         tune.with_resources(noop_trial, {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial}),
@@ -197,12 +200,14 @@ def summarize(*, grid: tune.ResultGrid, clock: TrialClock, began: float, finishe
 
 
 def searcher_seconds(*, space: str, n_trials: int, seed: int) -> tuple[float, float]:
-    """Mean seconds per trial of `study.tuning.searcher`'s suggest and of its tell
-    (``on_trial_complete``, an SQLite write), called in a loop without Ray or Tune."""
+    """Mean seconds per trial of `study.tuning.searcher`'s suggest and of recording its end
+    (`study.optuna_truth.OptunaRecorder`: one result and the tell, SQLite writes), called in a
+    loop without Ray or Tune."""
     with tempfile.TemporaryDirectory(prefix="sched-searcher-") as tmp:
         plan = bench_plan(workdir=Path(tmp), space=space, n_trials=n_trials, concurrency=1,
                           seed=seed)
         search = tuning.searcher(plan)
+        recorder = tuning.optuna_recorder(plan, milestones=[1])
         suggest = tell = 0.0
         for k in range(n_trials):
             trial_id = f"t{k}"
@@ -210,7 +215,10 @@ def searcher_seconds(*, space: str, n_trials: int, seed: int) -> tuple[float, fl
             config = search.suggest(trial_id)
             t1 = time.perf_counter()
             text = json.dumps(config, sort_keys=True, default=str).encode()
-            search.on_trial_complete(trial_id, result={plan.metric: zlib.crc32(text) / 2**32})
+            result = {plan.metric: zlib.crc32(text) / 2**32, "epoch": 1}
+            trial = SimpleNamespace(trial_id=trial_id, config=config, last_result=result)
+            recorder.on_trial_result(0, [], trial, result)
+            recorder.on_trial_complete(0, [], trial)
             suggest += t1 - t0
             tell += time.perf_counter() - t1
     return suggest / n_trials, tell / n_trials

@@ -1,5 +1,5 @@
-"""Writing a report: one offline `index.html`, every figure as PDF and SVG, every table as CSV
-and LaTeX, and a manifest saying which study and trials each came from.
+"""Writing a report: one offline `index.html`, every figure as PDF, SVG and plotly JSON, every
+table as CSV and LaTeX, and a manifest saying which study and trials each came from.
 
 Static export uses plotly's kaleido, which drives a Chrome/Chromium (on Debian/Ubuntu:
 `apt-get install chromium`). Without one the report is still written, HTML only, with a
@@ -93,7 +93,12 @@ def write_figure(figure: Figure, *, out: Path, static: bool) -> dict:
     """Static files of one figure; returns its manifest entry."""
     if not FIGURE_NAME.fullmatch(figure.name):
         raise ValueError(f"figure name {figure.name!r}: use lowercase letters, digits, . _ -")
-    files = {}
+    # Plotly's own JSON, always: what `python -m study.wandb_report` logs as an interactive
+    # W&B chart, and what `plotly.io.read_json` redraws anywhere.
+    path = out / "figures" / f"{figure.name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(pio.to_json(go.Figure(figure.figure), pretty=False))
+    files = {"json": str(path.relative_to(out))}
     if static:
         drawn = go.Figure(figure.figure)
         for number, trace in enumerate(drawn.data):

@@ -18,6 +18,7 @@ from data_io.datasets import Dataset, load_dataset
 from data_io.errors import DatasetError
 from data_io.folds import FoldPlan, read_folds, write_folds
 from search_spaces import describe_space, load_space, unflatten
+from study import optuna_storage
 from study.data import load_arrays, split_summary
 from study.plan import Plan
 from study.results import asha_milestones
@@ -153,7 +154,8 @@ def render_plan(plan: Plan, spec: StudySpec) -> str:
         f"{plan.gpus_per_trial:g} GPU; Ray {plan.address or 'local'}",
         f"study directory: {plan.study_dir}",
         f"Ray Tune experiment: {plan.tune_dir}",
-        f"Optuna: {plan.optuna_storage} (study {plan.optuna_study_name})",
+        f"Optuna: {optuna_storage.masked(plan.optuna_storage)} (study "
+        f"{plan.optuna_study_name}; watch it with python -m study.dashboard {plan.name})",
         f"W&B: {plan.wandb_mode}",
         *([f"MIT-BIH explanations of the best trials: windows with abnormal beats from "
            f"{plan.mitdb_dir}"] if plan.mitdb_dir else []),

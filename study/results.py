@@ -1,15 +1,16 @@
 """The study's own record of every trial: one row per trial and epoch in `trials.parquet`.
 
-Built from Ray Tune's experiment (the source of truth, which survives a killed driver), not
-from the Optuna study: OptunaSearch records an ASHA-stopped trial as COMPLETE with its
-low-budget score, so downstream analyses must know each row's epoch, the ASHA rung it
-reached and why the trial stopped.
+Built from Ray Tune's experiment (the source of truth, which survives a killed driver).
+Downstream analyses must know each row's epoch, the ASHA rung it reached and why the trial
+stopped; `trial_outcome` is that verdict, which the Optuna storage (`study.optuna_truth`) and
+the W&B runs record in the same words.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,35 @@ def stop_reason(*, history: list[dict[str, Any]], error: str | None, max_epochs:
     return "early_stopped"
 
 
+@dataclass(frozen=True)
+class TrialOutcome:
+    """How a trial ended, in the words `trials.parquet`, the Optuna storage and W&B share.
+
+    Attributes:
+        stop_reason: one of `STOP_REASONS`.
+        epochs_completed: the last epoch reported.
+        max_rung: index of the last milestone reached (-1: none).
+        message: why a trial diverged or failed ("" otherwise).
+    """
+
+    stop_reason: str
+    epochs_completed: int
+    max_rung: int
+    message: str = ""
+
+
+def trial_outcome(*, history: list[dict[str, Any]], error: str | None,
+                  milestones: list[int]) -> TrialOutcome:
+    """The outcome of a trial from the rows it reported (the last one suffices) and its
+    error; ``milestones`` end with the full budget."""
+    epochs_done = max((int(r.get("epoch", 0)) for r in history), default=0)
+    reason = stop_reason(history=history, error=error, max_epochs=milestones[-1])
+    message = error or (str(history[-1].get("message") or "") if reason == "diverged" else "")
+    return TrialOutcome(stop_reason=reason, epochs_completed=epochs_done,
+                        max_rung=sum(1 for m in milestones if m <= epochs_done) - 1,
+                        message=message)
+
+
 def trial_rows(
     *,
     trial_id: str,
@@ -67,17 +97,14 @@ def trial_rows(
 ) -> list[dict[str, Any]]:
     """The rows of one trial: its config, and per epoch the metrics and rung bookkeeping."""
     history = latest_per_epoch(history)
-    max_epochs = milestones[-1]
-    reason = stop_reason(history=history, error=error, max_epochs=max_epochs)
-    epochs_done = max((int(r.get("epoch", 0)) for r in history), default=0)
-    max_rung = sum(1 for m in milestones if m <= epochs_done) - 1
+    outcome = trial_outcome(history=history, error=error, milestones=milestones)
     base = {
         "trial_id": trial_id,
         **flatten(config),
-        "stop_reason": reason,
+        "stop_reason": outcome.stop_reason,
         "error": error or "",
-        "epochs_completed": epochs_done,
-        "max_rung": max_rung,
+        "epochs_completed": outcome.epochs_completed,
+        "max_rung": outcome.max_rung,
     }
     if not history:
         return [{**base, "epoch": 0, "rung": -1, "at_milestone": False}]

@@ -30,7 +30,7 @@ import optuna
 from data_io.datasets import dataset_names, load_dataset
 from data_io.errors import DatasetError
 from search_spaces import describe_space, load_space, space_names
-from study import mitdb_explanations
+from study import mitdb_explanations, optuna_storage
 from study.cli import build_parser
 from study.collect import collect, cv_identity, result_by_trial, trial_id, write_best
 from study.plan import Plan, StudyError, load_plan, make_plan
@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--space is required (see --list-spaces)")
     try:
         plan = _plan(args)
+        for line in optuna_storage.check(plan.optuna_storage):  # hook: before Ray starts
+            print(line, file=sys.stderr)
         if plan.address:
             check_reachable(plan.address)
         spec = prepare_study(plan, write=not args.dry_run)
@@ -178,7 +180,7 @@ def run_study(plan: Plan, spec: StudySpec) -> int:
         ray.init(address="local", include_dashboard=False, log_to_driver=False,
                  runtime_env=_runtime_env(plan))
     try:
-        grid = tuning.search_tuner(plan, spec).fit()
+        grid = tuning.search_tuner(plan, spec, milestones=milestones(plan)).fit()
         _raise_on_storage_errors(grid, plan=plan)
         return _finish_study(plan, spec, grid)
     except Exception as exc:  # a full or read-only disk surfaces as OSError, SQLite, Optuna...
@@ -193,13 +195,11 @@ def run_study(plan: Plan, spec: StudySpec) -> int:
 
 def _finish_study(plan: Plan, spec: StudySpec, grid) -> int:
     """After the search: `trials.parquet`, best configuration, CV, artefacts, summary."""
-    from study import tuning
+    from study import optuna_truth
 
-    stale = tuning.close_stale_optuna_trials(plan)
-    if stale:
-        print(f"marked {stale} Optuna trial(s) left RUNNING by a killed driver as FAIL")
     frame = collect(grid, milestones=milestones(plan))
     write_parquet(frame, Path(plan.study_dir) / "trials.parquet")
+    print(optuna_truth.close_and_compare(plan=plan, frame=frame))  # hook: study.optuna_truth
     ranked = final_scores(frame, metric=plan.metric, mode=plan.mode, max_epochs=plan.max_epochs)
     best = write_best(plan.study_dir, metric=plan.metric, ranked=ranked, grid=grid)
     if plan.cv_top_k and not ranked.empty:

@@ -17,13 +17,15 @@ import optuna
 import pyarrow
 import pyarrow.fs
 from ray import tune
-from ray.air.integrations.wandb import WandbLoggerCallback
+from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
-from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import load_space
+from study.optuna_storage import open_storage
+from study.optuna_truth import OptunaRecorder, SamplingOptunaSearch, error_text
 from study.plan import Plan, StudyError
+from study.results import trial_outcome
 from study.spec import StudySpec
 from study.trainable import run_trial
 from study.whole_file_fs import WholeFileLocalFileSystem
@@ -50,55 +52,25 @@ SAMPLERS = {
 """`Plan.sampler` -> Optuna sampler class (each takes ``seed=``)."""
 
 
-class RestorableOptunaSearch(OptunaSearch):
-    """OptunaSearch that survives a restore whose saved state lags its Optuna storage.
-
-    Tune saves the searcher with its experiment snapshot, but the RDB storage is written at
-    once. After a driver kill, a trial that already finished in the storage can still be
-    running in the restored snapshot, and Tune resumes it from its checkpoint; OptunaSearch
-    would then report to (or tell) a finished Optuna trial, which raises
-    `UpdateFinishedTrialError` and aborts every later resume. Such trials keep the value the
-    storage already holds; `trials.parquet` (built from Tune) has what the resumed trial did.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._finished_before_restore: set[str] = set()
-
-    def restore(self, checkpoint_path: str) -> None:
-        super().restore(checkpoint_path)
-        finished = {t.number for t in self._ot_study.get_trials(deepcopy=False)
-                    if t.state.is_finished()}
-        self._finished_before_restore = {
-            trial_id for trial_id, ot_trial in self._ot_trials.items()
-            if trial_id not in self._completed_trials and ot_trial.number in finished
-        }
-
-    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        if trial_id not in self._finished_before_restore:
-            super().on_trial_result(trial_id, result)
-
-    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
-                          error: bool = False) -> None:
-        if trial_id in self._finished_before_restore:
-            self._completed_trials.add(trial_id)
-            return
-        super().on_trial_complete(trial_id, result=result, error=error)
-
-
 def searcher(plan: Plan) -> ConcurrencyLimiter:
     """The seeded sampler over the space's define-by-run function, persisted in the RDB
-    storage."""
+    storage; `optuna_recorder` writes what the trials do."""
     space = load_space(plan.space)
-    search = RestorableOptunaSearch(
+    search = SamplingOptunaSearch(
         space=space.define,
         metric=plan.metric,
         mode=plan.mode,
         sampler=SAMPLERS[plan.sampler](seed=plan.seed),
-        storage=optuna.storages.RDBStorage(plan.optuna_storage),
+        storage=open_storage(plan.optuna_storage),
         study_name=plan.optuna_study_name,
     )
     return ConcurrencyLimiter(search, max_concurrent=plan.concurrency)
+
+
+def optuna_recorder(plan: Plan, *, milestones: list[int]) -> OptunaRecorder:
+    """The callback that keeps the Optuna storage as truthful as `trials.parquet`."""
+    return OptunaRecorder(storage_url=plan.optuna_storage, study_name=plan.optuna_study_name,
+                          metric=plan.metric, milestones=milestones)
 
 
 class RestorableASHA(ASHAScheduler):
@@ -190,11 +162,57 @@ class KeySafeWandbLoggerCallback(WandbLoggerCallback):
                 os.environ[WANDB_KEY_VARIABLE] = key
 
 
-def callbacks(plan: Plan) -> list[Any]:
+OUTCOME_PREFIX = "trial/"
+"""W&B keys of a trial's outcome, logged with its last step."""
+
+
+class OutcomeWandbLoggingActor(_WandbLoggingActor):
+    """Ray's W&B logging actor, except that it also logs the outcome's text values (Ray's
+    drops every string, e.g. ``trial/stop_reason``). Ray-internal class: ray < 2.61."""
+
+    def _handle_result(self, result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        log, config_update = super()._handle_result(result)
+        log.update({k: v for k, v in result.items()
+                    if k.startswith(OUTCOME_PREFIX) and isinstance(v, str)})
+        return log, config_update
+
+
+class StudyWandbLoggerCallback(KeySafeWandbLoggerCallback):
+    """The study's W&B logging: one run per trial (id = Tune trial id, grouped by study,
+    tagged with space and data set, the sampled config as run config, one history row per
+    epoch with the epoch as step) that ends with the trial's outcome in its summary.
+
+    The outcome (``trial/stop_reason``, ``trial/rung``, ``trial/epochs_completed``,
+    ``trial/message``) is logged at the trial's last step, so W&B merges it into the last
+    epoch's row and keeps it as the run's final summary.
+    """
+
+    _logger_actor_cls = OutcomeWandbLoggingActor
+
+    def __init__(self, *, milestones: list[int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.milestones = list(milestones)
+
+    def log_trial_end(self, trial: Any, failed: bool = False) -> None:
+        outcome = trial_outcome(
+            history=[trial.last_result] if trial.last_result else [],
+            error=error_text(trial) if failed else None, milestones=self.milestones)
+        self.log_trial_result(0, trial, {
+            "training_iteration": (trial.last_result or {}).get("training_iteration", 0),
+            f"{OUTCOME_PREFIX}stop_reason": outcome.stop_reason,
+            f"{OUTCOME_PREFIX}rung": outcome.max_rung,
+            f"{OUTCOME_PREFIX}epochs_completed": outcome.epochs_completed,
+            f"{OUTCOME_PREFIX}message": outcome.message[:2000],
+        })
+        super().log_trial_end(trial, failed=failed)
+
+
+def callbacks(plan: Plan, *, milestones: list[int]) -> list[Any]:
     if plan.wandb_mode == "disabled":
         return []
     return [
-        KeySafeWandbLoggerCallback(
+        StudyWandbLoggerCallback(
+            milestones=milestones,
             project="ecg-study",
             group=plan.name,
             tags=[plan.space, plan.dataset],
@@ -235,20 +253,22 @@ def check_restorable(experiment_dir: str) -> None:
         ) from exc
 
 
-def run_config(plan: Plan, *, name: str) -> tune.RunConfig:
+def run_config(plan: Plan, *, name: str, milestones: list[int],
+               extra_callbacks: list[tune.Callback] | None = None) -> tune.RunConfig:
     return tune.RunConfig(
         name=name,
         storage_path=plan.storage_path,
         storage_filesystem=storage_filesystem(plan),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         failure_config=tune.FailureConfig(max_failures=plan.max_failures),
-        callbacks=callbacks(plan),
+        callbacks=[*callbacks(plan, milestones=milestones), *(extra_callbacks or [])],
         verbose=1,
     )
 
 
-def search_tuner(plan: Plan, spec: StudySpec) -> tune.Tuner:
-    """A new Tuner for the search, or the restored one when resuming."""
+def search_tuner(plan: Plan, spec: StudySpec, *, milestones: list[int]) -> tune.Tuner:
+    """A new Tuner for the search, or the restored one when resuming (Ray restores its
+    callbacks, the Optuna recorder included). ``milestones``: the scheduler's rungs."""
     os.environ.update(_QUIET_ENV)
     fn = trainable(plan, spec)
     experiment = f"{plan.name}-tune"
@@ -261,7 +281,8 @@ def search_tuner(plan: Plan, spec: StudySpec) -> tune.Tuner:
         tune_config=tune.TuneConfig(
             search_alg=searcher(plan), scheduler=scheduler(plan), num_samples=plan.num_samples
         ),
-        run_config=run_config(plan, name=experiment),
+        run_config=run_config(plan, name=experiment, milestones=milestones,
+                              extra_callbacks=[optuna_recorder(plan, milestones=milestones)]),
     )
 
 
@@ -281,22 +302,5 @@ def cv_tuner(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]) -> t
             "fold": tune.grid_search(list(range(plan.n_folds))),
         },
         tune_config=tune.TuneConfig(max_concurrent_trials=plan.concurrency),
-        run_config=run_config(plan, name=experiment),
+        run_config=run_config(plan, name=experiment, milestones=[plan.max_epochs]),
     )
-
-
-def close_stale_optuna_trials(plan: Plan) -> int:
-    """Mark Optuna trials still RUNNING after the search as FAIL; returns how many.
-
-    A trial asked just before a driver was killed stays RUNNING in the Optuna storage forever
-    after a restore (STACK-NOTES); once `fit` returns nothing runs, so any such trial is stale.
-    """
-    storage = optuna.storages.RDBStorage(plan.optuna_storage)
-    try:
-        study_id = storage.get_study_id_from_name(plan.optuna_study_name)
-    except KeyError:
-        return 0
-    stale = storage.get_all_trials(study_id, states=(optuna.trial.TrialState.RUNNING,))
-    for trial in stale:
-        storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-    return len(stale)

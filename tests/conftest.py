@@ -4,8 +4,10 @@ loopback guard that keeps every test (and every process it starts) on this machi
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -96,6 +98,23 @@ def driver_output(proc: subprocess.Popen, *, timeout: float) -> str:
     """Wait for a driver started by `run_study_cli`; return everything it printed."""
     proc.wait(timeout=timeout)
     return proc.log_path.read_text()
+
+
+def kill_at_first_checkpoint(proc: subprocess.Popen, tune_dir: Path, *,
+                             timeout_s: float = 300) -> None:
+    """SIGKILL a driver started by `run_study_cli` (its whole process group: driver, local Ray
+    and workers) once a trial of its Tune experiment ``tune_dir`` saved a first checkpoint."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and not list(tune_dir.glob("*/checkpoint_000001")):
+        time.sleep(1)
+    assert list(tune_dir.glob("*/checkpoint_000001")), "no trial reached a checkpoint"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.fixture(name="kill_at_first_checkpoint")
+def kill_at_first_checkpoint_fixture():
+    return kill_at_first_checkpoint
 
 
 @pytest.fixture(name="run_study_cli")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 
@@ -71,3 +74,65 @@ def _plan_fields(**changes) -> dict:
 def plan_fields():
     """`_plan_fields`: tests build `Plan` objects with the changes they need."""
     return _plan_fields
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(name="free_port")
+def free_port_fixture():
+    """`free_port` itself: tests that start servers ask it for ports."""
+    return free_port
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """A PostgreSQL server on 127.0.0.1 that asks for a password (scram-sha-256)."""
+
+    port: int
+    user: str
+    password: str
+    database: str
+
+    def url(self, *, password: str | None = None, database: str | None = None) -> str:
+        """``postgresql://`` URL of a database (the server's own, or ``database``); the
+        password in the URL only when given (tests otherwise pass it through PGPASSWORD)."""
+        secret = f":{password}" if password is not None else ""
+        return (f"postgresql://{self.user}{secret}@127.0.0.1:{self.port}/"
+                f"{database or self.database}")
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory) -> PostgresServer:
+    """A real PostgreSQL server for this test session, from the ``pgserver`` wheel's binaries
+    (initialised as user ``pgserver`` when the tests run as root, which PostgreSQL refuses),
+    listening on a free port of 127.0.0.1 only, password required. Skips when it cannot be
+    started here."""
+    pgserver = pytest.importorskip("pgserver", reason="pgserver not installed (pip install -e "
+                                                      '".[test]"): no PostgreSQL to test with')
+    pytest.importorskip("psycopg", reason='psycopg not installed (pip install -e ".[postgresql]")')
+    pgdata = tmp_path_factory.mktemp("postgres") / "data"
+    server = PostgresServer(port=free_port(), user="postgres", password="study-secret",
+                            database="optuna")
+    system_user = "pgserver" if os.geteuid() == 0 else None
+    try:
+        # initdb, then a first start on a Unix socket only (trust) to set the password.
+        setup = pgserver.get_server(pgdata, cleanup_mode="stop")
+        setup.psql(f"ALTER ROLE {server.user} PASSWORD '{server.password}';")
+        setup.psql(f"CREATE DATABASE {server.database};")
+        setup.cleanup()
+        (pgdata / "pg_hba.conf").write_text("local all all trust\n"
+                                            "host all all 127.0.0.1/32 scram-sha-256\n")
+        pgserver.pg_ctl(["-w", "-o", f"-h 127.0.0.1 -p {server.port} -k {pgdata}",
+                         "-l", str(pgdata / "server.log"), "start"],
+                        pgdata=pgdata, user=system_user, timeout=60)
+    except Exception as exc:  # no usable binaries, no way to add the system user, ...
+        pytest.skip(f"could not start a PostgreSQL server here: {type(exc).__name__}: {exc}")
+    yield server
+    pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=system_user, timeout=60)

@@ -4,9 +4,6 @@ data, resume after the driver is SIGKILLed, dry runs and bad input."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import time
 
 import numpy as np
 import optuna
@@ -60,7 +57,21 @@ def test_optuna_storage_holds_the_trials(finished_study):
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
     assert len(study.trials) == 6
     assert all("model/depth" in t.params for t in study.trials)
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    frame = pd.read_parquet(study_dir / "trials.parquet")
+    last = frame.drop_duplicates("trial_id", keep="last").set_index("trial_id")
+    by_tune_id = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
+    assert set(by_tune_id) == set(last.index)
+    states = {"completed": optuna.trial.TrialState.COMPLETE,
+              "early_stopped": optuna.trial.TrialState.PRUNED}
+    for trial_id, row in last.iterrows():
+        trial = by_tune_id[trial_id]
+        assert trial.state == states[row["stop_reason"]], trial_id
+        epochs = frame.loc[frame.trial_id == trial_id].set_index("epoch")["val/f1_cinc"]
+        assert trial.intermediate_values == pytest.approx(epochs.to_dict())
+        assert trial.user_attrs["rung"] == row["max_rung"]
+    assert study.best_trial.user_attrs["stop_reason"] == "completed"
+    best = json.loads((study_dir / "best_config.json").read_text())
+    assert study.best_trial.user_attrs["tune_trial_id"] == best["trial_id"]
 
 
 def test_wandb_offline_runs_and_best_trial_artifacts(finished_study):
@@ -76,17 +87,11 @@ def test_wandb_offline_runs_and_best_trial_artifacts(finished_study):
 
 
 def test_resume_after_the_driver_is_killed(tmp_path, run_study_cli, driver_output,
-                                          small_study_args):
+                                          small_study_args, kill_at_first_checkpoint):
     args = ["--space", "cnn", "--num-samples", "4", "--concurrency", "1", "--name", "killed",
             *small_study_args]
     proc = run_study_cli(args, tmp_path)
-    state_dir = tmp_path / "runs" / "killed" / "killed-tune"
-    deadline = time.time() + 300
-    while time.time() < deadline and not list(state_dir.glob("*/checkpoint_000001")):
-        time.sleep(1)
-    assert list(state_dir.glob("*/checkpoint_000001")), "no trial reached a checkpoint"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_at_first_checkpoint(proc, tmp_path / "runs" / "killed" / "killed-tune")
     resumed = run_study_cli(["--resume", "--name", "killed"], tmp_path)
     out = driver_output(resumed, timeout=540)
     assert resumed.returncode == 0, out[-4000:]

@@ -1,0 +1,31 @@
+"""The study a command works on: ``NAME`` (its directory is runs/NAME) or ``--study-dir``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from study.plan import STUDY_RECORD, Plan, StudyError, default_study_dir, load_plan
+
+
+def add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", nargs="?", help="study name (its directory is runs/NAME)")
+    parser.add_argument("--study-dir", help="study directory, instead of runs/NAME")
+
+
+def study_dir_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path:
+    """The study directory the arguments name (exits 2 through ``parser`` when neither is)."""
+    if not args.name and not args.study_dir:
+        parser.error("give the study NAME or --study-dir")
+    return Path(args.study_dir).resolve() if args.study_dir else default_study_dir(args.name)
+
+
+def study_plan(study_dir: Path) -> Plan:
+    """The plan of the study in ``study_dir``.
+
+    Raises:
+        StudyError: no study there.
+    """
+    if not (study_dir / STUDY_RECORD).is_file():
+        raise StudyError(f"no study at {study_dir} ({STUDY_RECORD} missing)")
+    return load_plan(study_dir)
