@@ -19,6 +19,7 @@ from data_io.atomic import atomic_path
 from data_io.batching import make_loader
 from data_io.records import EcgArrays
 from models import build_model, explain_by_perturbation
+from study.bars import bar
 from study.checkpoint import load_checkpoint
 from study.config import resolve_config
 from study.results import write_parquet
@@ -68,22 +69,30 @@ def select_records(frame: pd.DataFrame, *, n_classes: int) -> list[int]:
 
 
 def explanation_arrays(
-    model: torch.nn.Module, *, split: Split, positions: list[int], cfg: dict[str, Any]
+    model: torch.nn.Module, *, split: Split, positions: list[int], cfg: dict[str, Any],
+    progress: str | bool = False,
 ) -> dict[str, np.ndarray]:
     """Signals, the family's own maps, occlusion and shift-perturbation masks, stacked, of
     the records at ``positions`` of ``split`` (see `explain_records`)."""
-    return explain_records(model, arrays=split.arrays, indices=split.indices[positions], cfg=cfg)
+    return explain_records(model, arrays=split.arrays, indices=split.indices[positions], cfg=cfg,
+                           progress=progress)
+
+
+EXPLANATION_STAGES = 3  # the family's maps, occlusion, shift perturbation
 
 
 def explain_records(
-    model: torch.nn.Module, *, arrays: EcgArrays, indices: np.ndarray, cfg: dict[str, Any]
+    model: torch.nn.Module, *, arrays: EcgArrays, indices: np.ndarray, cfg: dict[str, Any],
+    progress: str | bool = False,
 ) -> dict[str, np.ndarray]:
     """Signals, the family's own maps, occlusion and shift-perturbation masks of records
     ``indices`` of ``arrays``, stacked in one batch.
 
     The rows come in the loader's order, not necessarily that of ``indices``: ``record_ids``
-    names each row.
+    names each row. ``progress``: a label to report the stages under (`study.bars`).
     """
+    stages = bar(total=EXPLANATION_STAGES, desc=str(progress), unit="stage",
+                 enabled=bool(progress))
     indices = np.asarray(indices, dtype=np.int64)
     if indices.size == 0:
         raise ValueError("no records to explain")
@@ -95,12 +104,16 @@ def explain_records(
     fs_hz = arrays.fs_hz
     with torch.no_grad():
         maps = {k: v for k, v in model.explain(x, lengths=lengths).items() if k != "logits"}
+    stages.update(1)
     maps.update(explain_by_perturbation(
         "occlusion", model, x, lengths=lengths,
         window_samples=max(int(fs_hz), 1), stride_samples=max(int(fs_hz // 2), 1),
     ))
+    stages.update(1)
     explained = {f"map/{k}": v.detach().float().numpy() for k, v in maps.items()}
     explained.update(_shift_towards_normal(model, x=x, lengths=lengths))
+    stages.update(1)
+    stages.close()
     return {
         "record_ids": np.array([arrays.record_ids[i] for i in batch["index"].tolist()]),
         "y_true": batch["y"].numpy(),
@@ -141,20 +154,24 @@ def _shift_towards_normal(
 
 
 def write_trial_artifacts(
-    *, checkpoint_file: Path, split: Split, fold: int, out_dir: Path
+    *, checkpoint_file: Path, split: Split, fold: int, out_dir: Path, progress: str | bool = False
 ) -> dict[str, str]:
-    """Predictions and explanations of one trained trial; returns the files written."""
+    """Predictions and explanations of one trained trial; returns the files written.
+
+    ``progress``: a label (e.g. the trial id) to show progress bars under (`study.bars`).
+    """
     model, config = load_trained(checkpoint_file)
     cfg = resolve_config(config)
     runtime = select_runtime(device="cpu", amp=False)
     loss_fn = torch.nn.CrossEntropyLoss()
-    _, predictions = evaluate(model=model, split=split, cfg=cfg, runtime=runtime, loss_fn=loss_fn)
+    _, predictions = evaluate(model=model, split=split, cfg=cfg, runtime=runtime, loss_fn=loss_fn,
+                              progress=progress and f"{progress}: predictions")
     frame = predictions_frame(predictions, classes=split.arrays.classes, fold=fold)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_parquet(frame, out_dir / "predictions.parquet")
     arrays = explanation_arrays(
         model, split=split, positions=select_records(frame, n_classes=len(split.arrays.classes)),
-        cfg=cfg,
+        cfg=cfg, progress=progress and f"{progress}: explanations",
     )
     write_npz(out_dir / "explanations.npz", arrays)
     return {"predictions": str(out_dir / "predictions.parquet"),
@@ -162,6 +179,14 @@ def write_trial_artifacts(
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """``arrays`` as a compressed npz at ``path``, written atomically."""
+    """``arrays`` as a compressed npz at ``path``, written atomically; per-sample float
+    arrays (signals, maps, masks: 2-D and up) as float16, which halves the file and keeps
+    about three significant digits, plenty for display and for scores on normalised maps."""
+    compact = {key: value.astype(np.float16) if _per_sample_float(value) else value
+               for key, value in arrays.items()}
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
+        np.savez_compressed(fh, **compact)
+
+
+def _per_sample_float(value: np.ndarray) -> bool:
+    return value.ndim >= 2 and np.issubdtype(value.dtype, np.floating) and value.itemsize > 2

@@ -21,6 +21,7 @@ import torch
 from data_io.mitdb import list_records
 from search_spaces import load_space, space_names, unflatten
 from study.config import resolve_config
+from study.results import asha_milestones
 
 DATASETS = ("cinc2017", "synthetic", "mitdb")
 DEFAULT_FS_HZ = 150.0
@@ -74,9 +75,18 @@ class Plan:
     sampler: str = "tpe"
     scheduler: str = "asha"
     fixed: dict[str, Any] = field(default_factory=dict)
+    keep_checkpoints: int = 2
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def milestones(self) -> list[int]:
+        """Epochs at which the scheduler compares trials (only the budget without ASHA)."""
+        if self.scheduler != "asha":
+            return [self.max_epochs]
+        return asha_milestones(grace_period=self.grace_period,
+                               reduction_factor=self.reduction_factor, max_epochs=self.max_epochs)
 
     @property
     def tune_dir(self) -> str:
@@ -155,6 +165,7 @@ def make_plan(args: Any, *, wandb_mode: str) -> Plan:
         sampler=args.sampler,
         scheduler=args.scheduler,
         fixed=parse_fixed(args.set or []),
+        keep_checkpoints=args.keep_checkpoints,
     )
 
 
@@ -163,8 +174,9 @@ def parse_fixed(assignments: list[str]) -> dict[str, Any]:
     every trial uses whatever the space samples (a JSON value, else the text itself).
 
     Raises:
-        StudyError: an assignment without ``=``, or a section or option the trainer does not
-            know (model options are checked by the model when a trial builds it).
+        StudyError: an assignment without ``=``, a section or option the trainer does not
+            know, or a value outside the option's type or range (`study.options`; model
+            options are checked by the model when a trial builds it).
     """
     fixed: dict[str, Any] = {}
     for text in assignments:
@@ -177,9 +189,15 @@ def parse_fixed(assignments: list[str]) -> dict[str, Any]:
             fixed[key.strip()] = raw
     checked = {k: v for k, v in fixed.items() if not k.startswith("model/")}
     try:
-        resolve_config(unflatten(checked))
+        resolved = resolve_config(unflatten(checked))
     except ValueError as exc:
         raise StudyError(f"--set: {exc}") from None
+    from study.options import check_options  # the trainer's registries: imported when needed
+
+    try:
+        check_options(resolved, only=set(checked))
+    except ValueError as exc:
+        raise StudyError(f"--set {exc}") from None
     return fixed
 
 
@@ -204,6 +222,7 @@ def _check_numbers(args: Any) -> None:
         (args.folds >= 2, "--folds must be at least 2"),
         (0 <= args.fold < args.folds, f"--fold must be between 0 and {args.folds - 1}"),
         (args.cv_top_k >= 0, "--cv-top-k must be zero or positive"),
+        (args.keep_checkpoints >= 0, "--keep-checkpoints must be zero or positive"),
         (args.cv_top_k <= args.num_samples, "--cv-top-k cannot exceed --num-samples"),
         (args.fs_hz is None or args.fs_hz > 0, "--fs-hz must be positive"),
         (args.synthetic_records >= 2 * args.folds,

@@ -34,6 +34,7 @@ from data_io.errors import DatasetError
 from data_io.folds import folds_for, read_folds, write_folds
 from search_spaces import describe_space, load_space, space_names, unflatten
 from study import mitdb_explanations
+from study.cli_help import DefaultsHelpFormatter
 from study.plan import (
     DATASETS,
     SAMPLERS,
@@ -43,7 +44,8 @@ from study.plan import (
     load_plan,
     make_plan,
 )
-from study.results import asha_milestones, final_scores, trials_frame, write_parquet
+from study.results import final_scores, trials_frame, write_parquet
+from study.space_text import render_space, space_line
 from study.spec import StudySpec
 from study.storage_faults import (
     EXIT_STORAGE,
@@ -67,12 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
             "space, ASHA stops weak trials early, W&B logs them. Without --address a local "
             "Ray starts on this machine; results go to runs/NAME/ unless --study-dir is given."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     what = p.add_argument_group("what to study")
     what.add_argument("--space", help=f"search space: {', '.join(space_names())}")
     what.add_argument("--list-spaces", action="store_true", help="list the spaces and exit")
-    what.add_argument("--show-space", metavar="NAME", help="print a space's parameters and exit")
+    what.add_argument("--show-space", metavar="NAME",
+                      help="print a space's parameters, distributions and conditions and exit")
+    what.add_argument("--json", action="store_true",
+                      help="with --show-space: print the description as JSON")
     what.add_argument("--dataset", choices=DATASETS, default="cinc2017",
                       help="cinc2017 needs --data-dir; synthetic generates records in the "
                            "study directory")
@@ -98,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="retrain the K best configurations on every fold, full budget")
     budget.add_argument("--explain-top", type=int, default=1,
                         help="write predictions and explanation arrays of the N best trials")
+    budget.add_argument("--keep-checkpoints", type=int, default=2, metavar="K",
+                        help="when the study ends, keep the Tune checkpoints of the K best "
+                             "trials and remove the others")
     mitdb = mitdb_explanations
     budget.add_argument("--mitdb-dir", metavar="DIR",
                         help="MIT-BIH Arrhythmia Database folder (python -m data_io.fetch mitdb): "
@@ -147,12 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list_spaces:
         for name in space_names():
-            doc = (load_space(name).__doc__ or "").strip().splitlines()
-            print(f"{name:16} {doc[0] if doc else ''}")
+            print(space_line(name))
         return 0
     if args.show_space:
         try:
-            print(json.dumps(describe_space(args.show_space), indent=2, default=str))
+            description = describe_space(args.show_space)
+            print(json.dumps(description, indent=2, default=str) if args.json
+                  else render_space(description))
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -272,10 +281,7 @@ def _versions() -> dict[str, str]:
 
 def milestones(plan: Plan) -> list[int]:
     """Epochs at which the scheduler compares trials (only the budget without ASHA)."""
-    if plan.scheduler != "asha":
-        return [plan.max_epochs]
-    return asha_milestones(grace_period=plan.grace_period,
-                           reduction_factor=plan.reduction_factor, max_epochs=plan.max_epochs)
+    return plan.milestones
 
 
 def render_plan(plan: Plan, spec: StudySpec) -> str:
@@ -362,12 +368,14 @@ def run_study(plan: Plan, spec: StudySpec) -> int:
     """Run (or resume) the search, then CV confirmation and artefacts; print a summary."""
     import ray
 
-    from study import tuning
+    from study import progress, tuning
 
     if plan.wandb_mode == "offline":
         print(offline_hint(plan.study_dir), file=sys.stderr)
     os.environ["WANDB_MODE"] = plan.wandb_mode
     os.environ.setdefault("WANDB_SILENT", "true")
+    ray_log = Path(plan.study_dir) / progress.RAY_LOG
+    print(f"Ray's own messages: {ray_log}", flush=True)
     if plan.address:
         _check_resources(plan, connect=True)
     else:
@@ -375,10 +383,12 @@ def run_study(plan: Plan, spec: StudySpec) -> int:
         # Worker output stays in Ray's logs: ASHA stopping a trial kills its process, which
         # prints a native stack dump that is noise; trial errors are collected from Tune.
         # address="local": always a new Ray of our own, never a cluster left running here.
-        ray.init(address="local", include_dashboard=False, log_to_driver=False,
-                 runtime_env=_runtime_env(plan))
+        with progress.ray_output_to(ray_log):
+            ray.init(address="local", include_dashboard=False, log_to_driver=False,
+                     runtime_env=_runtime_env(plan))
     try:
-        grid = tuning.search_tuner(plan, spec).fit()
+        with progress.ray_output_to(ray_log):
+            grid = tuning.search_tuner(plan, spec).fit()
         _raise_on_storage_errors(grid, plan=plan)
         return _finish_study(plan, spec, grid)
     except Exception as exc:  # a full or read-only disk surfaces as OSError, SQLite, Optuna...
@@ -401,12 +411,24 @@ def _finish_study(plan: Plan, spec: StudySpec, grid) -> int:
     frame = collect(grid, plan=plan)
     write_parquet(frame, Path(plan.study_dir) / "trials.parquet")
     ranked = final_scores(frame, metric=plan.metric, mode=plan.mode, max_epochs=plan.max_epochs)
-    best = _write_best(plan, ranked, grid)
+    best = _write_best(plan, spec, ranked, grid)
     if plan.cv_top_k and not ranked.empty:
         _run_cv(plan, spec, ranked, grid)
     _write_artifacts(plan, spec, ranked, grid)
     print(summary(plan, frame, best))
+    print(_prune(plan, ranked, grid))
     return 0
+
+
+def _prune(plan: Plan, ranked, grid) -> str:
+    """Remove the checkpoints of all but the ``--keep-checkpoints`` best trials."""
+    from study.checkpoints import prune_checkpoints
+
+    kept = list(ranked["trial_id"].head(plan.keep_checkpoints))
+    pruned = prune_checkpoints(_result_by_trial(grid), keep=kept)
+    where = f"kept for {', '.join(kept)}" if kept else "none kept"
+    return f"checkpoints: {where} (--keep-checkpoints {plan.keep_checkpoints}); " \
+           f"{pruned.describe()}"
 
 
 def _raise_on_storage_errors(grid, *, plan: Plan) -> None:
@@ -452,25 +474,45 @@ def _result_by_trial(grid) -> dict[str, Any]:
     return {_trial_id(result): result for result in grid}
 
 
-def _write_best(plan: Plan, ranked, grid) -> dict[str, Any] | None:
+def _write_best(plan: Plan, spec: StudySpec, ranked, grid) -> dict[str, Any] | None:
+    """`best_config.json`: the best trial's training config, as `study.train --config` reads
+    it; `best_trial.json` beside it: which trial, its score and its sampled parameters."""
+    from study.trainable import trial_config
+
     if ranked.empty:
         return None
     row = ranked.iloc[0]
     result = _result_by_trial(grid)[row["trial_id"]]
     best = {"trial_id": row["trial_id"], plan.metric: float(row[plan.metric]),
-            "epochs": int(row["epoch"]), "config": result.config}
-    write_text_atomic(Path(plan.study_dir) / "best_config.json",
-                      json.dumps(best, indent=2, default=str))
+            "epochs": int(row["epoch"]), "study": plan.name, "fold": plan.fold,
+            "sampled": result.config, "config_file": BEST_CONFIG}
+    study_dir = Path(plan.study_dir)
+    write_text_atomic(study_dir / BEST_CONFIG,
+                      json.dumps(trial_config(result.config, spec=spec), indent=2, default=str))
+    write_text_atomic(study_dir / BEST_TRIAL, json.dumps(best, indent=2, default=str))
     return best
 
 
+BEST_CONFIG = "best_config.json"
+BEST_TRIAL = "best_trial.json"
+
+
+def retrain_command(plan: Plan) -> str:
+    """The command that retrains the best configuration on all the study's data and scores
+    it on a held-out directory (docs/best-trial-to-test-score.md)."""
+    return (f"python -m study.train --config {Path(plan.study_dir) / BEST_CONFIG} "
+            f"--data-dir {plan.data_dir} --eval-dir TEST_DIR "
+            f"--out {Path(plan.study_dir) / 'final'} --json")
+
+
 def _run_cv(plan: Plan, spec: StudySpec, ranked, grid) -> None:
-    from study import tuning
+    from study import progress, tuning
 
     results = _result_by_trial(grid)
     candidates = [{"trial_id": t, "config": results[t].config}
                   for t in ranked["trial_id"].head(plan.cv_top_k)]
-    cv_grid = tuning.cv_tuner(plan, spec, candidates).fit()
+    with progress.ray_output_to(Path(plan.study_dir) / progress.RAY_LOG):
+        cv_grid = tuning.cv_tuner(plan, spec, candidates).fit()
     _raise_on_storage_errors(cv_grid, plan=plan)
     milestones = [plan.max_epochs]
     rows = []
@@ -484,24 +526,30 @@ def _run_cv(plan: Plan, spec: StudySpec, ranked, grid) -> None:
             "error": None if result.error is None else str(result.error)[:2000],
         })
     write_parquet(trials_frame(rows, milestones=milestones), Path(plan.study_dir) / "cv.parquet")
+    from study.checkpoints import prune_checkpoints
+
+    # The fold retrainings only confirm the scores; their models are not used later.
+    cv_pruned = prune_checkpoints(_result_by_trial(cv_grid), keep=())
+    print(f"cross-validation checkpoints: {cv_pruned.describe()}", flush=True)
 
 
 def _write_artifacts(plan: Plan, spec: StudySpec, ranked, grid) -> None:
     from study.artifacts import write_trial_artifacts
+    from study.checkpoints import checkpoint_exists
     from study.trainable import CHECKPOINT_FILE, fold_split
 
     results = _result_by_trial(grid)
     _, val_split = fold_split(spec, fold=plan.fold)
     for trial_id in ranked["trial_id"].head(plan.explain_top):
         checkpoint = results[trial_id].checkpoint
-        if checkpoint is None:
-            continue
+        if checkpoint is None or not checkpoint_exists(checkpoint):
+            continue  # removed by --keep-checkpoints when the study finished before a resume
         print(f"writing predictions and explanation arrays of trial {trial_id} ...", flush=True)
         out_dir = Path(plan.study_dir) / "trials" / trial_id
         with checkpoint.as_directory() as directory:
             checkpoint_file = Path(directory) / CHECKPOINT_FILE
             write_trial_artifacts(checkpoint_file=checkpoint_file, split=val_split,
-                                  fold=plan.fold, out_dir=out_dir)
+                                  fold=plan.fold, out_dir=out_dir, progress=f"trial {trial_id}")
             if plan.mitdb_dir:
                 mitdb_explanations.write_mitdb_explanations(
                     checkpoint_file=checkpoint_file, mitdb_dir=plan.mitdb_dir,
@@ -528,7 +576,10 @@ def summary(plan: Plan, frame, best: dict[str, Any] | None) -> str:
                      "epochs, so no best_config.json was written")
     else:
         lines.append(f"best: {best['trial_id']} {plan.metric} {best[plan.metric]:.4f} after "
-                     f"{best['epochs']} epochs; config in {plan.study_dir}/best_config.json")
+                     f"{best['epochs']} epochs; config in {plan.study_dir}/{BEST_CONFIG} "
+                     f"(trial details in {BEST_TRIAL})")
+        lines.append(f"retrain it on all the data and score a test directory:\n  "
+                     f"{retrain_command(plan)}")
     lines.append(f"per-epoch results: {plan.study_dir}/trials.parquet")
     return "\n".join(lines)
 

@@ -30,6 +30,7 @@ from data_io.folds import (
 )
 from models import load_preset, preset_names
 from study.config import resolve_config
+from study.options import check_options
 from study.trainer import Split, TrainResult, train
 
 
@@ -150,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         config = partial_config(args)
-        fs_hz = resolve_config(config)["data"]["fs_hz"]
+        resolved = resolve_config(config)
+        check_options(resolved)
+        fs_hz = resolved["data"]["fs_hz"]
         if args.out is not None:
             args.out.mkdir(parents=True, exist_ok=True)
         train_split, val_split = splits(args, fs_hz=fs_hz)
@@ -160,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             val_split=val_split,
             checkpoint_path=args.out / "checkpoint.pt" if args.out else None,
             log=lambda line: print(line, file=sys.stderr, flush=True),
+            progress=True,
         )
     except (DatasetError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)

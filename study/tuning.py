@@ -24,6 +24,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import load_space
 from study.plan import Plan, StudyError
+from study.progress import StudyProgress
 from study.spec import StudySpec
 from study.trainable import run_trial
 from study.whole_file_fs import WholeFileLocalFileSystem
@@ -31,8 +32,11 @@ from study.whole_file_fs import WholeFileLocalFileSystem
 RESULT_FILE = "result.json"
 """Tune's per-trial file of reported rows, one JSON object a line."""
 
-# Per-epoch checkpoints otherwise print a warning about frequent experiment snapshots.
-_QUIET_ENV = {"TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+# Per-epoch checkpoints otherwise print a warning about frequent experiment snapshots. Ray
+# 2.60's new console output prints an experiment table and a TensorBoard hint whatever the
+# verbosity; its legacy reporter at verbose=0 prints nothing (study.progress reports instead).
+_QUIET_ENV = {"TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+              "RAY_AIR_NEW_OUTPUT": "0"}
 
 
 def trainable(plan: Plan, spec: StudySpec):
@@ -235,16 +239,26 @@ def check_restorable(experiment_dir: str) -> None:
         ) from exc
 
 
-def run_config(plan: Plan, *, name: str) -> tune.RunConfig:
+def run_config(plan: Plan, *, name: str,
+               progress: StudyProgress | None = None) -> tune.RunConfig:
+    """Tune's run settings: one checkpoint per running trial (the trainer's checkpoint holds
+    everything a restart needs), no tables of Tune's own (``verbose=0``): ``progress`` prints
+    the study's lines instead."""
     return tune.RunConfig(
         name=name,
         storage_path=plan.storage_path,
         storage_filesystem=storage_filesystem(plan),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=plan.max_failures),
-        callbacks=callbacks(plan),
-        verbose=1,
+        callbacks=[*([progress] if progress else []), *callbacks(plan)],
+        verbose=0,
     )
+
+
+def _progress(plan: Plan, *, label: str, n_trials: int, milestones: list[int]) -> StudyProgress:
+    return StudyProgress(label=label, n_trials=n_trials, metric=plan.metric, mode=plan.mode,
+                         milestones=milestones, reduction_factor=plan.reduction_factor,
+                         concurrency=plan.concurrency)
 
 
 def search_tuner(plan: Plan, spec: StudySpec) -> tune.Tuner:
@@ -261,7 +275,8 @@ def search_tuner(plan: Plan, spec: StudySpec) -> tune.Tuner:
         tune_config=tune.TuneConfig(
             search_alg=searcher(plan), scheduler=scheduler(plan), num_samples=plan.num_samples
         ),
-        run_config=run_config(plan, name=experiment),
+        run_config=run_config(plan, name=experiment, progress=_progress(
+            plan, label="search", n_trials=plan.num_samples, milestones=plan.milestones)),
     )
 
 
@@ -281,7 +296,9 @@ def cv_tuner(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]) -> t
             "fold": tune.grid_search(list(range(plan.n_folds))),
         },
         tune_config=tune.TuneConfig(max_concurrent_trials=plan.concurrency),
-        run_config=run_config(plan, name=experiment),
+        run_config=run_config(plan, name=experiment, progress=_progress(
+            plan, label="cross-validation", n_trials=len(candidates) * plan.n_folds,
+            milestones=[plan.max_epochs])),
     )
 
 
