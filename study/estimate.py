@@ -211,8 +211,11 @@ def estimate_study(costs: list[ConfigCost], *, n_configs: int, milestones: list[
 
 
 PROBE_CONFIGS = 3
-PROBE_STEPS = 3
-PROBE_POOL = 128
+"""At most this many sampled configurations are timed ..."""
+PROBE_BUDGET_S = 45.0
+"""... and no further one once the probe has run this long (the first is always timed)."""
+PROBE_STEPS = 2
+PROBE_POOL = 96
 PROBE_SYNTHETIC_RECORDS = 64
 
 
@@ -250,6 +253,8 @@ def probe(plan: Any, spec: StudySpec, *, milestones: list[int], device: str) -> 
     try:
         costs = []
         for cfg in sample_configs(plan.space, n=PROBE_CONFIGS, seed=plan.seed, spec=spec):
+            if costs and time.perf_counter() - started > PROBE_BUDGET_S:
+                break
             steps = max(1, min(PROBE_STEPS, len(pool) // cfg["optim"]["batch_size"] - 1))
             costs.append(measure_config(cfg, arrays=arrays, pool=pool, steps=steps,
                                         runtime=runtime, records=records,

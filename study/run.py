@@ -145,7 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true",
                      help="continue the study --name (its saved arguments are used)")
     run.add_argument("--dry-run", action="store_true",
-                     help="check space, data, resources and storage, print the plan, run nothing")
+                     help="check space, data, resources and storage, print the plan and an "
+                          "estimate of the study's wall time and CPU/GPU-hours measured on a "
+                          "few sampled configurations (about a minute), run nothing")
+    run.add_argument("--no-estimate", action="store_true",
+                     help="with --dry-run: skip the measured cost estimate")
     return p
 
 
@@ -176,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         print(render_plan(plan, spec), flush=True)
         if args.dry_run:
             _check_resources(plan, connect=bool(plan.address))
+            if not args.no_estimate:
+                print(_estimate(plan, spec), flush=True)
             print("dry run: everything checked, nothing run")
             return 0
         return run_study(plan, spec)
@@ -185,6 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     except StorageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_STORAGE
+
+
+def _estimate(plan: Plan, spec: StudySpec) -> str:
+    """The dry run's cost estimate, from a probe of a few sampled configurations."""
+    from study.estimate import probe
+
+    print("measuring a few sampled configurations for the cost estimate ...", flush=True)
+    device = "auto" if plan.gpus_per_trial else "cpu"
+    return "\n".join(probe(plan, spec, milestones=milestones(plan), device=device))
 
 
 def _plan(args: argparse.Namespace) -> Plan:

@@ -142,7 +142,8 @@ def test_resume_after_the_driver_is_killed(tmp_path, run_study_cli, driver_outpu
 @pytest.mark.parametrize("space", space_names())
 def test_dry_run_checks_and_runs_nothing(space, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(["--space", space, "--dataset", "synthetic", "--dry-run", "--name", "d"]) == 0
+    assert main(["--space", space, "--dataset", "synthetic", "--dry-run", "--name", "d",
+                 "--no-estimate"]) == 0
     out = capsys.readouterr().out
     assert f"space {space}" in out and "nothing run" in out
     assert not (tmp_path / "runs" / "d" / "study.json").exists()
@@ -188,6 +189,7 @@ def test_bad_input_is_one_clear_error_before_any_trial(args, message, tmp_path, 
 def test_baseline_options_reach_the_plan_and_the_trial_spec(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["--space", "cnn", "--dataset", "synthetic", "--dry-run", "--name", "b",
+                 "--no-estimate",
                  "--sampler", "random", "--scheduler", "fifo", "--smoke",
                  "--set", "loss/focal_gamma=0", "--set", "optim/lr=0.002"]) == 0
     out = capsys.readouterr().out
