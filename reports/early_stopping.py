@@ -152,7 +152,7 @@ def spearman_with_ci(
     rho = float(np.clip(result.statistic, -1.0, 1.0))
     out["rho"], out["p_value"] = rho, float(result.pvalue)
     quantile = stats.norm.ppf(0.5 + confidence / 2)
-    if n > 3 and abs(rho) < 1.0:  # at |rho| = 1 the Fisher interval is a point: undefined
+    if n > 3 and abs(rho) < 1.0 - 1e-9:  # at |rho| = 1 the Fisher interval is a point
         with np.errstate(divide="ignore"):
             z = np.arctanh(rho)
         se = math.sqrt((1 + rho**2 / 2) / (n - 3))
