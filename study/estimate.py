@@ -278,7 +278,8 @@ def probe(plan: Any, spec: StudySpec, *, milestones: list[int], device: str) -> 
     return [
         f"estimate: {_hms(mid)} wall (range {_hms(low)} to {_hms(high)}) on {slots} "
         f"concurrent trial(s); {hours[1]:.2f} {unit} (range {hours[0]:.2f} to {hours[2]:.2f})",
-        f"  from a probe of {found.n_probed} sampled configurations on {runtime.device} "
+        f"  from a probe of {found.n_probed} sampled configuration"
+        f"{'' if found.n_probed == 1 else 's'} on {runtime.device} "
         f"({source}, {records} records): {e_mean:.1f} s per trial epoch "
         f"(min {e_low:.1f}, max {e_high:.1f}); probe took {time.perf_counter() - started:.0f} s",
         f"  model: {plan.num_samples} configs x {epochs:.2f} "

@@ -39,14 +39,17 @@ def test_without_early_stopping_every_trial_runs_the_budget():
 
 
 def test_dry_run_prints_a_measured_estimate(tmp_path, capsys, monkeypatch):
+    from study import estimate
     from study.run import main
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(estimate, "PROBE_CONFIGS", 1)  # one small probe keeps the test short
+    monkeypatch.setattr(estimate, "PROBE_STEPS", 1)
     assert main(["--space", "cnn", "--dataset", "synthetic", "--smoke", "--num-samples", "4",
-                 "--max-epochs", "2", "--dry-run", "--name", "e"]) == 0
+                 "--max-epochs", "2", "--dry-run", "--name", "e", "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert "estimate: " in out and " wall (range " in out and "CPU-hours" in out
-    assert "from a probe of " in out and "s per trial epoch" in out
+    assert "from a probe of 1 sampled configuration on" in out and "s per trial epoch" in out
 
 
 def test_space_lines_are_whole_first_paragraphs():
