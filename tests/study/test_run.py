@@ -35,7 +35,7 @@ def test_terminal_shows_the_study_lines_and_ray_output_goes_to_the_log(finished_
     assert "stopped early by the scheduler after epoch 1" in out
     assert "search: 6/6 trials done" in out
     assert "Started a local Ray instance" in (study_dir / "ray-driver.log").read_text()
-    assert len(out.splitlines()) < 80, out
+    assert len(out.splitlines()) < 150, out  # no tables: lines per trial event, a summary a minute
 
 
 def test_only_the_best_trials_keep_their_checkpoints(finished_study):
