@@ -81,3 +81,24 @@ def prune_checkpoints(results: Mapping[str, Any], *, keep: Iterable[str]) -> Pru
         checkpoints += len(paths)
         trials += bool(paths)
     return Pruned(trials=trials, checkpoints=checkpoints, freed_bytes=freed)
+
+
+def newest_available(checkpoint: Any) -> Any:
+    """``checkpoint`` if its directory exists, else the newest checkpoint directory left in
+    the same trial directory (or None).
+
+    With one checkpoint kept per trial, Tune deletes the previous checkpoint the moment a new
+    one registers, but writes its experiment snapshot only every few seconds: a driver killed
+    in between restores a trial from a checkpoint that is gone, while the newer one, which
+    replaced it, is on disk.
+    """
+    if checkpoint_exists(checkpoint):
+        return checkpoint
+    fs = checkpoint.filesystem
+    parent = checkpoint.path.rstrip("/").rpartition("/")[0]
+    entries = fs.get_file_info(pyarrow.fs.FileSelector(parent, allow_not_found=True))
+    found = sorted(e.path for e in entries if e.type == pyarrow.fs.FileType.Directory
+                   and e.base_name.startswith(CHECKPOINT_PREFIX))
+    if not found:
+        return None
+    return type(checkpoint)(path=found[-1], filesystem=fs)
