@@ -63,6 +63,9 @@ MAX_INTEGER_LEVELS = 6
 """Integer parameters with at most this many values are shown per value, like choices: a
 smoother between 1, 2 and 3 layers would draw scores for values no trial can have."""
 
+MIN_MARGINAL_TRIALS = 10
+"""Fewer scored trials than this cannot support a marginal effect (the section says so)."""
+
 DEFAULT_BANDWIDTH = 0.15
 """Kernel width of the marginal smoother, as a fraction of the parameter's search range."""
 
@@ -516,5 +519,10 @@ def marginals_section(
         "are active.",
         *effects.notes,
     ]
+    n_scored = effects.points["trial_id"].nunique() if not effects.points.empty else 0
+    if n_scored < MIN_MARGINAL_TRIALS:
+        notes.insert(0, f"Only {n_scored} trial(s) scored: fewer than {MIN_MARGINAL_TRIALS}, "
+                        "too few for a marginal effect; the curves and means below illustrate "
+                        "these trials and are not evidence about the parameters.")
     return Section(title="Marginal effects and interactions", figures=figures, tables=tables,
                    notes=notes)
