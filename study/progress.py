@@ -25,7 +25,7 @@ RAY_LOG = "ray-driver.log"
 """File in the study directory that receives everything Ray writes to the driver's stderr."""
 
 SUMMARY_INTERVAL_S = 60.0
-CONFIG_WIDTH = 110  # characters of a trial's configuration shown on its start line
+CONFIG_WIDTH = 140  # characters of a trial's configuration shown on its start line
 
 
 @contextlib.contextmanager
@@ -71,6 +71,8 @@ def short_config(config: dict[str, Any], *, width: int = CONFIG_WIDTH) -> str:
     for section, values in config.items():
         items = values.items() if isinstance(values, dict) else [(section, values)]
         for key, value in items:
+            if key == "name":  # the model family: the space's, the same in every trial
+                continue
             text = f"{value:.3g}" if isinstance(value, float) else str(value)
             parts.append(f"{key}={text}")
     line = " ".join(parts)

@@ -70,7 +70,7 @@ def test_callback_pickles_for_tunes_experiment_state(progress):
 
 
 def test_short_config_is_cut_to_width():
-    assert short_config({"model": {"depth": 7}, "epochs": 3}) == "depth=7 epochs=3"
+    assert short_config({"model": {"name": "cnn", "depth": 7}, "epochs": 3}) == "depth=7 epochs=3"
     assert short_config({"m": {f"k{i}": i for i in range(50)}}, width=30).endswith("...")
 
 
