@@ -115,6 +115,7 @@ class StudyProgress(tune.Callback):
         self._best: tuple[float, str] | None = None
         self._ended: dict[str, str] = {}  # trial id -> finished / stopped / diverged / failed
         self._numbers: dict[str, int] = {}
+        self._last_seen: dict[str, float] = {}  # running trial -> when it last started or reported
 
     def setup(self, **info: Any) -> None:
         self._reset()
@@ -129,12 +130,14 @@ class StudyProgress(tune.Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         restarted = self._epochs.get(trial.trial_id, 0) or (trial.last_result or {}).get("epoch")
         verb = f"resumes after epoch {restarted}" if restarted else "starts"
+        self._last_seen[trial.trial_id] = time.monotonic()
         self._say(f"{self._number(trial)} {verb}: {short_config(trial.config)}")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
         epoch = int(result.get("epoch", result.get("training_iteration", 0)))
         self._epochs[trial.trial_id] = epoch
+        self._last_seen[trial.trial_id] = time.monotonic()
         if "time_this_iter_s" in result:
             self._epoch_seconds.append(float(result["time_this_iter_s"]))
         score = result.get(self.metric)
@@ -144,6 +147,7 @@ class StudyProgress(tune.Callback):
                       f"{self.metric} {score:.4f}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._last_seen.pop(trial.trial_id, None)
         last = trial.last_result or {}
         epoch = int(last.get("epoch", 0))
         score = last.get(self.metric)
@@ -170,6 +174,7 @@ class StudyProgress(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._ended[trial.trial_id] = "failed"
+        self._last_seen.pop(trial.trial_id, None)
         where = f"; traceback in {trial.error_file}" if trial.error_file else ""
         self._say(f"{self._number(trial)} failed: {_error_line(trial)}{where}")
 
@@ -213,7 +218,11 @@ class StudyProgress(tune.Callback):
             return f"took {duration(time.monotonic() - self._started)}"
         if not self._epoch_seconds:
             return "ETA after the first epoch"
-        per_epoch = sum(self._epoch_seconds) / len(self._epoch_seconds)
+        # A running trial already slower than the mean epoch raises the estimate (a deep
+        # model's first epoch can take many times a shallow one's).
+        now = time.monotonic()
+        per_epoch = max([sum(self._epoch_seconds) / len(self._epoch_seconds),
+                         *(now - seen for seen in self._last_seen.values())])
         remaining = sum(
             expected_remaining_epochs(epoch=self._epochs.get(trial, 0), milestones=self.milestones,
                                       reduction_factor=self.reduction_factor)
