@@ -45,6 +45,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import Checks
+from study.progress import RAY_LOG
 
 MAX_EPOCHS = 3
 COMPLETED_BEFORE_FAULT = 2
@@ -267,8 +268,8 @@ def check_fault_report(checks: Checks, *, scenario, code: int | None, log: Path)
     line = last_line(log)
     print(f"  last line: {line}", flush=True)
     tracebacks = log.read_text(errors="replace").count("Traceback (most recent call last)")
-    print(f"  Ray Tune's own log above it holds {tracebacks} traceback(s) of the failed trials",
-          flush=True)
+    print(f"  the terminal output above it holds {tracebacks} traceback(s) (Ray's own messages "
+          f"go to {RAY_LOG} in the study directory)", flush=True)
     checks.check(line.startswith("error: "), f"{label}: last line is one 'error:' line", line)
     checks.check(scenario.problem in line, f"{label}: it names the problem",
                  f"no {scenario.problem!r}")
@@ -330,7 +331,9 @@ def check_resumed(checks: Checks, *, label: str, study_dir: Path, code: int | No
 
     checks.check(code == 0, f"{label}: resume finishes (exit 0)",
                  f"exit {code}: {last_line(log)}")
-    checks.check("Restarting experiment" not in log.read_text(errors="replace"),
+    ray_log = study_dir / RAY_LOG  # Ray's own messages: the study's log, not the terminal
+    ray_text = ray_log.read_text(errors="replace") if ray_log.is_file() else ""
+    checks.check("Restarting experiment" not in log.read_text(errors="replace") + ray_text,
                  f"{label}: Tune restored the experiment (did not restart it)",
                  "Tune logged 'Failed to restore the run state ... Restarting experiment'")
     try:

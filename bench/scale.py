@@ -44,44 +44,15 @@ import torch
 from data_io.cache import load_cinc2017_cached
 from data_io.records import EcgArrays
 from data_io.synthetic import generate_records, to_ecg_arrays
-from models import FocalLoss, build_model
-from models.convlstm import pretraining_config
-from search_spaces import load_space, space_names, unflatten
-from study.config import resolve_config
-from study.results import asha_milestones
-from study.runtime import Runtime, select_runtime
+from search_spaces import space_names
+from study import estimate
+from study.estimate import ConfigCost
+from study.results import asha_milestones, expected_epochs
+from study.runtime import select_runtime
 from study.spec import StudySpec
-from study.trainable import trial_config
-from study.trainer import Split, predict, split_loader, train_epoch
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cinc2017"
 FS_HZ = 150.0
-
-
-@dataclass(frozen=True)
-class EpochCost:
-    """Measured cost of one model config, scaled to whole epochs."""
-
-    train_s_per_sample: float  # seconds per computed (padded) sample, training step
-    train_samples_per_record: float  # computed samples per record in a training epoch
-    eval_s_per_sample: float
-    eval_samples_per_record: float
-
-    def epoch_seconds(self, *, records: int, n_folds: int) -> float:
-        """One trial epoch: train on (folds-1)/folds of the records, evaluate the rest."""
-        train = records * (n_folds - 1) / n_folds
-        evaluate = records / n_folds
-        return (train * self.train_samples_per_record * self.train_s_per_sample
-                + evaluate * self.eval_samples_per_record * self.eval_s_per_sample)
-
-
-@dataclass(frozen=True)
-class ConfigCost:
-    """One sampled configuration: seconds per trial epoch and per-trial pre-training."""
-
-    epoch_s: float
-    pretrain_s: float
-    summary: str
 
 
 @dataclass(frozen=True)
@@ -106,108 +77,16 @@ class StudyShape:
     def expected_epochs(self) -> float:
         """E = r_0 + sum_i eta^-i (r_i - r_(i-1)): a fraction eta^-i of the configurations
         passes rung i (ASHA's top 1/eta at each rung)."""
-        rungs = self.milestones
-        return rungs[0] + sum(self.reduction_factor ** -i * (rungs[i] - rungs[i - 1])
-                              for i in range(1, len(rungs)))
+        return expected_epochs(milestones=self.milestones,
+                               reduction_factor=self.reduction_factor)
 
 
 def sample_configs(space: str, *, n: int, seed: int) -> list[dict[str, Any]]:
-    """``n`` resolved training configs drawn from the space like study trials get them."""
-    module = load_space(space)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    """``n`` resolved training configs drawn from the space as trials of a 150 Hz, 12-epoch
+    study get them."""
     spec = StudySpec(data_dir="", cache_dir=None, fs_hz=FS_HZ, folds={}, fold=0,
                      max_epochs=12, seed=seed, overrides={})
-    configs = []
-    for _ in range(n):
-        trial = study.ask()
-        fixed = module.define(trial)
-        study.tell(trial, 0.0)
-        # OptunaSearch hands Ray the sampled parameters plus define's fixed values, nested.
-        configs.append(resolve_config(trial_config(unflatten({**trial.params, **fixed}),
-                                                   spec=spec)))
-    return configs
-
-
-def computed_samples(loader) -> int:
-    """Samples a loader's batches hold, padding included (what the model computes on)."""
-    return sum(batch["x"].numel() for batch in loader)
-
-
-def _model_parts(cfg: dict[str, Any], *, n_classes: int, runtime: Runtime):
-    torch.manual_seed(cfg["seed"])
-    model = build_model({"n_classes": n_classes, **cfg["model"]}).to(runtime.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["optim"]["lr"],
-                                 weight_decay=cfg["optim"]["weight_decay"])
-    loss_fn = FocalLoss(gamma=cfg["loss"]["focal_gamma"], alpha=None).to(runtime.device)
-    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.use_grad_scaler)
-    return model, optimizer, loss_fn, scaler
-
-
-def measure_epoch_cost(cfg: dict[str, Any], *, arrays: EcgArrays, pool: np.ndarray,
-                       steps: int, runtime: Runtime) -> tuple[EpochCost, Any]:
-    """Time one warm-up step, then ``steps`` timed training steps and one evaluation pass.
-
-    Returns the cost and the model (its ``config`` is needed for a pre-training trunk).
-    """
-    model, optimizer, loss_fn, scaler = _model_parts(
-        cfg, n_classes=len(arrays.classes), runtime=runtime)
-    batch = cfg["optim"]["batch_size"]
-    need = (steps + 1) * batch
-    if need > len(pool):
-        raise ValueError(f"pool of {len(pool)} records too small for {steps + 1} batches "
-                         f"of {batch}; raise --pool")
-
-    def train_seconds(indices: np.ndarray) -> tuple[float, int]:
-        split = Split(arrays, indices)
-        loader = split_loader(split, cfg=cfg, training=True, epoch=0)
-        start = time.perf_counter()
-        _, problem = train_epoch(model=model, loader=loader, loss_fn=loss_fn,
-                                 optimizer=optimizer, scaler=scaler, runtime=runtime)
-        seconds = time.perf_counter() - start
-        if problem:
-            raise RuntimeError(f"training step failed: {problem}")
-        return seconds, computed_samples(split_loader(split, cfg=cfg, training=True, epoch=0))
-
-    train_seconds(pool[:batch])  # warm-up: allocator, autocast caches, lazy init
-    train_s, train_n = train_seconds(pool[batch:need])
-    eval_split = Split(arrays, pool[:need])
-    start = time.perf_counter()
-    predict(model=model, split=eval_split, cfg=cfg, runtime=runtime)
-    eval_s = time.perf_counter() - start
-    eval_n = computed_samples(split_loader(eval_split, cfg=cfg, training=False, epoch=0))
-    whole = Split(arrays, pool)
-    cost = EpochCost(
-        train_s_per_sample=train_s / train_n,
-        train_samples_per_record=computed_samples(
-            split_loader(whole, cfg=cfg, training=True, epoch=0)) / len(pool),
-        eval_s_per_sample=eval_s / eval_n,
-        eval_samples_per_record=computed_samples(
-            split_loader(whole, cfg=cfg, training=False, epoch=0)) / len(pool),
-    )
-    return cost, model
-
-
-def measure_config(cfg: dict[str, Any], *, arrays: EcgArrays, pool: np.ndarray, steps: int,
-                   runtime: Runtime, shape: StudyShape) -> ConfigCost:
-    """Seconds per trial epoch of ``cfg``, plus the CNN pre-training a trial runs first."""
-    cost, model = measure_epoch_cost(cfg, arrays=arrays, pool=pool, steps=steps,
-                                     runtime=runtime)
-    epoch_s = cost.epoch_seconds(records=shape.records, n_folds=shape.n_folds)
-    pretrain_s = 0.0
-    if cfg["pretrain_epochs"]:
-        # As study.trainer: a GMP-headed CNN with the same trunk, trained for pretrain_epochs.
-        pre_cfg = {**cfg, "model": pretraining_config(model.config), "pretrain_epochs": 0}
-        pre_cost, _ = measure_epoch_cost(pre_cfg, arrays=arrays, pool=pool, steps=steps,
-                                         runtime=runtime)
-        pretrain_s = cfg["pretrain_epochs"] * pre_cost.epoch_seconds(
-            records=shape.records, n_folds=shape.n_folds)
-    return ConfigCost(epoch_s=epoch_s, pretrain_s=pretrain_s, summary=_describe(cfg))
-
-
-def _describe(cfg: dict[str, Any]) -> str:
-    model = {k: v for k, v in cfg["model"].items() if k != "name"}
-    extra = f" pretrain={cfg['pretrain_epochs']}" if cfg["pretrain_epochs"] else ""
-    return f"batch={cfg['optim']['batch_size']} {model}{extra}"
+    return estimate.sample_configs(space, n=n, seed=seed, spec=spec)
 
 
 def load_pool(*, data_dir: Path, pool: int, seed: int) -> tuple[EcgArrays, np.ndarray, str]:
@@ -334,8 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         costs = []
         for cfg in sample_configs(name, n=args.configs, seed=args.seed):
-            cost = measure_config(cfg, arrays=arrays, pool=pool, steps=args.steps,
-                                  runtime=runtime, shape=shape)
+            cost = estimate.measure_config(cfg, arrays=arrays, pool=pool, steps=args.steps,
+                                           runtime=runtime, records=shape.records,
+                                           n_folds=shape.n_folds)
             print(f"  {name}: {cost.epoch_s:7.0f} s/epoch  pretrain {cost.pretrain_s:5.0f} s  "
                   f"{cost.summary}", flush=True)
             costs.append(cost)

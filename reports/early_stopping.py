@@ -83,6 +83,11 @@ def rung_pairs(study: StudyData) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[columns]
 
 
+MIN_RANK_TRIALS = 10
+"""Fewer trials than this cannot support a rank correlation: with 4-5 pairs a perfect rho
+arises by chance often (p >= 0.08 for n = 5) and its intervals collapse to a point."""
+
+
 def rung_correlations(
     study: StudyData, *, n_bootstrap: int = 1000, seed: int = 0, confidence: float = 0.95
 ) -> pd.DataFrame:
@@ -116,9 +121,11 @@ def rung_correlations(
             "n_trials": len(sel),
             **spearman_with_ci(sel["score_from"].to_numpy(), sel["score_to"].to_numpy(),
                                n_bootstrap=n_bootstrap, seed=seed, confidence=confidence),
+            "caveat": (f"too few trials (n < {MIN_RANK_TRIALS}): not evidence"
+                       if len(sel) < MIN_RANK_TRIALS else ""),
         })
     columns = ["comparison", "rung_from", "epoch_from", "epoch_to", "n_trials", "rho", "p_value",
-               "ci_low", "ci_high", "boot_low", "boot_high"]
+               "ci_low", "ci_high", "boot_low", "boot_high", "caveat"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -145,7 +152,7 @@ def spearman_with_ci(
     rho = float(np.clip(result.statistic, -1.0, 1.0))
     out["rho"], out["p_value"] = rho, float(result.pvalue)
     quantile = stats.norm.ppf(0.5 + confidence / 2)
-    if n > 3:
+    if n > 3 and abs(rho) < 1.0 - 1e-9:  # at |rho| = 1 the Fisher interval is a point
         with np.errstate(divide="ignore"):
             z = np.arctanh(rho)
         se = math.sqrt((1 + rho**2 / 2) / (n - 3))
@@ -362,7 +369,9 @@ def rung_scatter_figure(pairs: pd.DataFrame, correlations: pd.DataFrame, *, metr
     specs = correlations[correlations["comparison"] == CONSECUTIVE].reset_index(drop=True)
     titles = [
         f"epoch {r.epoch_from} → {r.epoch_to}: ρ = {_fmt(r.rho)} [{_fmt(r.ci_low)}, "
-        f"{_fmt(r.ci_high)}], n = {r.n_trials}" for r in specs.itertuples()
+        f"{_fmt(r.ci_high)}], n = {r.n_trials}"
+        + (" (too few trials)" if r.n_trials < MIN_RANK_TRIALS else "")
+        for r in specs.itertuples()
     ]
     figure = make_subplots(rows=1, cols=max(len(specs), 1), subplot_titles=titles or None)
     for col, spec in enumerate(specs.itertuples(), start=1):
@@ -470,6 +479,11 @@ def early_stopping_section(study: StudyData, *, n_bootstrap: int = 1000, seed: i
         tables.append(Table(name="early_stop_by_value",
                             title="Trials stopped early per parameter value",
                             frame=shares, sources=share_sources, float_format="{:.3g}"))
+    few = correlations[correlations["n_trials"] < MIN_RANK_TRIALS]
+    if len(few):
+        notes.append(f"{len(few)} of {len(correlations)} rank correlations rest on fewer than "
+                     f"{MIN_RANK_TRIALS} trials (column caveat): they cannot tell a good rung "
+                     "from a lucky one, and a rho of +-1 there has no interval.")
     notes.append("Rank correlations are Spearman's rho over the trials scored at both epochs; "
                  "ci_low/ci_high is a 95% Fisher z interval with the Bonett-Wright (2000) "
                  "standard error, boot_low/boot_high a bootstrap percentile interval over "

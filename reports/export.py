@@ -25,6 +25,7 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from reports.artifact import Figure, Section, Table
+from reports.display import for_display
 
 PDF_DATE = re.compile(rb"/(CreationDate|ModDate) \(D:[0-9]{14}[^)]*\)")
 SVG_UID = re.compile(rb'id="defs-([0-9a-f]{6})"')
@@ -149,14 +150,15 @@ def render_index(sections: list[tuple[str, list[Section]]], *, manifest: Manifes
             body.extend(f"<p class='note'>{html.escape(n)}</p>" for n in section.notes)
             for table in section.tables:
                 body.append(f"<h3>{html.escape(table.title)}</h3>")
-                body.append(table.frame.to_html(index=False, classes="table", border=0,
-                                                float_format=table.float_format.format))
+                body.append("<div class='scroll'>" + table.frame.to_html(
+                    index=False, classes="table", border=0,
+                    float_format=table.float_format.format) + "</div>")
                 body.append(f"<p class='files'><a href='tables/{table.name}.csv'>CSV</a> "
                             f"<a href='tables/{table.name}.tex'>LaTeX</a></p>")
             for figure in section.figures:
                 body.append(f"<h3>{html.escape(figure.title)}</h3>")
                 body.append(pio.to_html(
-                    figure.figure, full_html=False, include_plotlyjs=False,
+                    for_display(figure.figure), full_html=False, include_plotlyjs=False,
                     div_id=figure.name, config={"displaylogo": False, "responsive": True},
                 ))
                 links = " ".join(
@@ -169,7 +171,9 @@ def render_index(sections: list[tuple[str, list[Section]]], *, manifest: Manifes
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>ecg-study report: {html.escape(', '.join(manifest.studies))}</title>"
-        "<style>body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em;"
+        "overflow-wrap:anywhere}.scroll{overflow-x:auto;max-width:100%}"
+        ".plotly-graph-div{max-width:100%}"
         ".table{border-collapse:collapse;font-size:90%}.table td,.table th{padding:2px 8px;"
         "border-bottom:1px solid #ddd}.note{color:#555}.warning{color:#a00}"
         ".files a{margin-right:1em}</style>"

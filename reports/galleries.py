@@ -133,9 +133,14 @@ def read_explanations(path: str | Path, *, keys: list[str] | None = None) -> dic
     try:
         with np.load(Path(path), allow_pickle=False) as archive:
             wanted = archive.files if keys is None else [k for k in keys if k in archive.files]
-            return {k: archive[k] for k in wanted}
+            # Studies store per-sample arrays as float16 (study.artifacts.write_npz).
+            return {k: _widened(archive[k]) for k in wanted}
     except (OSError, ValueError) as exc:
         raise ReportError(f"cannot read {path}: {exc}") from exc
+
+
+def _widened(value: np.ndarray) -> np.ndarray:
+    return value.astype(np.float32) if value.dtype == np.float16 else value
 
 
 def gallery_items(npz_path: str | Path, predictions_path: str | Path) -> list[GalleryItem]:

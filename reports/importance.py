@@ -447,9 +447,17 @@ def importance_bar_figure(table: pd.DataFrame) -> go.Figure:
     return figure
 
 
+MIN_IMPORTANCE_TRIALS = 20
+"""Fewer trials than this cannot rank parameters: a functional ANOVA of a handful of fits
+attributes most variance to whichever parameter happened to vary with the score."""
+
+
 def importance_section(study: StudyData, **options: Any) -> Section:
     """Importance figures and table for a report; ``options`` go to `importance_by_budget`."""
     table = importance_by_budget(study, **options)
+    table["caveat"] = np.where(table["n_trials"] < MIN_IMPORTANCE_TRIALS,
+                               f"too few trials (n < {MIN_IMPORTANCE_TRIALS}): not evidence", "")
+    few = table.loc[table["n_trials"] < MIN_IMPORTANCE_TRIALS, "budget_epoch"].unique()
     trials = tuple(sorted(set(study.trials["trial_id"])))
     sources = Sources(study=study.name, trials=trials)
     notes = [
@@ -460,6 +468,9 @@ def importance_section(study: StudyData, **options: Any) -> Section:
         "Intervals: percentile bootstrap over trials (resampled with replacement, refitted), "
         "extended to the point estimate where they missed it.",
         *table.attrs.get("notes", []),
+        *([f"Importances at epoch(s) {', '.join(str(int(e)) for e in sorted(few))} rest on "
+           f"fewer than {MIN_IMPORTANCE_TRIALS} trials (column caveat): a ranking of parameters "
+           "from so few fits is not evidence, whatever its interval says."] if len(few) else []),
     ]
     final = int(table["budget_epoch"].max()) if not table.empty else None
     return Section(

@@ -59,6 +59,13 @@ THESIS_PAIRS: tuple[tuple[str, str], ...] = (
 )
 """Interactions the thesis discusses; drawn for every study that samples both parameters."""
 
+MAX_INTEGER_LEVELS = 6
+"""Integer parameters with at most this many values are shown per value, like choices: a
+smoother between 1, 2 and 3 layers would draw scores for values no trial can have."""
+
+MIN_MARGINAL_TRIALS = 10
+"""Fewer scored trials than this cannot support a marginal effect (the section says so)."""
+
 DEFAULT_BANDWIDTH = 0.15
 """Kernel width of the marginal smoother, as a fraction of the parameter's search range."""
 
@@ -159,6 +166,7 @@ def marginal_effects(
             notes.append(f"{name}: not active in any trial scored at epoch "
                          f"{chosen.budget_epoch}; no marginal")
             continue
+        description = as_drawn(description)
         kind = _KINDS[description["distribution"]]
         rng = np.random.default_rng([seed, position])
         point, curve = _MARGINALS[kind](
@@ -356,6 +364,7 @@ def marginal_figure(
 ) -> go.Figure:
     """One parameter's marginal: numeric -> points, band and curve (3 traces); categorical ->
     box with every trial shown, and mean with its interval (2 traces)."""
+    description = as_drawn(description)
     kind = _KINDS[description["distribution"]]
     figure = _DRAWERS[kind](points, curve, description)
     figure.update_layout(template="simple_white", width=640, height=440, showlegend=True,
@@ -378,8 +387,37 @@ def _draw_numeric(points: pd.DataFrame, curve: pd.DataFrame, description: Mappin
         go.Scatter(x=x, y=curve["estimate"], mode="lines", name="kernel smoother",
                    line={"color": "rgb(31, 119, 180)", "width": 2.5}),
     ])
-    figure.update_xaxes(type="log" if description.get("log") else "linear")
+    if description.get("log"):
+        ticks = log_ticks(float(np.nanmin(points["x"])), float(np.nanmax(points["x"])))
+        figure.update_xaxes(type="log", tickvals=ticks, ticktext=[_number(t) for t in ticks])
     return figure
+
+
+def log_ticks(low: float, high: float) -> list[float]:
+    """Ticks 1, 2, 5 x 10^k spanning [low, high] (with one beyond each end), every one
+    labelled in full: plotly's own log ticks label minor ticks "2, 5" between decades."""
+    if not (np.isfinite(low) and np.isfinite(high)) or low <= 0 or high <= 0:
+        return []
+    ticks = [m * 10.0 ** k for k in range(math.floor(math.log10(low)) - 1,
+                                          math.ceil(math.log10(high)) + 1)
+             for m in (1, 2, 5)]
+    below = [t for t in ticks if t <= low]
+    above = [t for t in ticks if t >= high]
+    start = ticks.index(below[-1]) if below else 0
+    stop = ticks.index(above[0]) if above else len(ticks) - 1
+    return ticks[start:stop + 1]
+
+
+def as_drawn(description: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An integer parameter with at most `MAX_INTEGER_LEVELS` values (not log-uniform) as
+    the categorical choice of those values; any other description as it is."""
+    if description["distribution"] != "IntDistribution" or description.get("log"):
+        return description
+    step = int(description.get("step") or 1)
+    values = list(range(int(description["low"]), int(description["high"]) + 1, step))
+    if len(values) > MAX_INTEGER_LEVELS:
+        return description
+    return {**description, "distribution": "CategoricalDistribution", "choices": values}
 
 
 def _draw_categorical(points: pd.DataFrame, curve: pd.DataFrame, description: Mapping[str, Any]
@@ -481,5 +519,10 @@ def marginals_section(
         "are active.",
         *effects.notes,
     ]
+    n_scored = effects.points["trial_id"].nunique() if not effects.points.empty else 0
+    if n_scored < MIN_MARGINAL_TRIALS:
+        notes.insert(0, f"Only {n_scored} trial(s) scored: fewer than {MIN_MARGINAL_TRIALS}, "
+                        "too few for a marginal effect; the curves and means below illustrate "
+                        "these trials and are not evidence about the parameters.")
     return Section(title="Marginal effects and interactions", figures=figures, tables=tables,
                    notes=notes)

@@ -20,6 +20,7 @@ from data_io.atomic import atomic_path
 from data_io.batching import make_loader
 from data_io.records import EcgArrays
 from models import build_model, explain_by_perturbation
+from study.bars import bar
 from study.checkpoint import load_checkpoint
 from study.config import resolve_config
 from study.metrics import Scoring
@@ -74,24 +75,31 @@ def select_records(frame: pd.DataFrame, *, n_classes: int) -> list[int]:
 def explanation_arrays(
     model: torch.nn.Module, *, split: Split, positions: list[int], cfg: dict[str, Any],
     normal_class: int | None,
+    progress: str | bool = False,
 ) -> dict[str, np.ndarray]:
     """Signals, the family's own maps, occlusion and shift-perturbation masks, stacked, of
     the records at ``positions`` of ``split`` (see `explain_records`)."""
     return explain_records(model, arrays=split.arrays, indices=split.indices[positions], cfg=cfg,
-                           normal_class=normal_class)
+                           normal_class=normal_class, progress=progress)
+
+
+EXPLANATION_STAGES = 3  # the family's maps, occlusion, shift perturbation
 
 
 def explain_records(
     model: torch.nn.Module, *, arrays: EcgArrays, indices: np.ndarray, cfg: dict[str, Any],
     normal_class: int | None,
+    progress: str | bool = False,
 ) -> dict[str, np.ndarray]:
     """Signals, the family's own maps, occlusion and shift-perturbation masks of records
     ``indices`` of ``arrays``, stacked in one batch. ``normal_class`` is the shift
     perturbation's target (the data set's normal class; None: no normal class, not run).
 
     The rows come in the loader's order, not necessarily that of ``indices``: ``record_ids``
-    names each row.
+    names each row. ``progress``: a label to report the stages under (`study.bars`).
     """
+    stages = bar(total=EXPLANATION_STAGES, desc=str(progress), unit="stage",
+                 enabled=bool(progress))
     indices = np.asarray(indices, dtype=np.int64)
     if indices.size == 0:
         raise ValueError("no records to explain")
@@ -103,14 +111,18 @@ def explain_records(
     fs_hz = arrays.fs_hz
     with torch.no_grad():
         maps = {k: v for k, v in model.explain(x, lengths=lengths).items() if k != "logits"}
+    stages.update(1)
     maps.update(explain_by_perturbation(
         "occlusion", model, x, lengths=lengths,
         window_samples=max(int(fs_hz), 1), stride_samples=max(int(fs_hz // 2), 1),
     ))
+    stages.update(1)
     explained = {f"map/{k}": v.detach().float().numpy() for k, v in maps.items()}
     if normal_class is not None:
         explained.update(_shift_towards_normal(model, x=x, lengths=lengths,
                                                normal_class=normal_class))
+    stages.update(1)
+    stages.close()
     return {
         "record_ids": np.array([arrays.record_ids[i] for i in batch["index"].tolist()]),
         "y_true": batch["y"].numpy(),
@@ -160,24 +172,28 @@ def write_trial_artifacts(
     scoring: Scoring,
     normal_class: int | None,
     masks: MaskSource | None = None,
+    progress: str | bool = False,
 ) -> dict[str, str]:
     """Predictions and explanations of one trained trial; returns the files written.
 
     With ``masks`` (a data set whose items carry abnormal-beat masks), `explanations.npz`
     also holds ``mask``: (B, T) uint8 at the study rate, aligned with ``signal``.
+    ``progress``: a label (e.g. the trial id) to show progress bars under (`study.bars`).
     """
     model, config = load_trained(checkpoint_file)
     cfg = resolve_config(config)
     runtime = select_runtime(device="cpu", amp=False)
     loss_fn = torch.nn.CrossEntropyLoss()
     _, predictions = evaluate(model=model, split=split, cfg=cfg, runtime=runtime,
-                              loss_fn=loss_fn, scoring=scoring)
+                              loss_fn=loss_fn, scoring=scoring,
+                              progress=progress and f"{progress}: predictions")
     frame = predictions_frame(predictions, classes=split.arrays.classes, fold=fold)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_parquet(frame, out_dir / "predictions.parquet")
     arrays = explanation_arrays(
         model, split=split, positions=select_records(frame, n_classes=len(split.arrays.classes)),
         cfg=cfg, normal_class=normal_class,
+        progress=progress and f"{progress}: explanations",
     )
     if masks is not None:
         arrays["mask"] = masks(arrays["record_ids"].tolist(), fs_hz=float(arrays["fs_hz"]),
@@ -188,6 +204,14 @@ def write_trial_artifacts(
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """``arrays`` as a compressed npz at ``path``, written atomically."""
+    """``arrays`` as a compressed npz at ``path``, written atomically; per-sample float
+    arrays (signals, maps, masks: 2-D and up) as float16, which halves the file and keeps
+    about three significant digits, plenty for display and for scores on normalised maps."""
+    compact = {key: value.astype(np.float16) if _per_sample_float(value) else value
+               for key, value in arrays.items()}
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
+        np.savez_compressed(fh, **compact)
+
+
+def _per_sample_float(value: np.ndarray) -> bool:
+    return value.ndim >= 2 and np.issubdtype(value.dtype, np.floating) and value.itemsize > 2

@@ -7,6 +7,7 @@ import argparse
 from data_io.datasets import dataset_names
 from search_spaces import space_names
 from study import mitdb_explanations
+from study.cli_help import DefaultsHelpFormatter
 from study.plan import SAMPLERS, SCHEDULERS
 from study.wandb_mode import MODES
 
@@ -19,12 +20,15 @@ def build_parser() -> argparse.ArgumentParser:
             "space, ASHA stops weak trials early, W&B logs them. Without --address a local "
             "Ray starts on this machine; results go to runs/NAME/ unless --study-dir is given."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     what = p.add_argument_group("what to study")
     what.add_argument("--space", help=f"search space: {', '.join(space_names())}")
     what.add_argument("--list-spaces", action="store_true", help="list the spaces and exit")
-    what.add_argument("--show-space", metavar="NAME", help="print a space's parameters and exit")
+    what.add_argument("--show-space", metavar="NAME",
+                      help="print a space's parameters, distributions and conditions and exit")
+    what.add_argument("--json", action="store_true",
+                      help="with --show-space: print the description as JSON")
     what.add_argument("--dataset", choices=dataset_names(), default="cinc2017",
                       metavar="NAME",
                       help=f"data set: {', '.join(dataset_names())}; real sets need "
@@ -63,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="retrain the K best configurations on every fold, full budget")
     budget.add_argument("--explain-top", type=int, default=1,
                         help="write predictions and explanation arrays of the N best trials")
+    budget.add_argument("--keep-checkpoints", type=int, default=2, metavar="K",
+                        help="when the study ends, keep the Tune checkpoints of the K best "
+                             "trials and remove the others")
     mitdb = mitdb_explanations
     budget.add_argument("--mitdb-dir", metavar="DIR",
                         help="MIT-BIH Arrhythmia Database folder (python -m data_io.fetch mitdb): "
@@ -102,5 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true",
                      help="continue the study --name (its saved arguments are used)")
     run.add_argument("--dry-run", action="store_true",
-                     help="check space, data, resources and storage, print the plan, run nothing")
+                     help="check space, data, resources and storage, print the plan and an "
+                          "estimate of the study's wall time and CPU/GPU-hours measured on a "
+                          "few sampled configurations (about a minute), run nothing")
+    run.add_argument("--no-estimate", action="store_true",
+                     help="with --dry-run: skip the measured cost estimate")
     return p

@@ -11,7 +11,9 @@ from typing import Any
 import pandas as pd
 
 from data_io.atomic import write_text_atomic
+from study.plan import Plan
 from study.results import trials_frame
+from study.spec import StudySpec
 
 ERROR_CHARS = 2000
 
@@ -60,14 +62,34 @@ def result_by_trial(grid) -> dict[str, Any]:
     return {trial_id(result): result for result in grid}
 
 
-def write_best(study_dir: str, *, metric: str, ranked: pd.DataFrame, grid) -> dict[str, Any] | None:
-    """`best_config.json` of the best full-budget trial (None when there is none)."""
+BEST_CONFIG = "best_config.json"
+BEST_TRIAL = "best_trial.json"
+
+
+def write_best(plan: Plan, spec: StudySpec, *, ranked: pd.DataFrame,
+               grid) -> dict[str, Any] | None:
+    """`best_config.json`: the best full-budget trial's training config, as `study.train
+    --config` reads it; `best_trial.json` beside it: which trial, its score and its sampled
+    parameters. None (and nothing written) when no trial ran the full budget."""
+    from study.trainable import trial_config
+
     if ranked.empty:
         return None
     row = ranked.iloc[0]
     result = result_by_trial(grid)[row["trial_id"]]
-    best = {"trial_id": row["trial_id"], metric: float(row[metric]),
-            "epochs": int(row["epoch"]), "config": result.config}
-    write_text_atomic(Path(study_dir) / "best_config.json",
-                      json.dumps(best, indent=2, default=str))
+    best = {"trial_id": row["trial_id"], plan.metric: float(row[plan.metric]),
+            "epochs": int(row["epoch"]), "study": plan.name, "dataset": plan.dataset,
+            "fold": plan.fold, "sampled": result.config, "config_file": BEST_CONFIG}
+    study_dir = Path(plan.study_dir)
+    write_text_atomic(study_dir / BEST_CONFIG,
+                      json.dumps(trial_config(result.config, spec=spec), indent=2, default=str))
+    write_text_atomic(study_dir / BEST_TRIAL, json.dumps(best, indent=2, default=str))
     return best
+
+
+def retrain_command(plan: Plan) -> str:
+    """The command that retrains the best configuration on all the study's data and scores
+    it on a held-out directory (docs/best-trial-to-test-score.md)."""
+    return (f"python -m study.train --config {Path(plan.study_dir) / BEST_CONFIG} "
+            f"--dataset {plan.dataset} --data-dir {plan.data_dir} --eval-dir TEST_DIR "
+            f"--out {Path(plan.study_dir) / 'final'} --json")

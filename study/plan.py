@@ -23,6 +23,7 @@ from data_io.datasets.mitdb_beats import check_mitdb_directory
 from data_io.errors import DatasetError
 from search_spaces import load_space, space_names, unflatten
 from study.config import resolve_config
+from study.results import asha_milestones
 
 SAMPLERS = ("tpe", "random")
 """Optuna samplers a study may use (`study.tuning` builds them)."""
@@ -75,9 +76,18 @@ class Plan:
     scheduler: str = "asha"
     fixed: dict[str, Any] = field(default_factory=dict)
     dataset_options: dict[str, str] = field(default_factory=dict)
+    keep_checkpoints: int = 2
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def milestones(self) -> list[int]:
+        """Epochs at which the scheduler compares trials (only the budget without ASHA)."""
+        if self.scheduler != "asha":
+            return [self.max_epochs]
+        return asha_milestones(grace_period=self.grace_period,
+                               reduction_factor=self.reduction_factor, max_epochs=self.max_epochs)
 
     @property
     def tune_dir(self) -> str:
@@ -166,6 +176,7 @@ def make_plan(args: Any, *, wandb_mode: str) -> Plan:
         scheduler=args.scheduler,
         fixed=parse_fixed(args.set or []),
         dataset_options=options,
+        keep_checkpoints=args.keep_checkpoints,
     )
 
 
@@ -185,8 +196,9 @@ def parse_fixed(assignments: list[str]) -> dict[str, Any]:
     every trial uses whatever the space samples (a JSON value, else the text itself).
 
     Raises:
-        StudyError: an assignment without ``=``, or a section or option the trainer does not
-            know (model options are checked by the model when a trial builds it).
+        StudyError: an assignment without ``=``, a section or option the trainer does not
+            know, or a value outside the option's type or range (`study.options`; model
+            options are checked by the model when a trial builds it).
     """
     fixed: dict[str, Any] = {}
     for text in assignments:
@@ -199,9 +211,15 @@ def parse_fixed(assignments: list[str]) -> dict[str, Any]:
             fixed[key.strip()] = raw
     checked = {k: v for k, v in fixed.items() if not k.startswith("model/")}
     try:
-        resolve_config(unflatten(checked))
+        resolved = resolve_config(unflatten(checked))
     except ValueError as exc:
         raise StudyError(f"--set: {exc}") from None
+    from study.options import check_options  # the trainer's registries: imported when needed
+
+    try:
+        check_options(resolved, only=set(checked))
+    except ValueError as exc:
+        raise StudyError(f"--set {exc}") from None
     return fixed
 
 
@@ -233,6 +251,7 @@ def _check_numbers(args: Any, *, n_folds: int, dataset: Dataset) -> None:
         (n_folds >= 2, "--folds must be at least 2"),
         (0 <= args.fold < n_folds, f"--fold must be between 0 and {n_folds - 1}"),
         (args.cv_top_k >= 0, "--cv-top-k must be zero or positive"),
+        (args.keep_checkpoints >= 0, "--keep-checkpoints must be zero or positive"),
         (args.cv_top_k <= args.num_samples, "--cv-top-k cannot exceed --num-samples"),
         (args.fs_hz is None or args.fs_hz > 0, "--fs-hz must be positive"),
         (not dataset.generates or args.data_dir or args.synthetic_records >= 2 * n_folds,

@@ -21,7 +21,6 @@ from search_spaces import describe_space, load_space, unflatten
 from study import optuna_storage
 from study.data import load_arrays, split_summary
 from study.plan import Plan
-from study.results import asha_milestones
 from study.spec import StudySpec
 
 VERSIONED = ("ecg-study", "ray", "optuna", "torch", "numpy", "wfdb", "wandb", "pandas")
@@ -131,10 +130,7 @@ def _versions() -> dict[str, str]:
 
 def milestones(plan: Plan) -> list[int]:
     """Epochs at which the scheduler compares trials (only the budget without ASHA)."""
-    if plan.scheduler != "asha":
-        return [plan.max_epochs]
-    return asha_milestones(grace_period=plan.grace_period,
-                           reduction_factor=plan.reduction_factor, max_epochs=plan.max_epochs)
+    return plan.milestones
 
 
 def render_plan(plan: Plan, spec: StudySpec) -> str:

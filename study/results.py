@@ -33,6 +33,27 @@ def asha_milestones(*, grace_period: int, reduction_factor: float, max_epochs: i
     return [*milestones, max_epochs]
 
 
+def expected_epochs(*, milestones: list[int], reduction_factor: float) -> float:
+    """Epochs per configuration under ASHA: E = r_0 + sum_i eta^-i (r_i - r_(i-1)), since a
+    fraction eta^-i of the configurations passes rung i. Without early stopping
+    (``milestones == [max_epochs]``) it is the budget."""
+    return expected_remaining_epochs(epoch=0, milestones=milestones,
+                                     reduction_factor=reduction_factor)
+
+
+def expected_remaining_epochs(*, epoch: int, milestones: list[int],
+                              reduction_factor: float) -> float:
+    """Epochs a trial that has run ``epoch`` epochs is still expected to run under ASHA: to
+    its next milestone for sure, past each later rung with probability 1/eta per rung."""
+    upcoming = [m for m in milestones if m > epoch]
+    if not upcoming:
+        return 0.0
+    remaining = upcoming[0] - epoch
+    for i in range(1, len(upcoming)):
+        remaining += reduction_factor ** -i * (upcoming[i] - upcoming[i - 1])
+    return remaining
+
+
 def flatten(config: dict[str, Any], prefix: str = "config/") -> dict[str, Any]:
     """``{"model": {"depth": 7}}`` -> ``{"config/model/depth": 7}``; lists become JSON text."""
     flat: dict[str, Any] = {}

@@ -29,14 +29,24 @@ import optuna
 
 from data_io.datasets import dataset_names, load_dataset
 from data_io.errors import DatasetError
-from search_spaces import describe_space, load_space, space_names
+from search_spaces import describe_space, space_names
 from study import mitdb_explanations, optuna_storage
 from study.cli import build_parser
-from study.collect import collect, cv_identity, result_by_trial, trial_id, write_best
+from study.collect import (
+    BEST_CONFIG,
+    BEST_TRIAL,
+    collect,
+    cv_identity,
+    result_by_trial,
+    retrain_command,
+    trial_id,
+    write_best,
+)
 from study.plan import Plan, StudyError, load_plan, make_plan
 from study.prepare import _spec, milestones, prepare_study, render_plan, study_record
 from study.ray_address import check_reachable
 from study.results import final_scores, write_parquet
+from study.space_text import render_space, space_line
 from study.spec import StudySpec
 from study.storage_faults import (
     EXIT_STORAGE,
@@ -58,10 +68,10 @@ def _listing(args: argparse.Namespace) -> int | None:
     """Answer --list-spaces, --show-space, --list-datasets and --show-dataset (None: none
     was asked)."""
     listings = (
-        (args.list_spaces, lambda: _list(space_names(), lambda n: load_space(n).__doc__)),
+        (args.list_spaces, lambda: "\n".join(space_line(name) for name in space_names())),
         (args.list_datasets, lambda: _list(dataset_names(),
                                            lambda n: load_dataset(n).description)),
-        (args.show_space, lambda: describe_space(args.show_space)),
+        (args.show_space, lambda: _show_space(args.show_space, as_json=args.json)),
         (args.show_dataset, lambda: load_dataset(args.show_dataset).describe()),
     )
     for asked, answer in listings:
@@ -75,6 +85,11 @@ def _listing(args: argparse.Namespace) -> int | None:
         print(shown if isinstance(shown, str) else json.dumps(shown, indent=2, default=str))
         return 0
     return None
+
+
+def _show_space(name: str, *, as_json: bool) -> str:
+    description = describe_space(name)
+    return json.dumps(description, indent=2, default=str) if as_json else render_space(description)
 
 
 def _list(names: list[str], describe) -> str:
@@ -104,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         print(render_plan(plan, spec), flush=True)
         if args.dry_run:
             _check_resources(plan, connect=bool(plan.address))
+            if not args.no_estimate:
+                print(_estimate(plan, spec), flush=True)
             print("dry run: everything checked, nothing run")
             return 0
         return run_study(plan, spec)
@@ -113,6 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     except StorageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_STORAGE
+
+
+def _estimate(plan: Plan, spec: StudySpec) -> str:
+    """The dry run's cost estimate, from a probe of a few sampled configurations."""
+    from study.estimate import probe
+
+    print("measuring a few sampled configurations for the cost estimate ...", flush=True)
+    device = "auto" if plan.gpus_per_trial else "cpu"
+    return "\n".join(probe(plan, spec, milestones=milestones(plan), device=device))
 
 
 def _plan(args: argparse.Namespace) -> Plan:
@@ -164,12 +190,14 @@ def run_study(plan: Plan, spec: StudySpec) -> int:
     """Run (or resume) the search, then CV confirmation and artefacts; print a summary."""
     import ray
 
-    from study import tuning
+    from study import progress, tuning
 
     if plan.wandb_mode == "offline":
         print(offline_hint(plan.study_dir), file=sys.stderr)
     os.environ["WANDB_MODE"] = plan.wandb_mode
     os.environ.setdefault("WANDB_SILENT", "true")
+    ray_log = Path(plan.study_dir) / progress.RAY_LOG
+    print(f"Ray's own messages: {ray_log}", flush=True)
     if plan.address:
         _check_resources(plan, connect=True)
     else:
@@ -177,10 +205,12 @@ def run_study(plan: Plan, spec: StudySpec) -> int:
         # Worker output stays in Ray's logs: ASHA stopping a trial kills its process, which
         # prints a native stack dump that is noise; trial errors are collected from Tune.
         # address="local": always a new Ray of our own, never a cluster left running here.
-        ray.init(address="local", include_dashboard=False, log_to_driver=False,
-                 runtime_env=_runtime_env(plan))
+        with progress.ray_output_to(ray_log):
+            ray.init(address="local", include_dashboard=False, log_to_driver=False,
+                     runtime_env=_runtime_env(plan))
     try:
-        grid = tuning.search_tuner(plan, spec, milestones=milestones(plan)).fit()
+        with progress.ray_output_to(ray_log):
+            grid = tuning.search_tuner(plan, spec, milestones=milestones(plan)).fit()
         _raise_on_storage_errors(grid, plan=plan)
         return _finish_study(plan, spec, grid)
     except Exception as exc:  # a full or read-only disk surfaces as OSError, SQLite, Optuna...
@@ -201,12 +231,24 @@ def _finish_study(plan: Plan, spec: StudySpec, grid) -> int:
     write_parquet(frame, Path(plan.study_dir) / "trials.parquet")
     print(optuna_truth.close_and_compare(plan=plan, frame=frame))  # hook: study.optuna_truth
     ranked = final_scores(frame, metric=plan.metric, mode=plan.mode, max_epochs=plan.max_epochs)
-    best = write_best(plan.study_dir, metric=plan.metric, ranked=ranked, grid=grid)
+    best = write_best(plan, spec, ranked=ranked, grid=grid)
     if plan.cv_top_k and not ranked.empty:
         _run_cv(plan, spec, ranked, grid)
     _write_artifacts(plan, spec, ranked, grid)
     print(summary(plan, frame, best))
+    print(_prune(plan, ranked, grid))
     return 0
+
+
+def _prune(plan: Plan, ranked, grid) -> str:
+    """Remove the checkpoints of all but the ``--keep-checkpoints`` best trials."""
+    from study.checkpoints import prune_checkpoints
+
+    kept = list(ranked["trial_id"].head(plan.keep_checkpoints))
+    pruned = prune_checkpoints(result_by_trial(grid), keep=kept)
+    where = f"kept for {', '.join(kept)}" if kept else "none kept"
+    return f"checkpoints: {where} (--keep-checkpoints {plan.keep_checkpoints}); " \
+           f"{pruned.describe()}"
 
 
 def _raise_on_storage_errors(grid, *, plan: Plan) -> None:
@@ -225,20 +267,27 @@ def _raise_on_storage_errors(grid, *, plan: Plan) -> None:
 
 
 def _run_cv(plan: Plan, spec: StudySpec, ranked, grid) -> None:
-    from study import tuning
+    from study import progress, tuning
 
     results = result_by_trial(grid)
     candidates = [{"trial_id": t, "config": results[t].config}
                   for t in ranked["trial_id"].head(plan.cv_top_k)]
-    cv_grid = tuning.cv_tuner(plan, spec, candidates).fit()
+    with progress.ray_output_to(Path(plan.study_dir) / progress.RAY_LOG):
+        cv_grid = tuning.cv_tuner(plan, spec, candidates).fit()
     _raise_on_storage_errors(cv_grid, plan=plan)
     frame = collect(cv_grid, milestones=[plan.max_epochs], identify=cv_identity)
     write_parquet(frame, Path(plan.study_dir) / "cv.parquet")
+    from study.checkpoints import prune_checkpoints
+
+    # The fold retrainings only confirm the scores; their models are not used later.
+    cv_pruned = prune_checkpoints(result_by_trial(cv_grid), keep=())
+    print(f"cross-validation checkpoints: {cv_pruned.describe()}", flush=True)
 
 
 def _write_artifacts(plan: Plan, spec: StudySpec, ranked, grid) -> None:
     from study import trainable
     from study.artifacts import write_trial_artifacts
+    from study.checkpoints import checkpoint_exists
     from study.data import mask_source
     from study.metrics import Scoring
 
@@ -247,8 +296,8 @@ def _write_artifacts(plan: Plan, spec: StudySpec, ranked, grid) -> None:
     _, val_split = trainable.fold_split(spec, fold=plan.fold)
     for best_id in ranked["trial_id"].head(plan.explain_top):
         checkpoint = results[best_id].checkpoint
-        if checkpoint is None:
-            continue
+        if checkpoint is None or not checkpoint_exists(checkpoint):
+            continue  # removed by --keep-checkpoints when the study finished before a resume
         print(f"writing predictions and explanation arrays of trial {best_id} ...", flush=True)
         out_dir = Path(plan.study_dir) / "trials" / best_id
         with checkpoint.as_directory() as directory:
@@ -257,7 +306,8 @@ def _write_artifacts(plan: Plan, spec: StudySpec, ranked, grid) -> None:
                                   fold=plan.fold, out_dir=out_dir,
                                   scoring=Scoring.from_dataset(dataset),
                                   normal_class=dataset.normal_index,
-                                  masks=mask_source(spec) if spec is not None else None)
+                                  masks=mask_source(spec) if spec is not None else None,
+                                  progress=f"trial {best_id}")
             if plan.mitdb_dir:
                 mitdb_explanations.write_mitdb_explanations(
                     checkpoint_file=checkpoint_file, mitdb_dir=plan.mitdb_dir,
@@ -286,7 +336,10 @@ def summary(plan: Plan, frame, best: dict[str, Any] | None) -> str:
                      "epochs, so no best_config.json was written")
     else:
         lines.append(f"best: {best['trial_id']} {plan.metric} {best[plan.metric]:.4f} after "
-                     f"{best['epochs']} epochs; config in {plan.study_dir}/best_config.json")
+                     f"{best['epochs']} epochs; config in {plan.study_dir}/{BEST_CONFIG} "
+                     f"(trial details in {BEST_TRIAL})")
+        lines.append(f"retrain it on all the data and score a test directory:\n  "
+                     f"{retrain_command(plan)}")
     lines.append(f"per-epoch results: {plan.study_dir}/trials.parquet")
     return "\n".join(lines)
 

@@ -27,6 +27,7 @@ from models import load_preset, preset_names
 from study.config import resolve_config
 from study.data import item_folds
 from study.metrics import Scoring
+from study.options import check_options
 from study.spec import StudySpec
 from study.trainer import Split, TrainResult, train
 
@@ -166,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         config = partial_config(args)
-        fs_hz = resolve_config(config)["data"]["fs_hz"]
+        resolved = resolve_config(config)
+        check_options(resolved)
+        fs_hz = resolved["data"]["fs_hz"]
         if args.out is not None:
             args.out.mkdir(parents=True, exist_ok=True)
         train_split, val_split = splits(args, fs_hz=fs_hz)
@@ -177,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             scoring=Scoring.from_dataset(load_dataset(args.dataset)),
             checkpoint_path=args.out / "checkpoint.pt" if args.out else None,
             log=lambda line: print(line, file=sys.stderr, flush=True),
+            progress=True,
         )
     except (DatasetError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -25,6 +25,7 @@ from data_io.records import EcgArrays
 from models import build_model
 from models.convlstm import pretraining_config
 from models.losses import FocalLoss
+from study.bars import track
 from study.checkpoint import load_checkpoint, save_checkpoint
 from study.config import resolve_config
 from study.metrics import Scoring, classification_metrics
@@ -101,6 +102,7 @@ def train(
     checkpoint_path: Path | None = None,
     on_epoch: EpochCallback | None = None,
     log: Callable[[str], None] | None = None,
+    progress: bool = False,
 ) -> TrainResult:
     """Train one configuration; resume from ``checkpoint_path`` if it exists.
 
@@ -112,6 +114,8 @@ def train(
         checkpoint_path: written after every epoch; read at start when present.
         on_epoch: called with each epoch's metrics row and the checkpoint path.
         log: receives one progress line per epoch (e.g. ``print`` to stderr).
+        progress: show progress bars of the batches of each epoch and evaluation on stderr
+            (`study.bars`).
     """
     cfg = resolve_config(config)
     runtime = select_runtime(device=cfg["runtime"]["device"], amp=cfg["runtime"]["amp"])
@@ -126,7 +130,7 @@ def train(
     resuming = checkpoint_path is not None and checkpoint_path.exists()
     if cfg["pretrain_epochs"] and not resuming:
         _pretrain_trunk(model, cfg=cfg, train_split=train_split, val_split=val_split,
-                        scoring=scoring, log=log)
+                        scoring=scoring, log=log, progress=progress)
     optimizer = torch.optim.Adam(
         _parameter_groups(model, cfg),
         lr=cfg["optim"]["lr"],
@@ -159,6 +163,7 @@ def train(
         train_loss, problem = train_epoch(
             model=model, loader=loader, loss_fn=loss_fn, optimizer=optimizer,
             scaler=scaler, runtime=runtime,
+            progress=progress and f"epoch {epoch + 1}/{cfg['epochs']} training",
         )
         if problem:
             message = f"training diverged at epoch {epoch + 1}: {problem}"
@@ -170,6 +175,7 @@ def train(
         metrics, predictions = evaluate(
             model=model, split=val_split, cfg=cfg, runtime=runtime, loss_fn=loss_fn,
             scoring=scoring,
+            progress=progress and f"epoch {epoch + 1}/{cfg['epochs']} evaluation",
         )
         row = {
             "epoch": epoch + 1,
@@ -237,6 +243,7 @@ def _pretrain_trunk(
     val_split: Split,
     scoring: Scoring,
     log: Callable[[str], None] | None,
+    progress: bool,
 ) -> None:
     """Train a GMP-headed CNN on the same data and load its trunk into ``model``."""
     if not hasattr(model, "load_cnn_trunk"):
@@ -253,7 +260,7 @@ def _pretrain_trunk(
         "pretrain_epochs": 0,
     }
     result = train(config=pre_cfg, train_split=train_split, val_split=val_split,
-                   scoring=scoring, log=log)
+                   scoring=scoring, log=log, progress=progress)
     if result.status != "completed":
         raise ValueError(f"CNN pre-training failed: {result.message}")
     model.load_cnn_trunk(result.model.state_dict())
@@ -275,11 +282,17 @@ def train_epoch(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     runtime: Runtime,
+    progress: str | bool = False,
 ) -> tuple[float, str]:
-    """One pass over ``loader``; returns the mean loss and a problem text ('' when fine)."""
+    """One pass over ``loader``; returns the mean loss and a problem text ('' when fine).
+
+    ``progress``: a label to show a progress bar of the batches under (`study.bars`).
+    """
     model.train()
     total, count = 0.0, 0
-    for batch_no, batch in enumerate(loader, start=1):
+    batches = track(loader, total=len(loader), desc=str(progress), unit="batch",
+                    enabled=bool(progress))
+    for batch_no, batch in enumerate(batches, start=1):
         x = batch["x"].to(runtime.device)  # (B, leads, T)
         lengths = batch["lengths"].to(runtime.device)
         y = batch["y"].to(runtime.device)
@@ -300,13 +313,18 @@ def train_epoch(
 
 @torch.no_grad()
 def predict(
-    *, model: nn.Module, split: Split, cfg: dict[str, Any], runtime: Runtime
+    *, model: nn.Module, split: Split, cfg: dict[str, Any], runtime: Runtime,
+    progress: str | bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Logits (n, n_classes) as float32 and the positions in ``split.indices`` they belong to."""
+    """Logits (n, n_classes) as float32 and the positions in ``split.indices`` they belong to.
+
+    ``progress``: a label to show a progress bar of the batches under (`study.bars`).
+    """
     model.eval()
     loader = split_loader(split, cfg=cfg, training=False, epoch=0)
     logits, order = [], []
-    for batch in loader:
+    for batch in track(loader, total=len(loader), desc=str(progress), unit="batch",
+                       enabled=bool(progress)):
         with runtime.autocast():
             out = model(batch["x"].to(runtime.device), lengths=batch["lengths"].to(runtime.device))
         logits.append(out.float().cpu().numpy())
@@ -322,9 +340,11 @@ def evaluate(
     runtime: Runtime,
     loss_fn: nn.Module,
     scoring: Scoring,
+    progress: str | bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Validation metrics (`val/...`) and per-record predictions, in record order."""
-    logits, index = predict(model=model, split=split, cfg=cfg, runtime=runtime)
+    logits, index = predict(model=model, split=split, cfg=cfg, runtime=runtime,
+                            progress=progress)
     order = np.argsort(index, kind="stable")
     logits, index = logits[order], index[order]
     y_true = split.arrays.labels[index]

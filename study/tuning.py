@@ -25,6 +25,7 @@ from search_spaces import load_space
 from study.optuna_storage import open_storage
 from study.optuna_truth import OptunaRecorder, SamplingOptunaSearch, error_text
 from study.plan import Plan, StudyError
+from study.progress import StudyProgress
 from study.results import trial_outcome
 from study.spec import StudySpec
 from study.trainable import run_trial
@@ -33,8 +34,11 @@ from study.whole_file_fs import WholeFileLocalFileSystem
 RESULT_FILE = "result.json"
 """Tune's per-trial file of reported rows, one JSON object a line."""
 
-# Per-epoch checkpoints otherwise print a warning about frequent experiment snapshots.
-_QUIET_ENV = {"TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+# Per-epoch checkpoints otherwise print a warning about frequent experiment snapshots. Ray
+# 2.60's new console output prints an experiment table and a TensorBoard hint whatever the
+# verbosity; its legacy reporter at verbose=0 prints nothing (study.progress reports instead).
+_QUIET_ENV = {"TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+              "RAY_AIR_NEW_OUTPUT": "0"}
 
 
 def trainable(plan: Plan, spec: StudySpec):
@@ -254,16 +258,27 @@ def check_restorable(experiment_dir: str) -> None:
 
 
 def run_config(plan: Plan, *, name: str, milestones: list[int],
-               extra_callbacks: list[tune.Callback] | None = None) -> tune.RunConfig:
+               extra_callbacks: list[tune.Callback] | None = None,
+               progress: StudyProgress | None = None) -> tune.RunConfig:
+    """Tune's run settings: one checkpoint per running trial (the trainer's checkpoint holds
+    everything a restart needs), no tables of Tune's own (``verbose=0``): ``progress`` prints
+    the study's lines instead."""
     return tune.RunConfig(
         name=name,
         storage_path=plan.storage_path,
         storage_filesystem=storage_filesystem(plan),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=plan.max_failures),
-        callbacks=[*callbacks(plan, milestones=milestones), *(extra_callbacks or [])],
-        verbose=1,
+        callbacks=[*([progress] if progress else []), *callbacks(plan, milestones=milestones),
+                   *(extra_callbacks or [])],
+        verbose=0,
     )
+
+
+def _progress(plan: Plan, *, label: str, n_trials: int, milestones: list[int]) -> StudyProgress:
+    return StudyProgress(label=label, n_trials=n_trials, metric=plan.metric, mode=plan.mode,
+                         milestones=milestones, reduction_factor=plan.reduction_factor,
+                         concurrency=plan.concurrency)
 
 
 def search_tuner(plan: Plan, spec: StudySpec, *, milestones: list[int]) -> tune.Tuner:
@@ -281,8 +296,11 @@ def search_tuner(plan: Plan, spec: StudySpec, *, milestones: list[int]) -> tune.
         tune_config=tune.TuneConfig(
             search_alg=searcher(plan), scheduler=scheduler(plan), num_samples=plan.num_samples
         ),
-        run_config=run_config(plan, name=experiment, milestones=milestones,
-                              extra_callbacks=[optuna_recorder(plan, milestones=milestones)]),
+        run_config=run_config(
+            plan, name=experiment, milestones=milestones,
+            extra_callbacks=[optuna_recorder(plan, milestones=milestones)],
+            progress=_progress(plan, label="search", n_trials=plan.num_samples,
+                               milestones=milestones)),
     )
 
 
@@ -302,5 +320,9 @@ def cv_tuner(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]) -> t
             "fold": tune.grid_search(list(range(plan.n_folds))),
         },
         tune_config=tune.TuneConfig(max_concurrent_trials=plan.concurrency),
-        run_config=run_config(plan, name=experiment, milestones=[plan.max_epochs]),
+        run_config=run_config(
+            plan, name=experiment, milestones=[plan.max_epochs],
+            progress=_progress(plan, label="cross-validation",
+                               n_trials=len(candidates) * plan.n_folds,
+                               milestones=[plan.max_epochs])),
     )

@@ -241,3 +241,15 @@ def test_a_single_milestone_gives_a_note():
     study = make_study(trial_rows("a", {1: 0.5, 2: 0.6}, milestones=[2]), milestones=[2])
     section = early_stopping_section(study)
     assert not section.figures and "single milestone" in section.notes[0]
+
+
+def test_correlations_on_fewer_trials_than_they_need_are_marked():
+    from reports.early_stopping import MIN_RANK_TRIALS
+
+    study = ladder_study(lambda s, e: s**2 + e)
+    result = rung_correlations(study, n_bootstrap=0)
+    few = result["n_trials"] < MIN_RANK_TRIALS
+    assert few.any()
+    assert (result.loc[few, "caveat"] == f"too few trials (n < {MIN_RANK_TRIALS}): not "
+                                           "evidence").all()
+    assert (result.loc[~few, "caveat"] == "").all()

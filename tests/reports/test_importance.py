@@ -234,3 +234,15 @@ def test_section_holds_both_figures_the_table_and_the_notes():
     assert isinstance(section, Section)
     assert [f.name for f in section.figures] == ["importance-by-budget", "importance-final-budget"]
     assert len(section.tables) == 1 and section.notes
+
+
+def test_importance_on_fewer_trials_than_it_needs_is_marked():
+    from reports.importance import MIN_IMPORTANCE_TRIALS
+
+    section = importance_section(one_parameter_study(12), n_bootstrap=2, fanova_trees=4)
+    (table,) = section.tables
+    few = table.frame["n_trials"] < MIN_IMPORTANCE_TRIALS
+    assert few.any()
+    assert (table.frame.loc[few, "caveat"].str.startswith("too few trials")).all()
+    assert (table.frame.loc[~few, "caveat"] == "").all()
+    assert any("not evidence" in note for note in section.notes)

@@ -235,3 +235,12 @@ def test_figures_have_the_expected_traces_and_the_section_one_per_parameter_and_
     names = [f.name for f in section.figures]
     assert len(names) == len(PARAMETERS) + 2 and len(set(names)) == len(names)
     assert "interaction-model-depth-x-model-hidden_units" in names
+
+
+def test_a_section_on_few_trials_says_it_is_no_evidence():
+    few = make_study(finished(random_configs(5, np.random.default_rng(1)),
+                              np.random.default_rng(2).uniform(size=5)))
+    many = make_study(finished(random_configs(20, np.random.default_rng(11)),
+                               np.random.default_rng(12).uniform(size=20)))
+    assert "not evidence" in marginals_section(few, n_bootstrap=5).notes[0]
+    assert not any("not evidence" in n for n in marginals_section(many, n_bootstrap=5).notes)

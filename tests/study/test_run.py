@@ -24,6 +24,43 @@ def test_study_writes_every_artefact(finished_study):
     assert "best:" in out and "trials.parquet" in out
 
 
+def test_terminal_shows_the_study_lines_and_ray_output_goes_to_the_log(finished_study):
+    study_dir, out = finished_study
+    assert "Configuration for experiment" not in out and "tensorboard" not in out.lower()
+    assert "Trial status" not in out and "trial_status" not in out
+    assert "(1/6) starts:" in out and "finished after 3 epochs: val/f1_cinc" in out
+    assert "stopped early by the scheduler after epoch 1" in out
+    assert "search: 6/6 trials done" in out
+    assert "Started a local Ray instance" in (study_dir / "ray-driver.log").read_text()
+    assert len(out.splitlines()) < 150, out  # no tables: lines per trial event, a summary a minute
+
+
+def test_only_the_best_trials_keep_their_checkpoints(finished_study):
+    study_dir, out = finished_study
+    with_checkpoint = {path.parent.name for path in study_dir.glob("small-tune/*/checkpoint_*")}
+    assert 1 <= len(with_checkpoint) <= 2  # --keep-checkpoints 2 (the default)
+    assert not list(study_dir.glob("small-cv/*/checkpoint_*"))
+    assert "checkpoints: kept for" in out and "freeing" in out
+    best = json.loads((study_dir / "best_trial.json").read_text())
+    assert any(best["trial_id"] in name for name in with_checkpoint)
+
+
+def test_best_config_trains_again_with_study_train(finished_study, capsys):
+    from study.config import resolve_config
+    from study.train import main as train_main
+
+    study_dir, out = finished_study
+    config = json.loads((study_dir / "best_config.json").read_text())
+    resolved = resolve_config(config)  # the schema study.train reads
+    assert resolved["data"]["fs_hz"] == 100.0 and resolved["epochs"] == 3
+    assert f"--config {study_dir / 'best_config.json'}" in out
+    code = train_main(["--config", str(study_dir / "best_config.json"), "--data-dir",
+                       str(study_dir / "data"), "--epochs", "1", "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["epochs_completed"] == 1 and 0.0 <= result["val/f1_cinc"] <= 1.0
+
+
 def test_asha_stops_trials_early_and_rows_record_why(finished_study):
     study_dir, _ = finished_study
     frame = pd.read_parquet(study_dir / "trials.parquet")
@@ -42,7 +79,7 @@ def test_asha_stops_trials_early_and_rows_record_why(finished_study):
 def test_cross_validation_retrains_the_best_configuration_on_every_fold(finished_study):
     study_dir, _ = finished_study
     cv = pd.read_parquet(study_dir / "cv.parquet")
-    best = json.loads((study_dir / "best_config.json").read_text())
+    best = json.loads((study_dir / "best_trial.json").read_text())
     assert set(cv["config/candidate"]) == {best["trial_id"]}
     assert sorted(cv["fold"].unique().tolist()) == [0, 1, 2]
     assert (cv.groupby("trial_id")["epoch"].max() == 3).all()
@@ -77,7 +114,7 @@ def test_optuna_storage_holds_the_trials(finished_study):
 def test_wandb_offline_runs_and_best_trial_artifacts(finished_study):
     study_dir, _ = finished_study
     assert len(list(study_dir.glob("small-tune/*/wandb/offline-run-*"))) == 6
-    best = json.loads((study_dir / "best_config.json").read_text())
+    best = json.loads((study_dir / "best_trial.json").read_text())
     trial_dir = study_dir / "trials" / best["trial_id"]
     predictions = pd.read_parquet(trial_dir / "predictions.parquet")
     assert {"record", "fold", "y_true", "y_pred", "p_N", "p_A", "p_O", "p_~"} <= set(predictions)
@@ -110,7 +147,8 @@ def test_resume_after_the_driver_is_killed(tmp_path, run_study_cli, driver_outpu
 @pytest.mark.parametrize("space", space_names())
 def test_dry_run_checks_and_runs_nothing(space, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(["--space", space, "--dataset", "synthetic", "--dry-run", "--name", "d"]) == 0
+    assert main(["--space", space, "--dataset", "synthetic", "--dry-run", "--name", "d",
+                 "--no-estimate"]) == 0
     out = capsys.readouterr().out
     assert f"space {space}" in out and "nothing run" in out
     assert not (tmp_path / "runs" / "d" / "study.json").exists()
@@ -131,6 +169,16 @@ def test_dry_run_checks_and_runs_nothing(space, tmp_path, capsys, monkeypatch):
         (["--space", "cnn", "--dataset", "synthetic", "--set", "optim"], "SECTION/OPTION=VALUE"),
         (["--space", "cnn", "--dataset", "synthetic", "--set", "optimizer/lr=1"],
          "unknown configuration section 'optimizer'"),
+        (["--space", "cnn", "--dataset", "synthetic", "--set", "loss/focal_gamma=-1",
+          "--dry-run"], "--set loss/focal_gamma=-1 is not allowed: must be a finite number >= 0"),
+        (["--space", "cnn", "--dataset", "synthetic", "--set", "loss/focal_gamma=abc",
+          "--dry-run"], 'loss/focal_gamma="abc" is not allowed'),
+        (["--space", "cnn", "--dataset", "synthetic", "--set", "optim/lr=Infinity",
+          "--dry-run"], "optim/lr=Infinity is not allowed: must be a finite number > 0"),
+        (["--space", "cnn", "--dataset", "synthetic", "--set", "data/train_batching=pad",
+          "--dry-run"], "must be one of bucket, crop, pad_fixed"),
+        (["--space", "cnn", "--dataset", "synthetic", "--set", "optim/batch_size=2.5",
+          "--dry-run"], "must be an integer >= 1"),
     ],
 )
 def test_bad_input_is_one_clear_error_before_any_trial(args, message, tmp_path, capsys,
@@ -139,14 +187,16 @@ def test_bad_input_is_one_clear_error_before_any_trial(args, message, tmp_path, 
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err
+    assert len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
 def test_baseline_options_reach_the_plan_and_the_trial_spec(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["--space", "cnn", "--dataset", "synthetic", "--dry-run", "--name", "b",
+                 "--no-estimate",
                  "--sampler", "random", "--scheduler", "fifo", "--smoke",
-                 "--set", "loss/focal_gamma=0", "--set", "optim/lr=Infinity"]) == 0
+                 "--set", "loss/focal_gamma=0", "--set", "optim/lr=0.002"]) == 0
     out = capsys.readouterr().out
     assert "(random)" in out and "no early stopping" in out
     assert '"loss/focal_gamma": 0' in out

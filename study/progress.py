@@ -1,0 +1,239 @@
+"""What a study prints while it runs: one line per trial event and a periodic summary with ETA.
+
+Ray Tune's own tables, its TensorBoard hint and the benign warnings of Ray's driver go to a log
+file in the study directory instead (`ray_output_to`), so the terminal (and a CI log) shows
+only what a person follows: a trial starts, passes an ASHA rung with a score, is stopped, fails
+or finishes; and every ``interval_s`` one line with trials done, running, the best score so far
+and an ETA from the measured seconds per epoch and the expected epochs under ASHA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from study.results import expected_remaining_epochs
+
+RAY_LOG = "ray-driver.log"
+"""File in the study directory that receives everything Ray writes to the driver's stderr."""
+
+SUMMARY_INTERVAL_S = 60.0
+CONFIG_WIDTH = 140  # characters of a trial's configuration shown on its start line
+
+
+@contextlib.contextmanager
+def ray_output_to(log_path: Path) -> Iterator[Path]:
+    """Send the process' stderr (file descriptor 2, so native Ray logs too) to ``log_path``.
+
+    Ray's driver writes its start-up notes, warnings ("operation took 1.6 s", actor-restart
+    notes from the C++ core worker) and trial tracebacks to stderr; they stay readable in the
+    log file. stdout is left alone: the study's own progress lines go there.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+    try:
+        yield log_path
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    hours, rest = divmod(seconds, 3600)
+    minutes = f"{rest // 60:02d}:{rest % 60:02d}"
+    return f"{hours}:{minutes}" if hours else minutes
+
+
+def duration(seconds: float) -> str:
+    """``95`` -> ``"1.6 min"``; hours past 90 minutes."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def short_config(config: dict[str, Any], *, width: int = CONFIG_WIDTH) -> str:
+    """``{"model": {"depth": 7}, "optim": {"lr": 0.00123}}`` -> ``"depth=7 lr=0.00123"``."""
+    parts = []
+    for section, values in config.items():
+        items = values.items() if isinstance(values, dict) else [(section, values)]
+        for key, value in items:
+            if key == "name":  # the model family: the space's, the same in every trial
+                continue
+            text = f"{value:.3g}" if isinstance(value, float) else str(value)
+            parts.append(f"{key}={text}")
+    line = " ".join(parts)
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+class StudyProgress(tune.Callback):
+    """Ray Tune callback printing the study's progress on stdout (plain data only, so it is
+    pickled with the experiment and works again after ``--resume``).
+
+    Args:
+        label: what runs ("search", "cross-validation").
+        n_trials: trials the experiment will run.
+        metric: the score a trial reports (the space's ``METRIC``).
+        mode: "max" or "min".
+        milestones: epochs at which ASHA compares trials (only the budget without ASHA).
+        reduction_factor: ASHA's; used for the expected epochs per trial in the ETA.
+        concurrency: trials running at once.
+        interval_s: seconds between summary lines.
+    """
+
+    def __init__(self, *, label: str, n_trials: int, metric: str, mode: str,
+                 milestones: list[int], reduction_factor: float, concurrency: int,
+                 interval_s: float = SUMMARY_INTERVAL_S) -> None:
+        self.label = label
+        self.n_trials = n_trials
+        self.metric = metric
+        self.mode = mode
+        self.milestones = list(milestones)
+        self.reduction_factor = reduction_factor
+        self.concurrency = concurrency
+        self.interval_s = interval_s
+        self._reset()
+
+    def _reset(self) -> None:
+        self._started = time.monotonic()
+        self._last_summary = self._started
+        self._epoch_seconds: list[float] = []
+        self._epochs: dict[str, int] = {}
+        self._best: tuple[float, str] | None = None
+        self._ended: dict[str, str] = {}  # trial id -> finished / stopped / diverged / failed
+        self._numbers: dict[str, int] = {}
+        self._last_seen: dict[str, float] = {}  # running trial -> when it last started or reported
+
+    def setup(self, **info: Any) -> None:
+        self._reset()
+
+    def _say(self, text: str) -> None:
+        print(f"[{_clock(time.monotonic() - self._started)}] {text}", flush=True)
+
+    def _number(self, trial: Any) -> str:
+        number = self._numbers.setdefault(trial.trial_id, len(self._numbers) + 1)
+        return f"trial {trial.trial_id} ({number}/{self.n_trials})"
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        restarted = self._epochs.get(trial.trial_id, 0) or (trial.last_result or {}).get("epoch")
+        verb = f"resumes after epoch {restarted}" if restarted else "starts"
+        self._last_seen[trial.trial_id] = time.monotonic()
+        self._say(f"{self._number(trial)} {verb}: {short_config(trial.config)}")
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        epoch = int(result.get("epoch", result.get("training_iteration", 0)))
+        self._epochs[trial.trial_id] = epoch
+        self._last_seen[trial.trial_id] = time.monotonic()
+        if "time_this_iter_s" in result:
+            self._epoch_seconds.append(float(result["time_this_iter_s"]))
+        score = result.get(self.metric)
+        if score is not None and epoch in self.milestones[:-1]:
+            rung = self.milestones.index(epoch)
+            self._say(f"{self._number(trial)} epoch {epoch} (rung {rung}): "
+                      f"{self.metric} {score:.4f}")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._last_seen.pop(trial.trial_id, None)
+        last = trial.last_result or {}
+        epoch = int(last.get("epoch", 0))
+        score = last.get(self.metric)
+        scored = f"{self.metric} {score:.4f}" if score is not None else "no score"
+        if last.get("trial_status") == "diverged":
+            self._ended[trial.trial_id] = "diverged"
+            message = last.get("message") or "loss not finite"
+            self._say(f"{self._number(trial)} diverged: {message}")
+        elif epoch >= self.milestones[-1]:
+            self._ended[trial.trial_id] = "finished"
+            if score is not None:
+                self._note_best(float(score), trial.trial_id)
+            self._say(f"{self._number(trial)} finished after {epoch} epochs: "
+                      f"{scored}{self._best_note(trial.trial_id)}")
+        else:
+            self._ended[trial.trial_id] = "stopped"
+            self._say(f"{self._number(trial)} stopped early by the scheduler after epoch "
+                      f"{epoch}: {scored}")
+        self._summary_if_due(trials, force=False)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._say(f"{self._number(trial)} failed ({_error_line(trial)}); retrying from its "
+                  f"last checkpoint (failure {trial.num_failures})")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._ended[trial.trial_id] = "failed"
+        self._last_seen.pop(trial.trial_id, None)
+        where = f"; traceback in {trial.error_file}" if trial.error_file else ""
+        self._say(f"{self._number(trial)} failed: {_error_line(trial)}{where}")
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self._summary_if_due(trials, force=False)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._summary_if_due(trials, force=True)
+
+    def _note_best(self, score: float, trial_id: str) -> None:
+        better = self._best is None or (
+            score > self._best[0] if self.mode == "max" else score < self._best[0])
+        if better:
+            self._best = (score, trial_id)
+
+    def _best_note(self, trial_id: str) -> str:
+        return " (best so far)" if self._best and self._best[1] == trial_id else ""
+
+    def _summary_if_due(self, trials: list, *, force: bool) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_summary < self.interval_s:
+            return
+        self._last_summary = now
+        self._say(self.summary_line(running=sum(t.status == "RUNNING" for t in trials)))
+
+    def summary_line(self, *, running: int) -> str:
+        """``3/8 trials done (1 finished, 2 stopped), 2 running, best ... ; ETA ~4 min``."""
+        counts: dict[str, int] = {}
+        for outcome in self._ended.values():
+            counts[outcome] = counts.get(outcome, 0) + 1
+        done = len(self._ended)
+        outcomes = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        best = (f"best {self.metric} {self._best[0]:.4f} ({self._best[1]})"
+                if self._best else "no trial finished yet")
+        return (f"{self.label}: {done}/{self.n_trials} trials done"
+                f"{f' ({outcomes})' if outcomes else ''}, {running} running, {best}; "
+                f"{self.eta_text()}")
+
+    def eta_text(self) -> str:
+        if len(self._ended) >= self.n_trials:
+            return f"took {duration(time.monotonic() - self._started)}"
+        if not self._epoch_seconds:
+            return "ETA after the first epoch"
+        # A running trial already slower than the mean epoch raises the estimate (a deep
+        # model's first epoch can take many times a shallow one's).
+        now = time.monotonic()
+        per_epoch = max([sum(self._epoch_seconds) / len(self._epoch_seconds),
+                         *(now - seen for seen in self._last_seen.values())])
+        remaining = sum(
+            expected_remaining_epochs(epoch=self._epochs.get(trial, 0), milestones=self.milestones,
+                                      reduction_factor=self.reduction_factor)
+            for trial in self._epochs if trial not in self._ended
+        ) + (self.n_trials - len(set(self._epochs) | set(self._ended))) * expected_remaining_epochs(
+            epoch=0, milestones=self.milestones, reduction_factor=self.reduction_factor)
+        slots = max(min(self.concurrency, self.n_trials - len(self._ended)), 1)
+        return f"ETA ~{duration(remaining * per_epoch / slots)} (ASHA's expected epochs)"
+
+
+def _error_line(trial: Any) -> str:
+    error = trial.get_error() if hasattr(trial, "get_error") else None
+    text = str(error).strip().splitlines() if error is not None else []
+    return text[-1][:200] if text else "see its error file"

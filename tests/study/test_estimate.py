@@ -1,0 +1,77 @@
+"""The cost model of `--dry-run` and the space listing."""
+
+from __future__ import annotations
+
+import pytest
+
+from study.estimate import (
+    ASYNC_ASHA_FACTOR,
+    STUDY_START_S,
+    TRIAL_START_S,
+    ConfigCost,
+    estimate_study,
+)
+from study.results import expected_epochs
+from study.space_text import first_paragraph, render_space, space_line
+
+
+def test_estimate_packs_the_search_and_runs_cv_in_waves():
+    costs = [ConfigCost(epoch_s=10.0, pretrain_s=0.0, summary="a"),
+             ConfigCost(epoch_s=30.0, pretrain_s=0.0, summary="b")]
+    found = estimate_study(costs, n_configs=8, milestones=[1, 3, 9], reduction_factor=3.0,
+                           concurrency=2, top_k=1, n_folds=4)
+    e = expected_epochs(milestones=[1, 3, 9], reduction_factor=3.0)
+    mid_search = 8 * (e * 20.0 + TRIAL_START_S)
+    full = 9 * 20.0 + TRIAL_START_S
+    assert found.trial_seconds[1] == pytest.approx(mid_search + 4 * full)
+    assert found.wall_seconds[1] == pytest.approx(STUDY_START_S + mid_search / 2 + 2 * full)
+    high_search = 8 * (min(e * ASYNC_ASHA_FACTOR, 9) * 30.0 + TRIAL_START_S)
+    assert found.trial_seconds[2] == pytest.approx(high_search + 4 * (9 * 30.0 + TRIAL_START_S))
+    assert found.wall_seconds[0] < found.wall_seconds[1] < found.wall_seconds[2]
+    assert found.epoch_seconds == (10.0, 20.0, 30.0)
+
+
+def test_without_early_stopping_every_trial_runs_the_budget():
+    costs = [ConfigCost(epoch_s=5.0, pretrain_s=2.0, summary="a")]
+    found = estimate_study(costs, n_configs=3, milestones=[4], reduction_factor=3.0,
+                           concurrency=1, top_k=0, n_folds=8)
+    assert found.trial_seconds == pytest.approx((3 * (4 * 5.0 + 2.0 + TRIAL_START_S),) * 3)
+
+
+def test_dry_run_prints_a_measured_estimate(tmp_path, capsys, monkeypatch):
+    from study import estimate
+    from study.run import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(estimate, "PROBE_CONFIGS", 1)  # one small probe keeps the test short
+    monkeypatch.setattr(estimate, "PROBE_STEPS", 1)
+    assert main(["--space", "cnn", "--dataset", "synthetic", "--smoke", "--num-samples", "4",
+                 "--max-epochs", "2", "--dry-run", "--name", "e", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "estimate: " in out and " wall (range " in out and "CPU-hours" in out
+    assert "from a probe of 1 sampled configuration on" in out and "s per trial epoch" in out
+
+
+def test_space_lines_are_whole_first_paragraphs():
+    line = space_line("hadln")
+    assert line.startswith("hadln ") and line.endswith("tuned alongside.")
+    assert "\n" not in line
+    assert first_paragraph("A b\n   c.\n\nRest.") == "A b c."
+
+
+def test_show_space_text_lists_parameters_conditions_and_fixed_values():
+    from search_spaces import describe_space
+
+    text = render_space(describe_space("convlstm", n_samples=60))
+    assert "model/n_rnn_layers   integer  1 to 3" in text
+    assert "model/hidden_units   integer  2 to 256, log scale" in text
+    assert "loss/focal_gamma     float    0 to 3, step 0.5" in text
+    assert "[conditional: in" in text and "model/name" in text
+
+
+def test_help_states_each_default_once():
+    from study.run import build_parser
+
+    text = build_parser().format_help()
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert text.count("default 150") == 1 and "(default: 20)" in text

@@ -1,0 +1,131 @@
+"""The study's console: trial lines, the summary with ETA, progress bars for CI logs."""
+
+from __future__ import annotations
+
+import io
+import os
+from types import SimpleNamespace
+
+import pytest
+
+from study.bars import LineProgress, bar
+from study.progress import StudyProgress, ray_output_to, short_config
+from study.results import expected_epochs, expected_remaining_epochs
+
+
+def _trial(trial_id: str, **last) -> SimpleNamespace:
+    return SimpleNamespace(trial_id=trial_id, config={"model": {"depth": 7}, "optim": {"lr": 1e-3}},
+                           last_result=last, status="RUNNING", num_failures=0, error_file=None)
+
+
+@pytest.fixture
+def progress():
+    return StudyProgress(label="search", n_trials=3, metric="val/f1_cinc", mode="max",
+                         milestones=[1, 3, 9], reduction_factor=3.0, concurrency=2,
+                         interval_s=3600)
+
+
+def test_a_line_per_start_rung_stop_and_finish(progress, capsys):
+    a, b = _trial("aaaa"), _trial("bbbb")
+    progress.on_trial_start(0, [a, b], a)
+    progress.on_trial_start(0, [a, b], b)
+    progress.on_trial_result(0, [a, b], a, {"epoch": 1, "val/f1_cinc": 0.5, "time_this_iter_s": 10})
+    progress.on_trial_result(0, [a, b], a, {"epoch": 2, "val/f1_cinc": 0.6, "time_this_iter_s": 10})
+    progress.on_trial_result(0, [a, b], b, {"epoch": 1, "val/f1_cinc": 0.1, "time_this_iter_s": 10})
+    b.last_result = {"epoch": 1, "val/f1_cinc": 0.1}
+    progress.on_trial_complete(0, [a, b], b)
+    a.last_result = {"epoch": 9, "val/f1_cinc": 0.7}
+    progress.on_trial_complete(0, [a, b], a)
+    lines = capsys.readouterr().out.splitlines()
+    assert "trial aaaa (1/3) starts: depth=7 lr=0.001" in lines[0]
+    assert "trial aaaa (1/3) epoch 1 (rung 0): val/f1_cinc 0.5000" in lines[2]
+    assert not any("epoch 2" in line for line in lines)  # epoch 2 is no rung
+    assert "trial bbbb (2/3) stopped early by the scheduler after epoch 1" in lines[4]
+    assert "trial aaaa (1/3) finished after 9 epochs: val/f1_cinc 0.7000 (best so far)" in lines[5]
+    summary = progress.summary_line(running=0)
+    assert summary.startswith("search: 2/3 trials done (1 finished, 1 stopped), 0 running, "
+                              "best val/f1_cinc 0.7000 (aaaa); ETA ~")
+
+
+def test_eta_counts_the_epochs_asha_is_expected_to_run(progress):
+    a = _trial("aaaa")
+    progress.on_trial_result(0, [a], a, {"epoch": 3, "val/f1_cinc": 0.5, "time_this_iter_s": 60})
+    # aaaa still runs after rung 3, so it was promoted: 6 more epochs; two not started: E each.
+    expected = 6 + 2 * expected_epochs(milestones=[1, 3, 9], reduction_factor=3.0)
+    assert expected_epochs(milestones=[1, 3, 9], reduction_factor=3.0) == pytest.approx(
+        1 + 2 / 3 + 6 / 9)
+    assert progress.eta_text() == f"ETA ~{expected * 60 / 2 / 60:.1f} min (ASHA's expected epochs)"
+    progress._last_seen["aaaa"] -= 600  # its current epoch has run 10 min: slower than 60 s
+    slow = progress.eta_text()
+    assert slow.startswith("ETA ~5") and float(slow.split("~")[1].split()[0]) == pytest.approx(
+        expected * 600 / 2 / 60, abs=0.1)
+
+
+def test_expected_remaining_epochs_without_early_stopping_is_the_rest_of_the_budget():
+    assert expected_remaining_epochs(epoch=4, milestones=[12], reduction_factor=3.0) == 8
+    assert expected_remaining_epochs(epoch=12, milestones=[12], reduction_factor=3.0) == 0
+
+
+def test_callback_pickles_for_tunes_experiment_state(progress):
+    import pickle
+
+    restored = pickle.loads(pickle.dumps(progress))
+    assert restored.summary_line(running=0).startswith("search: 0/3 trials done")
+
+
+def test_short_config_is_cut_to_width():
+    assert short_config({"model": {"name": "cnn", "depth": 7}, "epochs": 3}) == "depth=7 epochs=3"
+    assert short_config({"m": {f"k{i}": i for i in range(50)}}, width=30).endswith("...")
+
+
+def test_ray_output_goes_to_the_log_file_and_stderr_comes_back(tmp_path):
+    log = tmp_path / "ray.log"
+    before = os.fstat(2).st_ino
+    with ray_output_to(log):
+        os.write(2, b"native core_worker line\n")  # what Ray's C++ core and Python loggers hit
+    assert log.read_text() == "native core_worker line\n"
+    assert os.fstat(2).st_ino == before
+
+
+def test_line_progress_writes_one_line_per_quarter():
+    stream = io.StringIO()
+    progress = LineProgress(total=8, desc="epoch 1/3 training", unit="batch", stream=stream)
+    for _ in range(8):
+        progress.update(1)
+    lines = stream.getvalue().splitlines()
+    assert [line.split(":")[1].split("%")[0].strip() for line in lines] == ["25", "50", "75", "100"]
+    assert "(8/8 batch)" in lines[-1] and "ETA" not in lines[-1] and "ETA" in lines[0]
+
+
+def test_a_loop_shorter_than_four_steps_prints_each_step_once():
+    stream = io.StringIO()
+    progress = bar(total=1, desc="predictions", unit="batch", stream=stream)
+    progress.update(1)
+    assert stream.getvalue().count("\n") == 1
+
+
+def test_disabled_bar_prints_nothing(capsys):
+    silent = bar(total=5, desc="x", enabled=False)
+    silent.update(5)
+    silent.close()
+    assert capsys.readouterr().err == ""
+
+
+def test_a_trial_restored_from_a_removed_checkpoint_resumes_from_the_newer_one(tmp_path):
+    from ray import tune
+
+    from study.checkpoints import newest_available, prune_checkpoints
+
+    (tmp_path / "checkpoint_000003").mkdir()
+    (tmp_path / "checkpoint_000004" / "x").mkdir(parents=True)
+    (tmp_path / "checkpoint_000004" / "x" / "checkpoint.pt").write_bytes(b"0" * 2048)
+    gone = tune.Checkpoint(path=str(tmp_path / "checkpoint_000002"))
+    assert newest_available(gone).path == str(tmp_path / "checkpoint_000004")
+    kept = tune.Checkpoint(path=str(tmp_path / "checkpoint_000003"))
+    assert newest_available(kept).path == kept.path
+    result = SimpleNamespace(path=str(tmp_path), filesystem=kept.filesystem)
+    assert prune_checkpoints({"t1": result}, keep={"t1"}).checkpoints == 0
+    pruned = prune_checkpoints({"t1": result}, keep=set())
+    assert (pruned.trials, pruned.checkpoints, pruned.freed_bytes) == (1, 2, 2048)
+    assert not list(tmp_path.glob("checkpoint_*")) and newest_available(gone) is None
+    assert pruned.describe() == "removed 2 checkpoint(s) of 1 trial(s), freeing 2.0 KB"
