@@ -71,11 +71,12 @@ def _present(dataset: Dataset, data_dir: str) -> bool:
 
 def _spec(plan: Plan, *, folds: dict[str, int], fold_plan: FoldPlan | None = None) -> StudySpec:
     """The trial spec: data, folds, budget and the config overrides of every trial (the data
-    set's training settings, then the space's smoke settings, then --set), section by
-    section."""
+    set's training settings, then with --smoke the space's and the data set's smoke settings,
+    then --set), section by section."""
     dataset = load_dataset(plan.dataset)
     overrides = dataset.training
-    layers = [dict(load_space(plan.space).SMOKE) if plan.smoke else {}, unflatten(plan.fixed)]
+    smoke = [dict(load_space(plan.space).SMOKE), dataset.smoke] if plan.smoke else []
+    layers = [*smoke, unflatten(plan.fixed)]
     for layer in layers:
         for section, values in layer.items():
             if isinstance(values, dict):

@@ -7,8 +7,8 @@ its positive class), the ``per_class_metrics`` reported beside it, the ``group``
 keep together (record or patient) and how an item id names its group, the default sampling
 rate ``fs_hz`` (and whether a study may ``resample``), the ``input_samples`` of a fixed-length
 item, ``n_leads``, the default ``n_folds``, user ``options`` with their choices, ``training``
-overrides (e.g. batching fixed-length items), its ``synthetic`` counterpart and the
-``published`` result tables that match it. A synthetic set says ``"extends": "<base>"`` and
+overrides (e.g. batching fixed-length items) and ``smoke`` ones, its ``synthetic`` counterpart
+and the ``published`` result tables that match it. A synthetic set says ``"extends": "<base>"`` and
 inherits every fact it does not set.
 
 The module provides the behaviour: ``check(directory)`` (raise `DatasetError` for a
@@ -153,6 +153,12 @@ class Dataset:
     def training(self) -> dict[str, Any]:
         """Training-config sections merged under every trial (e.g. batching)."""
         return copy.deepcopy(dict(self.facts.get("training", {})))
+
+    @property
+    def smoke(self) -> dict[str, Any]:
+        """Training-config sections merged over a space's smoke settings with ``--smoke``
+        (e.g. larger batches of short beat windows, so a smoke epoch takes few steps)."""
+        return copy.deepcopy(dict(self.facts.get("smoke", {})))
 
     def group_of(self, item_id: str) -> str:
         """The group (record, patient) an item belongs to, from its id."""
