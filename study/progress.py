@@ -218,11 +218,11 @@ class StudyProgress(tune.Callback):
             return f"took {duration(time.monotonic() - self._started)}"
         if not self._epoch_seconds:
             return "ETA after the first epoch"
-        # A running trial already slower than the mean epoch raises the estimate (a deep
-        # model's first epoch can take many times a shallow one's).
+        per_epoch = sum(self._epoch_seconds) / len(self._epoch_seconds)
+        # A running trial whose current epoch already took longer than the mean (a deep model
+        # next to shallow ones) adds its overrun: that epoch cannot end sooner.
         now = time.monotonic()
-        per_epoch = max([sum(self._epoch_seconds) / len(self._epoch_seconds),
-                         *(now - seen for seen in self._last_seen.values())])
+        overrun = sum(max(now - seen - per_epoch, 0.0) for seen in self._last_seen.values())
         remaining = sum(
             expected_remaining_epochs(epoch=self._epochs.get(trial, 0), milestones=self.milestones,
                                       reduction_factor=self.reduction_factor)
@@ -230,7 +230,8 @@ class StudyProgress(tune.Callback):
         ) + (self.n_trials - len(set(self._epochs) | set(self._ended))) * expected_remaining_epochs(
             epoch=0, milestones=self.milestones, reduction_factor=self.reduction_factor)
         slots = max(min(self.concurrency, self.n_trials - len(self._ended)), 1)
-        return f"ETA ~{duration(remaining * per_epoch / slots)} (ASHA's expected epochs)"
+        return (f"ETA ~{duration((remaining * per_epoch + overrun) / slots)} "
+                "(ASHA's expected epochs)")
 
 
 def _error_line(trial: Any) -> str:
