@@ -114,7 +114,7 @@ def test_train_one_configuration_on_a_mitdb_data_set(mitdb_records, tmp_path, ca
                                   "runtime": {"device": "cpu"}}))
     out = tmp_path / "out"
     assert train_cli.main(["--dataset", dataset, "--data-dir", str(mitdb_records), "--config",
-                           str(config), "--epochs", "1", "--n-folds", "4", "--json",
+                           str(config), "--epochs", "1", "--n-folds", "2", "--json",
                            "--out", str(out)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["classes"] == classes and 0.0 <= result[metric] <= 1.0
