@@ -91,7 +91,8 @@ def _over_preset(config: dict[str, Any]) -> dict[str, Any]:
     preset = load_preset(name)
     if config.get("name", preset["name"]) != preset["name"]:
         raise ValueError(
-            f"preset {name!r} is a {preset['name']!r} model, but the config names {config['name']!r}"
+            f"preset {name!r} is a {preset['name']!r} model, "
+            f"but the config names {config['name']!r}"
         )
     return {**preset, **config}
 

@@ -61,7 +61,7 @@ def test_spectrogram_frames_are_the_windows_inside_the_record():
     assert encoder.frame_lengths(lengths).tolist() == [9, 1, 1]
     x = torch.zeros(3, 1, 100)
     x[:, :, :10] = 1.0
-    spec, frames = encoder.spectrogram(x, lengths)
+    spec, _ = encoder.spectrogram(x, lengths)
     assert spec.shape == (3, 1, 17, 9)  # 32 // 2 + 1 bins, (100 - 32) // 8 + 1 frames
     assert (spec[1, :, :, 1:] == 0).all() and (spec[2, :, :, 1:] == 0).all()
 
@@ -81,7 +81,7 @@ def test_encoder_attention_is_a_distribution_over_frames_on_the_time_axis(make_b
     model = build_model(SMALL).eval()
     x, lengths = make_batch([1501, 2701])
     with torch.no_grad():
-        features, steps, weights = model._encode(x, lengths)
+        _, steps, weights = model._encode(x, lengths)
         explanation = model.explain(x, lengths)
     frames = model.spectrogram_encoder.frame_lengths(lengths)
     for b in range(2):
