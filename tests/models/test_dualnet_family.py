@@ -10,17 +10,11 @@ from models import build_model, load_preset
 from models.dualnet import SpectrogramEncoder
 from models.listing import parameter_count, preset_table
 
-SMALL = {
-    "name": "dualnet",
-    "signal_channels": [4, 8, 8],
-    "signal_kernel_size": 5,
-    "spectrogram_channels": [4, 8, 8],
-    "stft_window": 32,
-    "stft_hop": 8,
-    "latent_channels": 8,
-    "fusion_heads": 2,
-    "dropout": 0.0,
-}
+
+@pytest.fixture
+def small(small_configs) -> dict:
+    """A small dualnet with both encoders (tests/models/conftest.py)."""
+    return small_configs["dualnet_both"]
 
 # The work's parameter counts in millions (reference-results/ecg_dualnet_cinc2017.csv).
 WORK_PARAMETERS_M = {
@@ -29,10 +23,10 @@ WORK_PARAMETERS_M = {
 }
 
 
-def test_ablation_builds_only_the_chosen_encoders():
-    both = build_model(SMALL)
-    signal = build_model({**SMALL, "encoders": "signal"})
-    spectrogram = build_model({**SMALL, "encoders": "spectrogram"})
+def test_ablation_builds_only_the_chosen_encoders(small):
+    both = build_model(small)
+    signal = build_model({**small, "encoders": "signal"})
+    spectrogram = build_model({**small, "encoders": "spectrogram"})
     assert both.signal_encoder is not None and both.spectrogram_encoder is not None
     assert both.fusion is not None
     assert signal.spectrogram_encoder is None and signal.fusion is None
@@ -42,15 +36,15 @@ def test_ablation_builds_only_the_chosen_encoders():
     assert n["both"] > n["signal"] and n["both"] > n["spectrogram"]
 
 
-def test_unknown_encoders_and_bad_sizes_raise():
+def test_unknown_encoders_and_bad_sizes_raise(small):
     with pytest.raises(ValueError, match="unknown encoders 'audio'"):
-        build_model({**SMALL, "encoders": "audio"})
+        build_model({**small, "encoders": "audio"})
     with pytest.raises(ValueError, match="divisible by fusion_heads"):
-        build_model({**SMALL, "latent_channels": 10, "fusion_heads": 4})
+        build_model({**small, "latent_channels": 10, "fusion_heads": 4})
     with pytest.raises(ValueError, match="below one bin"):
-        build_model({**SMALL, "stft_window": 8, "spectrogram_channels": [4, 4, 4, 4, 4]})
+        build_model({**small, "stft_window": 8, "spectrogram_channels": [4, 4, 4, 4, 4]})
     with pytest.raises(ValueError, match="stft_hop"):
-        build_model({**SMALL, "stft_hop": 64})
+        build_model({**small, "stft_hop": 64})
 
 
 def test_spectrogram_frames_are_the_windows_inside_the_record():
@@ -77,8 +71,8 @@ def test_spectrogram_sees_the_frequency_of_a_sine():
         assert int(spec[0, 0].mean(-1).argmax()) == expected_bin
 
 
-def test_encoder_attention_is_a_distribution_over_frames_on_the_time_axis(make_batch):
-    model = build_model(SMALL).eval()
+def test_encoder_attention_is_a_distribution_over_frames_on_the_time_axis(make_batch, small):
+    model = build_model(small).eval()
     x, lengths = make_batch([1501, 2701])
     with torch.no_grad():
         _, steps, weights = model._encode(x, lengths)
@@ -95,18 +89,18 @@ def test_encoder_attention_is_a_distribution_over_frames_on_the_time_axis(make_b
     assert (attention >= 0).all() and (attention[0, :, 1501:] == 0).all()
 
 
-def test_single_encoder_models_explain_without_an_encoder_map(make_batch):
+def test_single_encoder_models_explain_without_an_encoder_map(make_batch, small):
     x, lengths = make_batch([901, 1200])
     for encoders in ("signal", "spectrogram"):
-        model = build_model({**SMALL, "encoders": encoders}).eval()
+        model = build_model({**small, "encoders": encoders}).eval()
         with torch.no_grad():
             explanation = model.explain(x, lengths)
         assert set(explanation) == {"logits", "cam"}
 
 
-def test_gap_cam_averages_to_the_logits(make_batch):
+def test_gap_cam_averages_to_the_logits(make_batch, small):
     # With average pooling the CAM's mean over the valid steps plus the bias is the logit.
-    model = build_model(SMALL).eval()
+    model = build_model(small).eval()
     x, lengths = make_batch([1501, 2701])
     with torch.no_grad():
         features, steps, _ = model._encode(x, lengths)
@@ -117,11 +111,11 @@ def test_gap_cam_averages_to_the_logits(make_batch):
         torch.testing.assert_close(mean, logits[b], rtol=1e-5, atol=1e-5)
 
 
-def test_plus_variant_adds_axial_attention_per_stage():
-    plain = build_model(SMALL)
-    plus = build_model({**SMALL, "axial_attention": True})
+def test_plus_variant_adds_axial_attention_per_stage(small):
+    plain = build_model(small)
+    plus = build_model({**small, "axial_attention": True})
     assert len(plain.spectrogram_encoder.attentions) == 0
-    assert len(plus.spectrogram_encoder.attentions) == len(SMALL["spectrogram_channels"])
+    assert len(plus.spectrogram_encoder.attentions) == len(small["spectrogram_channels"])
 
 
 @pytest.mark.parametrize("preset", sorted(WORK_PARAMETERS_M))
