@@ -189,7 +189,11 @@ class SpectrogramEncoder(nn.Module):
             power = torch.log(stft.abs() + _LOG_FLOOR)
         frames = self.frame_lengths(lengths)
         n = power.shape[-1]
-        normed = self.input_norm(power.reshape(b, -1, n))  # (B, leads * F, N)
+        # Padded frames are zeroed before the normalization, as zero-padded samples are
+        # before the first conv's BatchNorm in the other families; left at log(floor) they
+        # would drag the batch statistics of every bin in training.
+        power = mask_tail(power.reshape(b, -1, n), frames)  # (B, leads * F, N)
+        normed = self.input_norm(power)
         return mask_tail(normed.reshape(b, leads, -1, n), frames), frames
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
