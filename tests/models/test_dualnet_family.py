@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import build_model, load_preset
+from models import build_model, explain_by_perturbation, load_preset
 from models.dualnet import SpectrogramEncoder
 from models.listing import parameter_count, preset_table
 
@@ -141,3 +141,23 @@ def test_a_preset_key_starts_from_the_preset_and_overrides_it():
         build_model({"name": "cnn", "preset": "dualnet_s"})
     with pytest.raises(ValueError, match="unknown model preset"):
         build_model({"name": "dualnet", "preset": "dualnet_q"})
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "key"),
+    [
+        ("occlusion", {"window_samples": 100, "stride_samples": 50}, "occlusion"),
+        ("integrated_gradients", {"steps": 4}, "integrated_gradients"),
+        ("shift_perturbation", {"target_class": 0, "grid_factor": 50, "l1_weight": 0.1,
+                                "tv_weight": 0.1, "steps": 3}, "mask"),
+    ],
+)
+def test_model_agnostic_explanations_work_on_dualnet(method, options, key, make_batch,
+                                                     make_model, small):
+    model = make_model(small)
+    x, lengths = make_batch([1001, 700])
+    maps = explain_by_perturbation(method, model, x, lengths=lengths, **options)
+    assert maps[key].shape == (2, 1, 1001)
+    assert torch.isfinite(maps[key]).all()
+    assert not maps[key][1, :, 700:].any()
+    assert maps[key][0].abs().sum() > 0
