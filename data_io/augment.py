@@ -4,19 +4,31 @@ Every augmentation is a small function ``f(x, *, rng, fs_hz, **params) -> np.nda
 float32 record in millivolts (applied before normalization, so amplitudes such as the baseline
 wander's are physical). None modifies its input. `AUGMENTATIONS` maps config names to them; its
 order is the order of application, whatever the order of keys in a config, so one config always
-means one pipeline: geometry first (stretch, shift), then amplitude, additive artefacts, and
-cutout last so that cut windows stay exactly zero.
+means one pipeline: geometry first (stretch, warp, shift), then amplitude, additive artefacts,
+the acquisition filter, and sample dropout and cutout last so that zeroed samples stay exactly
+zero.
+
+Named pipelines (``augment_pipelines.json``; ``ecg_dualnet`` is the ECG-DualNet training
+pipeline: scaling, noise, random resampling and time warping, cutout, sample dropout, shift,
+sine baseline and low-pass filtering) are selected in a config as
+``{"pipeline": NAME, "p": P}``, where ``P`` (optional) replaces every step's probability: one
+knob, the work's ``p_aug``, that a search space sweeps as the augmentation strength.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import inspect
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+from scipy.signal import butter, sosfiltfilt
 
 Augmentation = Callable[..., np.ndarray]
 """``(x, *, rng, fs_hz, **params) -> np.ndarray``: one random transformation of a record."""
@@ -49,6 +61,35 @@ def time_stretch(
     # Output sample j sits at input position j * (n - 1) / (m - 1): both ends are kept.
     positions = np.linspace(0.0, n - 1, m)
     return np.interp(positions, np.arange(n), x).astype(np.float32)
+
+
+def time_warp(
+    x: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    fs_hz: float,
+    max_offset: float = 0.03,
+    n_knots: int = 4,
+) -> np.ndarray:
+    """Resample the record on a smoothly, randomly warped time axis (same length).
+
+    ``n_knots`` offsets drawn from U(-max_offset, max_offset), in units of half the record's
+    duration, are linearly interpolated over the record; output sample j reads the input at
+    ``j + offset(j)`` (clipped to the record), so the local heart rate speeds up and slows
+    down a little while the record keeps its length (ECG-DualNet's random resampling).
+    """
+    if not 0.0 <= max_offset < 1.0 or n_knots < 2:
+        raise ValueError(
+            f"time_warp: need 0 <= max_offset < 1 and n_knots >= 2, got {max_offset}, {n_knots}"
+        )
+    n = len(x)
+    knots = rng.uniform(-max_offset, max_offset, size=n_knots)
+    if n < 2:
+        return np.array(x, dtype=np.float32, copy=True)
+    steps = np.arange(n, dtype=np.float64)
+    offsets = np.interp(steps, np.linspace(0.0, n - 1, n_knots), knots) * (n - 1) / 2
+    positions = np.clip(steps + offsets, 0.0, n - 1)
+    return np.interp(positions, steps, x).astype(np.float32)
 
 
 def shift(
@@ -139,6 +180,50 @@ def noise(
     return (x + rng.normal(0.0, sigma, size=len(x))).astype(np.float32)
 
 
+def low_pass(
+    x: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    fs_hz: float,
+    min_cutoff_hz: float = 20.0,
+    max_cutoff_hz: float = 40.0,
+    order: int = 2,
+) -> np.ndarray:
+    """Zero-phase Butterworth low-pass at a cutoff drawn from U(min_cutoff_hz, max_cutoff_hz).
+
+    Mimics the band limit of another recording device. A cutoff at or above 0.45 * fs_hz is
+    lowered to it (at low rates the upper range would leave no band to cut).
+    """
+    if not 0 < min_cutoff_hz <= max_cutoff_hz or order < 1:
+        raise ValueError(
+            f"low_pass: need 0 < min_cutoff_hz <= max_cutoff_hz and order >= 1, got "
+            f"{min_cutoff_hz}, {max_cutoff_hz}, {order}"
+        )
+    cutoff_hz = min(rng.uniform(min_cutoff_hz, max_cutoff_hz), 0.45 * fs_hz)
+    sos = butter(order, cutoff_hz, btype="low", fs=fs_hz, output="sos")
+    padlen = 3 * (2 * len(sos) + 1)  # sosfiltfilt's default edge padding
+    if len(x) <= padlen:  # too short to filter both ways
+        return np.array(x, dtype=np.float32, copy=True)
+    return sosfiltfilt(sos, x).astype(np.float32)
+
+
+def sample_dropout(
+    x: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    fs_hz: float,
+    rate: float = 0.025,
+) -> np.ndarray:
+    """Zero a random ``rate`` fraction of single samples (at least one): lost samples."""
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"sample_dropout: rate must lie in [0, 1], got {rate}")
+    out = np.array(x, dtype=np.float32, copy=True)
+    if len(x):
+        n_dropped = max(1, int(len(x) * rate))
+        out[rng.choice(len(x), size=min(n_dropped, len(x)), replace=False)] = 0.0
+    return out
+
+
 def cutout(
     x: np.ndarray,
     *,
@@ -164,16 +249,64 @@ def cutout(
 AUGMENTATIONS: Mapping[str, Augmentation] = MappingProxyType(
     {
         "time_stretch": time_stretch,
+        "time_warp": time_warp,
         "shift": shift,
         "amplitude_scale": amplitude_scale,
         "baseline_wander": baseline_wander,
         "noise": noise,
+        "low_pass": low_pass,
+        "sample_dropout": sample_dropout,
         "cutout": cutout,
     }
 )
 """Augmentation name (as written in configs) -> function, in order of application. Read-only."""
 
+PIPELINE_KEY = "pipeline"
+"""Config key that selects a named pipeline from ``augment_pipelines.json``."""
+
 _CALL_ARGS = frozenset({"rng", "fs_hz"})
+
+
+@functools.cache
+def _pipelines() -> dict[str, dict[str, dict[str, Any]]]:
+    text = resources.files("data_io").joinpath("augment_pipelines.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def pipeline_names() -> list[str]:
+    """Names of the stored pipelines (``augment_pipelines.json``), sorted."""
+    return sorted(_pipelines())
+
+
+def resolve_pipeline(
+    config: Mapping[str, Any] | None,
+) -> Mapping[str, Mapping[str, Any]] | None:
+    """Expand ``{"pipeline": NAME, "p": P}`` into the stored pipeline's per-step config.
+
+    ``p`` (optional, in [0, 1]) replaces every step's probability. Any other config is
+    returned unchanged.
+
+    Raises:
+        ValueError: an unknown pipeline name (the message lists the stored ones), keys other
+            than ``pipeline`` and ``p`` beside it, or ``p`` outside [0, 1].
+    """
+    if not config or PIPELINE_KEY not in config:
+        return config
+    extra = sorted(set(config) - {PIPELINE_KEY, "p"})
+    if extra:
+        raise ValueError(f"an augmentation config with 'pipeline' takes only 'p' beside it, "
+                         f"got {extra}")
+    name = config[PIPELINE_KEY]
+    if name not in _pipelines():
+        raise ValueError(f"unknown augmentation pipeline {name!r}; known: {pipeline_names()}")
+    steps = copy.deepcopy(_pipelines()[name])
+    if "p" in config:
+        p = float(config["p"])
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"augmentation pipeline {name!r}: p must be in [0, 1], got {p}")
+        for options in steps.values():
+            options["p"] = p
+    return steps
 _PROBE_FS_HZ = 300.0  # a config is checked once on a 10 s sine at this rate
 
 
@@ -210,7 +343,8 @@ class Augmenter:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Mapping[str, Any]] | None) -> Augmenter:
-        """Build from plain JSON data, e.g. ``{"noise": {"p": 0.3, "snr_db": 20}}``.
+        """Build from plain JSON data, e.g. ``{"noise": {"p": 0.3, "snr_db": 20}}``, or a
+        named pipeline, e.g. ``{"pipeline": "ecg_dualnet", "p": 0.3}`` (`resolve_pipeline`).
 
         Each key names an augmentation in `AUGMENTATIONS`; its value holds ``p`` (probability
         of applying it to a record, default 1) and any of the function's parameters (the
@@ -221,11 +355,12 @@ class Augmenter:
                 ones), ``p`` outside [0, 1], or values the function rejects (each configured
                 augmentation is tried once on a 10 s probe sine at 300 Hz).
         """
-        config = config or {}
+        config = resolve_pipeline(config) or {}
         unknown = [name for name in config if name not in AUGMENTATIONS]
         if unknown:
             raise ValueError(
-                f"unknown augmentation(s) {unknown}; known: {', '.join(AUGMENTATIONS)}"
+                f"unknown augmentation(s) {unknown}; known: {', '.join(AUGMENTATIONS)} "
+                f"(or {{'{PIPELINE_KEY}': NAME, 'p': P}}, NAME one of {pipeline_names()})"
             )
         probe = np.sin(np.linspace(0.0, 20 * np.pi, 10 * int(_PROBE_FS_HZ))).astype(np.float32)
         steps = []

@@ -11,7 +11,7 @@ Importing the package imports every model module, so the registry is full wherev
                                    window_samples=150, stride_samples=75)
 """
 
-from models import attention_gate, cnn, convlstm, hadln, segmenter  # noqa: F401  (registers)
+from models import attention_gate, cnn, convlstm, dualnet, hadln, segmenter  # noqa: F401  (registers)
 from models.losses import FocalLoss
 from models.perturbation import PERTURBATION_METHODS, explain_by_perturbation
 from models.presets import load_preset, preset_names

@@ -69,8 +69,12 @@ def time_mask(lengths: Tensor, size: int) -> Tensor:
 
 
 def mask_tail(x: Tensor, lengths: Tensor) -> Tensor:
-    """Zero x (B, C, T) beyond each record's length (keeps the dtype; NaN in the tail too)."""
-    return x.masked_fill(~time_mask(lengths, x.shape[-1]), 0.0)
+    """Zero x (B, C, T) or (B, C, F, T) beyond each record's length along the last axis
+    (keeps the dtype; NaN in the tail too)."""
+    mask = time_mask(lengths, x.shape[-1])  # (B, 1, T)
+    if x.dim() > 3:  # (B, 1, T) -> (B, 1, ..., 1, T)
+        mask = mask.view(x.shape[0], *([1] * (x.dim() - 2)), x.shape[-1])
+    return x.masked_fill(~mask, 0.0)
 
 
 def conv_lengths(lengths: Tensor, *, kernel_size: int, stride: int = 1, padding: int = 0) -> Tensor:

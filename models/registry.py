@@ -9,7 +9,12 @@ from typing import Any, TypeVar
 
 from torch import nn
 
+from models.presets import load_preset
+
 ModelClass = TypeVar("ModelClass", bound=type[nn.Module])
+
+PRESET_KEY = "preset"
+"""Model-config key naming a preset that the config's other keys override."""
 
 # Filled by the `@register` decorators when `models/__init__.py` imports every model module.
 _REGISTRY: dict[str, type[nn.Module]] = {}
@@ -54,15 +59,21 @@ def model_class(name: str) -> type[nn.Module]:
 def build_model(config: Mapping[str, Any]) -> nn.Module:
     """Build a model from a JSON-style config: ``{"name": ..., **keyword_arguments}``.
 
-    The config is not modified. The built model carries ``model.config``: the name plus every
+    A ``"preset"`` key starts from that named preset (`models.load_preset`) and the config's
+    other keys override it, e.g. ``{"name": "dualnet", "preset": "dualnet_m", "dropout": 0.3}``
+    (how a search space picks a size without copying the preset's channels). The config is
+    not modified. The built model carries ``model.config``: the name plus every
     constructor argument, defaults filled in, so a checkpoint holding it rebuilds the same
     architecture even if a default changes later.
 
     Raises:
-        ValueError: if ``"name"`` is missing or unknown.
+        ValueError: if ``"name"`` is missing or unknown, or the preset is unknown or names
+            another model.
         TypeError: for a keyword the model does not take (e.g. a misspelled hyperparameter).
     """
     kwargs = copy.deepcopy(dict(config))
+    if PRESET_KEY in kwargs:
+        kwargs = _over_preset(kwargs)
     if "name" not in kwargs:
         raise ValueError(f"model config has no 'name'; known models: {registered_models()}")
     name = kwargs.pop("name")
@@ -72,6 +83,18 @@ def build_model(config: Mapping[str, Any]) -> nn.Module:
     bound.apply_defaults()
     model.config = {"name": name, **_as_json(dict(bound.arguments))}
     return model
+
+
+def _over_preset(config: dict[str, Any]) -> dict[str, Any]:
+    """The preset named by ``config["preset"]`` with the rest of ``config`` over it."""
+    name = config.pop(PRESET_KEY)
+    preset = load_preset(name)
+    if config.get("name", preset["name"]) != preset["name"]:
+        raise ValueError(
+            f"preset {name!r} is a {preset['name']!r} model, "
+            f"but the config names {config['name']!r}"
+        )
+    return {**preset, **config}
 
 
 def _as_json(value: Any) -> Any:

@@ -24,6 +24,7 @@ from data_io.datasets import dataset_names, load_dataset
 from data_io.errors import DatasetError
 from data_io.folds import DEFAULT_SEED, check_holdout, write_folds
 from models import load_preset, preset_names
+from models.listing import preset_table
 from study.config import resolve_config
 from study.data import item_folds
 from study.metrics import Scoring
@@ -45,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
         "what to train (at least one; with both, the preset replaces the config's model)"
     )
     what.add_argument("--preset", choices=preset_names(), metavar="NAME",
-                      help=f"a named model preset: {', '.join(preset_names())}")
+                      help="a named model preset (parameters): " + ", ".join(
+                          f"{row['preset']} ({row['parameters'] / 1e6:.2f} M)"
+                          for row in preset_table()
+                      ) + "; `python -m models.listing` prints them as a table")
     what.add_argument("--config", type=Path, metavar="FILE.json",
                       help="a training config (sections model, loss, optim, data, runtime, "
                            "epochs, pretrain_epochs, seed; defaults in "

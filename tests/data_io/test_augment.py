@@ -216,3 +216,76 @@ def test_unknown_parameter_is_named_with_the_known_ones() -> None:
 def test_bad_values_fail_when_the_config_is_read(config: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(config))):
         Augmenter.from_config(config)
+
+
+# ---------------------------------------------------------------------------------------------
+# the transforms ECG-DualNet's pipeline adds, and named pipelines
+
+
+def test_time_warp_keeps_length_and_ends_and_moves_the_middle(x: np.ndarray) -> None:
+    ramp = np.linspace(0.0, 1.0, 1001).astype(np.float32)
+    out = AUGMENTATIONS["time_warp"](ramp, rng=_rng(0), fs_hz=FS_HZ, max_offset=0.05)
+    assert out.shape == ramp.shape
+    # On a ramp the output is the warped read position: displaced by at most max_offset
+    # half-durations, and still increasing (the warp never folds time back).
+    assert np.abs(out - ramp).max() <= 0.05 / 2 + 1e-6
+    assert np.abs(out - ramp).max() > 0.001
+    assert (np.diff(out) >= 0).all()
+
+
+def test_low_pass_removes_high_frequencies_and_keeps_low_ones() -> None:
+    t_s = np.arange(3000) / 300.0
+    slow = np.sin(2 * np.pi * 5.0 * t_s)
+    fast = 0.5 * np.sin(2 * np.pi * 100.0 * t_s)
+    out = AUGMENTATIONS["low_pass"]((slow + fast).astype(np.float32), rng=_rng(0), fs_hz=300.0,
+                                    min_cutoff_hz=20.0, max_cutoff_hz=30.0)
+    middle = slice(300, -300)  # away from the edges
+    np.testing.assert_allclose(out[middle], slow[middle], atol=0.02)
+
+
+def test_low_pass_cutoff_is_kept_below_nyquist(x: np.ndarray) -> None:
+    # At 100 Hz a 60-80 Hz cutoff would be invalid; it is lowered to 45 Hz instead.
+    out = AUGMENTATIONS["low_pass"](x, rng=_rng(0), fs_hz=FS_HZ, min_cutoff_hz=60.0,
+                                    max_cutoff_hz=80.0)
+    assert np.isfinite(out).all() and out.shape == x.shape
+
+
+def test_sample_dropout_zeroes_the_rate_of_single_samples(x: np.ndarray) -> None:
+    out = AUGMENTATIONS["sample_dropout"](x, rng=_rng(0), fs_hz=FS_HZ, rate=0.05)
+    zeroed = out == 0
+    assert zeroed.sum() == 50
+    np.testing.assert_array_equal(out[~zeroed], x[~zeroed])
+
+
+def test_named_pipeline_expands_and_p_sets_every_step() -> None:
+    augmenter = Augmenter.from_config({"pipeline": "ecg_dualnet", "p": 0.35})
+    assert set(augmenter.names) == {
+        "time_stretch", "time_warp", "shift", "amplitude_scale", "baseline_wander", "noise",
+        "low_pass", "sample_dropout", "cutout",
+    }
+    assert {step.p for step in augmenter.steps} == {0.35}
+    stored = Augmenter.from_config({"pipeline": "ecg_dualnet"})
+    assert stored.names == augmenter.names
+    assert [s.params for s in stored.steps] == [s.params for s in augmenter.steps]
+
+
+def test_named_pipeline_is_seeded_and_p_zero_is_the_identity(x: np.ndarray) -> None:
+    augmenter = Augmenter.from_config({"pipeline": "ecg_dualnet", "p": 1.0})
+    first = augmenter(x, rng=_rng(7), fs_hz=FS_HZ)
+    np.testing.assert_array_equal(first, augmenter(x, rng=_rng(7), fs_hz=FS_HZ))
+    assert first.shape != x.shape or not np.array_equal(first, augmenter(x, rng=_rng(8),
+                                                                         fs_hz=FS_HZ))
+    assert Augmenter.from_config({"pipeline": "ecg_dualnet", "p": 0.0}).is_identity
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"pipeline": "nope"}, "unknown augmentation pipeline 'nope'; known: \\['ecg_dualnet'\\]"),
+        ({"pipeline": "ecg_dualnet", "noise": {}}, "takes only 'p' beside it"),
+        ({"pipeline": "ecg_dualnet", "p": 1.5}, "p must be in \\[0, 1\\]"),
+    ],
+)
+def test_bad_pipeline_configs_raise(config: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Augmenter.from_config(config)

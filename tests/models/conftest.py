@@ -118,6 +118,44 @@ SMALL_CONFIGS: dict[str, dict] = {
         "classifier_channels": [4, 8, 8, 8],
         "hidden_units": 8,
     },
+    "dualnet_both": {
+        "name": "dualnet",
+        "signal_channels": [4, 8, 8],
+        "signal_kernel_size": 5,
+        "spectrogram_channels": [4, 8, 8],
+        "stft_window": 32,
+        "stft_hop": 8,
+        "latent_channels": 8,
+        "fusion_heads": 2,
+        "dropout": 0.0,
+    },
+    "dualnet_plus_gmp": {
+        "name": "dualnet",
+        "signal_channels": [4, 8],
+        "spectrogram_channels": [4, 8],
+        "stft_window": 16,
+        "stft_hop": 5,
+        "axial_attention": True,
+        "latent_channels": 8,
+        "fusion_heads": 4,
+        "pooling": "gmp",
+    },
+    "dualnet_signal_only": {
+        "name": "dualnet",
+        "encoders": "signal",
+        "signal_channels": [4, 8],
+        "latent_channels": 8,
+    },
+    "dualnet_spectrogram_only_plus": {
+        "name": "dualnet",
+        "encoders": "spectrogram",
+        "spectrogram_channels": [4, 8, 8],
+        "stft_window": 32,
+        "stft_hop": 16,
+        "axial_attention": True,
+        "latent_channels": 8,
+        "fusion_heads": 2,
+    },
     "hadln": {
         "name": "hadln",
         "cnn_channels": 8,
@@ -185,7 +223,7 @@ def build_with_random_norms(config: dict) -> torch.nn.Module:
     model = build_model(config)
     generator = torch.Generator().manual_seed(1)
     for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm1d):
+        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
             shape = module.running_mean.shape
             module.running_mean.copy_(0.3 * torch.randn(shape, generator=generator))
             module.running_var.copy_(0.5 + torch.rand(shape, generator=generator))

@@ -13,7 +13,7 @@ import torch
 from models import build_model, load_preset, preset_names, register, registered_models
 from models.cnn import channels_for_depth, cnn_depths
 
-FAMILIES = {"cnn", "convlstm", "attention_gate", "segmenter", "hadln"}
+FAMILIES = {"cnn", "convlstm", "attention_gate", "segmenter", "hadln", "dualnet"}
 THESIS_PRESETS = {
     "cnn4_gap",
     "cnn7_gmp",

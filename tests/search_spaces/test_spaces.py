@@ -35,6 +35,7 @@ CONDITIONAL = {
     "attention_gate": {"space/gate_position_1", "space/gate_position_2"},
     "cnn": set(),
     "convlstm": {"model/pooling", "optim/cnn_lr_scale"},
+    "dualnet": {"data/augment/p"},
     "hadln": set(),
     "segmenter": {
         "model/window_pooling",
@@ -62,11 +63,29 @@ def test_module_contract(name):
     json.dumps(space.SMOKE)
 
 
-@pytest.mark.parametrize("name", SPACES)
+# Building 50 dualnet samples (a quarter of them 8-20 M parameters) takes minutes on 2 cores;
+# the fast suite builds its S-size samples (test_dualnet_small_samples_build_models_that_run).
+HEAVY_SPACES = {"dualnet"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY_SPACES else n for n in SPACES],
+)
 def test_samples_build_models_that_run(name, sampled):
+    _check_samples_build(sampled(name), name)
+
+
+def test_dualnet_small_samples_build_models_that_run(sampled):
+    small = [(p, c) for p, c in sampled("dualnet") if p["space/size"] == "s"]
+    assert {p["model/encoders"] for p, _ in small} == {"both", "signal", "spectrogram"}
+    _check_samples_build(small, "dualnet")
+
+
+def _check_samples_build(samples, name):
     x = torch.randn(2, 1, 1500)
     lengths = torch.tensor([1500, 1100])
-    for _, config in sampled(name):
+    for _, config in samples:
         cfg = training_config(config)
         resolve_config(cfg)  # every sampled section and key exists in the trainer's config
         assert cfg["model"]["name"] == name
@@ -255,6 +274,36 @@ EXPECTED = {
             "optim": {"lr": 2e-3},
         },
     ),
+    "dualnet": (
+        {
+            "space/size": "m",
+            "space/variant": "plus",
+            "model/encoders": "spectrogram",
+            "model/stft_window": 128,
+            "space/stft_hop_fraction": 0.25,
+            "model/fusion_heads": 2,
+            "model/dropout": 0.1,
+            "space/augment": True,
+            "data/augment/p": 0.3,
+            "loss/focal_gamma": 1.0,
+            "optim/lr": 5e-4,
+        },
+        {
+            "space": {"size": "m", "variant": "plus", "stft_hop_fraction": 0.25, "augment": True},
+            "model": {
+                "name": "dualnet",
+                "preset": "dualnetpp_m",
+                "encoders": "spectrogram",
+                "stft_window": 128,
+                "stft_hop": 32,
+                "fusion_heads": 2,
+                "dropout": 0.1,
+            },
+            "data": {"augment": {"pipeline": "ecg_dualnet", "p": 0.3}},
+            "loss": {"focal_gamma": 1.0},
+            "optim": {"lr": 5e-4},
+        },
+    ),
 }
 
 
@@ -422,3 +471,19 @@ def test_describe_space_rejects_a_parameter_with_two_distributions(monkeypatch):
     monkeypatch.setattr(search_spaces, "load_space", lambda name: fake)
     with pytest.raises(ValueError, match="model/hidden_units"):
         describe_space("fake")
+
+
+def test_dualnet_samples_pick_a_preset_and_switch_the_augmentation(sampled):
+    samples = sampled("dualnet")
+    for params, config in samples:
+        model = config["model"]
+        prefix = {"plain": "dualnet", "plus": "dualnetpp"}[params["space/variant"]]
+        assert model["preset"] == f"{prefix}_{params['space/size']}"
+        assert model["preset"] in preset_names()
+        assert model["stft_hop"] == int(model["stft_window"] * params["space/stft_hop_fraction"])
+        augment = config["data"]["augment"]
+        if params["space/augment"]:
+            assert augment == {"pipeline": "ecg_dualnet", "p": params["data/augment/p"]}
+        else:
+            assert augment is None
+    assert {p["model/encoders"] for p, _ in samples} == {"both", "signal", "spectrogram"}

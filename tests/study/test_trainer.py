@@ -141,3 +141,14 @@ def test_pretraining_loads_a_gmp_cnn_trunk_into_the_convlstm(tiny_arrays, tiny_c
     with pytest.raises(ValueError, match="pre-trainable CNN trunk"):
         train(config={**tiny_config, "pretrain_epochs": 1}, train_split=split, val_split=split,
               scoring=SCORING)
+
+
+def test_cpu_autocast_only_where_the_cpu_computes_bf16(monkeypatch):
+    """bf16 autocast on an AVX2 CPU is emulated and slower than fp32: full precision there."""
+    from study import runtime
+
+    monkeypatch.setattr(runtime.torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert runtime.select_runtime(device="cpu", amp=True).amp_dtype is None
+    monkeypatch.setattr(runtime.torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert runtime.select_runtime(device="cpu", amp=True).amp_dtype is runtime.torch.bfloat16
+    assert runtime.select_runtime(device="cpu", amp=False).amp_dtype is None
