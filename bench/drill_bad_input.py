@@ -8,8 +8,9 @@ Runs the user's commands as subprocesses, each with its own bad input:
     `data_io.inspect`), `python -m data_io.inspect` on a copy of real records (synthetic when
     --data-dir holds none) with five records damaged, and a tiny study on that copy, which must
     warn about the quarantined records and still train on the good ones;
-  - a study whose every trial diverges (`--set optim/lr=Infinity`): it must finish, record the
-    trials as diverged (with the epoch and batch) in trials.parquet and say so when it ends;
+  - a study whose every trial diverges (`--set optim/lr=1e30`: after one Adam step the
+    activations overflow float32 and the loss is NaN): it must finish, record the trials as
+    diverged (with the epoch and batch) in trials.parquet and say so when it ends;
   - an unknown `--space` and `--show-space`;
   - malformed copies of cluster.yaml through `python -m study.check_cluster`;
   - an `--address` where no Ray cluster answers (a closed port, a port that never accepts, one
@@ -228,7 +229,8 @@ def check_study_on_damaged(data: Path, *, victims: dict[str, str], kept: int,
                    "--cache-dir", str(work / "cache"), *TINY_STUDY], cwd=cwd, timeout_s=480)
     seen = ran.first_line("warning:")
     problems = [f"exit status {ran.code}: {ran.text[-800:]}"] if ran.code else []
-    expected = f"warning: {len(victims)} records quarantined (see python -m data_io.inspect {data})"
+    expected = (f"warning: {len(victims)} records quarantined (see python -m data_io.inspect "
+                f"{data} --dataset cinc2017)")
     if expected not in ran.err:
         problems.append(f"no line {expected!r}")
     study_dir = cwd / "runs" / "damaged"
@@ -254,7 +256,7 @@ def check_diverged_study(work: Path) -> list[Check]:
     cwd = work / "study-diverged"
     ran = run_cli(["-m", "study.run", "--space", "cnn", "--dataset", "synthetic",
                    "--synthetic-records", "48", "--num-samples", "2", "--name", "nan",
-                   "--set", "optim/lr=Infinity", "--cache-dir", str(work / "cache"),
+                   "--set", "optim/lr=1e30", "--cache-dir", str(work / "cache"),
                    *TINY_STUDY], cwd=cwd, timeout_s=480)
     study_dir = cwd / "runs" / "nan"
     finished = [] if ran.code in (0, 2) else [f"exit status {ran.code}: {ran.text[-800:]}"]
@@ -408,7 +410,7 @@ def run_drill(args: argparse.Namespace, work: Path) -> list[Check]:
           flush=True)
     checks.append(check_inspect(damaged, victims=victims, kept=kept, work=work))
     checks.append(check_study_on_damaged(damaged, victims=victims, kept=kept, work=work))
-    print("... a study whose every trial diverges (--set optim/lr=Infinity)", flush=True)
+    print("... a study whose every trial diverges (--set optim/lr=1e30)", flush=True)
     checks += check_diverged_study(work)
     print("... unknown spaces, malformed cluster.yaml, unreachable --address", flush=True)
     checks += check_unknown_space(work)
