@@ -100,7 +100,7 @@ def run_cli(args: list[str], *, cwd: Path, timeout_s: float) -> Ran:
     path = os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))
     env = loopback_guard.guarded_env(
         {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": path,
-         "RAY_USAGE_STATS_ENABLED": "0"},
+         "RAY_USAGE_STATS_ENABLED": "0", "RAY_USAGE_STATS_REPORT_URL": "http://127.0.0.1:9/"},
         log_path=refusal_log(cwd.parent))
     start = time.perf_counter()
     with out_path.open("w") as out, err_path.open("w") as err:

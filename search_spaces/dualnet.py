@@ -19,9 +19,9 @@ from typing import Any
 
 from optuna.trial import BaseTrial
 
-from search_spaces._common import METRIC, MODE, smoke_settings, suggest_focal_gamma, suggest_lr
+from search_spaces._common import smoke_settings, suggest_focal_gamma, suggest_lr
 
-__all__ = ["METRIC", "MODE", "SMOKE", "define"]
+__all__ = ["SMOKE", "define"]
 
 ENCODERS: tuple[str, ...] = ("both", "signal", "spectrogram")
 SIZES: tuple[str, ...] = ("s", "m", "l", "xl")

@@ -280,7 +280,7 @@ def _run_cv(plan: Plan, spec: StudySpec, ranked, grid) -> None:
     from study.checkpoints import prune_checkpoints
 
     # The fold retrainings only confirm the scores; their models are not used later.
-    cv_pruned = prune_checkpoints(result_by_trial(cv_grid), keep=())
+    cv_pruned = prune_checkpoints({result.path: result for result in cv_grid}, keep=())
     print(f"cross-validation checkpoints: {cv_pruned.describe()}", flush=True)
 
 

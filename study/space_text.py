@@ -56,7 +56,7 @@ def render_space(description: Mapping[str, Any]) -> str:
     params = description["parameters"]
     width = max((len(p) for p in params), default=10) + 2
     lines = [description["name"], "", description["description"], "",
-             f"score: {description['metric']} ({description['mode']}imised)", "",
+             "score: the data set's study metric (--show-dataset NAME)", "",
              "parameters, in sampling order:"]
     for name, d in params.items():
         kind, render = DISTRIBUTIONS[d["distribution"]]

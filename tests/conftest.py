@@ -43,10 +43,14 @@ def loopback_log(tmp_path_factory) -> Path:
     the user's environment says."""
     log = tmp_path_factory.mktemp("loopback") / "refusals.log"
     saved = {key: os.environ.get(key) for key in
-             ("PYTHONPATH", "WANDB_MODE", "RAY_USAGE_STATS_ENABLED", loopback_guard.ENV_LOG)}
+             ("PYTHONPATH", "WANDB_MODE", "RAY_USAGE_STATS_ENABLED",
+              "RAY_USAGE_STATS_REPORT_URL", loopback_guard.ENV_LOG)}
     os.environ.update(loopback_guard.guarded_env(dict(os.environ), log_path=log))
-    # Ray posts usage statistics a minute into a session unless told not to.
-    os.environ.update(WANDB_MODE="offline", RAY_USAGE_STATS_ENABLED="0")
+    # Ray posts usage statistics a minute into a session unless told not to, and a cluster
+    # started with `ray start` (or cluster_utils) posts "disabled" even then: to a closed
+    # port on this machine here.
+    os.environ.update(WANDB_MODE="offline", RAY_USAGE_STATS_ENABLED="0",
+                      RAY_USAGE_STATS_REPORT_URL="http://127.0.0.1:9/")
     loopback_guard.install(log_path=log)
     yield log
     loopback_guard.uninstall()

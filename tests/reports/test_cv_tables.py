@@ -21,6 +21,7 @@ from reports.cv_tables import (
     paired_tests,
     presentation_table,
     row_normalised,
+    score_columns,
     summed_confusion,
 )
 from reports.study_data import ReportError, StudyData
@@ -106,7 +107,7 @@ def test_summary_means_and_stds_match_hand_computation(study):
 
 
 def test_presentation_table_has_mean_pm_std_strings_in_thesis_order(study):
-    table = presentation_table(cv_summary(study))
+    table = presentation_table(cv_summary(study), columns=score_columns(study))
     assert table.columns.tolist() == ["Rank", "Candidate", "model/depth", "F1 A", "F1 N",
                                       "F1 O", "F1 ~", "CinC F1", "Folds"]
     aaa = table[table["Candidate"] == "aaa"].iloc[0]

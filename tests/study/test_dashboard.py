@@ -81,7 +81,7 @@ def test_the_dashboard_shows_every_trial_in_its_true_state(finished_study, dashb
         attrs = {a["key"]: a["value"] for a in trials[trial_id]["user_attrs"]}
         assert attrs["stop_reason"] == "early_stopped"
     assert detail["has_intermediate_values"]
-    best = json.loads((study_dir / "best_config.json").read_text())
+    best = json.loads((study_dir / "best_trial.json").read_text())
     (best_trial,) = detail["best_trials"]
     assert trials[best["trial_id"]]["number"] == best_trial["number"]
 

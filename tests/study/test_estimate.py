@@ -74,4 +74,4 @@ def test_help_states_each_default_once():
 
     text = build_parser().format_help()
     assert "(default: None)" not in text and "(default: False)" not in text
-    assert text.count("default 150") == 1 and "(default: 20)" in text
+    assert text.count("150 Hz") == 1 and "(default: 20)" in text

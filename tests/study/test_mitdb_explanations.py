@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+import pyarrow.fs
 import pytest
 import torch
 import wfdb
@@ -148,7 +149,7 @@ def test_mitdb_explanations_npz(mitdb_dir, checkpoint, tmp_path):
     # The shift perturbation ran on exactly the windows not predicted Normal.
     model, _ = load_trained(checkpoint)
     with torch.no_grad():
-        predicted = model(torch.from_numpy(arrays["signal"]),
+        predicted = model(torch.from_numpy(arrays["signal"].astype(np.float32)),
                           lengths=torch.from_numpy(arrays["lengths"])).argmax(dim=1).numpy()
     shifted = np.isfinite(arrays["shift/target_probability_before"])
     np.testing.assert_array_equal(shifted, predicted != CINC_CLASSES.index("N"))
@@ -191,8 +192,12 @@ def test_mitdb_explanations_of_record_100(shared_mitdb_dir, checkpoint, tmp_path
 
 
 class _Checkpoint:
+    """What the study reads of a Tune checkpoint: its directory, path and file system."""
+
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self.path = str(directory)
+        self.filesystem = pyarrow.fs.LocalFileSystem()
 
     @contextmanager
     def as_directory(self):

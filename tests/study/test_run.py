@@ -107,7 +107,7 @@ def test_optuna_storage_holds_the_trials(finished_study):
         assert trial.intermediate_values == pytest.approx(epochs.to_dict())
         assert trial.user_attrs["rung"] == row["max_rung"]
     assert study.best_trial.user_attrs["stop_reason"] == "completed"
-    best = json.loads((study_dir / "best_config.json").read_text())
+    best = json.loads((study_dir / "best_trial.json").read_text())
     assert study.best_trial.user_attrs["tune_trial_id"] == best["trial_id"]
 
 

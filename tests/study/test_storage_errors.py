@@ -102,7 +102,8 @@ class _FakeTuner:
 def _main_with_fit(outcome, *, tmp_path, monkeypatch, capsys) -> tuple[int, str]:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("ray.init", lambda **kwargs: None)
-    monkeypatch.setattr(tuning, "search_tuner", lambda plan, spec: _FakeTuner(outcome))
+    monkeypatch.setattr(tuning, "search_tuner",
+                        lambda plan, spec, milestones: _FakeTuner(outcome))
     code = run.main([*SYNTHETIC, "--name", "s"])
     return code, capsys.readouterr().err
 
