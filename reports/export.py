@@ -126,7 +126,7 @@ def write_table(table: Table, *, out: Path) -> dict:
     base.parent.mkdir(parents=True, exist_ok=True)
     table.frame.to_csv(base.with_suffix(".csv"), index=False)
     latex = table.frame.to_latex(
-        index=False, escape=True, float_format=table.float_format.format,
+        index=False, escape=True, float_format=table.float_format.format, na_rep="--",
         caption=table.title, label=f"tab:{table.name}",
     )
     base.with_suffix(".tex").write_text(latex)
@@ -151,7 +151,7 @@ def render_index(sections: list[tuple[str, list[Section]]], *, manifest: Manifes
             for table in section.tables:
                 body.append(f"<h3>{html.escape(table.title)}</h3>")
                 body.append("<div class='scroll'>" + table.frame.to_html(
-                    index=False, classes="table", border=0,
+                    index=False, classes="table", border=0, na_rep="–",
                     float_format=table.float_format.format) + "</div>")
                 body.append(f"<p class='files'><a href='tables/{table.name}.csv'>CSV</a> "
                             f"<a href='tables/{table.name}.tex'>LaTeX</a></p>")

@@ -237,7 +237,9 @@ def _scored(study: StudyData, epoch: int) -> pd.DataFrame:
 
 
 def _varies(frame: pd.DataFrame, column: str) -> bool:
-    return column in frame and frame[column].dropna().nunique() > 1
+    """Whether a parameter takes more than one value; a missing value counts as the ``None``
+    choice (callers pass only the trials where the parameter is active)."""
+    return column in frame and frame[column].map(_choice_text).nunique() > 1
 
 
 def _branches(
@@ -303,7 +305,12 @@ def _choice_text(value: Any) -> str:
 
 
 def _to_optuna(distribution: BaseDistribution, value: Any) -> Any:
-    """A trials.parquet value as the distribution's own type (numpy ints, 7.0 for 7, ...)."""
+    """A trials.parquet value as the distribution's own type (numpy ints, 7.0 for 7, ...).
+
+    Parquet stores a sampled ``None`` choice (e.g. no class weighting) as a missing value;
+    within a branch the parameter is active, so a missing value there is that ``None``."""
+    if _choice_text(value) == _INACTIVE and None in getattr(distribution, "choices", ()):
+        value = None
     return distribution.to_external_repr(distribution.to_internal_repr(value))
 
 

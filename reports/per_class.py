@@ -116,5 +116,7 @@ def per_class_section(study: StudyData) -> Section:
                   "standard deviation over folds; items summed over folds",
             frame=frame, sources=Sources(study=study.name, trials=(candidate,))))
     notes.append("Se: sensitivity (recall), +P: positive predictivity (precision), as AAMI "
-                 "EC57 reports them; F1 is 0 for a class with items that was never predicted.")
+                 "EC57 reports them; F1 is 0 for a class with items that was never predicted; a "
+                 "dash means undefined (Se: no items of the class; +P: never predicted; F1: "
+                 "neither).")
     return Section(title=title, tables=tables, notes=notes)

@@ -154,16 +154,20 @@ def classification_metrics(
         f"{split}/auroc_macro": float(np.mean(finite)) if finite else float("nan"),
         f"{split}/confusion": matrix.tolist(),
     }
-    for name, key in zip(scoring.classes, scoring.keys, strict=True):
-        metrics[f"{split}/f1_{key}"] = float(f1[name])
-    tp = np.diag(matrix)
-    rates = {"sensitivity": _ratio(tp, matrix.sum(axis=1)), "ppv": _ratio(tp, matrix.sum(axis=0))}
+    # A class with no items has no sensitivity, one never predicted no +P, and one with
+    # neither no F1: NaN, not 0, so a fold without Q beats does not report "Se 0 for Q".
+    tp, items, predicted = np.diag(matrix), matrix.sum(axis=1), matrix.sum(axis=0)
+    for k, (name, key) in enumerate(zip(scoring.classes, scoring.keys, strict=True)):
+        defined = items[k] > 0 or predicted[k] > 0
+        metrics[f"{split}/f1_{key}"] = float(f1[name]) if defined else float("nan")
+    rates = {"sensitivity": np.where(items > 0, _ratio(tp, items), np.nan),
+             "ppv": np.where(predicted > 0, _ratio(tp, predicted), np.nan)}
     for name, values in rates.items():
         if name not in scoring.per_class:
             continue
         for key, value in zip(scoring.keys, values, strict=True):
             metrics[f"{split}/{name}_{key}"] = float(value)
-        present = (matrix.sum(axis=1) > 0) if name == "sensitivity" else (matrix.sum(axis=0) > 0)
+        present = np.isfinite(values)
         metrics[f"{split}/{name}_macro"] = float(values[present].mean()) if present.any() else 0.0
     if scoring.binary:
         k = scoring.classes.index(scoring.positive)

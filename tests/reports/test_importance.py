@@ -246,3 +246,24 @@ def test_importance_on_fewer_trials_than_it_needs_is_marked():
     assert (table.frame.loc[few, "caveat"].str.startswith("too few trials")).all()
     assert (table.frame.loc[~few, "caveat"] == "").all()
     assert any("not evidence" in note for note in section.notes)
+
+
+def test_a_none_choice_stored_as_missing_in_parquet_is_that_choice():
+    """Parquet writes a sampled ``None`` (no class weighting) as a missing value."""
+    rng = np.random.default_rng(3)
+    n = 40
+    weights = rng.choice(np.array([None, "inverse_frequency"], dtype=object), n)
+    configs = pd.DataFrame({"trial_id": [f"t{i:03d}" for i in range(n)],
+                            "config/loss/class_weights": pd.Series(weights, dtype="str"),
+                            "config/optim/lr": np.exp(rng.uniform(np.log(1e-4), np.log(1e-2), n))})
+    score = np.where(weights == None, 0.3, 0.8) + rng.normal(0, 0.01, n)  # noqa: E711
+    parameters = {
+        "loss/class_weights": {"distribution": "CategoricalDistribution",
+                               "choices": [None, "inverse_frequency"], "conditional": False},
+        "optim/lr": PARAMETERS["optim/lr"],
+    }
+    study = make_study(asha_rows(configs, {1: score}), milestones=[1], parameters=parameters)
+    table = importance_by_budget(study, **FAST)
+    assert configs["config/loss/class_weights"].isna().any()
+    top = table.sort_values("importance").groupby("method").tail(1)
+    assert set(top["parameter"]) == {"loss/class_weights"}

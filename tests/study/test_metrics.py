@@ -67,7 +67,18 @@ def test_macro_f1_skips_classes_absent_from_truth_and_predictions():
     metrics = classification_metrics(y_true=y_true, probabilities=np.eye(5)[y_pred],
                                      scoring=BEATS)
     assert metrics["val/f1_macro"] == pytest.approx((0.8 + 2 / 3) / 2)
-    assert metrics["val/f1_s"] == 0.0
+    assert np.isnan(metrics["val/f1_s"])
+    assert np.isnan(metrics["val/sensitivity_s"]) and np.isnan(metrics["val/ppv_s"])
+
+
+def test_a_class_with_items_never_predicted_has_f1_and_se_zero_and_no_ppv():
+    y_true = np.array([0, 0, 1, 2])
+    y_pred = np.array([0, 0, 0, 2])
+    metrics = classification_metrics(y_true=y_true, probabilities=np.eye(5)[y_pred],
+                                     scoring=BEATS)
+    assert metrics["val/f1_s"] == 0.0 and metrics["val/sensitivity_s"] == 0.0
+    assert np.isnan(metrics["val/ppv_s"])
+    assert metrics["val/ppv_macro"] == pytest.approx((2 / 3 + 1) / 2)
 
 
 def test_aami_sensitivity_and_positive_predictivity_by_hand():
