@@ -26,6 +26,19 @@ def test_long_traces_are_thinned_keeping_extremes_and_colours_aligned():
     assert len(figure.data[0].x) == 9000
 
 
+def test_heatmaps_are_block_averaged_on_the_page_and_kept_whole_in_the_original():
+    z = np.tile(np.arange(400, dtype=np.float32), (3, 1))
+    z[1, 7] = np.nan
+    x = np.arange(400, dtype=np.float32) / 10
+    figure = go.Figure([go.Heatmap(x=x, y=[0, 1, 2], z=z)])
+    shown = for_display(figure, max_columns=100)
+    zs, xs = np.asarray(shown.data[0].z), np.asarray(shown.data[0].x)
+    assert zs.shape == (3, 100) and len(xs) == 100
+    assert zs[0, :3].tolist() == [1.5, 5.5, 9.5] and xs[0] == pytest.approx(0.15)
+    assert zs[1, 1] == pytest.approx((4 + 5 + 6) / 3)  # the NaN is left out of its block
+    assert np.asarray(figure.data[0].z).shape == (3, 400)
+
+
 def test_minmax_indices_keep_short_traces_whole():
     assert minmax_indices(np.arange(10.0), max_points=100).tolist() == list(range(10))
 
