@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-MAX_DISPLAY_POINTS = 1000
-"""Points per trace on the page (twice the number of min/max buckets): 500 buckets still
-resolve every beat of a 60 s record on a 1,400 px page."""
+MAX_DISPLAY_POINTS = 800
+"""Points per trace on the page (twice the number of min/max buckets): 400 buckets, 0.15 s
+each for a 60 s record, still keep every R peak."""
 
-MAX_DISPLAY_COLUMNS = 150
+MAX_DISPLAY_COLUMNS = 100
 """Time columns per heatmap on the page (block means; hover shows the block's mean)."""
 
 _PER_POINT = ("x", "y", "text", "hovertext", "customdata")
