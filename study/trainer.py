@@ -364,7 +364,8 @@ def evaluate(
 
 def _progress_line(row: dict[str, Any], *, epochs: int, metric: str) -> str:
     per_class = " ".join(
-        f"{key.removeprefix('val/f1_')} {value:.3f}"
+        f"{key.removeprefix('val/f1_')} {value:.3f}" if math.isfinite(value)
+        else f"{key.removeprefix('val/f1_')} - (absent)"
         for key, value in row.items()
         if key.startswith("val/f1_") and key != metric
     )
