@@ -195,7 +195,8 @@ class StudyWandbLoggerCallback(KeySafeWandbLoggerCallback):
 
     The run config is the config the trial trained with (`study.trainable.trial_config`:
     sampled values, the study's overrides such as ``--smoke``'s, budget, sampling rate,
-    seed), as in ``best_config.json``, plus the fold of a cross-validation trial.
+    seed), as in ``best_config.json``; a cross-validation trial's adds the search trial it
+    retrains (``candidate``) and its ``fold``.
 
     The outcome (``trial/stop_reason``, ``trial/rung``, ``trial/epochs_completed``,
     ``trial/message``) is logged at the trial's last step, so W&B merges it into the last
@@ -221,10 +222,8 @@ class StudyWandbLoggerCallback(KeySafeWandbLoggerCallback):
         self.in_storage = in_storage
 
     def _start_logging_actor(self, trial, exclude_results, **wandb_init_kwargs) -> None:
-        wandb_init_kwargs["config"] = {
-            **trial_config(trial.config, spec=self.spec),
-            **({"fold": trial.config["fold"]} if "fold" in trial.config else {}),
-        }
+        wandb_init_kwargs["config"] = {**trial_config(trial.config, spec=self.spec),
+                                       **cv_identity_config(trial.config)}
         if self.in_storage:
             # The logging actor runs on the driver's node, where the storage path is mounted.
             Path(trial.path).mkdir(parents=True, exist_ok=True)
@@ -252,6 +251,14 @@ class StudyWandbLoggerCallback(KeySafeWandbLoggerCallback):
             f"{OUTCOME_PREFIX}message": outcome.message[:2000],
         })
         super().log_trial_end(trial, failed=failed)
+
+
+def cv_identity_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``candidate`` (search trial id) and ``fold`` of a cross-validation trial's config
+    (see `cv_tuner`); nothing for a search trial."""
+    if "candidate" not in config:
+        return {}
+    return {"candidate": config["candidate"]["trial_id"], "fold": config["fold"]}
 
 
 def callbacks(plan: Plan, spec: StudySpec | None, *, milestones: list[int],

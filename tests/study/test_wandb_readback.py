@@ -102,16 +102,21 @@ def test_each_run_ends_with_its_trials_outcome(trial_runs, trials):
         assert summary["val/f1_cinc"] == pytest.approx(row["val/f1_cinc"])
 
 
-def test_cross_validation_runs_are_their_own_job_type(finished_study):
+def test_cross_validation_runs_name_their_candidate_and_fold(finished_study):
     study_dir, _ = finished_study
     plan = load_plan(study_dir)
     cv = pd.read_parquet(study_dir / "cv.parquet")
-    runs = _runs(study_dir, "small-cv")
-    assert set(runs) == set(cv["trial_id"]) and len(runs) == plan.n_folds
-    assert sorted(run.config["fold"] for run in runs.values()) == list(range(plan.n_folds))
-    for run in runs.values():
+    runs = {(run.config["candidate"], run.config["fold"]): run
+            for run in _runs(study_dir, "small-cv").values()}
+    assert set(runs) == set(cv.groupby(["config/candidate", "fold"]).groups) and len(runs) == 3
+    for (candidate, fold), rows in cv.groupby(["config/candidate", "fold"]):
+        run = runs[(candidate, fold)]
         assert run.group == plan.name and run.job_type == "cv" and run.exit_code == 0
-        assert run.config["epochs"] == plan.max_epochs and run.summary["epoch"] == 3
+        assert run.config["epochs"] == plan.max_epochs
+        assert [row["_step"] for row in run.history] == rows["epoch"].tolist()
+        assert [row["val/f1_cinc"] for row in run.history] == pytest.approx(
+            rows["val/f1_cinc"].tolist())
+        assert run.summary["trial/stop_reason"] == "completed"
 
 
 @pytest.fixture(scope="module")
