@@ -162,3 +162,24 @@ def test_the_report_run_holds_every_figure_and_table(finished_study, report_run)
     assert set(run.files) >= {entry["path"] for entry in media.values()}
     assert run.summary["report/figures"] == len(figures)
     assert run.summary["report/tables"] == len(tables)
+
+
+@pytest.mark.slow
+def test_runs_reach_a_uri_storage_complete(tmp_path, run_study_cli, driver_output,
+                                           small_study_args):
+    """On a URI storage (here ``file://``) each run is written under Ray's staging directory
+    and uploaded once it has finished: the last trial's run arrives complete too."""
+    store = tmp_path / "store"
+    proc = run_study_cli([*small_study_args, "--space", "cnn", "--num-samples", "2",
+                          "--concurrency", "1", "--cv-top-k", "0", "--explain-top", "0",
+                          "--name", "uri", "--storage-path", f"file://{store}"], tmp_path)
+    out = driver_output(proc, timeout=400)
+    assert proc.returncode == 0, out[-4000:]
+    frame = pd.read_parquet(tmp_path / "runs" / "uri" / "trials.parquet")
+    runs = _runs(store, "uri-tune")
+    assert set(runs) == set(frame["trial_id"]) and len(runs) == 2
+    for trial_id, rows in frame.groupby("trial_id"):
+        run = runs[trial_id]
+        assert run.exit_code == 0 and run.job_type == "search"
+        assert [row["_step"] for row in run.history] == rows["epoch"].tolist()
+        assert run.summary["trial/stop_reason"] == rows["stop_reason"].iloc[-1]
