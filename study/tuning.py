@@ -187,6 +187,28 @@ class OutcomeWandbLoggingActor(_WandbLoggingActor):
         return log, {k: v for k, v in config_update.items() if k not in sampled}
 
 
+RAY_WANDB_HOOKS = {WandbLoggerCallback: ("_start_logging_actor", "_cleanup_logging_actor",
+                                         "_logger_actor_cls"),
+                   _WandbLoggingActor: ("_handle_result",)}
+"""Ray-internal members of its W&B callback that the classes here override (ray 2.60)."""
+
+
+def check_ray_wandb_hooks() -> None:
+    """Fail at once, not with runs silently missing, if Ray renamed what is hooked here.
+
+    Raises:
+        RuntimeError: a member of `RAY_WANDB_HOOKS` is gone.
+    """
+    import ray
+
+    missing = [f"{cls.__name__}.{name}" for cls, names in RAY_WANDB_HOOKS.items()
+               for name in names if not hasattr(cls, name)]
+    if missing:
+        raise RuntimeError(f"ray {ray.__version__} has no {', '.join(missing)}, which "
+                           "study.tuning's W&B logging overrides (checked on ray 2.60; "
+                           "install ray < 2.61 or run with --wandb-mode disabled)")
+
+
 class StudyWandbLoggerCallback(KeySafeWandbLoggerCallback):
     """The study's W&B logging: one run per trial (id = Tune trial id, grouped by study,
     tagged with space and data set, job type ``search`` or ``cv``, the trial's training
@@ -216,6 +238,7 @@ class StudyWandbLoggerCallback(KeySafeWandbLoggerCallback):
 
     def __init__(self, *, milestones: list[int], spec: StudySpec, in_storage: bool,
                  **kwargs: Any) -> None:
+        check_ray_wandb_hooks()
         super().__init__(**kwargs)
         self.milestones = list(milestones)
         self.spec = spec
