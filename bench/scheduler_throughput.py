@@ -147,7 +147,8 @@ def run_search(plan: Plan) -> tuple[tune.ResultGrid, TrialClock, float, float]:
     clock = TrialClock()
     milestones = [plan.max_epochs]
     run_config = dataclasses.replace(
-        tuning.run_config(plan, name=f"{plan.name}-tune", milestones=milestones),
+        tuning.run_config(plan, None, name=f"{plan.name}-tune", milestones=milestones,
+                          job_type="search"),
         callbacks=[clock, tuning.optuna_recorder(plan, milestones=milestones)], verbose=0,
     )
     tuner = tune.Tuner(

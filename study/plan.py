@@ -108,6 +108,11 @@ def default_study_dir(name: str) -> Path:
     return Path("runs").resolve() / name
 
 
+def resolve_study_dir(*, name: str, study_dir: str | None) -> Path:
+    """``study_dir`` when given (``--study-dir``), else runs/``name``."""
+    return Path(study_dir).resolve() if study_dir else default_study_dir(name)
+
+
 def make_plan(args: Any, *, wandb_mode: str) -> Plan:
     """Check ``args`` (parsed flags) and resolve them into a `Plan`.
 
@@ -130,7 +135,7 @@ def make_plan(args: Any, *, wandb_mode: str) -> Plan:
     name = args.name or f"{args.space}-{args.dataset}-{secrets.token_hex(3)}"
     if not NAME_PATTERN.fullmatch(name):
         raise StudyError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
-    study_dir = Path(args.study_dir).resolve() if args.study_dir else default_study_dir(name)
+    study_dir = resolve_study_dir(name=name, study_dir=args.study_dir)
     if args.resume and not (study_dir / "study.json").is_file():
         raise StudyError(f"--resume: no study at {study_dir} (study.json missing); "
                          "give the --name (and --study-dir) of the study to continue")

@@ -42,7 +42,7 @@ from study.collect import (
     trial_id,
     write_best,
 )
-from study.plan import Plan, StudyError, load_plan, make_plan
+from study.plan import Plan, StudyError, make_plan, resolve_study_dir
 from study.prepare import _spec, milestones, prepare_study, render_plan, study_record
 from study.ray_address import check_reachable
 from study.results import final_scores, write_parquet
@@ -55,6 +55,7 @@ from study.storage_faults import (
     storage_problem,
     storage_state,
 )
+from study.study_arg import study_plan
 from study.wandb_mode import offline_hint, resolve_mode
 
 __all__ = ["_spec", "build_parser", "main", "make_plan", "milestones", "prepare_study",
@@ -145,11 +146,10 @@ def _plan(args: argparse.Namespace) -> Plan:
     if args.resume:
         if not args.name and not args.study_dir:
             raise StudyError("--resume needs the --name (or --study-dir) of the study")
-        study_dir = Path(args.study_dir or Path("runs") / args.name).resolve()
-        saved = study_dir / "study.json"
-        if not saved.is_file():
-            raise StudyError(f"--resume: no study at {study_dir} (study.json missing)")
-        plan = load_plan(study_dir)
+        try:
+            plan = study_plan(resolve_study_dir(name=args.name, study_dir=args.study_dir))
+        except StudyError as exc:
+            raise StudyError(f"--resume: {exc}") from None
         return replace(plan, resume=True, address=args.address or plan.address)
     return make_plan(args, wandb_mode=resolve_mode(args.wandb_mode))
 

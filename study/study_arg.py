@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from study.plan import STUDY_RECORD, Plan, StudyError, default_study_dir, load_plan
+from study.plan import STUDY_RECORD, Plan, StudyError, load_plan, resolve_study_dir
 
 
 def add_study_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +17,7 @@ def study_dir_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> P
     """The study directory the arguments name (exits 2 through ``parser`` when neither is)."""
     if not args.name and not args.study_dir:
         parser.error("give the study NAME or --study-dir")
-    return Path(args.study_dir).resolve() if args.study_dir else default_study_dir(args.name)
+    return resolve_study_dir(name=args.name, study_dir=args.study_dir)
 
 
 def study_plan(study_dir: Path) -> Plan:

@@ -28,7 +28,7 @@ from study.plan import Plan, StudyError
 from study.progress import StudyProgress
 from study.results import trial_outcome
 from study.spec import StudySpec
-from study.trainable import run_trial
+from study.trainable import run_trial, trial_config
 from study.whole_file_fs import WholeFileLocalFileSystem
 
 RESULT_FILE = "result.json"
@@ -166,36 +166,101 @@ class KeySafeWandbLoggerCallback(WandbLoggerCallback):
                 os.environ[WANDB_KEY_VARIABLE] = key
 
 
+WANDB_DIR = "wandb"
+"""The directory `wandb.init` creates for its runs inside its ``dir``."""
+
 OUTCOME_PREFIX = "trial/"
 """W&B keys of a trial's outcome, logged with its last step."""
 
 
 class OutcomeWandbLoggingActor(_WandbLoggingActor):
     """Ray's W&B logging actor, except that it also logs the outcome's text values (Ray's
-    drops every string, e.g. ``trial/stop_reason``). Ray-internal class: ray < 2.61."""
+    drops every string, e.g. ``trial/stop_reason``) and leaves the run's config as
+    `wandb.init` set it (Ray's sets the sampled values again from every result, over the
+    values the trial trained with). Ray-internal class: ray < 2.61."""
 
     def _handle_result(self, result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         log, config_update = super()._handle_result(result)
         log.update({k: v for k, v in result.items()
                     if k.startswith(OUTCOME_PREFIX) and isinstance(v, str)})
-        return log, config_update
+        sampled = result.get("config", {})
+        return log, {k: v for k, v in config_update.items() if k not in sampled}
+
+
+RAY_WANDB_HOOKS = {WandbLoggerCallback: ("_start_logging_actor", "_cleanup_logging_actor",
+                                         "_logger_actor_cls"),
+                   _WandbLoggingActor: ("_handle_result",)}
+"""Ray-internal members of its W&B callback that the classes here override (ray 2.60)."""
+
+
+def check_ray_wandb_hooks() -> None:
+    """Fail at once, not with runs silently missing, if Ray renamed what is hooked here.
+
+    Raises:
+        RuntimeError: a member of `RAY_WANDB_HOOKS` is gone.
+    """
+    import ray
+
+    missing = [f"{cls.__name__}.{name}" for cls, names in RAY_WANDB_HOOKS.items()
+               for name in names if not hasattr(cls, name)]
+    if missing:
+        raise RuntimeError(f"ray {ray.__version__} has no {', '.join(missing)}, which "
+                           "study.tuning's W&B logging overrides (checked on ray 2.60; "
+                           "install ray < 2.61 or run with --wandb-mode disabled)")
 
 
 class StudyWandbLoggerCallback(KeySafeWandbLoggerCallback):
     """The study's W&B logging: one run per trial (id = Tune trial id, grouped by study,
-    tagged with space and data set, the sampled config as run config, one history row per
-    epoch with the epoch as step) that ends with the trial's outcome in its summary.
+    tagged with space and data set, job type ``search`` or ``cv``, the trial's training
+    config as run config, one history row per epoch with the epoch as step) that ends with
+    the trial's outcome in its summary.
+
+    The run config is the config the trial trained with (`study.trainable.trial_config`:
+    sampled values, the study's overrides such as ``--smoke``'s, budget, sampling rate,
+    seed), as in ``best_config.json``; a cross-validation trial's adds the search trial it
+    retrains (``candidate``) and its ``fold``.
 
     The outcome (``trial/stop_reason``, ``trial/rung``, ``trial/epochs_completed``,
     ``trial/message``) is logged at the trial's last step, so W&B merges it into the last
     epoch's row and keeps it as the run's final summary.
+
+    Where the run's files are written: Ray's callback writes them in the trial's driver staging
+    directory (under /tmp/ray), which Ray copies to the study's storage at each experiment
+    snapshot. Its last copy is made when the search ends, *before* Ray waits for the trials'
+    `wandb.finish` (`Tuner.fit` snapshots, then calls the callbacks' ``on_experiment_end``),
+    so the run of the last trial reached the study directory unfinished or empty. Here a run
+    is written in the trial's directory in the storage itself when that is a file system path
+    (``in_storage``), so it is complete once `Tuner.fit` returns; on a URI (``s3://``) it is
+    uploaded once its `wandb.finish` has returned.
     """
 
     _logger_actor_cls = OutcomeWandbLoggingActor
 
-    def __init__(self, *, milestones: list[int], **kwargs: Any) -> None:
+    def __init__(self, *, milestones: list[int], spec: StudySpec, in_storage: bool,
+                 **kwargs: Any) -> None:
+        check_ray_wandb_hooks()
         super().__init__(**kwargs)
         self.milestones = list(milestones)
+        self.spec = spec
+        self.in_storage = in_storage
+
+    def _start_logging_actor(self, trial, exclude_results, **wandb_init_kwargs) -> None:
+        wandb_init_kwargs["config"] = {**trial_config(trial.config, spec=self.spec),
+                                       **cv_identity_config(trial.config)}
+        if self.in_storage:
+            # The logging actor runs on the driver's node, where the storage path is mounted.
+            Path(trial.path).mkdir(parents=True, exist_ok=True)
+            wandb_init_kwargs["dir"] = trial.path
+        super()._start_logging_actor(trial, exclude_results, **wandb_init_kwargs)
+
+    def _cleanup_logging_actor(self, trial: Any) -> None:
+        """Ray calls this once the trial's actor returned from `wandb.finish` (or at the
+        experiment's end, when the upload timeout ran out)."""
+        super()._cleanup_logging_actor(trial)
+        run_files = Path(trial.local_path) / WANDB_DIR
+        if not self.in_storage and run_files.is_dir():
+            pyarrow.fs.copy_files(str(run_files), f"{trial.path}/{WANDB_DIR}",
+                                  destination_filesystem=trial.storage.storage_filesystem)
 
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
         outcome = trial_outcome(
@@ -211,26 +276,43 @@ class StudyWandbLoggerCallback(KeySafeWandbLoggerCallback):
         super().log_trial_end(trial, failed=failed)
 
 
-def callbacks(plan: Plan, *, milestones: list[int]) -> list[Any]:
+def cv_identity_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``candidate`` (search trial id) and ``fold`` of a cross-validation trial's config
+    (see `cv_tuner`); nothing for a search trial."""
+    if "candidate" not in config:
+        return {}
+    return {"candidate": config["candidate"]["trial_id"], "fold": config["fold"]}
+
+
+def callbacks(plan: Plan, spec: StudySpec | None, *, milestones: list[int],
+              job_type: str) -> list[Any]:
     if plan.wandb_mode == "disabled":
         return []
     return [
         StudyWandbLoggerCallback(
             milestones=milestones,
+            spec=spec,
+            in_storage=storage_is_local(plan),
             project="ecg-study",
             group=plan.name,
+            job_type=job_type,
             tags=[plan.space, plan.dataset],
             mode=plan.wandb_mode,
-            log_config=True,
+            log_config=False,  # the config is the run's config, not a column of every row
             excludes=["val/confusion_json", "message"],
         )
     ]
 
 
+def storage_is_local(plan: Plan) -> bool:
+    """Whether the study's storage is a path on a (mounted) file system, not a URI."""
+    return "://" not in plan.storage_path
+
+
 def storage_filesystem(plan: Plan) -> pyarrow.fs.FileSystem | None:
     """`WholeFileLocalFileSystem` for a storage path on a (mounted) file system; None, Ray's
     default, for a URI (``s3://...``: object stores never show half-written objects)."""
-    if "://" in plan.storage_path:
+    if not storage_is_local(plan):
         return None
     return pyarrow.fs.PyFileSystem(WholeFileLocalFileSystem())
 
@@ -257,19 +339,21 @@ def check_restorable(experiment_dir: str) -> None:
         ) from exc
 
 
-def run_config(plan: Plan, *, name: str, milestones: list[int],
-               extra_callbacks: list[tune.Callback] | None = None,
+def run_config(plan: Plan, spec: StudySpec | None, *, name: str, milestones: list[int],
+               job_type: str, extra_callbacks: list[tune.Callback] | None = None,
                progress: StudyProgress | None = None) -> tune.RunConfig:
     """Tune's run settings: one checkpoint per running trial (the trainer's checkpoint holds
     everything a restart needs), no tables of Tune's own (``verbose=0``): ``progress`` prints
-    the study's lines instead."""
+    the study's lines instead. ``job_type``: the W&B job type of its trials' runs; ``spec``
+    (None only with W&B disabled) resolves their configs."""
     return tune.RunConfig(
         name=name,
         storage_path=plan.storage_path,
         storage_filesystem=storage_filesystem(plan),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=plan.max_failures),
-        callbacks=[*([progress] if progress else []), *callbacks(plan, milestones=milestones),
+        callbacks=[*([progress] if progress else []),
+                   *callbacks(plan, spec, milestones=milestones, job_type=job_type),
                    *(extra_callbacks or [])],
         verbose=0,
     )
@@ -297,7 +381,7 @@ def search_tuner(plan: Plan, spec: StudySpec, *, milestones: list[int]) -> tune.
             search_alg=searcher(plan), scheduler=scheduler(plan), num_samples=plan.num_samples
         ),
         run_config=run_config(
-            plan, name=experiment, milestones=milestones,
+            plan, spec, name=experiment, milestones=milestones, job_type="search",
             extra_callbacks=[optuna_recorder(plan, milestones=milestones)],
             progress=_progress(plan, label="search", n_trials=plan.num_samples,
                                milestones=milestones)),
@@ -321,7 +405,7 @@ def cv_tuner(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]) -> t
         },
         tune_config=tune.TuneConfig(max_concurrent_trials=plan.concurrency),
         run_config=run_config(
-            plan, name=experiment, milestones=[plan.max_epochs],
+            plan, spec, name=experiment, milestones=[plan.max_epochs], job_type="cv",
             progress=_progress(plan, label="cross-validation",
                                n_trials=len(candidates) * plan.n_folds,
                                milestones=[plan.max_epochs])),

@@ -1,8 +1,10 @@
-"""`study.tuning`: every sampler and scheduler a plan may name has a builder."""
+"""`study.tuning`: every sampler and scheduler a plan may name has a builder; the Ray internals
+it hooks are checked."""
 
 from __future__ import annotations
 
 import optuna
+import pytest
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from study import plan as plan_module
@@ -70,3 +72,10 @@ def test_a_result_file_cut_short_by_a_kill_is_read_up_to_the_cut(tmp_path):
     unnamed = _trial("unstarted", tmp_path / "unstarted", [])
     unnamed.storage.trial_dir_name = None  # Tune has not named its directory yet
     assert tuning.reported_results(unnamed) == []
+
+
+def test_the_ray_wandb_hooks_are_checked(monkeypatch):
+    tuning.check_ray_wandb_hooks()  # all present on the installed ray
+    monkeypatch.delattr(tuning.WandbLoggerCallback, "_cleanup_logging_actor")
+    with pytest.raises(RuntimeError, match=r"WandbLoggerCallback\._cleanup_logging_actor"):
+        tuning.check_ray_wandb_hooks()

@@ -1,65 +1,56 @@
-"""Reading a W&B run back from its offline transaction log (``run-<id>.wandb``), no network.
+"""Reading a W&B run back from its offline files with wandb's own reader, no network.
 
-wandb 0.31 ships no Python reader for these files: `wandb sync` and `wandb leet` read them in
-the Go core (the Python ``wandb.sdk.internal.datastore`` is gone; ``wandb.beta.LocalApi`` is
-not released). The file is the LevelDB log format (32 KiB blocks of chunks with a 7-byte
-header: CRC-32, length, chunk type) after W&B's 7-byte file header, and every record is a
-``wandb.proto.wandb_internal_pb2.Record``: W&B's own schema, which this module decodes.
+`wandb leet inspect --json RUN_DIR` (public CLI since wandb 0.31) has wandb-core parse the
+run's ``run-<id>.wandb`` transaction log and print every record, a
+``wandb.proto.wandb_internal_pb2.Record``, as one JSON object a line, values decoded. This
+module folds those records into what W&B shows of the run after `wandb sync`. (wandb 0.31 has
+no Python reader left: ``wandb.sdk.internal.datastore`` is gone.)
 """
 
 from __future__ import annotations
 
 import json
-import struct
-import zlib
+import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wandb.proto import wandb_internal_pb2
+import wandb
+from packaging.version import Version
 
-FILE_HEADER = struct.Struct("<4sHB")  # ident ":W&B", magic 0xBEE1, version 0
-CHUNK_HEADER = struct.Struct("<IHB")  # CRC-32 of (type byte + data), data length, chunk type
-BLOCK_BYTES = 32 * 1024
-FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+READER_SINCE = Version("0.31")
+"""The first wandb whose CLI prints a run's records as JSON (`wandb leet inspect --json`)."""
 
 
-def records(path: Path) -> list[wandb_internal_pb2.Record]:
-    """Every record of a ``.wandb`` file, checksums verified.
+def records(run_dir: Path) -> list[dict[str, Any]]:
+    """Every record of the run in ``run_dir`` (an ``offline-run-*`` directory), in order.
 
     Raises:
-        ValueError: not a W&B transaction log, or a chunk fails its checksum.
+        RuntimeError: wandb too old, or its reader failed on the run's file.
     """
-    data = path.read_bytes()
-    ident, magic, version = FILE_HEADER.unpack_from(data, 0)
-    if (ident, magic, version) != (b":W&B", 0xBEE1, 0):
-        raise ValueError(f"{path}: not a W&B transaction log (header {data[:7]!r})")
-    out, pending, offset = [], b"", FILE_HEADER.size
-    while offset + CHUNK_HEADER.size <= len(data):
-        room = BLOCK_BYTES - offset % BLOCK_BYTES
-        if room < CHUNK_HEADER.size:  # a block's tail too short for a header is padding
-            offset += room
-            continue
-        crc, length, kind = CHUNK_HEADER.unpack_from(data, offset)
-        chunk = data[offset + CHUNK_HEADER.size: offset + CHUNK_HEADER.size + length]
-        if kind == 0 and length == 0:  # zero padding at the end of a block
-            offset += room
-            continue
-        if zlib.crc32(bytes([kind]) + chunk) & 0xFFFFFFFF != crc:
-            raise ValueError(f"{path}: chunk at byte {offset} fails its checksum")
-        offset += CHUNK_HEADER.size + length
-        pending = chunk if kind in (FULL, FIRST) else pending + chunk
-        if kind in (FULL, LAST):
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(pending)
-            out.append(record)
-    return out
+    if Version(wandb.__version__) < READER_SINCE:
+        raise RuntimeError(f"reading runs back needs wandb >= {READER_SINCE} "
+                           f"(`wandb leet inspect --json`); this is {wandb.__version__}")
+    # Offline: wandb-core reports nothing to W&B's servers (`--no-observability`).
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_ERROR_REPORTING": "false"}
+    done = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--json",
+                           str(run_dir)], capture_output=True, text=True, env=env, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"`wandb leet inspect` failed on {run_dir}: {done.stderr.strip()}")
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
-def _items(items) -> dict[str, Any]:
-    """Config, summary or history items -> {"a/b": value} (nested keys joined with "/")."""
-    return {"/".join(item.nested_key) if item.nested_key else item.key:
-            json.loads(item.value_json) for item in items}
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config or summary values -> {"a/b": value} (how W&B's columns name them)."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and not value.get("_type"):
+            flat.update(_flat(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 @dataclass
@@ -74,36 +65,49 @@ class Run:
     config: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
-    step_metrics: dict[str, str] = field(default_factory=dict)
     exit_code: int | None = None
     files: list[str] = field(default_factory=list)
+
+    @property
+    def flat_config(self) -> dict[str, Any]:
+        """The config as W&B's run table shows it: ``model/depth``, ``optim/lr``, ..."""
+        return _flat(self.config)
+
+
+def _fold(run: Run, record: dict[str, Any]) -> None:
+    kind = record["type"]
+    body = record.get(kind) or {}
+    if kind == "run":
+        run.run_id, run.name = body.get("run_id", ""), body.get("display_name", "")
+        run.group, run.job_type = body.get("run_group", ""), body.get("job_type", "")
+        run.tags = list(body.get("tags", []))
+        run.config.update(body.get("config", {}).get("update", {}))
+    elif kind == "config":
+        run.config.update(body.get("update", {}))
+    elif kind == "history":
+        run.history.append(body.get("item", {}))
+    elif kind == "summary":
+        run.summary.update(body.get("update", {}))
+    elif kind == "files":
+        run.files += [f["path"] for f in body.get("files", [])]
+    elif kind == "exit":
+        run.exit_code = body.get("exit_code", 0)
 
 
 def read_run(run_dir: Path) -> Run:
     """The run in an ``offline-run-*`` directory, folded from its records in order."""
-    (log,) = run_dir.glob("run-*.wandb")
     run = Run()
-    for record in records(log):
-        kind = record.WhichOneof("record_type")
-        if kind == "run":
-            r = record.run
-            run.run_id, run.name, run.group, run.job_type = r.run_id, r.display_name, \
-                r.run_group, r.job_type
-            run.tags = list(r.tags)
-            run.config.update(_items(r.config.update))
-        elif kind == "config":
-            run.config.update(_items(record.config.update))
-        elif kind == "history":
-            run.history.append(_items(record.history.item))
-        elif kind == "summary":
-            run.summary.update(_items(record.summary.update))
-            for item in record.summary.remove:
-                run.summary.pop(item.key, None)
-        elif kind == "metric" and record.metric.step_metric:
-            run.step_metrics[record.metric.name or record.metric.glob_name] = \
-                record.metric.step_metric
-        elif kind == "files":
-            run.files += [f.path for f in record.files.files]
-        elif kind == "exit":
-            run.exit_code = record.exit.exit_code
+    for record in records(run_dir):
+        _fold(run, record)
     return run
+
+
+def logged_media(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The media objects of a history row (charts, tables, HTML), by key.
+
+    wandb's reader prints a logged object's fields as dotted keys (``figures/x._type``,
+    ``figures/x.path``, ...), the way W&B's UI names them; this gathers them back.
+    """
+    names = [key.removesuffix("._type") for key in row if key.endswith("._type")]
+    return {name: {key.removeprefix(f"{name}."): value for key, value in row.items()
+                   if key.startswith(f"{name}.")} for name in names}
