@@ -90,7 +90,7 @@ def test_the_example_search_space_samples_builds_and_trains(tmp_path):
         study.tell(trial, 0.0)
         cfg = resolve_config(training_config(unflatten({**trial.params, **fixed})))
         seen_pooling.add("pooling" in cfg["model"])
-        model = build_model({"n_classes": 4, **cfg["model"]})
+        model = build_model({"n_classes": 4, "n_leads": 1, **cfg["model"]})
         logits = model(torch.randn(2, 1, 600), lengths=torch.tensor([600, 400]))
         logits.sum().backward()
         assert logits.shape == (2, 4)
