@@ -31,7 +31,8 @@ def test_facts_are_consistent(name):
     metric = dataset.metric
     assert metric.key.startswith("val/") and metric.mode in ("max", "min")
     assert set(metric.classes) <= set(dataset.labels)
-    assert dataset.n_leads >= 1 and dataset.fs_hz > 0 and dataset.n_folds >= 2
+    assert dataset.n_leads is None or dataset.n_leads >= 1  # None: the folder decides
+    assert dataset.fs_hz > 0 and dataset.n_folds >= 2
     assert dataset.resolve_options({}) == {k: v["default"]
                                            for k, v in dataset.facts.get("options", {}).items()}
     if dataset.synthetic is not None:
