@@ -45,10 +45,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import Checks
+from data_io.datasets import load_dataset
 from study.progress import RAY_LOG
 
 MAX_EPOCHS = 3
 COMPLETED_BEFORE_FAULT = 2
+METRIC = load_dataset("synthetic").metric.key  # the metric of the drills' data set
 STUDY_ARGS = ["--space", "cnn", "--dataset", "synthetic", "--smoke", "--synthetic-records", "48",
               "--max-epochs", str(MAX_EPOCHS), "--grace-period", "1", "--scheduler", "fifo",
               "--concurrency", "2", "--wandb-mode", "disabled", "--explain-top", "1",
@@ -242,7 +244,7 @@ def completed_trials(tune_dir: Path) -> dict[str, list[float]]:
             except json.JSONDecodeError:
                 break  # a line still being written
         if rows and rows[-1].get("epoch") == MAX_EPOCHS:
-            done[result.parent.name.split("_")[2]] = [row["val/f1_cinc"] for row in rows]
+            done[result.parent.name.split("_")[2]] = [row[METRIC] for row in rows]
     return done
 
 
@@ -346,7 +348,7 @@ def check_resumed(checks: Checks, *, label: str, study_dir: Path, code: int | No
                  f"{n_trials} trials")
     checks.check(not frame.duplicated(["trial_id", "epoch"]).any(),
                  f"{label}: one row per trial and epoch", "duplicated rows")
-    kept = {t: frame.loc[frame.trial_id == t].sort_values("epoch")["val/f1_cinc"].tolist()
+    kept = {t: frame.loc[frame.trial_id == t].sort_values("epoch")[METRIC].tolist()
             for t in before}
     changed = [t for t in before if kept[t] != before[t]]
     checks.check(not changed, f"{label}: the {len(before)} trials completed before the fault "

@@ -67,7 +67,8 @@ def train_one_epoch(job: dict[str, Any]) -> dict[str, float]:
                           "runtime": {"amp": job["amp"]}})
     runtime = select_runtime(device="cpu", amp=cfg["runtime"]["amp"])
     torch.manual_seed(job["seed"])
-    model = build_model({"n_classes": len(split.arrays.classes), **cfg["model"]})
+    model = build_model({"n_classes": len(split.arrays.classes), "n_leads": split.arrays.n_leads,
+                         **cfg["model"]})
     loader = split_loader(split, cfg=cfg, training=True, epoch=0)
     before_mib = _rss_mib()
     start = time.perf_counter()

@@ -56,7 +56,7 @@ def noop_trial(config: dict[str, Any]) -> None:
     entered = time.time()
     text = json.dumps(config, sort_keys=True, default=str).encode()
     tune.report({
-        "val/f1_cinc": zlib.crc32(text) / 2**32,
+        load_dataset("synthetic").metric.key: zlib.crc32(text) / 2**32,
         "entered_unix": entered,
         "node": ray.get_runtime_context().get_node_id(),
     })

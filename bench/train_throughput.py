@@ -38,7 +38,8 @@ def epoch_throughput(*, arrays, indices, batching: str, seed: int) -> tuple[floa
     own epoch step."""
     torch.manual_seed(seed)
     runtime = select_runtime(device="auto", amp=True)
-    model = build_model(load_preset("cnn7_gmp")).to(runtime.device)
+    model = build_model({**load_preset("cnn7_gmp"), "n_classes": len(arrays.classes),
+                         "n_leads": arrays.n_leads}).to(runtime.device)
     loader = make_loader(arrays=arrays, indices=indices, batching=batching, batch_size=16,
                          shuffle=True, seed=seed)
     start = time.perf_counter()

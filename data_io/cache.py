@@ -34,7 +34,7 @@ from data_io.records import EcgArrays, Quarantined
 CACHE_ENV = "ECG_STUDY_CACHE_DIR"
 CACHE_FORMAT = 3
 ARRAY_FILES: tuple[str, ...] = ("signals", "offsets", "labels")
-SOURCE_SUFFIXES: tuple[str, ...] = (".hea", ".mat", ".csv", ".dat", ".atr")
+SOURCE_SUFFIXES: tuple[str, ...] = (".hea", ".mat", ".csv", ".dat", ".atr", ".npy", ".json")
 SOURCE_NAMES: tuple[str, ...] = ("RECORDS",)
 META_FIELDS: tuple[str, ...] = (
     "format", "key", "record_ids", "classes", "fs_hz", "adc_gain", "quarantined", "checksums",

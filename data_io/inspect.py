@@ -38,6 +38,7 @@ def summarize(arrays: EcgArrays, *, dataset: Dataset | None = None) -> dict:
         "classes": arrays.class_counts(),
         "quarantined": [q.to_dict() for q in arrays.quarantined],
         "fs_hz": arrays.fs_hz,
+        "leads": arrays.n_leads,
         "length_s": {
             "min": round(float(seconds.min()), 3),
             "median": round(float(np.median(seconds)), 3),
@@ -46,7 +47,7 @@ def summarize(arrays: EcgArrays, *, dataset: Dataset | None = None) -> dict:
     }
     if dataset is not None and dataset.facts.get("input_samples"):
         summary = {"dataset": dataset.name, **summary, "items": len(arrays),
-                   "leads": arrays.n_leads, "window": int(dataset.facts["input_samples"])}
+                   "window": int(dataset.facts["input_samples"])}
     return summary
 
 
@@ -56,8 +57,9 @@ def render_text(summary: dict, *, directory: str) -> str:
     length = summary["length_s"]
     items = (f", {summary['items']} items of {summary['window']} samples"
              if "items" in summary else "")
+    leads = f", {summary['leads']} leads" if summary["leads"] > 1 else ""
     lines = [
-        f"{directory}: {summary['records']} records{items} at {summary['fs_hz']:g} Hz "
+        f"{directory}: {summary['records']} records{items} at {summary['fs_hz']:g} Hz{leads} "
         f"({classes})",
         f"length: min {length['min']:g} s, median {length['median']:g} s, "
         f"max {length['max']:g} s",
@@ -73,8 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Validate a data directory (default: PhysioNet/CinC 2017, WFDB .hea + .mat per "
             "record and REFERENCE.csv; --dataset mitdb-beats or mitdb-pvc-apb: the MIT-BIH "
-            "Arrhythmia Database, .hea/.dat/.atr) and report records and items per class, "
-            "quarantined records with the reason, the sampling rate and the lengths."
+            "Arrhythmia Database, .hea/.dat/.atr; --dataset numpy-records: your own .npy "
+            "records, labels.csv and records.json, see docs/own-data.md) and report records "
+            "and items per class, quarantined records with the reason, the sampling rate, the "
+            "leads and the lengths."
         ),
     )
     parser.add_argument(
@@ -86,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument(
         "--fs-hz", type=float,
-        help="expected source sampling rate, for data sets that check it; records at another "
-             "rate are quarantined (default: the data set's, 300 for CinC 2017)",
+        help="expected source sampling rate, for data sets that check it (CinC 2017: records "
+             "at another rate are quarantined; default: the data set's, 300 for CinC 2017; "
+             "numpy-records read theirs from records.json)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     return parser

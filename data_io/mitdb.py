@@ -6,9 +6,9 @@ annotations. Two data sets are built from it:
 - `build_segments`: the segment data set of the attention-segmenter paper. Whole consecutive
   beats are packed into segments of at most ``max_samples`` samples, each labelled "PVC" or
   "APB", with a per-sample mask over the abnormal beats.
-- `rhythm_windows`: fixed windows resampled to another rate (300 Hz, the CinC 2017 rate), with
-  the beat annotations and an abnormal-beat mask carried over, so that a model trained on CinC
-  can be scored against annotated beats.
+- `rhythm_windows`: fixed windows resampled to another rate (the study's: no rate is assumed),
+  with the beat annotations and an abnormal-beat mask carried over, so that a model trained on
+  a rhythm data set (CinC 2017) can be scored against annotated beats.
 
 Beat symbols and their groups are data, in ``mitdb_beats.json`` next to this module.
 """
@@ -447,8 +447,8 @@ def rhythm_windows(
     record: MitbihRecord,
     *,
     lead: str = "MLII",
-    window_s: float = 30.0,
-    target_fs_hz: float = 300.0,
+    window_s: float,
+    target_fs_hz: float,
     beat_groups: BeatGroups | None = None,
 ) -> RhythmWindows:
     """Cut ``lead`` into ``window_s`` windows resampled to ``target_fs_hz``.
@@ -463,8 +463,8 @@ def rhythm_windows(
     Args:
         record: a record from `read_record`.
         lead: lead name to cut.
-        window_s: window length in seconds.
-        target_fs_hz: sampling rate of the windows.
+        window_s: window length in seconds (the caller's input length).
+        target_fs_hz: sampling rate of the windows (the caller's study rate).
         beat_groups: symbol groups; `load_beat_groups` when None.
     """
     if window_s <= 0 or target_fs_hz <= 0:

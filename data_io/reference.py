@@ -34,9 +34,10 @@ class Reference:
     problems: tuple[Quarantined, ...]
 
 
-def find_reference(directory: Path) -> Path | None:
-    """The first of `REFERENCE_NAMES` present in ``directory``, or None."""
-    for name in REFERENCE_NAMES:
+def find_reference(directory: Path, *, names: tuple[str, ...] = REFERENCE_NAMES) -> Path | None:
+    """The first of ``names`` (CinC's `REFERENCE_NAMES` by default) present in ``directory``,
+    or None."""
+    for name in names:
         candidate = directory / name
         if candidate.is_file():
             return candidate

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from data_io.atomic import write_text_atomic
 from data_io.cinc_format import write_record, write_reference
+from data_io.datasets import load_dataset
 from data_io.synthetic import (
     GENERATOR_VERSION,
     MASKS_FILE,
@@ -188,11 +189,13 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         help="data set seed; record i depends only on (seed, i) (default 0)",
     )
+    source_fs_hz = float(load_dataset("synthetic").facts["source_fs_hz"])
     parser.add_argument(
         "--fs-hz",
         type=_sampling_rate,
-        default=300.0,
-        help=f"sampling rate in Hz, at least {MIN_FS_HZ:g} (default 300)",
+        default=source_fs_hz,
+        help=f"sampling rate in Hz, at least {MIN_FS_HZ:g} (default {source_fs_hz:g}, the "
+             "source rate of the synthetic data set's records)",
     )
     parser.add_argument(
         "--balanced",

@@ -164,7 +164,7 @@ def iter_records(
     *,
     n_records: int,
     seed: int,
-    fs_hz: float = 300.0,
+    fs_hz: float,
     class_weights: Mapping[str, float] | None = None,
     params: Params | None = None,
 ) -> Iterator[tuple[str, SyntheticRecord]]:
@@ -173,7 +173,7 @@ def iter_records(
     Args:
         n_records: how many records.
         seed: data set seed; record i depends only on (seed, i).
-        fs_hz: sampling rate.
+        fs_hz: sampling rate (`data_io.synthesize`: the synthetic data set's ``source_fs_hz``).
         class_weights: relative class frequencies; CinC-like (params) when None.
         params: generator parameters; `load_params()` when None.
     """
@@ -208,7 +208,7 @@ def generate_records(
     *,
     n_records: int,
     seed: int,
-    fs_hz: float = 300.0,
+    fs_hz: float,
     class_weights: Mapping[str, float] | None = None,
 ) -> dict[str, SyntheticRecord]:
     """All records of a data set by id ("S00001", ...), in order; see `iter_records`."""

@@ -4,7 +4,8 @@ Importing the package imports every model module, so the registry is full wherev
 ``models`` is imported (Ray workers included)::
 
     from models import build_model, load_preset
-    model = build_model(load_preset("cnn7_gmp"))
+    # The data set's class and lead counts are required: models assume no data set.
+    model = build_model({**load_preset("cnn7_gmp"), "n_classes": 4, "n_leads": 1})
     logits = model(x, lengths)            # x (B, leads, T), lengths (B,) -> (B, n_classes)
     maps = model.explain(x, lengths)      # dict of explanation tensors, time axis T
     more = explain_by_perturbation("occlusion", model, x, lengths=lengths,

@@ -127,8 +127,8 @@ class CNN(nn.Module):
     """1-D CNN: conv trunk -> global pooling -> linear head (optionally a second, mean-vote head).
 
     Args:
-        n_classes: output classes.
-        n_leads: input channels.
+        n_classes: output classes (the data set's count: required, no data set is assumed).
+        n_leads: input leads (the data's lead count: required).
         depth: preset depth 4, 7, 15 or 17 (channels from ``cnn_channels.json``).
         channels: explicit channels per layer instead of ``depth``.
         kernel_size: odd convolution kernel length.
@@ -146,8 +146,8 @@ class CNN(nn.Module):
     def __init__(
         self,
         *,
-        n_classes: int = 4,
-        n_leads: int = 1,
+        n_classes: int,
+        n_leads: int,
         depth: int | None = None,
         channels: Sequence[int] | None = None,
         kernel_size: int = 21,

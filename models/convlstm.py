@@ -81,8 +81,8 @@ class ConvLSTM(nn.Module):
     """CNN trunk -> LSTM/GRU over the downsampled time axis -> linear classifier.
 
     Args:
-        n_classes: output classes.
-        n_leads: input channels.
+        n_classes: output classes (the data set's count: required, no data set is assumed).
+        n_leads: input leads (the data's lead count: required).
         depth: CNN preset depth (4, 7, 15, 17); see `models.cnn.build_trunk`.
         channels: explicit CNN channels per layer instead of ``depth``.
         kernel_size: odd CNN kernel length.
@@ -107,8 +107,8 @@ class ConvLSTM(nn.Module):
     def __init__(
         self,
         *,
-        n_classes: int = 4,
-        n_leads: int = 1,
+        n_classes: int,
+        n_leads: int,
         depth: int | None = None,
         channels: Sequence[int] | None = None,
         kernel_size: int = 21,

@@ -257,8 +257,8 @@ class DualNet(nn.Module):
     """ECG-DualNet / ECG-DualNet++: signal encoder + spectrogram encoder, attention fusion.
 
     Args:
-        n_classes: output classes.
-        n_leads: input leads.
+        n_classes: output classes (the data set's count: required, no data set is assumed).
+        n_leads: input leads (the data's lead count: required).
         encoders: ``"both"``, ``"signal"`` (no spectrogram encoder) or ``"spectrogram"`` (no
             signal encoder): the work's ablation. With one encoder its latent sequence is
             pooled directly.
@@ -278,8 +278,8 @@ class DualNet(nn.Module):
     def __init__(
         self,
         *,
-        n_classes: int = 4,
-        n_leads: int = 1,
+        n_classes: int,
+        n_leads: int,
         encoders: str = "both",
         signal_channels: Sequence[int] = (32, 64, 128, 128, 128),
         signal_kernel_size: int = 7,

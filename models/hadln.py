@@ -33,8 +33,8 @@ class HybridAttentionNet(nn.Module):
     classified by a linear layer after dropout.
 
     Args:
-        n_classes: output classes.
-        n_leads: input channels.
+        n_classes: output classes (the data set's count: required, no data set is assumed).
+        n_leads: input leads (the data's lead count: required).
         cnn_channels: channels of the stem and of every residual block.
         stem_kernel_size: odd kernel length of the stem conv.
         residual_depth: number of downsampling residual blocks.
@@ -48,8 +48,8 @@ class HybridAttentionNet(nn.Module):
     def __init__(
         self,
         *,
-        n_classes: int = 4,
-        n_leads: int = 1,
+        n_classes: int,
+        n_leads: int,
         cnn_channels: int = 32,
         stem_kernel_size: int = 15,
         residual_depth: int = 4,

@@ -1,7 +1,9 @@
 """`python -m models.listing`: every named preset with its model family and parameter count.
 
 Counts are taken from models built on PyTorch's ``meta`` device (shapes only, no memory, no
-initialization), so listing every preset, the 20 M-parameter ones included, is instant.
+initialization), so listing every preset, the 20 M-parameter ones included, is instant. A
+model's size depends on its data set's class and lead counts, which the caller gives (models
+know no data set): ``python -m study.train --help`` lists the counts for its default data set.
 """
 
 from __future__ import annotations
@@ -15,20 +17,21 @@ from models.presets import load_preset, preset_names
 from models.registry import build_model
 
 
-def parameter_count(config: dict) -> int:
-    """Trainable parameters of the model ``config`` builds (with its default n_classes)."""
+def parameter_count(config: dict, *, n_classes: int, n_leads: int) -> int:
+    """Trainable parameters of the model ``config`` builds for ``n_classes`` and ``n_leads``."""
     with torch.device("meta"):
-        model = build_model(config)
+        model = build_model({**config, "n_classes": n_classes, "n_leads": n_leads})
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def preset_table() -> list[dict]:
+def preset_table(*, n_classes: int, n_leads: int) -> list[dict]:
     """One row per preset: ``preset``, ``family`` and ``parameters``, in name order."""
     rows = []
     for name in preset_names():
         config = load_preset(name)
         rows.append({"preset": name, "family": config["name"],
-                     "parameters": parameter_count(config)})
+                     "parameters": parameter_count(config, n_classes=n_classes,
+                                                   n_leads=n_leads)})
     return rows
 
 
@@ -36,15 +39,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m models.listing",
         description="List the named model presets (models/presets.json) with their family "
-                    "and number of trainable parameters (4 classes, 1 lead).",
+                    "and number of trainable parameters for a data set's number of classes "
+                    "and leads (CinC 2017: --n-classes 4 --n-leads 1; see "
+                    "`python -m study.run --show-dataset NAME`).",
     )
+    parser.add_argument("--n-classes", type=int, required=True,
+                        help="output classes of the data set")
+    parser.add_argument("--n-leads", type=int, required=True, help="input leads of the data set")
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
     args = parser.parse_args(argv)
-    rows = preset_table()
+    if args.n_classes < 2 or args.n_leads < 1:
+        parser.error(f"need --n-classes >= 2 and --n-leads >= 1, got {args.n_classes} and "
+                     f"{args.n_leads}")
+    rows = preset_table(n_classes=args.n_classes, n_leads=args.n_leads)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     width = max(len(row["preset"]) for row in rows)
+    print(f"parameters for {args.n_classes} classes and {args.n_leads} lead(s)")
     print(f"{'preset':<{width}}  {'family':<14}  parameters")
     for row in rows:
         print(f"{row['preset']:<{width}}  {row['family']:<14}  {row['parameters'] / 1e6:8.2f} M")

@@ -159,8 +159,8 @@ class AttentionSegmenter(nn.Module):
     two-layer perceptron.
 
     Args:
-        n_classes: output classes.
-        n_leads: input channels.
+        n_classes: output classes (the data set's count: required, no data set is assumed).
+        n_leads: input leads (the data's lead count: required).
         variant: ``"joint"``, ``"classifier_only"`` or ``"cascaded"``.
         unet_depth: U-Net poolings.
         unet_width: U-Net channels at the first level (doubling per level).
@@ -176,8 +176,8 @@ class AttentionSegmenter(nn.Module):
     def __init__(
         self,
         *,
-        n_classes: int = 4,
-        n_leads: int = 1,
+        n_classes: int,
+        n_leads: int,
         variant: str = "joint",
         unet_depth: int = 4,
         unet_width: int = 8,

@@ -72,7 +72,6 @@ MITDB_MASK_KEY = "mask"
 """Key of the per-window abnormal-beat masks in `mitdb_explanations.npz`, (B, T) at its rate."""
 SYNTHETIC_MASKS_FILE = "MASKS.npz"
 SYNTHETIC_MANIFEST_FILE = "SYNTHETIC.json"
-SYNTHETIC_DEFAULT_FS_HZ = 300.0  # the CinC rate the generator uses unless told otherwise
 GRADES = ("I", "II", "III")
 SCORE_COLUMNS = ("record", "hit", "chance_hit", "mass_ratio", "top_share", "top_ratio",
                  "abnormal_fraction", "grade")
@@ -99,19 +98,35 @@ class GroundTruth:
 
 
 def read_synthetic_masks(data_dir: Path) -> GroundTruth | None:
-    """The masks of a synthetic data set (`MASKS.npz`), or None where there are none."""
+    """The masks of a synthetic data set (`MASKS.npz`), or None where there are none.
+
+    Their rate is the records' rate, which the generator writes into `SYNTHETIC.json`.
+
+    Raises:
+        ReportError: masks without a manifest that gives their rate (no rate is assumed).
+    """
     path = Path(data_dir) / SYNTHETIC_MASKS_FILE
     if not path.is_file():
         return None
-    manifest = Path(data_dir) / SYNTHETIC_MANIFEST_FILE
-    fs_hz = SYNTHETIC_DEFAULT_FS_HZ
-    if manifest.is_file():
-        fs_hz = float(json.loads(manifest.read_text()).get("fs_hz", fs_hz))
+    fs_hz = _manifest_rate(Path(data_dir) / SYNTHETIC_MANIFEST_FILE, masks=path)
     with np.load(path, allow_pickle=False) as archive:
         masks = {name: archive[name] for name in archive.files}
     return GroundTruth(name=SYNTHETIC_SOURCE,
                        source="synthetic abnormal-beat masks (MASKS.npz)", fs_hz=fs_hz,
                        masks=masks)
+
+
+def _manifest_rate(manifest: Path, *, masks: Path) -> float:
+    """The ``fs_hz`` of the synthetic generator's manifest, the rate of ``masks``."""
+    try:
+        fs_hz = json.loads(manifest.read_text())["fs_hz"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ReportError(f"{masks} needs the sampling rate of its masks from {manifest} "
+                          f"(key fs_hz, written by python -m data_io.synthesize): "
+                          f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(fs_hz, (int, float)) or not fs_hz > 0:
+        raise ReportError(f"{manifest}: fs_hz must be a positive number, got {fs_hz!r}")
+    return float(fs_hz)
 
 
 GROUND_TRUTH_READERS: tuple[Callable[[Path], GroundTruth | None], ...] = (

@@ -266,8 +266,11 @@ def probe(plan: Any, spec: StudySpec, *, milestones: list[int], device: str) -> 
         for cfg in sample_configs(plan.space, n=PROBE_CONFIGS, seed=plan.seed, spec=spec):
             if costs and time.perf_counter() - started > PROBE_BUDGET_S:
                 break
-            steps = max(1, min(PROBE_STEPS, len(pool) // cfg["optim"]["batch_size"] - 1))
-            costs.append(measure_config(cfg, arrays=arrays, pool=pool, steps=steps,
+            batch = cfg["optim"]["batch_size"]
+            # A data set smaller than two batches is timed on its records repeated.
+            cfg_pool = pool if len(pool) >= 2 * batch else np.resize(pool, 2 * batch)
+            steps = max(1, min(PROBE_STEPS, len(cfg_pool) // batch - 1))
+            costs.append(measure_config(cfg, arrays=arrays, pool=cfg_pool, steps=steps,
                                         runtime=runtime, records=records,
                                         n_folds=plan.n_folds))
     finally:

@@ -289,7 +289,7 @@ def _data_dir(args: Any, *, study_dir: Path, dataset: Dataset) -> str:
 def _mitdb_dir(value: str | None, *, dataset: Dataset) -> str | None:
     if value is None:
         return None
-    if "mitdb_window_class" not in dataset.facts:
+    if dataset.facts.get("mitdb_window_class") is None:
         raise StudyError(f"--mitdb-dir: data set {dataset.name} names no class for MIT-BIH "
                          "rhythm windows (mitdb_window_class); its own items are explained")
     path = Path(value).expanduser().resolve()

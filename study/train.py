@@ -32,6 +32,19 @@ from study.options import check_options
 from study.spec import StudySpec
 from study.trainer import Split, TrainResult, train
 
+DEFAULT_DATASET = "cinc2017"
+
+
+def _preset_help() -> str:
+    """The presets with their sizes for the default data set's classes and leads."""
+    dataset = load_dataset(DEFAULT_DATASET)
+    sizes = ", ".join(f"{row['preset']} ({row['parameters'] / 1e6:.2f} M)"
+                      for row in preset_table(n_classes=dataset.n_classes,
+                                              n_leads=dataset.n_leads))
+    return (f"a named model preset (parameters for {dataset.name}: {dataset.n_classes} classes, "
+            f"{dataset.n_leads} lead(s)): {sizes}; `python -m models.listing --n-classes "
+            f"{dataset.n_classes} --n-leads {dataset.n_leads}` prints them as a table")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -45,19 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     what = parser.add_argument_group(
         "what to train (at least one; with both, the preset replaces the config's model)"
     )
-    what.add_argument("--preset", choices=preset_names(), metavar="NAME",
-                      help="a named model preset (parameters): " + ", ".join(
-                          f"{row['preset']} ({row['parameters'] / 1e6:.2f} M)"
-                          for row in preset_table()
-                      ) + "; `python -m models.listing` prints them as a table")
+    what.add_argument("--preset", choices=preset_names(), metavar="NAME", help=_preset_help())
     what.add_argument("--config", type=Path, metavar="FILE.json",
                       help="a training config (sections model, loss, optim, data, runtime, "
                            "epochs, pretrain_epochs, seed; defaults in "
                            "study/train_defaults.json; the thesis' protocol in "
                            "study/configs/thesis_protocol.json) or a bare model config")
-    parser.add_argument("--dataset", choices=dataset_names(), default="cinc2017",
+    parser.add_argument("--dataset", choices=dataset_names(), default=DEFAULT_DATASET,
                         metavar="NAME", help=f"data set: {', '.join(dataset_names())} "
-                                             "(default cinc2017)")
+                                             f"(default {DEFAULT_DATASET})")
     parser.add_argument("--data-dir", type=Path, required=True,
                         help="directory to train on (CinC 2017: .hea/.mat + REFERENCE.csv; "
                              "MIT-BIH: .hea/.dat/.atr)")

@@ -4,6 +4,7 @@ cluster files parse and name the right command (what can be checked without a cl
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shlex
 import subprocess
@@ -15,12 +16,14 @@ import pytest
 import torch
 import yaml
 
-from data_io.cinc2017 import load_cinc2017
+from data_io.datasets import load_dataset
+from data_io.inspect import main as inspect_main
 from models import build_model
 from search_spaces import training_config, unflatten
 from study.config import resolve_config
 from study.run import build_parser as study_run_parser
 from study.train import build_parser as study_train_parser
+from study.train import main as study_train_main
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 README = DOCS.parent / "README.md"
@@ -64,14 +67,30 @@ def test_study_commands_in_the_docs_parse(page):
         assert checked, f"no study command found in {page}"
 
 
-def test_numpy_records_recipe_writes_a_loadable_folder(tmp_path, monkeypatch):
+def test_own_data_page_writes_numpy_folders_that_load_and_train_two_leads(
+        tmp_path, monkeypatch, capsys):
+    """The page's script writes 1- and 2-lead NumPy folders; its inspect and study.train
+    commands run as written (one epoch of a 2-lead model)."""
     monkeypatch.chdir(tmp_path)
     (code,) = fenced("own-data.md", "python")
     exec(compile(code, "docs/own-data.md", "exec"), {})
-    arrays = load_cinc2017(tmp_path / "my_records", progress=False)
-    assert len(arrays) == 12 and not arrays.quarantined
-    assert arrays.fs_hz == 300.0 and int(arrays.lengths[0]) == 300 * 20
-    assert sorted(set(arrays.label_names)) == ["A", "N", "O", "~"]
+    dataset = load_dataset("numpy-records")
+    for folder, n_leads in (("my_records", 1), ("my_records_2lead", 2)):
+        arrays = dataset.load(tmp_path / folder, options={}, progress=False)
+        assert len(arrays) == 12 and not arrays.quarantined, folder
+        assert arrays.n_leads == n_leads and arrays.fs_hz == 250.0
+    run = [argv for block in fenced("own-data.md", "bash") for argv in commands(block)
+           if argv[2] in ("data_io.inspect", "study.train") and "DIR" not in argv]
+    assert [argv[2] for argv in run] == ["data_io.inspect", "data_io.inspect", "study.train"]
+    assert inspect_main(run[0][3:]) == 0
+    capsys.readouterr()
+    assert inspect_main(run[1][3:]) == 0
+    assert json.loads(capsys.readouterr().out)["leads"] == 2
+    assert study_train_main([*run[2][3:], "--out", "trained", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert len(metrics["history"]) == 1 and 0.0 <= metrics["val/f1_cinc"] <= 1.0
+    state = torch.load(tmp_path / "trained" / "checkpoint.pt", weights_only=True)
+    assert state["model_config"]["n_leads"] == 2 and state["model_config"]["n_classes"] == 4
 
 
 def test_the_example_search_space_samples_builds_and_trains(tmp_path):
@@ -90,7 +109,7 @@ def test_the_example_search_space_samples_builds_and_trains(tmp_path):
         study.tell(trial, 0.0)
         cfg = resolve_config(training_config(unflatten({**trial.params, **fixed})))
         seen_pooling.add("pooling" in cfg["model"])
-        model = build_model({"n_classes": 4, **cfg["model"]})
+        model = build_model({"n_classes": 4, "n_leads": 1, **cfg["model"]})
         logits = model(torch.randn(2, 1, 600), lengths=torch.tensor([600, 400]))
         logits.sum().backward()
         assert logits.shape == (2, 4)

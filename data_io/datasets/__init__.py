@@ -6,10 +6,10 @@ the ``normal_class``, the study ``metric`` (name, kind, mode and the classes it 
 its positive class), the ``per_class_metrics`` reported beside it, the ``group`` that folds
 keep together (record or patient) and how an item id names its group, the default sampling
 rate ``fs_hz`` (and whether a study may ``resample``), the ``input_samples`` of a fixed-length
-item, ``n_leads``, the default ``n_folds``, user ``options`` with their choices, ``training``
-overrides (e.g. batching fixed-length items) and ``smoke`` ones, its ``synthetic`` counterpart
-and the ``published`` result tables that match it. A synthetic set says ``"extends": "<base>"`` and
-inherits every fact it does not set.
+item, ``n_leads`` (null: from the data), the default ``n_folds``, user ``options`` with their
+choices, ``training`` overrides (e.g. batching fixed-length items) and ``smoke`` ones, its
+``synthetic`` counterpart and the ``published`` result tables that match it. A synthetic set
+says ``"extends": "<base>"`` and inherits every fact it does not set.
 
 The module provides the behaviour: ``check(directory)`` (raise `DatasetError` for a
 directory that cannot hold the data set), ``load(directory, *, dataset, options, progress)``
@@ -128,8 +128,11 @@ class Dataset:
         return bool(self.facts["resample"])
 
     @property
-    def n_leads(self) -> int:
-        return int(self.facts["n_leads"])
+    def n_leads(self) -> int | None:
+        """Leads of every item; None where each folder's records decide (own NumPy records).
+        Models take the loaded arrays' lead count either way."""
+        n_leads = self.facts["n_leads"]
+        return None if n_leads is None else int(n_leads)
 
     @property
     def n_folds(self) -> int:

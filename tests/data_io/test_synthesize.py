@@ -128,7 +128,7 @@ def _run(tmp_path: Path, *args: str) -> int:
 def test_cli_writes_a_cinc_style_data_set_with_masks(tmp_path: Path, capsys) -> None:
     assert _run(tmp_path, "--records", "6", "--seed", "3") == 0
     out = tmp_path / "syn"
-    expected = generate_records(n_records=6, seed=3)
+    expected = generate_records(n_records=6, seed=3, fs_hz=300.0)
     reference = (out / "REFERENCE.csv").read_text().splitlines()
     assert reference == [f"{rid},{r.label}" for rid, r in expected.items()]
     assert (out / "RECORDS").read_text().splitlines() == list(expected)

@@ -47,7 +47,7 @@ def by_class() -> dict[str, list[SyntheticRecord]]:
 
 @pytest.fixture(scope="module")
 def dataset() -> dict[str, SyntheticRecord]:
-    return generate_records(n_records=400, seed=11)
+    return generate_records(n_records=400, seed=11, fs_hz=300.0)
 
 
 def _assert_same(a: SyntheticRecord, b: SyntheticRecord) -> None:
@@ -58,18 +58,18 @@ def _assert_same(a: SyntheticRecord, b: SyntheticRecord) -> None:
 
 
 def test_same_seed_gives_identical_records_and_a_prefix_of_larger_sets() -> None:
-    small = generate_records(n_records=6, seed=7)
-    large = generate_records(n_records=15, seed=7)
+    small = generate_records(n_records=6, seed=7, fs_hz=300.0)
+    large = generate_records(n_records=15, seed=7, fs_hz=300.0)
     assert list(small) == [f"S{i:05d}" for i in range(1, 7)]
     assert list(large)[:6] == list(small)
     for record_id, record in small.items():
         _assert_same(record, large[record_id])
-    other_seed = generate_records(n_records=6, seed=8)
+    other_seed = generate_records(n_records=6, seed=8, fs_hz=300.0)
     assert not all(np.array_equal(small[k].signal_mv, other_seed[k].signal_mv) for k in small)
 
 
 def test_records_have_the_documented_types() -> None:
-    record = next(iter(generate_records(n_records=1, seed=0).values()))
+    record = next(iter(generate_records(n_records=1, seed=0, fs_hz=300.0).values()))
     n = record.signal_mv.shape[0]
     assert record.signal_mv.dtype == np.float32
     assert record.abnormal_mask.dtype == np.uint8 and record.abnormal_mask.shape == (n,)
@@ -98,7 +98,8 @@ def test_class_proportions_follow_the_weights(dataset: dict[str, SyntheticRecord
 
 
 def test_class_weights_can_be_changed() -> None:
-    records = generate_records(n_records=60, seed=2, class_weights={"A": 1.0, "~": 1.0})
+    records = generate_records(n_records=60, seed=2, fs_hz=300.0,
+                               class_weights={"A": 1.0, "~": 1.0})
     counts = Counter(r.label for r in records.values())
     assert set(counts) == {"A", "~"} and min(counts.values()) > 15
 
@@ -223,7 +224,7 @@ def test_other_sampling_rates_scale_the_record() -> None:
 
 
 def test_to_ecg_arrays_packs_digital_signals() -> None:
-    records = generate_records(n_records=5, seed=4)
+    records = generate_records(n_records=5, seed=4, fs_hz=300.0)
     arrays = to_ecg_arrays(records, adc_gain=1000.0)
     assert arrays.record_ids == tuple(records)
     assert arrays.label_names == [r.label for r in records.values()]
@@ -265,9 +266,9 @@ def test_invalid_requests_raise_with_the_known_names() -> None:
     with pytest.raises(ValueError, match="fs_hz"):
         generate_record(label="N", duration_s=30.0, fs_hz=50.0, rng=rng)
     with pytest.raises(ValueError, match="known classes"):
-        generate_records(n_records=2, seed=0, class_weights={"AF": 1.0})
+        generate_records(n_records=2, seed=0, fs_hz=300.0, class_weights={"AF": 1.0})
     with pytest.raises(ValueError, match="not all 0"):
-        generate_records(n_records=2, seed=0, class_weights={"N": 0.0})
+        generate_records(n_records=2, seed=0, fs_hz=300.0, class_weights={"N": 0.0})
     with pytest.raises(ValueError, match="one sampling rate"):
         to_ecg_arrays({})
 

@@ -4,6 +4,7 @@
     small_config: every entry of SMALL_CONFIGS (small variants that cover each option);
     any_config: SMALL_CONFIGS plus every preset in models/presets.json;
     family_config: the first small config of each registered model (one per family).
+Each carries `SHAPE` (models take the data set's class and lead counts, with no default).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import pytest
 import torch
 
 from models import build_model, load_preset, preset_names
+
+SHAPE = {"n_classes": 4, "n_leads": 1}
+"""The data set shape given to every parametrized config (a CinC-like one)."""
 
 SMALL_CONFIGS: dict[str, dict] = {
     "cnn_gap": {
@@ -176,28 +180,32 @@ def _family_configs() -> dict[str, dict]:
     return first
 
 
+def _shaped(configs: dict[str, dict]) -> list[dict]:
+    return [{**SHAPE, **copy.deepcopy(c)} for c in configs.values()]
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "small_config" in metafunc.fixturenames:
         metafunc.parametrize(
             "small_config",
-            [copy.deepcopy(c) for c in SMALL_CONFIGS.values()],
+            _shaped(SMALL_CONFIGS),
             ids=list(SMALL_CONFIGS),
         )
     if "any_config" in metafunc.fixturenames:
         configs = {**SMALL_CONFIGS, **{f"preset:{n}": load_preset(n) for n in preset_names()}}
         metafunc.parametrize(
-            "any_config", [copy.deepcopy(c) for c in configs.values()], ids=list(configs)
+            "any_config", _shaped(configs), ids=list(configs)
         )
     if "family_config" in metafunc.fixturenames:
         families = _family_configs()
         metafunc.parametrize(
-            "family_config", [copy.deepcopy(c) for c in families.values()], ids=list(families)
+            "family_config", _shaped(families), ids=list(families)
         )
 
 
 @pytest.fixture
 def small_configs() -> dict[str, dict]:
-    return copy.deepcopy(SMALL_CONFIGS)
+    return {name: {**SHAPE, **copy.deepcopy(c)} for name, c in SMALL_CONFIGS.items()}
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,11 @@ import torch
 
 from models import build_model
 
-BASE = {"name": "attention_gate", "channels": [8, 8, 16], "kernel_size": 9, "attention_size": 4}
+# Models take the data set's shape explicitly; these tests use a CinC-like one.
+SHAPE = {"n_classes": 4, "n_leads": 1}
+
+BASE = {**SHAPE, "name": "attention_gate", "channels": [8, 8, 16], "kernel_size": 9,
+        "attention_size": 4}
 
 
 @pytest.mark.parametrize("gate_layers", [[3], [0, 5], [-1]])
@@ -18,7 +22,7 @@ def test_gate_layer_outside_the_trunk_raises(gate_layers):
 
 def test_gate_layer_rules_use_the_preset_depth():
     with pytest.raises(ValueError, match="< depth 7"):
-        build_model({"name": "attention_gate", "depth": 7, "gate_layers": [7]})
+        build_model({**SHAPE, "name": "attention_gate", "depth": 7, "gate_layers": [7]})
     with pytest.raises(ValueError, match="repeats"):
         build_model({**BASE, "gate_layers": [1, 1]})
 

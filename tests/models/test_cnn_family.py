@@ -7,6 +7,9 @@ import torch
 from models import build_model
 from models.layers import GlobalPool, time_mask
 
+# Models take the data set's shape explicitly; these tests use a CinC-like one.
+SHAPE = {"n_classes": 4, "n_leads": 1}
+
 
 def _masked_mean(maps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     # (B, K, T) -> (B, K) over each record's valid steps
@@ -14,7 +17,8 @@ def _masked_mean(maps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 
 def test_gap_logits_equal_the_mean_of_the_cam_plus_bias(make_batch, make_model):
-    model = make_model({"name": "cnn", "channels": [8, 16, 16], "kernel_size": 9, "pooling": "gap"})
+    model = make_model({**SHAPE, "name": "cnn", "channels": [8, 16, 16], "kernel_size": 9,
+                        "pooling": "gap"})
     model.eval()
     x, lengths = make_batch([1501, 2701])
     with torch.no_grad():
@@ -27,6 +31,7 @@ def test_gap_logits_equal_the_mean_of_the_cam_plus_bias(make_batch, make_model):
 
 def test_mean_vote_averages_the_two_heads_and_explains_both(make_batch, make_model):
     config = {
+        **SHAPE,
         "name": "cnn",
         "channels": [8, 8, 16],
         "kernel_size": 7,
@@ -51,7 +56,7 @@ def test_mean_vote_averages_the_two_heads_and_explains_both(make_batch, make_mod
 
 
 def test_upsampled_cam_tracks_the_low_resolution_cam(make_batch):
-    model = build_model({"name": "cnn", "channels": [8, 8], "kernel_size": 5}).eval()
+    model = build_model({**SHAPE, "name": "cnn", "channels": [8, 8], "kernel_size": 5}).eval()
     x, lengths = make_batch([800, 800])
     with torch.no_grad():
         [(cam, _)] = model.class_activation_maps(x, lengths)
@@ -77,6 +82,7 @@ def test_global_pools_respect_lengths():
 def test_dropout_rises_with_depth():
     model = build_model(
         {
+            **SHAPE,
             "name": "cnn",
             "channels": [4, 4, 4, 4, 4],
             "dropout_min": 0.1,
@@ -89,17 +95,18 @@ def test_dropout_rises_with_depth():
 
 
 def test_residual_blocks_match_channels_with_a_1x1_conv():
-    model = build_model({"name": "cnn", "channels": [8, 8, 16], "residual": True})
+    model = build_model({**SHAPE, "name": "cnn", "channels": [8, 8, 16], "residual": True})
     skips = [block.skip for block in model.trunk.blocks]
     assert isinstance(skips[1], torch.nn.Identity)  # 8 -> 8
     assert isinstance(skips[2], torch.nn.Conv1d) and skips[2].kernel_size == (1,)  # 8 -> 16
-    plain = build_model({"name": "cnn", "depth": 4})
+    plain = build_model({**SHAPE, "name": "cnn", "depth": 4})
     assert all(block.skip is None for block in plain.trunk.blocks)
 
 
 def test_pooling_schedule_skips_the_last_layer():
-    assert build_model({"name": "cnn", "depth": 4}).trunk.pool_after == [True, True, True, False]
-    assert build_model({"name": "cnn", "depth": 7, "pool_every": 2}).trunk.pool_after == [
+    four = build_model({**SHAPE, "name": "cnn", "depth": 4})
+    assert four.trunk.pool_after == [True, True, True, False]
+    assert build_model({**SHAPE, "name": "cnn", "depth": 7, "pool_every": 2}).trunk.pool_after == [
         False,
         True,
         False,

@@ -7,6 +7,9 @@ import torch
 
 from models import build_model
 
+# Models take the data set's shape explicitly; these tests use a CinC-like one.
+SHAPE = {"n_classes": 4, "n_leads": 1}
+
 TRUNK = {"channels": [8, 16], "kernel_size": 9, "pool_every": 1}
 
 
@@ -14,6 +17,7 @@ def test_decision_over_time_at_the_last_step_equals_the_logits(make_batch, make_
     # One conv layer and no pooling: the RNN runs at the input resolution, so no upsampling.
     model = make_model(
         {
+            **SHAPE,
             "name": "convlstm",
             "channels": [8],
             "kernel_size": 5,
@@ -49,7 +53,8 @@ def test_decision_over_time_at_the_last_step_equals_the_logits(make_batch, make_
 )
 def test_explain_returns_first_layer_gates(cell, keys, make_batch):
     model = build_model(
-        {"name": "convlstm", **TRUNK, "cell": cell, "hidden_units": 3, "bidirectional": True}
+        {**SHAPE, "name": "convlstm", **TRUNK, "cell": cell, "hidden_units": 3,
+         "bidirectional": True}
     ).eval()
     x, lengths = make_batch([700, 901])
     with torch.no_grad():
@@ -59,8 +64,8 @@ def test_explain_returns_first_layer_gates(cell, keys, make_batch):
 
 
 def test_pretrained_cnn_trunk_loads_and_can_be_frozen():
-    cnn = build_model({"name": "cnn", **TRUNK, "pooling": "gmp"})
-    model = build_model({"name": "convlstm", **TRUNK, "freeze_cnn": True})
+    cnn = build_model({**SHAPE, "name": "cnn", **TRUNK, "pooling": "gmp"})
+    model = build_model({**SHAPE, "name": "convlstm", **TRUNK, "freeze_cnn": True})
     model.load_cnn_trunk(cnn.state_dict())
     for key, value in cnn.trunk.state_dict().items():
         torch.testing.assert_close(model.trunk.state_dict()[key], value)
@@ -72,8 +77,8 @@ def test_pretrained_cnn_trunk_loads_and_can_be_frozen():
 
 
 def test_loading_a_mismatched_trunk_fails():
-    cnn = build_model({"name": "cnn", "channels": [8, 32], "kernel_size": 9})
-    model = build_model({"name": "convlstm", **TRUNK})
+    cnn = build_model({**SHAPE, "name": "cnn", "channels": [8, 32], "kernel_size": 9})
+    model = build_model({**SHAPE, "name": "convlstm", **TRUNK})
     with pytest.raises(RuntimeError, match="size mismatch"):
         model.load_cnn_trunk(cnn.state_dict())
     with pytest.raises(ValueError, match="trunk"):
@@ -81,7 +86,7 @@ def test_loading_a_mismatched_trunk_fails():
 
 
 def test_parameter_groups_scale_the_cnn_learning_rate():
-    model = build_model({"name": "convlstm", **TRUNK})
+    model = build_model({**SHAPE, "name": "convlstm", **TRUNK})
     groups = model.parameter_groups(0.1, base_lr=1e-3)
     assert [(g["name"], g["lr"]) for g in groups] == [("cnn", pytest.approx(1e-4)), ("head", 1e-3)]
     grouped = [id(p) for g in groups for p in g["params"]]

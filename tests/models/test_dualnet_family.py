@@ -10,6 +10,9 @@ from models import build_model, explain_by_perturbation, load_preset
 from models.dualnet import SpectrogramEncoder
 from models.listing import parameter_count, preset_table
 
+# Models take the data set's shape explicitly; these tests use a CinC-like one.
+SHAPE = {"n_classes": 4, "n_leads": 1}
+
 
 @pytest.fixture
 def small(small_configs) -> dict:
@@ -120,27 +123,27 @@ def test_plus_variant_adds_axial_attention_per_stage(small):
 
 @pytest.mark.parametrize("preset", sorted(WORK_PARAMETERS_M))
 def test_preset_sizes_are_close_to_the_work(preset):
-    count = parameter_count(load_preset(preset)) / 1e6
+    count = parameter_count(load_preset(preset), **SHAPE) / 1e6
     assert count == pytest.approx(WORK_PARAMETERS_M[preset], rel=0.1), f"{preset}: {count:.2f} M"
 
 
 def test_listing_counts_match_built_models():
-    rows = {row["preset"]: row for row in preset_table()}
-    model = build_model(load_preset("dualnet_s"))
+    rows = {row["preset"]: row for row in preset_table(**SHAPE)}
+    model = build_model({**SHAPE, **load_preset("dualnet_s")})
     assert rows["dualnet_s"]["parameters"] == sum(p.numel() for p in model.parameters())
     assert rows["dualnet_s"]["family"] == "dualnet"
 
 
 def test_a_preset_key_starts_from_the_preset_and_overrides_it():
-    model = build_model({"name": "dualnet", "preset": "dualnet_s", "encoders": "signal",
+    model = build_model({**SHAPE, "name": "dualnet", "preset": "dualnet_s", "encoders": "signal",
                          "dropout": 0.3})
     expected = {**load_preset("dualnet_s"), "encoders": "signal", "dropout": 0.3}
     assert {k: model.config[k] for k in expected} == expected
     assert "preset" not in model.config  # the checkpoint's config is self-contained
     with pytest.raises(ValueError, match="is a 'dualnet' model"):
-        build_model({"name": "cnn", "preset": "dualnet_s"})
+        build_model({**SHAPE, "name": "cnn", "preset": "dualnet_s"})
     with pytest.raises(ValueError, match="unknown model preset"):
-        build_model({"name": "dualnet", "preset": "dualnet_q"})
+        build_model({**SHAPE, "name": "dualnet", "preset": "dualnet_q"})
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,9 @@ import torch
 from models import build_model, load_preset, preset_names, register, registered_models
 from models.cnn import channels_for_depth, cnn_depths
 
+# Models take the data set's shape explicitly; these tests use a CinC-like one.
+SHAPE = {"n_classes": 4, "n_leads": 1}
+
 FAMILIES = {"cnn", "convlstm", "attention_gate", "segmenter", "hadln", "dualnet"}
 THESIS_PRESETS = {
     "cnn4_gap",
@@ -46,14 +49,22 @@ def test_every_registered_model_has_a_small_test_config(small_configs):
 
 def test_unknown_name_raises_listing_known_names():
     with pytest.raises(ValueError, match="unknown model 'cnnn'") as error:
-        build_model({"name": "cnnn"})
+        build_model({**SHAPE, "name": "cnnn"})
     for name in registered_models():
         assert name in str(error.value)
 
 
 def test_missing_name_raises():
     with pytest.raises(ValueError, match="no 'name'"):
-        build_model({"depth": 4})
+        build_model({**SHAPE, "depth": 4})
+
+
+@pytest.mark.parametrize("missing", ["n_classes", "n_leads"])
+def test_every_family_needs_the_data_sets_shape(family_config, missing):
+    """No model assumes a data set: class and lead counts have no default."""
+    del family_config[missing]
+    with pytest.raises(TypeError, match=missing):
+        build_model(family_config)
 
 
 def test_misspelled_keyword_raises_type_error(small_config):
@@ -68,7 +79,7 @@ def test_duplicate_registration_raises_and_keeps_the_registry():
         register("cnn")(torch.nn.Identity)
     assert "convlstm" in str(error.value)
     assert registered_models() == before
-    assert type(build_model({"name": "cnn", "depth": 4})).__name__ == "CNN"
+    assert type(build_model({**SHAPE, "name": "cnn", "depth": 4})).__name__ == "CNN"
 
 
 def test_config_is_resolved_json_and_rebuilds_the_same_model(small_config):
@@ -142,9 +153,9 @@ def test_channel_presets_cover_the_thesis_depths():
 
 def test_unknown_depth_and_conflicting_trunk_options_raise():
     with pytest.raises(ValueError, match=r"CNN depth.*\['15', '17', '4', '7'\]"):
-        build_model({"name": "cnn", "depth": 5})
+        build_model({**SHAPE, "name": "cnn", "depth": 5})
     with pytest.raises(ValueError, match="not both"):
-        build_model({"name": "cnn", "depth": 4, "channels": [8, 8, 8, 8]})
+        build_model({**SHAPE, "name": "cnn", "depth": 4, "channels": [8, 8, 8, 8]})
 
 
 @pytest.mark.parametrize(
@@ -158,4 +169,4 @@ def test_unknown_depth_and_conflicting_trunk_options_raise():
 )
 def test_bad_cnn_options_raise_value_error(option, value, message):
     with pytest.raises(ValueError, match=message):
-        build_model({"name": "cnn", "depth": 4, option: value})
+        build_model({**SHAPE, "name": "cnn", "depth": 4, option: value})

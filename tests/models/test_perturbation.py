@@ -22,9 +22,12 @@ from models.perturbation import (
     shift_perturbation,
 )
 
+# Models take the data set's shape explicitly; these tests use a CinC-like one.
+SHAPE = {"n_classes": 4, "n_leads": 1}
+
 SIZE = 256
 BURST = (150, 182)  # samples [start, stop) where class 1 carries its burst
-TINY = {"name": "cnn", "channels": [4, 8], "kernel_size": 5, "pooling": "gmp"}
+TINY = {**SHAPE, "name": "cnn", "channels": [4, 8], "kernel_size": 5, "pooling": "gmp"}
 
 # Cheap options per method for the shape / padding / state tests.
 FAST_OPTIONS: dict[str, dict] = {

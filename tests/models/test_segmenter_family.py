@@ -9,7 +9,11 @@ import torch.nn.functional as F
 from models import build_model
 from models.segmenter import UNet1d
 
+# Models take the data set's shape explicitly; these tests use a CinC-like one.
+SHAPE = {"n_classes": 4, "n_leads": 1}
+
 BASE = {
+    **SHAPE,
     "name": "segmenter",
     "unet_depth": 3,
     "unet_width": 4,

@@ -13,6 +13,7 @@ from reports.explanation_scores import (
     GroundTruth,
     explanation_scores,
     explanation_scores_section,
+    read_synthetic_masks,
     resample_mask,
     score_archive,
     score_maps,
@@ -315,3 +316,11 @@ def test_load_study_finds_mitdb_explanations(tmp_path):
     assert artifacts["t1"].mitdb_explanations == tmp_path / "trials" / "t1" / \
         "mitdb_explanations.npz"
     assert artifacts["t2"].mitdb_explanations is None
+
+
+def test_synthetic_masks_take_their_rate_from_the_manifest_and_assume_none(tmp_path):
+    np.savez(tmp_path / "MASKS.npz", O1=np.ones(10, np.uint8))
+    with pytest.raises(ReportError, match=r"SYNTHETIC\.json"):
+        read_synthetic_masks(tmp_path)
+    (tmp_path / "SYNTHETIC.json").write_text(json.dumps({"fs_hz": 250.0}))
+    assert read_synthetic_masks(tmp_path).fs_hz == 250.0

@@ -89,7 +89,7 @@ def _check_samples_build(samples, name):
         cfg = training_config(config)
         resolve_config(cfg)  # every sampled section and key exists in the trainer's config
         assert cfg["model"]["name"] == name
-        model = build_model({"n_classes": 4, **cfg["model"]}).eval()
+        model = build_model({"n_classes": 4, "n_leads": 1, **cfg["model"]}).eval()
         with torch.no_grad():
             logits = model(x, lengths)
         assert logits.shape == (2, 4), cfg["model"]
@@ -140,7 +140,7 @@ def test_convlstm_branches(sampled):
 def test_segmenter_parameters_only_with_a_segmenter(sampled):
     samples = sampled("segmenter")
     for params, config in samples:
-        model = build_model(config["model"])
+        model = build_model({"n_classes": 4, "n_leads": 1, **config["model"]})
         has_unet = model.unet is not None
         for param in CONDITIONAL["segmenter"]:
             assert (param in params) == has_unet, params

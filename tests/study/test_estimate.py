@@ -52,6 +52,20 @@ def test_dry_run_prints_a_measured_estimate(tmp_path, capsys, monkeypatch):
     assert "from a probe of 1 sampled configuration on" in out and "s per trial epoch" in out
 
 
+def test_dry_run_estimates_a_data_set_smaller_than_two_batches(tmp_path, capsys, monkeypatch):
+    """Six records and batches of 32: the probe times the records repeated, not an error."""
+    from study import estimate
+    from study.run import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(estimate, "PROBE_CONFIGS", 1)
+    assert main(["--space", "cnn", "--dataset", "synthetic", "--smoke", "--num-samples", "2",
+                 "--max-epochs", "1", "--folds", "3", "--synthetic-records", "6",
+                 "--set", "optim/batch_size=32", "--dry-run", "--name", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "estimate: " in out and "6 synthetic records" in out
+
+
 def test_space_lines_are_whole_first_paragraphs():
     line = space_line("hadln")
     assert line.startswith("hadln ") and line.endswith("tuned alongside.")

@@ -31,7 +31,8 @@ def test_facts_are_consistent(name):
     metric = dataset.metric
     assert metric.key.startswith("val/") and metric.mode in ("max", "min")
     assert set(metric.classes) <= set(dataset.labels)
-    assert dataset.n_leads >= 1 and dataset.fs_hz > 0 and dataset.n_folds >= 2
+    assert dataset.n_leads is None or dataset.n_leads >= 1  # None: the folder decides
+    assert dataset.fs_hz > 0 and dataset.n_folds >= 2
     assert dataset.resolve_options({}) == {k: v["default"]
                                            for k, v in dataset.facts.get("options", {}).items()}
     if dataset.synthetic is not None:
@@ -65,6 +66,14 @@ def test_inter_patient_split_lists_match_de_chazal():
     assert len(ds1) == len(ds2) == 22 and not ds1 & ds2
     assert ds1 | ds2 == MITDB_RECORDS - paced
     assert paced == {"102", "104", "107", "217"}
+    # Table I of de Chazal, O'Dwyer and Reilly, IEEE TBME 51(7) 2004, record by record.
+    assert facts["splits"]["DS1"] == ["101", "106", "108", "109", "112", "114", "115", "116",
+                                      "118", "119", "122", "124", "201", "203", "205", "207",
+                                      "208", "209", "215", "220", "223", "230"]
+    assert facts["splits"]["DS2"] == ["100", "103", "105", "111", "113", "117", "121", "123",
+                                      "200", "202", "210", "212", "213", "214", "219", "221",
+                                      "222", "228", "231", "232", "233", "234"]
+    assert "de Chazal" in facts["splits"]["source"] and "51(7)" in facts["splits"]["source"]
 
 
 def test_aami_mapping_is_the_ec57_grouping():
