@@ -1,6 +1,6 @@
 """A study's footprint: when it ends, Tune checkpoints are kept for the best trials only.
 
-While a study runs every trial keeps one checkpoint (its last epoch: what a restart after a
+While a study runs every trial keeps its two latest checkpoints (what a restart after a
 worker or driver kill resumes from, `study.tuning.run_config`). Once the search and the
 artefacts are written, only the ``--keep-checkpoints`` best trials still need theirs (to
 explain or fine-tune them later); the rest are removed through the experiment's own file
@@ -81,24 +81,3 @@ def prune_checkpoints(results: Mapping[str, Any], *, keep: Iterable[str]) -> Pru
         checkpoints += len(paths)
         trials += bool(paths)
     return Pruned(trials=trials, checkpoints=checkpoints, freed_bytes=freed)
-
-
-def newest_available(checkpoint: Any) -> Any:
-    """``checkpoint`` if its directory exists, else the newest checkpoint directory left in
-    the same trial directory (or None).
-
-    With one checkpoint kept per trial, Tune deletes the previous checkpoint the moment a new
-    one registers, but writes its experiment snapshot only every few seconds: a driver killed
-    in between restores a trial from a checkpoint that is gone, while the newer one, which
-    replaced it, is on disk.
-    """
-    if checkpoint_exists(checkpoint):
-        return checkpoint
-    fs = checkpoint.filesystem
-    parent = checkpoint.path.rstrip("/").rpartition("/")[0]
-    entries = fs.get_file_info(pyarrow.fs.FileSelector(parent, allow_not_found=True))
-    found = sorted(e.path for e in entries if e.type == pyarrow.fs.FileType.Directory
-                   and e.base_name.startswith(CHECKPOINT_PREFIX))
-    if not found:
-        return None
-    return type(checkpoint)(path=found[-1], filesystem=fs)

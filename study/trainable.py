@@ -21,7 +21,6 @@ import ray
 from ray import tune
 
 from search_spaces import training_config
-from study.checkpoints import newest_available
 from study.data import fold_split, scoring
 from study.spec import StudySpec
 from study.trainer import train
@@ -60,8 +59,6 @@ def run_trial(config: dict[str, Any], *, spec: StudySpec) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="ecg-trial-"))
     checkpoint_path = workdir / CHECKPOINT_FILE
     restored = tune.get_checkpoint()
-    if restored is not None:
-        restored = newest_available(restored)
     if restored is not None:
         with restored.as_directory() as directory:
             shutil.copy(Path(directory) / CHECKPOINT_FILE, checkpoint_path)

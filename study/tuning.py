@@ -342,15 +342,17 @@ def check_restorable(experiment_dir: str) -> None:
 def run_config(plan: Plan, spec: StudySpec | None, *, name: str, milestones: list[int],
                job_type: str, extra_callbacks: list[tune.Callback] | None = None,
                progress: StudyProgress | None = None) -> tune.RunConfig:
-    """Tune's run settings: one checkpoint per running trial (the trainer's checkpoint holds
-    everything a restart needs), no tables of Tune's own (``verbose=0``): ``progress`` prints
+    """Tune's run settings: the two latest checkpoints per running trial (the trainer's
+    checkpoint holds everything a restart needs; with only one, a driver killed between a new
+    checkpoint and Tune's next experiment snapshot resumes pointing at the deleted one), no
+    tables of Tune's own (``verbose=0``): ``progress`` prints
     the study's lines instead. ``job_type``: the W&B job type of its trials' runs; ``spec``
     (None only with W&B disabled) resolves their configs."""
     return tune.RunConfig(
         name=name,
         storage_path=plan.storage_path,
         storage_filesystem=storage_filesystem(plan),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         failure_config=tune.FailureConfig(max_failures=plan.max_failures),
         callbacks=[*([progress] if progress else []),
                    *callbacks(plan, spec, milestones=milestones, job_type=job_type),

@@ -111,21 +111,19 @@ def test_disabled_bar_prints_nothing(capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_a_trial_restored_from_a_removed_checkpoint_resumes_from_the_newer_one(tmp_path):
+def test_pruning_removes_every_checkpoint_of_trials_not_kept(tmp_path):
     from ray import tune
 
-    from study.checkpoints import newest_available, prune_checkpoints
+    from study.checkpoints import checkpoint_exists, prune_checkpoints
 
     (tmp_path / "checkpoint_000003").mkdir()
     (tmp_path / "checkpoint_000004" / "x").mkdir(parents=True)
     (tmp_path / "checkpoint_000004" / "x" / "checkpoint.pt").write_bytes(b"0" * 2048)
-    gone = tune.Checkpoint(path=str(tmp_path / "checkpoint_000002"))
-    assert newest_available(gone).path == str(tmp_path / "checkpoint_000004")
     kept = tune.Checkpoint(path=str(tmp_path / "checkpoint_000003"))
-    assert newest_available(kept).path == kept.path
+    assert checkpoint_exists(kept)
     result = SimpleNamespace(path=str(tmp_path), filesystem=kept.filesystem)
     assert prune_checkpoints({"t1": result}, keep={"t1"}).checkpoints == 0
     pruned = prune_checkpoints({"t1": result}, keep=set())
     assert (pruned.trials, pruned.checkpoints, pruned.freed_bytes) == (1, 2, 2048)
-    assert not list(tmp_path.glob("checkpoint_*")) and newest_available(gone) is None
+    assert not list(tmp_path.glob("checkpoint_*")) and not checkpoint_exists(kept)
     assert pruned.describe() == "removed 2 checkpoint(s) of 1 trial(s), freeing 2.0 KB"
