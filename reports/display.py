@@ -80,8 +80,11 @@ def decimate_heatmap(trace: go.Heatmap, *, max_columns: int = MAX_DISPLAY_COLUMN
     if trace.z is None or trace.x is None:
         return
     z = np.asarray(trace.z, dtype=np.float32)
-    x = np.asarray(trace.x, dtype=np.float32)
-    if z.ndim != 2 or z.shape[1] <= max_columns or len(x) != z.shape[1]:
+    if z.ndim != 2 or z.shape[1] <= max_columns or len(trace.x) != z.shape[1]:
+        return
+    try:
+        x = np.asarray(trace.x, dtype=np.float32)
+    except (TypeError, ValueError):  # categorical columns (class names): nothing to average
         return
     block = -(-z.shape[1] // max_columns)
     starts = np.arange(0, z.shape[1], block)

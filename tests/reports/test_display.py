@@ -37,6 +37,12 @@ def test_heatmaps_are_block_averaged_on_the_page_and_kept_whole_in_the_original(
     assert zs[0, :3].tolist() == [1.5, 5.5, 9.5] and xs[0] == pytest.approx(0.15)
     assert zs[1, 1] == pytest.approx((4 + 5 + 6) / 3)  # the NaN is left out of its block
     assert np.asarray(figure.data[0].z).shape == (3, 400)
+    labels = [f"c{i}" for i in range(400)]
+    categorical = for_display(go.Figure([go.Heatmap(x=labels, y=[0, 1, 2], z=z)]),
+                              max_columns=100)
+    assert np.asarray(categorical.data[0].z).shape == (3, 400)
+    small = for_display(go.Figure([go.Heatmap(x=["N", "A"], y=["N", "A"], z=np.eye(2))]))
+    assert list(small.data[0].x) == ["N", "A"]
 
 
 def test_minmax_indices_keep_short_traces_whole():
