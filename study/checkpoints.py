@@ -68,13 +68,14 @@ def _size(fs: pyarrow.fs.FileSystem, path: str) -> int:
 
 def prune_checkpoints(results: Mapping[str, Any], *, keep: Iterable[str]) -> Pruned:
     """Remove every checkpoint of the trials in ``results`` (trial id -> Tune result) that
-    are not in ``keep``; returns counts and the bytes freed."""
+    are not in ``keep``, and all but the newest of those that are; returns counts and the
+    bytes freed."""
     kept = set(keep)
     trials = checkpoints = freed = 0
     for trial_id, result in results.items():
+        paths = trial_checkpoints(result)  # oldest first (zero-padded names)
         if trial_id in kept:
-            continue
-        paths = trial_checkpoints(result)
+            paths = paths[:-1]
         for path in paths:
             freed += _size(result.filesystem, path)
             result.filesystem.delete_dir(path)

@@ -122,8 +122,9 @@ def test_pruning_removes_every_checkpoint_of_trials_not_kept(tmp_path):
     kept = tune.Checkpoint(path=str(tmp_path / "checkpoint_000003"))
     assert checkpoint_exists(kept)
     result = SimpleNamespace(path=str(tmp_path), filesystem=kept.filesystem)
-    assert prune_checkpoints({"t1": result}, keep={"t1"}).checkpoints == 0
+    assert prune_checkpoints({"t1": result}, keep={"t1"}).checkpoints == 1  # the older one
+    assert not checkpoint_exists(kept) and (tmp_path / "checkpoint_000004").is_dir()
     pruned = prune_checkpoints({"t1": result}, keep=set())
-    assert (pruned.trials, pruned.checkpoints, pruned.freed_bytes) == (1, 2, 2048)
-    assert not list(tmp_path.glob("checkpoint_*")) and not checkpoint_exists(kept)
-    assert pruned.describe() == "removed 2 checkpoint(s) of 1 trial(s), freeing 2.0 KB"
+    assert (pruned.trials, pruned.checkpoints, pruned.freed_bytes) == (1, 1, 2048)
+    assert not list(tmp_path.glob("checkpoint_*"))
+    assert pruned.describe() == "removed 1 checkpoint(s) of 1 trial(s), freeing 2.0 KB"
