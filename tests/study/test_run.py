@@ -43,7 +43,7 @@ def test_only_the_best_trials_keep_their_checkpoints(finished_study):
     assert not list(study_dir.glob("small-cv/*/checkpoint_*"))
     assert "checkpoints: kept for" in out and "freeing" in out
     best = json.loads((study_dir / "best_trial.json").read_text())
-    assert any(best["trial_id"] in name for name in with_checkpoint)
+    assert any(best["trial_id"] in name for name in checkpoints)
 
 
 def test_best_config_trains_again_with_study_train(finished_study, capsys):
