@@ -89,10 +89,19 @@ class _Policy:
     def refuse(self, what: str, *, host: str) -> None:
         message = f"loopback guard: {what} would leave this machine"
         if self.log_path:
-            kind = _PROBE_PREFIX if host.lower() in self.probes else ""
+            kind = _PROBE_PREFIX if self.is_probe(host) else ""
             with open(self.log_path, "a") as log:
                 log.write(f"{kind}pid {os.getpid()}: {message}\n")
         raise OffMachineError(message)
+
+    def is_probe(self, host: str) -> bool:
+        """A host libraries contact on their own: a listed name, or a link-local address
+        (where clouds serve instance metadata)."""
+        try:
+            link_local = ipaddress.ip_address(host.split("%", 1)[0]).is_link_local
+        except ValueError:
+            link_local = False
+        return link_local or host.lower() in self.probes
 
     def check_address(self, family: int, address: Any) -> None:
         if family not in (socket.AF_INET, socket.AF_INET6):
