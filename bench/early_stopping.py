@@ -99,7 +99,7 @@ def finish_stopped(*, study_dir: Path, stopped: list[str], max_epochs: int) -> d
     """
     torch.set_num_threads(1)
     plan = load_plan(study_dir)
-    spec = prepare_study(plan, write=False)
+    plan, spec = prepare_study(plan, write=False)
     train_split, val_split = fold_split(spec, fold=plan.fold)
     configs = trial_configs(study_dir)
     scores = {}

@@ -70,7 +70,7 @@ def bare_epochs(*, study_dir: Path, threads: int) -> dict:
     """Train the trial's configuration with the bare trainer; per-epoch wall seconds."""
     torch.set_num_threads(threads)
     plan = load_plan(study_dir)
-    spec = prepare_study(plan, write=False)
+    plan, spec = prepare_study(plan, write=False)
     (params,) = study_dir.glob("overhead-tune/run_trial_*/params.json")
     config = trial_config(json.loads(params.read_text()), spec=spec)
     ends: list[float] = []

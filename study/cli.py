@@ -29,6 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print a space's parameters, distributions and conditions and exit")
     what.add_argument("--json", action="store_true",
                       help="with --show-space: print the description as JSON")
+    what.add_argument("--presets", metavar="A,B,...",
+                      help="instead of searching a space, train these model presets (e.g. "
+                           "cnn4_gmp,cnn7_gap,cnn7_gmp,cnn15_gmp: a published table's rows) "
+                           "with the same trial machinery; --space defaults to their family")
+    what.add_argument("--cv", action="store_true",
+                      help="with --presets: train every preset on every fold (no test fold "
+                           "is held out unless --test-fold or --test-dir asks for one)")
     what.add_argument("--dataset", choices=dataset_names(), default="cinc2017",
                       metavar="NAME",
                       help=f"data set: {', '.join(dataset_names())}; real sets need "
@@ -63,8 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--fold", type=int, default=0, help="validation fold of search trials")
     budget.add_argument("--folds", type=int,
                         help="number of folds (default: the data set's, 8 for CinC 2017)")
+    budget.add_argument("--test-fold", type=int, metavar="K",
+                        help="fold held out as the test set, seen by neither the search nor "
+                             "the cross-validation (default: the last fold; a data set with "
+                             "its own held-out split, e.g. mitdb-beats' DS2, uses that)")
+    budget.add_argument("--test-dir", metavar="DIR",
+                        help="separate records of the same data set to use as the test set "
+                             "(then every fold of --data-dir is searched and cross-validated)")
+    budget.add_argument("--no-test", action="store_true",
+                        help="hold out no test set (quick checks only: nothing then scores "
+                             "the chosen configuration on unseen records)")
     budget.add_argument("--cv-top-k", type=int, default=0,
-                        help="retrain the K best configurations on every fold, full budget")
+                        help="retrain the K best configurations on every fold but the test fold, "
+                             "full budget; the K best are then retrained on all non-test "
+                             "records and scored once on the test set (the best alone "
+                             "without this option)")
     budget.add_argument("--explain-top", type=int, default=1,
                         help="write predictions and explanation arrays of the N best trials")
     budget.add_argument("--keep-checkpoints", type=int, default=2, metavar="K",

@@ -31,7 +31,8 @@ def scoring(spec: StudySpec) -> Scoring:
 
 
 def item_folds(arrays: EcgArrays, *, spec: StudySpec, dataset: Dataset) -> np.ndarray:
-    """Fold of every item, -1 for items of held-out groups, shape (n_items,).
+    """Fold of every item, -1 for items of held-out groups and of the test fold, shape
+    (n_items,).
 
     Raises:
         ValueError: an item whose group (or id) has no fold and is not held out: the data
@@ -46,6 +47,8 @@ def item_folds(arrays: EcgArrays, *, spec: StudySpec, dataset: Dataset) -> np.nd
         missing = keys[int(np.flatnonzero(folds == -2)[0])]
         raise ValueError(f"{dataset.group_key} {missing} has no fold: the data changed since the "
                          "study began")
+    if spec.test_fold is not None:
+        folds[folds == spec.test_fold] = -1
     return folds
 
 
@@ -57,6 +60,27 @@ def fold_split(spec: StudySpec, *, fold: int) -> tuple[Split, Split]:
         Split(arrays, np.flatnonzero((folds != fold) & (folds >= 0))),
         Split(arrays, np.flatnonzero(folds == fold)),
     )
+
+
+def final_split(spec: StudySpec) -> tuple[Split, Split]:
+    """Training items (every fold but the test set's) and the test set: the test fold's and
+    held-out groups' items, or the records of ``spec.test_dir``.
+
+    Raises:
+        ValueError: the study holds out no test set, or its test set is empty.
+    """
+    arrays = load_arrays(spec)
+    folds = item_folds(arrays, spec=spec, dataset=load_dataset(spec.dataset))
+    train = Split(arrays, np.flatnonzero(folds >= 0))
+    if spec.test_dir is not None:
+        test_arrays = load_cached(spec.dataset, spec.test_dir, fs_hz=spec.fs_hz,
+                                  options=spec.dataset_options, cache_dir=spec.cache_dir)
+        return train, Split(test_arrays, np.arange(len(test_arrays)))
+    test = np.flatnonzero(folds == -1)
+    if test.size == 0:
+        raise ValueError("this study holds out no test set (no test fold, no held-out groups, "
+                         "no --test-dir)")
+    return train, Split(arrays, test)
 
 
 def split_summary(arrays: EcgArrays, *, spec: StudySpec, dataset: Dataset) -> dict[str, Any]:

@@ -29,6 +29,9 @@ SAMPLERS = ("tpe", "random")
 """Optuna samplers a study may use (`study.tuning` builds them)."""
 SCHEDULERS = ("asha", "fifo")
 """Trial schedulers: ASHA early stopping, or fifo (every trial gets the full budget)."""
+TEST_SETS = ("fold", "directory", "none")
+"""Where a study's test set comes from: a fold of the split (or the data set's held-out
+groups), a directory of separate records, or nowhere (``--no-test``)."""
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -77,6 +80,11 @@ class Plan:
     fixed: dict[str, Any] = field(default_factory=dict)
     dataset_options: dict[str, str] = field(default_factory=dict)
     keep_checkpoints: int = 2
+    test: str = "fold"
+    test_fold: int | None = None
+    test_dir: str | None = None
+    presets: tuple[str, ...] = ()
+    cv_all_folds: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +98,16 @@ class Plan:
                                reduction_factor=self.reduction_factor, max_epochs=self.max_epochs)
 
     @property
+    def fixed_configurations(self) -> bool:
+        """The study trains the listed ``presets`` instead of searching a space."""
+        return bool(self.presets)
+
+    @property
+    def cv_folds(self) -> list[int]:
+        """The folds cross-validation trains on: every fold but the test fold."""
+        return [k for k in range(self.n_folds) if k != self.test_fold]
+
+    @property
     def tune_dir(self) -> str:
         """Ray Tune's experiment directory (or URI) of the search."""
         return f"{self.storage_path.rstrip('/')}/{self.name}-tune"
@@ -101,7 +119,8 @@ STUDY_RECORD = "study.json"
 
 def load_plan(study_dir: Path) -> Plan:
     """The plan a study was started with, read from its `study.json`."""
-    return Plan(**json.loads((Path(study_dir) / STUDY_RECORD).read_text())["plan"])
+    fields = json.loads((Path(study_dir) / STUDY_RECORD).read_text())["plan"]
+    return Plan(**{**fields, "presets": tuple(fields.get("presets", ()))})
 
 
 def default_study_dir(name: str) -> Path:
@@ -119,6 +138,9 @@ def make_plan(args: Any, *, wandb_mode: str) -> Plan:
     Raises:
         StudyError: the first problem found, in words a user can act on.
     """
+    presets = parse_presets(args.presets)
+    if presets and args.space is None:
+        args.space = preset_space(presets)
     if args.space not in space_names():
         raise StudyError(f"unknown space {args.space!r}; known spaces: {', '.join(space_names())}")
     if args.dataset not in dataset_names():
@@ -132,6 +154,7 @@ def make_plan(args: Any, *, wandb_mode: str) -> Plan:
         options = dataset.resolve_options(parse_options(args.data_option or []))
     except DatasetError as exc:
         raise StudyError(f"--data-option: {exc}") from None
+    test, test_fold = _test_set(args, n_folds=n_folds, presets=presets)
     name = args.name or f"{args.space}-{args.dataset}-{secrets.token_hex(3)}"
     if not NAME_PATTERN.fullmatch(name):
         raise StudyError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
@@ -182,7 +205,90 @@ def make_plan(args: Any, *, wandb_mode: str) -> Plan:
         fixed=parse_fixed(args.set or []),
         dataset_options=options,
         keep_checkpoints=args.keep_checkpoints,
+        test=test,
+        test_fold=test_fold,
+        test_dir=_test_dir(args.test_dir, dataset=dataset, data_dir=data_dir),
+        presets=presets,
+        cv_all_folds=bool(args.cv),
     )
+
+
+def parse_presets(text: str | None) -> tuple[str, ...]:
+    """``"cnn7_gmp,cnn15_gmp"`` -> the preset names, checked against `models.presets`."""
+    if not text:
+        return ()
+    from models.presets import preset_names
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in preset_names()]
+    if unknown or not names:
+        raise StudyError(f"--presets: unknown preset(s) {', '.join(unknown) or repr(text)}; "
+                         f"presets: {', '.join(preset_names())}")
+    if len(set(names)) != len(names):
+        raise StudyError(f"--presets {text}: a preset is listed twice")
+    return names
+
+
+def preset_space(presets: tuple[str, ...]) -> str:
+    """The space of the presets' model family (its smoke settings and record), e.g. ``cnn``;
+    presets of several families need ``--space``."""
+    from models.presets import load_preset
+
+    families = sorted({load_preset(n)["name"] for n in presets})
+    if len(families) > 1:
+        raise StudyError(f"--presets mixes model families ({', '.join(families)}): give --space "
+                         "to choose whose smoke settings apply")
+    return families[0]
+
+
+def _test_set(args: Any, *, n_folds: int, presets: tuple[str, ...]) -> tuple[str, int | None]:
+    """What the study holds out as its test set, and the test fold.
+
+    By default the last fold (or another, ``--fold`` being the search's) is the test set; a
+    data set with a held-out split of its own (mitdb-beats' DS2) uses that instead
+    (`study.prepare`). Fixed configurations with ``--cv`` select nothing, so their
+    cross-validation uses every fold and no test fold is held out unless asked for.
+    """
+    if args.cv and not presets:
+        raise StudyError("--cv belongs to --presets (a search confirms its best with "
+                         "--cv-top-k)")
+    chosen = [flag for flag, given in (("--test-fold", args.test_fold is not None),
+                                       ("--test-dir", args.test_dir is not None),
+                                       ("--no-test", args.no_test)) if given]
+    if len(chosen) > 1:
+        raise StudyError(f"{' and '.join(chosen)} exclude each other: choose one test set")
+    if args.no_test:
+        return "none", None
+    if args.test_dir is not None:
+        return "directory", None
+    if args.test_fold is None and presets and args.cv:
+        return "none", None
+    fold = args.test_fold if args.test_fold is not None else (
+        n_folds - 1 if args.fold != n_folds - 1 else 0)
+    if not 0 <= fold < n_folds:
+        raise StudyError(f"--test-fold must be between 0 and {n_folds - 1}")
+    if fold == args.fold:
+        raise StudyError(f"--test-fold {fold} is the search's validation fold (--fold): the "
+                         "test set must be one no decision has seen")
+    if n_folds < 3:
+        raise StudyError(f"--folds {n_folds} leaves no fold to train on once one validates "
+                         "the search and one is held out as the test set: use --folds 3 or "
+                         "more, --test-dir, or --no-test")
+    return "fold", fold
+
+
+def _test_dir(value: str | None, *, dataset: Dataset, data_dir: str) -> str | None:
+    if value is None:
+        return None
+    path = Path(value).expanduser().resolve()
+    if path == Path(data_dir):
+        raise StudyError(f"--test-dir {path} is the --data-dir: the test records must be "
+                         "separate")
+    try:
+        dataset.check(path)
+    except DatasetError as exc:
+        raise StudyError(f"--test-dir: {exc}") from None
+    return str(path)
 
 
 def parse_options(assignments: list[str]) -> dict[str, str]:

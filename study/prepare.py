@@ -8,6 +8,7 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -27,15 +28,16 @@ VERSIONED = ("ecg-study", "ray", "optuna", "torch", "numpy", "wfdb", "wandb", "p
 FOLDS_FILE = "folds.csv"
 
 
-def prepare_study(plan: Plan, *, write: bool) -> StudySpec:
-    """Data (generated if synthetic), the fold table and `study.json`; returns the trial spec."""
+def prepare_study(plan: Plan, *, write: bool) -> tuple[Plan, StudySpec]:
+    """Data (generated if synthetic), the fold table and `study.json`; returns the plan with
+    its test set resolved (`held_out_test`) and the trial spec."""
     study_dir = Path(plan.study_dir)
     dataset = load_dataset(plan.dataset)
     if dataset.generates and not _present(dataset, plan.data_dir):
         if not write:
             print(f"dry run: {plan.synthetic_records} synthetic records would be written to "
                   f"{plan.data_dir}")
-            return _spec(plan, folds={})
+            return plan, _spec(plan, folds={})
         dataset.generate(Path(plan.data_dir), n_records=plan.synthetic_records, seed=plan.seed)
     spec = _spec(plan, folds={})
     arrays = load_arrays(spec, progress=True)
@@ -48,6 +50,7 @@ def prepare_study(plan: Plan, *, write: bool) -> StudySpec:
     table = read_folds(folds_path) if folds_path.is_file() else folds.table
     for note in folds.notes:
         print(f"note: {note}", file=sys.stderr)
+    plan = held_out_test(plan, folds)
     spec = _spec(plan, folds=table.as_dict(), fold_plan=folds)
     if write:
         study_dir.mkdir(parents=True, exist_ok=True)
@@ -58,7 +61,15 @@ def prepare_study(plan: Plan, *, write: bool) -> StudySpec:
                                   dataset=dataset, folds=folds,
                                   split=split_summary(arrays, spec=spec, dataset=dataset))
             write_text_atomic(study_dir / "study.json", json.dumps(record, indent=2))
-    return spec
+    return plan, spec
+
+
+def held_out_test(plan: Plan, folds: FoldPlan) -> Plan:
+    """A data set with a held-out split of its own (mitdb-beats' DS2 records) tests on it
+    rather than on a fold: every fold then serves the search and the cross-validation."""
+    if plan.test != "fold" or not folds.held_out:
+        return plan
+    return replace(plan, test_fold=None)
 
 
 def _present(dataset: Dataset, data_dir: str) -> bool:
@@ -88,7 +99,8 @@ def _spec(plan: Plan, *, folds: dict[str, int], fold_plan: FoldPlan | None = Non
                      overrides=overrides, dataset=plan.dataset,
                      dataset_options=dict(plan.dataset_options),
                      fold_unit=fold_plan.unit if fold_plan else "group",
-                     held_out=fold_plan.held_out if fold_plan else ())
+                     held_out=fold_plan.held_out if fold_plan else (),
+                     test_fold=plan.test_fold, test_dir=plan.test_dir)
 
 
 def study_record(plan: Plan, *, folds_sha256: str, n_records: int, dataset: Dataset,
@@ -134,19 +146,36 @@ def milestones(plan: Plan) -> list[int]:
     return plan.milestones
 
 
+def test_set_text(plan: Plan) -> str:
+    """One line on what the study holds out as its test set."""
+    if plan.test == "none":
+        return "none (--no-test): no score on records unseen by every decision"
+    if plan.test == "directory":
+        return f"the records of {plan.test_dir}"
+    if plan.test_fold is None:
+        return "the data set's held-out records"
+    return f"fold {plan.test_fold}, seen by neither the search nor the cross-validation"
+
+
 def render_plan(plan: Plan, spec: StudySpec) -> str:
     rungs = milestones(plan)
     options = ", ".join(f"{k}={v}" for k, v in plan.dataset_options.items())
+    what = (f"fixed configurations {', '.join(plan.presets)} on "
+            + (f"folds {', '.join(map(str, plan.cv_folds))}" if plan.cv_all_folds
+               else f"fold {plan.fold}") + f", {plan.max_epochs} epochs"
+            if plan.fixed_configurations else
+            f"space {plan.space}, {plan.num_samples} configurations ({plan.sampler}), "
+            f"{plan.max_epochs} epochs max, "
+            + (f"ASHA rungs at epochs {rungs}" if plan.scheduler == "asha"
+               else "no early stopping"))
     return "\n".join([
-        f"study {plan.name} ({'resume' if plan.resume else 'new'}): space {plan.space}, "
-        f"{plan.num_samples} configurations ({plan.sampler}), {plan.max_epochs} epochs max, "
-        + (f"ASHA rungs at epochs {rungs}" if plan.scheduler == "asha"
-           else "no early stopping"),
+        f"study {plan.name} ({'resume' if plan.resume else 'new'}): {what}",
         *([f"fixed in every trial: {json.dumps(plan.fixed)}"] if plan.fixed else []),
         f"data: {plan.dataset} {plan.data_dir} at {plan.fs_hz:g} Hz, fold {plan.fold} of "
         f"{plan.n_folds}{', smoke settings' if plan.smoke else ''}"
         + (f" ({options})" if options else ""),
         f"metric: {plan.metric} ({plan.mode})",
+        f"test set: {test_set_text(plan)}",
         f"resources: {plan.concurrency} concurrent trials x {plan.cpus_per_trial:g} CPU, "
         f"{plan.gpus_per_trial:g} GPU; Ray {plan.address or 'local'}",
         f"study directory: {plan.study_dir}",

@@ -42,6 +42,7 @@ from study.collect import (
     trial_id,
     write_best,
 )
+from study.final_test import final_test_lines, final_test_record, write_final_test
 from study.plan import Plan, StudyError, make_plan, resolve_study_dir
 from study.prepare import _spec, milestones, prepare_study, render_plan, study_record
 from study.ray_address import check_reachable
@@ -108,15 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     listed = _listing(args)
     if listed is not None:
         return listed
-    if not args.space and not args.resume:
-        parser.error("--space is required (see --list-spaces)")
+    if not args.space and not args.presets and not args.resume:
+        parser.error("--space (or --presets) is required (see --list-spaces)")
     try:
         plan = _plan(args)
         for line in optuna_storage.check(plan.optuna_storage):  # hook: before Ray starts
             print(line, file=sys.stderr)
         if plan.address:
             check_reachable(plan.address)
-        spec = prepare_study(plan, write=not args.dry_run)
+        plan, spec = prepare_study(plan, write=not args.dry_run)
         print(render_plan(plan, spec), flush=True)
         if args.dry_run:
             _check_resources(plan, connect=bool(plan.address))
@@ -209,6 +210,8 @@ def run_study(plan: Plan, spec: StudySpec) -> int:
             ray.init(address="local", include_dashboard=False, log_to_driver=False,
                      runtime_env=_runtime_env(plan))
     try:
+        if plan.fixed_configurations:
+            return run_fixed(plan, spec)
         with progress.ray_output_to(ray_log):
             grid = tuning.search_tuner(plan, spec, milestones=milestones(plan)).fit()
         _raise_on_storage_errors(grid, plan=plan)
@@ -232,12 +235,62 @@ def _finish_study(plan: Plan, spec: StudySpec, grid) -> int:
     print(optuna_truth.close_and_compare(plan=plan, frame=frame))  # hook: study.optuna_truth
     ranked = final_scores(frame, metric=plan.metric, mode=plan.mode, max_epochs=plan.max_epochs)
     best = write_best(plan, spec, ranked=ranked, grid=grid)
-    if plan.cv_top_k and not ranked.empty:
-        _run_cv(plan, spec, ranked, grid)
+    candidates = _search_candidates(plan, ranked, grid)
+    if plan.cv_top_k and candidates:
+        _run_cv(plan, spec, candidates[:plan.cv_top_k])
     _write_artifacts(plan, spec, ranked, grid)
+    final = _run_final(plan, spec, candidates) if plan.test != "none" and candidates else None
     print(summary(plan, frame, best))
+    if final is not None:
+        print("\n".join(final_test_lines(final)))
     print(_prune(plan, ranked, grid))
     return 0
+
+
+def _search_candidates(plan: Plan, ranked, grid) -> list[dict[str, Any]]:
+    """The configurations CV confirms and the test set scores: the ``--cv-top-k`` best
+    full-budget trials (at least the best), best first."""
+    results = result_by_trial(grid)
+    return [{"trial_id": t, "config": results[t].config, "search_score": float(score)}
+            for t, score in zip(ranked["trial_id"].head(max(plan.cv_top_k, 1)),
+                                ranked[plan.metric].head(max(plan.cv_top_k, 1)), strict=True)]
+
+
+def preset_candidates(plan: Plan) -> list[dict[str, Any]]:
+    """Fixed configurations (``--presets``): each preset's model with the default training
+    settings, named by the preset."""
+    from models.presets import load_preset
+
+    return [{"trial_id": name, "config": {"model": load_preset(name)}, "search_score": None}
+            for name in plan.presets]
+
+
+def run_fixed(plan: Plan, spec: StudySpec) -> int:
+    """Fixed configurations: each preset on the cross-validation folds (`cv.parquet`), then,
+    when a test set is held out, retrained on all non-test records and scored on it."""
+    candidates = preset_candidates(plan)
+    frame = _run_cv(plan, spec, candidates)
+    final = _run_final(plan, spec, candidates) if plan.test != "none" else None
+    print(fixed_summary(plan, frame))
+    if final is not None:
+        print("\n".join(final_test_lines(final)))
+    return 0
+
+
+def fixed_summary(plan: Plan, frame) -> str:
+    """Mean and sd over folds of each preset's last-epoch score."""
+    last = frame.sort_values("epoch").drop_duplicates("trial_id", keep="last")
+    folds = sorted({int(f) for f in last["fold"]}) if "fold" in last else []
+    lines = [f"study {plan.name}: {len(plan.presets)} fixed configurations on folds "
+             f"{', '.join(map(str, folds))}, {plan.max_epochs} epochs"]
+    for name in plan.presets:
+        scores = last.loc[last["config/candidate"] == name, plan.metric]
+        lines.append(f"  {name}: {plan.metric} {scores.mean():.4f} +- {scores.std(ddof=1):.4f} "
+                     f"over {scores.notna().sum()} folds" if len(scores) > 1 else
+                     f"  {name}: {plan.metric} {scores.mean():.4f} on 1 fold")
+    lines.append(f"per-fold results: {plan.study_dir}/cv.parquet; report: python -m "
+                 f"reports.build --study {plan.study_dir}")
+    return "\n".join(lines)
 
 
 def _prune(plan: Plan, ranked, grid) -> str:
@@ -266,12 +319,10 @@ def _raise_on_storage_errors(grid, *, plan: Plan) -> None:
             storage_state(path) or problem, path=path, plan=plan, trials=sorted(problems)))
 
 
-def _run_cv(plan: Plan, spec: StudySpec, ranked, grid) -> None:
+def _run_cv(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]):
+    """The candidates on the cross-validation folds; `cv.parquet`; returns its frame."""
     from study import progress, tuning
 
-    results = result_by_trial(grid)
-    candidates = [{"trial_id": t, "config": results[t].config}
-                  for t in ranked["trial_id"].head(plan.cv_top_k)]
     with progress.ray_output_to(Path(plan.study_dir) / progress.RAY_LOG):
         cv_grid = tuning.cv_tuner(plan, spec, candidates).fit()
     _raise_on_storage_errors(cv_grid, plan=plan)
@@ -282,6 +333,45 @@ def _run_cv(plan: Plan, spec: StudySpec, ranked, grid) -> None:
     # The fold retrainings only confirm the scores; their models are not used later.
     cv_pruned = prune_checkpoints({result.path: result for result in cv_grid}, keep=())
     print(f"cross-validation checkpoints: {cv_pruned.describe()}", flush=True)
+    return frame
+
+
+def _run_final(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]) -> dict[str, Any]:
+    """The candidates retrained on every non-test record, scored once on the test set;
+    `final_test.json`. Their newest checkpoints are kept: they are the study's models."""
+    from study import progress, tuning
+    from study.checkpoints import prune_checkpoints
+    from study.data import final_split
+
+    train_split, test_split = final_split(spec)
+    print(f"final training of {len(candidates)} configuration(s) on {len(train_split.indices)} "
+          f"records, scored once on the test set ({len(test_split.indices)} records) ...",
+          flush=True)
+    with progress.ray_output_to(Path(plan.study_dir) / progress.RAY_LOG):
+        grid = tuning.final_tuner(plan, spec, candidates).fit()
+    _raise_on_storage_errors(grid, plan=plan)
+    rows, errors = {}, {}
+    for result in grid:
+        name = result.config["candidate"]["trial_id"]
+        rows[name] = dict(result.metrics or {})
+        if result.error is not None:
+            errors[name] = f"{type(result.error).__name__}: {result.error}"[:500]
+    source = ("directory" if plan.test == "directory"
+              else "fold" if plan.test_fold is not None else "held-out")
+    record = final_test_record(
+        dataset=load_dataset(plan.dataset),
+        test={"source": source, "fold": plan.test_fold, "directory": plan.test_dir,
+              "n_records": len(test_split.indices)},
+        trained_on={"n_records": len(train_split.indices), "epochs": plan.max_epochs},
+        candidates=[{k: c[k] for k in ("trial_id", "config", "search_score")}
+                    for c in candidates],
+        rows=rows, errors=errors)
+    write_final_test(Path(plan.study_dir), record)
+    kept = prune_checkpoints({result.path: result for result in grid},
+                             keep=[result.path for result in grid])
+    print(f"final models: {kept.describe()} (under {plan.storage_path}/{plan.name}-final)",
+          flush=True)
+    return record
 
 
 def _write_artifacts(plan: Plan, spec: StudySpec, ranked, grid) -> None:

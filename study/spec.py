@@ -30,6 +30,10 @@ class StudySpec:
         dataset_options: its options, defaults filled in.
         fold_unit: what ``folds`` is keyed by: ``group`` or ``item``.
         held_out: groups in no fold (kept out of training and validation).
+        test_fold: the fold held out as the test set (kept out of the search and the
+            cross-validation; `study.data.final_split`), or None.
+        test_dir: a directory of separate records of the same data set scored as the test
+            set instead, or None.
     """
 
     data_dir: str
@@ -45,3 +49,5 @@ class StudySpec:
     dataset_options: dict[str, str] = field(default_factory=dict)
     fold_unit: str = "group"
     held_out: tuple[str, ...] = ()
+    test_fold: int | None = None
+    test_dir: str | None = None

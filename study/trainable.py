@@ -21,13 +21,16 @@ import ray
 from ray import tune
 
 from search_spaces import training_config
-from study.data import fold_split, scoring
+from study.data import final_split, fold_split, scoring
 from study.spec import StudySpec
 from study.trainer import train
 
 __all__ = ["CHECKPOINT_FILE", "fold_split", "run_trial", "trial_config"]
 
 CHECKPOINT_FILE = "checkpoint.pt"
+TEST_FOLD = "test"
+"""The ``fold`` of a final trial: trained on every non-test record, scored once on the test
+set (`study.data.final_split`)."""
 REPORT_EXCLUDES = ("val/confusion",)
 
 
@@ -53,8 +56,9 @@ def trial_config(config: dict[str, Any], *, spec: StudySpec) -> dict[str, Any]:
 
 def run_trial(config: dict[str, Any], *, spec: StudySpec) -> None:
     """Train one sampled configuration, reporting every epoch to Ray Tune."""
-    fold = int(config.get("fold", spec.fold))
-    train_split, val_split = fold_split(spec, fold=fold)
+    fold = config.get("fold", spec.fold)
+    final = fold == TEST_FOLD
+    train_split, val_split = final_split(spec) if final else fold_split(spec, fold=int(fold))
     metrics = scoring(spec)
     workdir = Path(tempfile.mkdtemp(prefix="ecg-trial-"))
     checkpoint_path = workdir / CHECKPOINT_FILE
@@ -77,6 +81,7 @@ def run_trial(config: dict[str, Any], *, spec: StudySpec) -> None:
             scoring=metrics,
             checkpoint_path=checkpoint_path,
             on_epoch=report,
+            score_last_only=final,
         )
         if result.status == "diverged":
             # The worst score keeps ASHA and the searcher going; the status tells the truth.
@@ -93,7 +98,7 @@ def run_trial(config: dict[str, Any], *, spec: StudySpec) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _reportable(row: dict[str, Any], *, fold: int, node: str, status: str) -> dict[str, Any]:
+def _reportable(row: dict[str, Any], *, fold: int | str, node: str, status: str) -> dict[str, Any]:
     metrics = {k: v for k, v in row.items() if k not in REPORT_EXCLUDES}
     if "val/confusion" in row:
         metrics["val/confusion_json"] = json.dumps(row["val/confusion"])

@@ -103,6 +103,7 @@ def train(
     on_epoch: EpochCallback | None = None,
     log: Callable[[str], None] | None = None,
     progress: bool = False,
+    score_last_only: bool = False,
 ) -> TrainResult:
     """Train one configuration; resume from ``checkpoint_path`` if it exists.
 
@@ -116,6 +117,8 @@ def train(
         log: receives one progress line per epoch (e.g. ``print`` to stderr).
         progress: show progress bars of the batches of each epoch and evaluation on stderr
             (`study.bars`).
+        score_last_only: evaluate ``val_split`` after the last epoch only (a test set,
+            scored once).
     """
     cfg = resolve_config(config)
     runtime = select_runtime(device=cfg["runtime"]["device"], amp=cfg["runtime"]["amp"])
@@ -172,11 +175,13 @@ def train(
             return TrainResult(status="diverged", history=history, config=cfg, message=message,
                                predictions=predictions, model=model.cpu())
         scheduler.step()
-        metrics, predictions = evaluate(
-            model=model, split=val_split, cfg=cfg, runtime=runtime, loss_fn=loss_fn,
-            scoring=scoring,
-            progress=progress and f"epoch {epoch + 1}/{cfg['epochs']} evaluation",
-        )
+        metrics: dict[str, Any] = {}
+        if not score_last_only or epoch + 1 == cfg["epochs"]:
+            metrics, predictions = evaluate(
+                model=model, split=val_split, cfg=cfg, runtime=runtime, loss_fn=loss_fn,
+                scoring=scoring,
+                progress=progress and f"epoch {epoch + 1}/{cfg['epochs']} evaluation",
+            )
         row = {
             "epoch": epoch + 1,
             "train/loss": train_loss,
@@ -363,6 +368,9 @@ def evaluate(
 
 
 def _progress_line(row: dict[str, Any], *, epochs: int, metric: str) -> str:
+    if metric not in row:  # an epoch not scored (score_last_only)
+        return (f"epoch {row['epoch']}/{epochs}  train/loss {row['train/loss']:.4f}  "
+                f"{row['seconds']:.0f} s")
     per_class = " ".join(
         f"{key.removeprefix('val/f1_')} {value:.3f}" if math.isfinite(value)
         else f"{key.removeprefix('val/f1_')} - (absent)"

@@ -28,7 +28,7 @@ from study.plan import Plan, StudyError
 from study.progress import StudyProgress
 from study.results import trial_outcome
 from study.spec import StudySpec
-from study.trainable import run_trial, trial_config
+from study.trainable import TEST_FOLD, run_trial, trial_config
 from study.whole_file_fs import WholeFileLocalFileSystem
 
 RESULT_FILE = "result.json"
@@ -391,24 +391,40 @@ def search_tuner(plan: Plan, spec: StudySpec, *, milestones: list[int]) -> tune.
 
 
 def cv_tuner(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]) -> tune.Tuner:
-    """Every candidate configuration on every fold, full budget, no early stopping."""
+    """Every candidate configuration on every cross-validation fold (every fold but the test
+    fold; only the search fold for fixed configurations without ``--cv``), full budget, no
+    early stopping."""
+    folds = plan.cv_folds if plan.cv_all_folds or not plan.fixed_configurations else [plan.fold]
+    return candidates_tuner(plan, spec, candidates, folds=folds, experiment=f"{plan.name}-cv",
+                            job_type="cv", label="cross-validation")
+
+
+def final_tuner(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]) -> tune.Tuner:
+    """Every candidate retrained on all non-test records and scored once on the test set."""
+    return candidates_tuner(plan, spec, candidates, folds=[TEST_FOLD],
+                            experiment=f"{plan.name}-final", job_type="test",
+                            label="final training, scored on the test set")
+
+
+def candidates_tuner(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]], *,
+                     folds: list[int | str], experiment: str, job_type: str,
+                     label: str) -> tune.Tuner:
+    """A grid of candidates x folds at the full budget (restored when resuming)."""
     fn = trainable(plan, spec)
-    experiment = f"{plan.name}-cv"
-    cv_dir = f"{plan.storage_path.rstrip('/')}/{experiment}"
-    if plan.resume and tune.Tuner.can_restore(cv_dir):
-        check_restorable(cv_dir)
-        return tune.Tuner.restore(cv_dir, trainable=fn, resume_errored=True,
+    directory = f"{plan.storage_path.rstrip('/')}/{experiment}"
+    if plan.resume and tune.Tuner.can_restore(directory):
+        check_restorable(directory)
+        return tune.Tuner.restore(directory, trainable=fn, resume_errored=True,
                                   storage_filesystem=storage_filesystem(plan))
     return tune.Tuner(
         fn,
         param_space={
             "candidate": tune.grid_search(candidates),
-            "fold": tune.grid_search(list(range(plan.n_folds))),
+            "fold": tune.grid_search(folds),
         },
         tune_config=tune.TuneConfig(max_concurrent_trials=plan.concurrency),
         run_config=run_config(
-            plan, spec, name=experiment, milestones=[plan.max_epochs], job_type="cv",
-            progress=_progress(plan, label="cross-validation",
-                               n_trials=len(candidates) * plan.n_folds,
+            plan, spec, name=experiment, milestones=[plan.max_epochs], job_type=job_type,
+            progress=_progress(plan, label=label, n_trials=len(candidates) * len(folds),
                                milestones=[plan.max_epochs])),
     )

@@ -61,7 +61,7 @@ def test_bad_dataset_flags_are_one_clear_error(tmp_path):
 
 def test_study_json_records_the_data_set_and_an_inter_patient_split(tmp_path):
     plan = _plan(tmp_path, "--dataset", "synthetic-mitdb-beats", "--smoke", "--folds", "4")
-    spec = run.prepare_study(plan, write=True)
+    _, spec = run.prepare_study(plan, write=True)
     record = json.loads((tmp_path / "study" / "study.json").read_text())
     assert record["dataset"]["name"] == "synthetic-mitdb-beats"
     assert [c["label"] for c in record["dataset"]["classes"]] == ["N", "S", "V", "F", "Q"]

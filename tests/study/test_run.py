@@ -82,9 +82,29 @@ def test_cross_validation_retrains_the_best_configuration_on_every_fold(finished
     cv = pd.read_parquet(study_dir / "cv.parquet")
     best = json.loads((study_dir / "best_trial.json").read_text())
     assert set(cv["config/candidate"]) == {best["trial_id"]}
-    assert sorted(cv["fold"].unique().tolist()) == [0, 1, 2]
+    assert sorted(cv["fold"].unique().tolist()) == [0, 1]  # fold 2 is the test set
     assert (cv.groupby("trial_id")["epoch"].max() == 3).all()
     assert set(cv["stop_reason"]) == {"completed"}
+
+
+def test_the_best_configuration_is_scored_once_on_the_held_out_test_fold(finished_study):
+    study_dir, out = finished_study
+    record = json.loads((study_dir / "study.json").read_text())
+    assert record["plan"]["test"] == "fold" and record["plan"]["test_fold"] == 2
+    folds = pd.read_csv(study_dir / "folds.csv")
+    n_test = int((folds["fold"] == 2).sum())
+    final = json.loads((study_dir / "final_test.json").read_text())
+    best = json.loads((study_dir / "best_trial.json").read_text())
+    assert final["test"] == {"source": "fold", "fold": 2, "directory": None, "n_records": n_test}
+    assert final["trained_on"] == {"n_records": len(folds) - n_test, "epochs": 3}
+    (candidate,) = final["candidates"]
+    assert candidate["trial_id"] == best["trial_id"] and candidate["rank"] == 1
+    assert candidate["search_score"] == pytest.approx(best["val/f1_cinc"])
+    metrics = candidate["metrics"]
+    assert 0 <= metrics["test/f1_cinc"] <= 1
+    assert np.array(metrics["test/confusion"]).sum() == n_test
+    assert {f"test/f1_{key}" for key in final["keys"]} <= set(metrics)
+    assert f"1. {best['trial_id']}: f1_cinc {metrics['test/f1_cinc']:.4f}" in out
 
 
 def test_optuna_storage_holds_the_trials(finished_study):
