@@ -84,8 +84,9 @@ def final_split(spec: StudySpec) -> tuple[Split, Split]:
 
 
 def split_summary(arrays: EcgArrays, *, spec: StudySpec, dataset: Dataset) -> dict[str, Any]:
-    """Which groups train and which validate on the search fold, and any group on both sides
-    (non-empty only for an item-level split): recorded in study.json."""
+    """Which groups train and which validate on the search fold, which form the test set (the
+    test fold's and the held-out groups), and any group on both sides of the search (non-empty
+    only for an item-level split): recorded in study.json."""
     folds = item_folds(arrays, spec=spec, dataset=dataset)
     groups = np.array([dataset.group_of(i) for i in arrays.record_ids], dtype=object)
     train = sorted(set(groups[(folds != spec.fold) & (folds >= 0)]))
@@ -98,9 +99,11 @@ def split_summary(arrays: EcgArrays, *, spec: StudySpec, dataset: Dataset) -> di
         "validation_groups": validation,
         "groups_in_both": sorted(set(train) & set(validation)),
         "held_out_groups": sorted(spec.held_out),
+        "test_fold": spec.test_fold,
+        "test_groups": sorted(set(groups[folds == -1])),
         "items": {"training": int(((folds != spec.fold) & (folds >= 0)).sum()),
                   "validation": int((folds == spec.fold).sum()),
-                  "held_out": int((folds == -1).sum())},
+                  "test": int((folds == -1).sum())},
     }
 
 

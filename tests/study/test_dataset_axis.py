@@ -72,7 +72,10 @@ def test_study_json_records_the_data_set_and_an_inter_patient_split(tmp_path):
     with open(tmp_path / "study" / "folds.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert {r["record"] for r in rows} == set(split["training_groups"]) | set(
-        split["validation_groups"])  # records, not beats
+        split["validation_groups"]) | set(split["test_groups"])  # records, not beats
+    assert split["test_fold"] == 3 and split["test_groups"]  # no DS2 record: a test fold
+    assert not set(split["test_groups"]) & (set(split["training_groups"])
+                                            | set(split["validation_groups"]))
     assert spec.overrides["data"]["train_batching"] == "bucket"
     assert spec.fold_unit == "group" and spec.dataset == "synthetic-mitdb-beats"
 
