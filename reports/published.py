@@ -91,6 +91,31 @@ def study_rows(study: StudyData, metrics: list[str]) -> pd.DataFrame:
     return pd.DataFrame([row])
 
 
+def _matched_presets(study: StudyData, entry: dict) -> dict[str, str]:
+    """Preset -> the published row (its "Model" label) it reproduces, for a study of fixed
+    configurations (``--presets``) whose presets the table lists (``presets`` of the data
+    set's published entry)."""
+    presets = study.record.get("plan", {}).get("presets") or []
+    labels = entry.get("presets", {})
+    return {name: labels[name] for name in presets if name in labels}
+
+
+def side_by_side(published: pd.DataFrame, ours: pd.DataFrame, *,
+                 presets: dict[str, str]) -> pd.DataFrame | None:
+    """Each reproduced preset's published row followed by this study's row for it (presets
+    without a published row last); None when no preset has one."""
+    if not presets or ours.empty:
+        return None
+    rows = []
+    for _, mine in ours.iterrows():
+        label = presets.get(mine["Model"])
+        if label is not None:
+            rows.extend(published[published["Model"] == label].to_dict("records"))
+        rows.append(mine.to_dict())
+    matched = [r for r in rows if r["Result"] == "published"]
+    return pd.DataFrame(rows) if matched else None
+
+
 def _protocol(study: StudyData) -> str:
     plan = study.record.get("plan", {})
     options = study.dataset.get("options", {})
@@ -120,7 +145,9 @@ def published_section(study: StudyData, *, reference_dir: Path | None = None) ->
             continue
         metrics = list(dict.fromkeys(entry["metrics"].values()))
         ours = study_rows(study, metrics)
-        frame = pd.concat([published, ours], ignore_index=True)
+        frame = side_by_side(published, ours, presets=_matched_presets(study, entry))
+        if frame is None:
+            frame = pd.concat([published, ours], ignore_index=True)
         columns = ["Result", "Model", "Source", "Protocol", *[m for m in metrics if m in frame]]
         tables.append(Table(
             name=f"published_{Path(entry['file']).stem}",

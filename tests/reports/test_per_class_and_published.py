@@ -87,3 +87,20 @@ def test_the_shared_segmenter_table_matches_the_segment_metrics():
     frame = published_section(study, reference_dir=folder).tables[0].frame
     joint = frame[frame["Model"].str.contains("L2 norm")].iloc[0]
     assert joint["val/auroc"] == "0.993 ± 0.004" and joint["val/accuracy"] == "0.988 ± 0.001"
+
+
+def test_a_fixed_configuration_study_sits_beside_the_rows_it_reproduces():
+    from reports.published import side_by_side
+
+    published = pd.DataFrame([
+        {"Result": "published", "Model": "5.1 / 4 layer CNN+GMP", "val/f1_cinc": "0.680 ± 0.040"},
+        {"Result": "published", "Model": "5.1 / 7 layer CNN+GMP", "val/f1_cinc": "0.820 ± 0.010"},
+        {"Result": "published", "Model": "5.3 / 7 layer CNN+1 layer LSTM", "val/f1_cinc": "0.8"}])
+    ours = pd.DataFrame([
+        {"Result": "this study (cross-validation)", "Model": "cnn7_gmp", "val/f1_cinc": "0.7"},
+        {"Result": "this study (cross-validation)", "Model": "cnn7_lse", "val/f1_cinc": "0.6"}])
+    frame = side_by_side(published, ours, presets={"cnn7_gmp": "5.1 / 7 layer CNN+GMP"})
+    assert frame["Model"].tolist() == ["5.1 / 7 layer CNN+GMP", "cnn7_gmp", "cnn7_lse"]
+    assert frame["val/f1_cinc"].tolist() == ["0.820 ± 0.010", "0.7", "0.6"]
+    assert side_by_side(published, ours, presets={}) is None
+    assert side_by_side(published, ours, presets={"cnn7_gmp": "5.9 / none"}) is None
