@@ -131,14 +131,17 @@ def load_study(directory: str | Path) -> StudyData:
     """Read a study directory.
 
     Raises:
-        ReportError: the directory, `study.json` or `trials.parquet` is missing or unreadable.
+        ReportError: the directory, `study.json` or `trials.parquet` (`cv.parquet` for a study
+            of fixed configurations, which searches nothing) is missing or unreadable.
     """
     directory = Path(directory).expanduser().resolve()
     if not directory.is_dir():
         raise ReportError(f"study directory {directory} does not exist")
     record = _read_json(directory / "study.json")
-    trials = _read_parquet(directory / "trials.parquet", required=True)
-    cv = _read_parquet(directory / "cv.parquet", required=False)
+    fixed = bool(record.get("plan", {}).get("presets"))
+    trials = (pd.DataFrame(columns=["trial_id", "epoch"]) if fixed
+              else _read_parquet(directory / "trials.parquet", required=True))
+    cv = _read_parquet(directory / "cv.parquet", required=fixed)
     return StudyData(
         directory=directory,
         name=record.get("plan", {}).get("name", directory.name),
@@ -150,10 +153,12 @@ def load_study(directory: str | Path) -> StudyData:
 
 
 def find_latest_study(runs: Path) -> Path:
-    """The most recently modified study directory under ``runs`` (holding `trials.parquet`)."""
-    candidates = sorted(
-        (p.parent for p in runs.glob("*/trials.parquet")), key=lambda p: p.stat().st_mtime
-    )
+    """The most recently modified finished study directory under ``runs`` (holding
+    `trials.parquet`, or `cv.parquet` for fixed configurations)."""
+    finished = {p.parent for pattern in ("*/trials.parquet", "*/cv.parquet")
+                for p in runs.glob(pattern)}
+    candidates = sorted(finished, key=lambda p: max(
+        f.stat().st_mtime for f in p.glob("*.parquet")))
     if not candidates:
         raise ReportError(f"no finished study under {runs} (no */trials.parquet); "
                           "run `python -m study.run` first or pass --study DIR")
