@@ -66,6 +66,7 @@ def run_study(*, name: str, workdir: Path, data_dir: Path, args: argparse.Namesp
         "--space", "cnn", "--dataset", "cinc2017", "--data-dir", str(data_dir),
         "--num-samples", str(args.configs), "--max-epochs", str(args.max_epochs),
         "--grace-period", str(args.grace_period), "--reduction-factor", "3", "--folds", "3",
+        "--no-test",
         "--fs-hz", str(args.fs_hz), "--concurrency", "2", "--cpus-per-trial", "1",
         "--seed", str(args.seed), "--wandb-mode", "disabled", "--explain-top", "0",
         "--name", name, "--study-dir", str(study_dir), "--cache-dir", str(workdir / "cache"),

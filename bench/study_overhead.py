@@ -54,7 +54,7 @@ def study_epochs(*, workdir: Path, data_dir: Path, args: argparse.Namespace) -> 
     wall = run_study_cli(log=workdir / "study.log", args=[
         "--space", "cnn", "--dataset", "cinc2017", "--data-dir", str(data_dir),
         "--num-samples", "1", "--max-epochs", str(args.epochs),
-        "--grace-period", str(args.epochs), "--folds", "2", "--fs-hz", str(args.fs_hz),
+        "--grace-period", str(args.epochs), "--folds", "2", "--no-test", "--fs-hz", str(args.fs_hz),
         "--concurrency", "1",
         "--cpus-per-trial", str(args.threads), "--wandb-mode", "offline", "--explain-top", "0",
         "--name", "overhead", "--study-dir", str(study_dir),

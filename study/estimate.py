@@ -182,10 +182,11 @@ class StudyEstimate:
 
 def estimate_study(costs: list[ConfigCost], *, n_configs: int, milestones: list[int],
                    reduction_factor: float, concurrency: int, top_k: int,
-                   n_folds: int) -> StudyEstimate:
-    """Search (S configs with ASHA's expected epochs) then CV (top K on every fold, full
-    budget), packed on ``concurrency`` slots; low uses the cheapest probed config and the
-    expected epochs, high the most expensive and `ASYNC_ASHA_FACTOR` times the epochs."""
+                   n_folds: int, n_final: int) -> StudyEstimate:
+    """Search (S configs with ASHA's expected epochs), CV (top K on ``n_folds`` folds, full
+    budget) and the final training of ``n_final`` configurations scored on the test set, packed
+    on ``concurrency`` slots; low uses the cheapest probed config and the expected epochs,
+    high the most expensive and `ASYNC_ASHA_FACTOR` times the epochs."""
     max_epochs = milestones[-1]
     epochs = expected_epochs(milestones=milestones, reduction_factor=reduction_factor)
     early = len(milestones) > 1
@@ -204,8 +205,10 @@ def estimate_study(costs: list[ConfigCost], *, n_configs: int, milestones: list[
         slots = max(concurrency, 1)
         search_wall = max(search / min(slots, n_configs), full_trial)
         cv_wall = math.ceil(top_k * n_folds / slots) * full_trial if top_k else 0.0
-        trial_totals.append(search + cv)
-        walls.append(STUDY_START_S + search_wall + cv_wall)
+        final = n_final * full_trial
+        final_wall = math.ceil(n_final / slots) * full_trial
+        trial_totals.append(search + cv + final)
+        walls.append(STUDY_START_S + search_wall + cv_wall + final_wall)
     return StudyEstimate(trial_seconds=tuple(trial_totals), wall_seconds=tuple(walls),
                          epoch_seconds=(min(epoch_s), statistics.mean(epoch_s), max(epoch_s)),
                          n_probed=len(costs))
@@ -282,7 +285,8 @@ def probe(plan: Any, spec: StudySpec, *, milestones: list[int], device: str) -> 
         slots = min(slots, max(1, int((os.cpu_count() or 1) // plan.cpus_per_trial)))
     found = estimate_study(costs, n_configs=plan.num_samples, milestones=milestones,
                            reduction_factor=plan.reduction_factor, concurrency=slots,
-                           top_k=plan.cv_top_k, n_folds=plan.n_folds)
+                           top_k=plan.cv_top_k, n_folds=len(plan.cv_folds),
+                           n_final=n_final(plan))
     low, mid, high = found.wall_seconds
     per_device = plan.gpus_per_trial if runtime.device.type == "cuda" else plan.cpus_per_trial
     unit = "GPU-hours" if runtime.device.type == "cuda" else "CPU-hours"
@@ -298,11 +302,18 @@ def probe(plan: Any, spec: StudySpec, *, milestones: list[int], device: str) -> 
         f"(min {e_low:.1f}, max {e_high:.1f}); probe took {time.perf_counter() - started:.0f} s",
         f"  model: {plan.num_samples} configs x {epochs:.2f} "
         f"expected epochs (ASHA; up to x{ASYNC_ASHA_FACTOR:g} with asynchronous promotion)"
-        + (f" + top {plan.cv_top_k} x {plan.n_folds} folds x {plan.max_epochs} epochs"
+        + (f" + top {plan.cv_top_k} x {len(plan.cv_folds)} folds x {plan.max_epochs} epochs"
            if plan.cv_top_k else "")
+        + (f" + {n_final(plan)} final training(s) x {plan.max_epochs} epochs"
+           if n_final(plan) else "")
         + f", {TRIAL_START_S:g} s start per trial, {STUDY_START_S:g} s per study; "
         "explanation writing not included (docs/estimating-cost.md)",
     ]
+
+
+def n_final(plan: Any) -> int:
+    """Configurations retrained and scored on the test set when the search ends."""
+    return max(plan.cv_top_k, 1) if plan.test != "none" else 0
 
 
 def _hms(seconds: float) -> str:

@@ -19,7 +19,7 @@ def test_estimate_packs_the_search_and_runs_cv_in_waves():
     costs = [ConfigCost(epoch_s=10.0, pretrain_s=0.0, summary="a"),
              ConfigCost(epoch_s=30.0, pretrain_s=0.0, summary="b")]
     found = estimate_study(costs, n_configs=8, milestones=[1, 3, 9], reduction_factor=3.0,
-                           concurrency=2, top_k=1, n_folds=4)
+                           concurrency=2, top_k=1, n_folds=4, n_final=0)
     e = expected_epochs(milestones=[1, 3, 9], reduction_factor=3.0)
     mid_search = 8 * (e * 20.0 + TRIAL_START_S)
     full = 9 * 20.0 + TRIAL_START_S
@@ -31,10 +31,21 @@ def test_estimate_packs_the_search_and_runs_cv_in_waves():
     assert found.epoch_seconds == (10.0, 20.0, 30.0)
 
 
+def test_the_final_training_on_the_test_set_adds_full_trials_in_waves():
+    costs = [ConfigCost(epoch_s=10.0, pretrain_s=0.0, summary="a")]
+    without = estimate_study(costs, n_configs=4, milestones=[3], reduction_factor=3.0,
+                             concurrency=2, top_k=3, n_folds=2, n_final=0)
+    found = estimate_study(costs, n_configs=4, milestones=[3], reduction_factor=3.0,
+                           concurrency=2, top_k=3, n_folds=2, n_final=3)
+    full = 3 * 10.0 + TRIAL_START_S
+    assert found.trial_seconds[1] == pytest.approx(without.trial_seconds[1] + 3 * full)
+    assert found.wall_seconds[1] == pytest.approx(without.wall_seconds[1] + 2 * full)
+
+
 def test_without_early_stopping_every_trial_runs_the_budget():
     costs = [ConfigCost(epoch_s=5.0, pretrain_s=2.0, summary="a")]
     found = estimate_study(costs, n_configs=3, milestones=[4], reduction_factor=3.0,
-                           concurrency=1, top_k=0, n_folds=8)
+                           concurrency=1, top_k=0, n_folds=8, n_final=0)
     assert found.trial_seconds == pytest.approx((3 * (4 * 5.0 + 2.0 + TRIAL_START_S),) * 3)
 
 
