@@ -25,6 +25,13 @@ def trial_id(result) -> str:
     return parts[2] if name.startswith("run_trial_") and len(parts) > 2 else name
 
 
+def trial_number(result) -> int:
+    """Tune's count of the trial in its experiment (trials start in this order), from the
+    trial directory's name (``run_trial_<id>_<n>_...``); -1 when the name has none."""
+    parts = Path(result.path).name.split("_")
+    return int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else -1
+
+
 def search_identity(result) -> tuple[str, dict[str, Any]]:
     """A search trial: Tune's trial id and the sampled config."""
     return trial_id(result), result.config
@@ -54,7 +61,7 @@ def collect(
             error = f"{type(result.error).__name__}: {result.error}"[:ERROR_CHARS]
         trials.append({"trial_id": name, "config": config,
                        "history": [] if frame is None else frame.to_dict("records"),
-                       "error": error})
+                       "error": error, "number": trial_number(result)})
     return trials_frame(trials, milestones=milestones)
 
 

@@ -156,15 +156,20 @@ def latest_per_epoch(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _is_metric(key: str) -> bool:
-    return "/" in key or key in ("fold", "node", "seconds", "lr", "trial_status", "message")
+    # timestamp: when Tune received the row, the order of reports across trials (the ASHA
+    # replay, bench.asha_replay, decides in that order).
+    return "/" in key or key in ("fold", "node", "seconds", "lr", "trial_status", "message",
+                                 "timestamp")
 
 
 def trials_frame(
     trials: Iterable[dict[str, Any]], *, milestones: list[int]
 ) -> pd.DataFrame:
-    """All rows of all trials. Each item: ``trial_id``, ``config``, ``history``, ``error``."""
+    """All rows of all trials. Each item: ``trial_id``, ``config``, ``history``, ``error``,
+    and optionally ``number``: the trial's place in Tune's start order (column
+    ``trial_number``)."""
     rows = [
-        row
+        {**row, **({"trial_number": trial["number"]} if "number" in trial else {})}
         for trial in trials
         for row in trial_rows(
             trial_id=trial["trial_id"], config=trial["config"], history=trial["history"],
