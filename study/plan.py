@@ -80,7 +80,7 @@ class Plan:
     fixed: dict[str, Any] = field(default_factory=dict)
     dataset_options: dict[str, str] = field(default_factory=dict)
     keep_checkpoints: int = 2
-    test: str = "fold"
+    test: str = "none"  # studies recorded before test sets existed held nothing out
     test_fold: int | None = None
     test_dir: str | None = None
     presets: tuple[str, ...] = ()
