@@ -49,7 +49,6 @@ from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
-from scipy.special import softmax
 
 from reports.artifact import Section, Sources, Table
 from reports.galleries import read_explanations
@@ -219,19 +218,20 @@ def _channel_mean(maps: np.ndarray, y_true: np.ndarray) -> np.ndarray:
     return maps.mean(axis=1)
 
 
-def _true_class_probability(maps: np.ndarray, y_true: np.ndarray) -> np.ndarray:
-    return _true_class(softmax(maps, axis=1), y_true)  # per-step logits -> p(true class)
-
-
 def _every_record(arrays: Mapping[str, np.ndarray], key: str) -> np.ndarray:
     return np.ones(len(arrays["record_ids"]), dtype=bool)
 
 
 def _shift_was_run(arrays: Mapping[str, np.ndarray], key: str) -> np.ndarray:
     """The study shifts only records not predicted Normal; the others have NaN probabilities
-    (and an all-zero mask that would otherwise score as 'nothing highlighted')."""
-    before = arrays.get(key.rsplit("/", 1)[0] + "/target_probability_before")
-    return _every_record(arrays, key) if before is None else np.isfinite(before)
+    (and an all-zero mask that would otherwise score as 'nothing highlighted'). Where the
+    archive says whether the shift reached Normal (``target_reached``), only those records:
+    a shift that did not change the decision explains nothing."""
+    prefix = key.rsplit("/", 1)[0]
+    before = arrays.get(prefix + "/target_probability_before")
+    run = _every_record(arrays, key) if before is None else np.isfinite(before)
+    reached = arrays.get(prefix + "/target_reached")
+    return run if reached is None else run & np.asarray(reached, dtype=bool)
 
 
 def _absolute(values: np.ndarray) -> np.ndarray:
@@ -283,7 +283,8 @@ SCORED_METHODS: Mapping[str, ScoredMethod] = MappingProxyType({
         keys=("shift/mask", "map/mask"), reduce=_channel, transform=_absolute,
         computed=_shift_was_run,
         note="absolute value: how much each sample moves towards Normal; the direction of the "
-             "shift is meaningless; only records the study shifted (not predicted Normal)"),
+             "shift is meaningless; only records the study shifted (not predicted Normal) "
+             "and whose shifted signal was classified Normal (target reached)"),
     "integrated_gradients": ScoredMethod(
         keys=("map/integrated_gradients",), reduce=_channel, transform=_absolute,
         note="absolute value: attribution in either direction marks a relevant sample"),
@@ -299,14 +300,11 @@ SCORED_METHODS: Mapping[str, ScoredMethod] = MappingProxyType({
     "gate_maps": ScoredMethod(
         keys=("map/gate_maps",), reduce=_channel_mean, transform=_absolute,
         note="mean over the attention gates, already non-negative (softmax or sigmoid)"),
-    "decision_over_time": ScoredMethod(
-        keys=("map/decision_over_time",), reduce=_true_class_probability,
-        transform=_absolute,
-        note="softmax over classes of the per-step logits, probability of the true class; a "
-             "forward RNN can only rise after the beat it reacts to"),
 })
-"""Scored explanation methods by name. Recurrent states (`lstm_*`, `gru_*`) and the attended
-or shifted signals are not relevance maps and are not scored."""
+"""Scored explanation methods by name. Recurrent states (`lstm_*`, `gru_*`), the attended
+or shifted signals and the decision over time (a per-step class probability of a recurrent
+head, which can only react after the evidence; shown in the galleries) are not relevance maps
+and are not scored."""
 
 
 # ---- scores -------------------------------------------------------------------------------------
@@ -411,7 +409,8 @@ def score_archive(arrays: Mapping[str, np.ndarray], truth: GroundTruth) -> pd.Da
 
 NEEDED_KEYS = ("record_ids", "y_true", "signal", "lengths", "fs_hz",
                *(k for m in SCORED_METHODS.values() for k in m.keys),
-               *(f"{prefix}/target_probability_before" for prefix in ("shift", "map")))
+               *(f"{prefix}/{name}" for prefix in ("shift", "map")
+                 for name in ("target_probability_before", "target_reached")))
 """What scoring reads from an explanations archive (maps of unscored methods stay on disk)."""
 
 
