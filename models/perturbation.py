@@ -356,8 +356,9 @@ def integrated_gradients(
 
     attribution(t) = x(t) * integral_0^1 d logit(a x) / dx(t) da, the integral by
     Gauss-Legendre quadrature on ``steps`` points (Captum's default; its trapezoid rule
-    weighs the path by (n - 1) / n instead of 1, so it is not used). Completeness: the attributions sum to
-    logit(x) - logit(0) up to the quadrature error (small for piecewise-linear ReLU nets).
+    weighs the path by (n - 1) / n instead of 1, so it is not used). Completeness: the
+    attributions sum to logit(x) - logit(0) up to the quadrature error (small for
+    piecewise-linear ReLU nets).
     Leads are summed, so the map is per time step.
 
     Args:

@@ -388,8 +388,9 @@ def wilson_interval(successes: int, n: int, *, z: float = WILSON_Z) -> tuple[flo
 
 
 def score_archive(arrays: Mapping[str, np.ndarray], truth: GroundTruth) -> pd.DataFrame:
-    """Scores of every method present in one trial's explanations: a ``method`` column plus
-    `SCORE_COLUMNS`."""
+    """Scores of every method present in one trial's explanations: ``method``,
+    `SCORE_COLUMNS` and ``true_class`` (the record's label: AF-like records, where every beat
+    is abnormal, are summarised apart from records with a few ectopic beats)."""
     record_ids = [str(r) for r in arrays["record_ids"]]
     n_samples = int(arrays["signal"].shape[-1])
     fs_hz = float(arrays["fs_hz"])
@@ -404,10 +405,21 @@ def score_archive(arrays: Mapping[str, np.ndarray], truth: GroundTruth) -> pd.Da
                             fs_hz=fs_hz, record_ids=[r for r, ok in zip(record_ids, rows,
                                                                         strict=True) if ok])
         frames.append(scores.assign(method=name))
-    return _concat(frames, columns=["method", *SCORE_COLUMNS])
+    scores = _concat(frames, columns=["method", *SCORE_COLUMNS])
+    labels = dict(zip(record_ids, _class_names(arrays), strict=True))
+    return scores.assign(true_class=scores["record"].map(labels).astype(object))
 
 
-NEEDED_KEYS = ("record_ids", "y_true", "signal", "lengths", "fs_hz",
+def _class_names(arrays: Mapping[str, np.ndarray]) -> list[str]:
+    """Each row's true class by name (by index where the archive names no classes)."""
+    y_true = np.asarray(arrays["y_true"]).astype(np.int64)
+    classes = arrays.get("classes")
+    if classes is None:
+        return [str(y) for y in y_true]
+    return [str(np.asarray(classes)[y]) for y in y_true]
+
+
+NEEDED_KEYS = ("record_ids", "y_true", "signal", "lengths", "fs_hz", "classes",
                *(k for m in SCORED_METHODS.values() for k in m.keys),
                *(f"{prefix}/{name}" for prefix in ("shift", "map")
                  for name in ("target_probability_before", "target_reached")))
@@ -417,19 +429,21 @@ NEEDED_KEYS = ("record_ids", "y_true", "signal", "lengths", "fs_hz",
 def scored_archives(
     artifacts: TrialArtifacts, *, data_truth: GroundTruth | None
 ) -> list[tuple[GroundTruth, dict[str, np.ndarray]]]:
-    """The archives of one trial that have ground truth, each with its masks: the trial's
-    `explanations.npz` against ``data_truth`` (the study's data set, when it has masks) and
-    its `mitdb_explanations.npz` against the masks inside it."""
+    """The archives of one trial that have ground truth, each with its masks: the records the
+    study explained for scoring (`scored_explanations.npz`; older studies: the gallery's
+    `explanations.npz`) against ``data_truth`` (the study's data set, when it has masks) or
+    the masks stored in the archive, and its `mitdb_explanations.npz` against the masks
+    inside it."""
     found = []
-    if data_truth is not None and artifacts.explanations is not None:
-        found.append((data_truth, read_explanations(artifacts.explanations,
-                                                    keys=list(NEEDED_KEYS))))
-    elif artifacts.explanations is not None:
+    own = artifacts.scored_explanations or artifacts.explanations
+    if data_truth is not None and own is not None:
+        found.append((data_truth, read_explanations(own, keys=list(NEEDED_KEYS))))
+    elif own is not None:
         # Data sets whose items carry annotated abnormal-beat masks (MIT-BIH segments) store
         # them in the archive itself, aligned with the signals.
-        arrays = read_explanations(artifacts.explanations, keys=[*NEEDED_KEYS, MITDB_MASK_KEY])
+        arrays = read_explanations(own, keys=[*NEEDED_KEYS, MITDB_MASK_KEY])
         if MITDB_MASK_KEY in arrays:
-            found.append((archive_ground_truth(arrays, path=artifacts.explanations), arrays))
+            found.append((archive_ground_truth(arrays, path=own), arrays))
     if artifacts.mitdb_explanations is not None:
         arrays = read_explanations(artifacts.mitdb_explanations,
                                    keys=[*NEEDED_KEYS, MITDB_MASK_KEY])
@@ -444,7 +458,7 @@ def explanation_scores(study: StudyData) -> pd.DataFrame:
     Empty (with the columns) where no trial has explanations with ground truth: neither the
     data set has masks nor the study wrote MIT-BIH explanations.
     """
-    columns = ["trial", "source", "method", *SCORE_COLUMNS]
+    columns = ["trial", "source", "method", *SCORE_COLUMNS, "true_class"]
     data_truth = find_ground_truth(study.data_dir)
     frames = []
     for trial_id, artifacts in study.artifacts.items():
@@ -454,27 +468,31 @@ def explanation_scores(study: StudyData) -> pd.DataFrame:
 
 
 def summarise_scores(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per trial, source and method: hit rate with its Wilson 95 % interval against the chance hit
-    rate, mean mass ratio (1.0 = chance), grade shares and whether it is at chance (the hit
-    interval reaches the chance rate and the mean mass ratio is within `CHANCE_TOLERANCE`)."""
+    """Per trial, source, method and true class: n records, hit rate with its Wilson 95 %
+    interval against the chance hit rate, mean mass ratio (1.0 = chance), grade shares and
+    whether it is at chance (the hit interval reaches the chance rate and the mean mass ratio
+    is within `CHANCE_TOLERANCE`). Scores without ``true_class`` count as one class, "all"."""
+    if "true_class" not in scores.columns:
+        scores = scores.assign(true_class="all")
     rows = []
-    for (trial, source, method), group in scores.groupby(["trial", "source", "method"],
-                                                         sort=False):
+    for (trial, source, method, true_class), group in scores.groupby(
+            ["trial", "source", "method", "true_class"], sort=False):
         hits = int(group["hit"].astype(bool).sum())
         low, high = wilson_interval(hits, len(group))
         chance = float(group["chance_hit"].mean())
         mass = float(group["mass_ratio"].mean())  # NaN (no-mass maps) skipped
         shares = group["grade"].value_counts(normalize=True)
         rows.append({
-            "trial": trial, "source": source, "method": method, "n_records": len(group),
+            "trial": trial, "source": source, "method": method, "true_class": true_class,
+            "n_records": len(group),
             "hit_rate": hits / len(group), "hit_ci_low": low, "hit_ci_high": high,
             "chance_hit_rate": chance, "mass_ratio_mean": mass,
             **{f"grade_{g}": float(shares.get(g, 0.0)) for g in GRADES},
             "at_chance": bool(low <= chance and not mass > CHANCE_TOLERANCE),
         })
-    columns = ["trial", "source", "method", "n_records", "hit_rate", "hit_ci_low", "hit_ci_high",
-               "chance_hit_rate", "mass_ratio_mean", *(f"grade_{g}" for g in GRADES),
-               "at_chance"]
+    columns = ["trial", "source", "method", "true_class", "n_records", "hit_rate",
+               "hit_ci_low", "hit_ci_high", "chance_hit_rate", "mass_ratio_mean",
+               *(f"grade_{g}" for g in GRADES), "at_chance"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -570,7 +588,8 @@ def _chance_notes(summary: pd.DataFrame) -> list[str]:
     at_chance = summary[summary["at_chance"]]
     if at_chance.empty:
         return []
-    listed = ", ".join(f"{r.method} (trial {r.trial}, {r.source})"
+    listed = ", ".join(f"{r.method} (trial {r.trial}, {r.source}, class {r.true_class}, "
+                       f"n={r.n_records})"
                        for r in at_chance.itertuples())
     everything = " All methods are at chance." if len(at_chance) == len(summary) else ""
     return [f"At chance (the hit-rate interval reaches the chance rate and the mass ratio is "

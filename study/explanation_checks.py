@@ -83,7 +83,7 @@ def randomisation_similarity(
         modules = [module for _, layer in groups[: stage + 1] for module in layer]
         shuffled = randomised(model, modules, seed=RANDOM_SEED + stage)
         again = explain_batch(shuffled, batch, settings=settings, methods=producers)
-        again["y_true"] = y_true
+        again.update(y_true=y_true, record_ids=arrays["record_ids"])
         for method in methods:
             maps = scored_maps(again, method)
             if maps is None or trained[method] is None:

@@ -77,6 +77,8 @@ class Plan:
     fixed: dict[str, Any] = field(default_factory=dict)
     dataset_options: dict[str, str] = field(default_factory=dict)
     keep_checkpoints: int = 2
+    explain_records: int | None = None
+    explain_sanity: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -182,6 +184,8 @@ def make_plan(args: Any, *, wandb_mode: str) -> Plan:
         fixed=parse_fixed(args.set or []),
         dataset_options=options,
         keep_checkpoints=args.keep_checkpoints,
+        explain_records=args.explain_records,
+        explain_sanity=args.explain_sanity,
     )
 
 
