@@ -20,6 +20,7 @@ from pathlib import Path
 from reports.artifact import Section
 from reports.cv_tables import cv_section
 from reports.early_stopping import early_stopping_section
+from reports.explanation_sanity import sanity_section
 from reports.explanation_scores import explanation_scores_section
 from reports.export import Manifest, render_index, static_exporter, write_figure, write_table
 from reports.galleries import galleries_section
@@ -45,6 +46,7 @@ def analyses(
         ("published results", partial(published_section, reference_dir=reference_dir)),
         ("explanation galleries", galleries_section),
         ("explanation scores", explanation_scores_section),
+        ("explanation sanity checks", sanity_section),
     )
 
 

@@ -117,15 +117,19 @@ def read_sanity(path) -> dict[str, np.ndarray]:
         return {name: archive[name] for name in archive.files}
 
 
-def sanity_section(study: StudyData) -> Section | None:
-    """The per-trial sanity table, or None where no trial has `SANITY_FILE`."""
+def sanity_section(study: StudyData) -> Section:
+    """The per-trial sanity table (a note saying how to get one where no trial has
+    `SANITY_FILE`)."""
     frames = []
     for trial_id in sorted(study.artifacts):
         path = study.directory / "trials" / trial_id / SANITY_FILE
         if path.is_file():
             frames.append(sanity_summary(read_sanity(path)).assign(trial=trial_id))
     if not frames:
-        return None
+        return Section(title="Explanation sanity checks", notes=[
+            "No sanity checks of this study's explanations: run it with --explain-sanity "
+            "(parameter randomisation and deletion curves of the explained trials); "
+            "python -m study.explain_benchmark runs them on the synthetic benchmark."])
     frame = pd.concat(frames, ignore_index=True)
     frame = frame[["trial", *[c for c in frame.columns if c != "trial"]]]
     flagged = frame[frame["flagged"]]
