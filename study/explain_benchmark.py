@@ -117,11 +117,12 @@ def trained_model(settings: dict[str, Any], *, arrays, train_idx, val_idx, out: 
     return result.model.eval(), accuracy, reused
 
 
-def run(out: Path, *, log) -> dict[str, Any]:
+def run(out: Path, *, log, settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train or reuse the model, explain, score and check; write the files into ``out`` and
-    return the summary (the ``--json`` object)."""
+    return the summary (the ``--json`` object). ``settings``: `load_benchmark()` by default
+    (tests pass smaller ones)."""
     started = time.perf_counter()
-    settings = load_benchmark()
+    settings = load_benchmark() if settings is None else settings
     explanation_settings = merge_settings(settings["explanations"])
     arrays, masks, train_idx, val_idx = benchmark_data(settings["data"])
     log(f"data: {len(train_idx)} training and {len(val_idx)} validation records at "
