@@ -72,6 +72,12 @@ MITDB_MASK_KEY = "mask"
 SYNTHETIC_MASKS_FILE = "MASKS.npz"
 SYNTHETIC_MANIFEST_FILE = "SYNTHETIC.json"
 GRADES = ("I", "II", "III")
+IN = "in-domain"
+DOMAINS = MappingProxyType({MITDB_SOURCE: "out-of-domain (not a valid test)"})
+"""Whether a source's items come from the data set the model was trained on: MIT-BIH
+windows (`--mitdb-dir`) are explained by a model trained on the study's data set (CinC 2017
+or synthetic), so their scores do not test the method; the study's own records (synthetic,
+MIT-BIH PVC/APB segments) are in-domain."""
 SCORE_COLUMNS = ("record", "hit", "chance_hit", "mass_ratio", "top_share", "top_ratio",
                  "abnormal_fraction", "grade")
 
@@ -519,6 +525,7 @@ def explanation_scores_section(study: StudyData) -> Section:
                             "scored.")
         return Section(title="Explanation scores", notes=notes)
     summary = summarise_scores(scores)
+    summary.insert(2, "domain", summary["source"].map(lambda source: DOMAINS.get(source, IN)))
     sources = Sources(study=study.name, trials=tuple(sorted(scores["trial"].unique())))
     notes = [_method_notes(), _definitions(), *_chance_notes(summary), *notes]
     return Section(
