@@ -284,6 +284,8 @@ def test_section_scores_mitdb_without_data_set_ground_truth(tmp_path):
                                                      with_mitdb=True))
     summary = section.tables[0].frame
     assert set(summary["source"]) == {"mitdb"}
+    assert set(summary["domain"]) == {"out-of-domain (not a valid test)"}
+    assert set(summary["true_class"]) == {"O"}
     assert any(n.startswith("No ground truth in the study's data set") for n in section.notes)
     assert any(n.startswith("Source mitdb") for n in section.notes)
     assert not any("No MIT-BIH" in n for n in section.notes)
