@@ -179,6 +179,7 @@ def write_trial_artifacts(
     masks: MaskSource | None = None,
     score_records: int | None = None,
     sanity: bool = False,
+    settings: Mapping[str, Any] | None = None,
     progress: str | bool = False,
 ) -> dict[str, str]:
     """Predictions and explanations of one trained trial; returns the files written.
@@ -190,8 +191,10 @@ def write_trial_artifacts(
     gallery. With ``sanity``, `explanation_sanity.npz` holds the sanity checks
     (`study.explanation_checks`) of up to `SANITY_RECORDS` of the scored records (of the
     gallery's where none is scored). ``progress``: a label (e.g. the trial id) to show
-    progress bars under (`study.bars`).
+    progress bars under (`study.bars`). ``settings``: the explanation methods' settings
+    (default `explanation_settings.json`).
     """
+    settings = merge_settings(None) if settings is None else settings
     model, config = load_trained(checkpoint_file)
     cfg = resolve_config(config)
     runtime = select_runtime(device="cpu", amp=False)
@@ -204,7 +207,7 @@ def write_trial_artifacts(
     write_parquet(frame, out_dir / "predictions.parquet")
     arrays = explanation_arrays(
         model, split=split, positions=select_records(frame, n_classes=len(split.arrays.classes)),
-        cfg=cfg, normal_class=normal_class,
+        cfg=cfg, normal_class=normal_class, settings=settings,
         progress=progress and f"{progress}: explanations",
     )
     if masks is not None:
@@ -217,6 +220,7 @@ def write_trial_artifacts(
     if masks is not None and score_records != 0:
         scored = _scored_explanations(model, split=split, cfg=cfg, normal_class=normal_class,
                                       masks=masks, score_records=score_records,
+                                      settings=settings,
                                       progress=progress and f"{progress}: scored explanations")
     if scored is not None:
         written["scored_explanations"] = str(out_dir / SCORED_FILE)
@@ -227,7 +231,7 @@ def write_trial_artifacts(
                       lengths=torch.as_tensor(checked["lengths"]),
                       fs_hz=float(checked["fs_hz"]), normal_class=normal_class)
         write_npz(out_dir / SANITY_FILE, sanity_arrays(
-            model, batch, checked, settings=merge_settings(None), y_true=checked["y_true"]))
+            model, batch, checked, settings=settings, y_true=checked["y_true"]))
         written["sanity"] = str(out_dir / SANITY_FILE)
     return written
 
@@ -244,7 +248,8 @@ def _first_rows(arrays: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
 
 def _scored_explanations(
     model: torch.nn.Module, *, split: Split, cfg: dict[str, Any], normal_class: int | None,
-    masks: MaskSource, score_records: int | None, progress: str | bool,
+    masks: MaskSource, score_records: int | None, settings: Mapping[str, Any],
+    progress: str | bool,
 ) -> dict[str, np.ndarray] | None:
     """Explanations (with ``mask``) of the validation records that have an abnormal beat, or
     of a random sample of ``score_records`` of them (seed 0); None where none has one."""
@@ -259,7 +264,8 @@ def _scored_explanations(
     if len(chosen) == 0:
         return None
     explained = explain_in_chunks(model, arrays=arrays, indices=split.indices[chosen], cfg=cfg,
-                                  normal_class=normal_class, progress=progress)
+                                  normal_class=normal_class, settings=settings,
+                                  progress=progress)
     explained["mask"] = masks(explained["record_ids"].tolist(), fs_hz=float(arrays.fs_hz),
                               n_samples=explained["signal"].shape[-1])
     return explained
