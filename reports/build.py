@@ -28,6 +28,7 @@ from reports.importance import importance_section
 from reports.marginals import marginals_section
 from reports.naming import slug
 from reports.per_class import per_class_section
+from reports.publication_figures import publication_section
 from reports.published import published_section
 from reports.study_data import ReportError, StudyData, find_latest_study, load_study
 
@@ -47,6 +48,7 @@ def analyses(
         ("explanation galleries", galleries_section),
         ("explanation scores", explanation_scores_section),
         ("explanation sanity checks", sanity_section),
+        ("explanation figures for publication", publication_section),
     )
 
 
