@@ -237,7 +237,7 @@ def write_trial_artifacts(
 
 
 SCORED_FILE = "scored_explanations.npz"
-SANITY_RECORDS = 32
+SANITY_RECORDS = 16
 """Records the sanity checks of a study's trial run on (each layer randomised in turn
 re-runs every method on them)."""
 
