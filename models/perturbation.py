@@ -1,4 +1,5 @@
-"""Model-agnostic explanations: shift perturbation, occlusion, integrated gradients.
+"""Model-agnostic explanations: shift perturbation (ours), occlusion and integrated
+gradients (Captum).
 
 They only call ``model(x, lengths)``, so they explain every family alike (the thesis'
 shift-perturbation masks included). Every method takes a batch x (B, leads, T) zero-padded
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 
 import torch
+from captum import attr as captum_attr
 from torch import Tensor, nn
 
 from models.layers import choose, mask_tail, resolve_lengths, time_mask
@@ -75,14 +77,6 @@ def _positive(**values: float) -> None:
     for name, value in values.items():
         if not value > 0:
             raise ValueError(f"{name} must be > 0, got {value}")
-
-
-def _chunks(n_items: int, batch: int, batch_size: int) -> Iterator[slice]:
-    """Slices of at most ``max(1, batch_size // batch)`` items, so a forward pass over
-    ``items x batch`` copies stays near ``batch_size`` records."""
-    per_chunk = max(1, batch_size // batch)
-    for start in range(0, n_items, per_chunk):
-        yield slice(start, min(start + per_chunk, n_items))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,7 +165,9 @@ def shift_perturbation(
         ``mask`` (B, 1, T): |d(t)| in samples; ``deformation`` (B, 1, T): d(t) signed
         (positive reads later samples); ``shifted_signal`` (B, leads, T); and
         ``target_probability_before`` / ``target_probability_after`` (B,): the target
-        class' softmax probability for x and for the shifted signal. Maps are zero past
+        class' softmax probability for x and for the shifted signal; ``target_reached``
+        (B,) bool: the shifted signal is classified as the target (where it is not, the
+        mask is no explanation of the decision and is not scored). Maps are zero past
         ``lengths``.
     """
     if grid_factor < 1 or steps < 0:
@@ -212,6 +208,9 @@ def shift_perturbation(
         logits = model(mask_tail(signal, lengths), lengths)
         return logits.log_softmax(-1).gather(1, targets[:, None]).squeeze(1)  # (B,)
 
+    def predicted(signal: Tensor) -> Tensor:
+        return model(mask_tail(signal, lengths), lengths).argmax(-1)  # (B,)
+
     with _frozen(model):
         with torch.no_grad():
             targets = _target_indices(target_class, model(x, lengths))
@@ -229,17 +228,19 @@ def shift_perturbation(
             deformation = deform(raw)
             shifted = mask_tail(_resample(x, steps_t + deformation, lengths), lengths)
             after = target_log_probability(shifted, targets).exp()
+            reached = predicted(shifted) == targets
     return {
         "mask": deformation.abs(),
         "deformation": deformation,
         "shifted_signal": shifted,
         "target_probability_before": before,
         "target_probability_after": after,
+        "target_reached": reached,
     }
 
 
 # ---------------------------------------------------------------------------------------------
-# occlusion
+# occlusion and integrated gradients (Captum), one length group at a time
 
 
 def _zero_baseline(x: Tensor, lengths: Tensor) -> Tensor:
@@ -250,7 +251,7 @@ def _zero_baseline(x: Tensor, lengths: Tensor) -> Tensor:
 def _mean_baseline(x: Tensor, lengths: Tensor) -> Tensor:
     # (B, C, T) -> each record's per-lead mean over its valid samples, broadcast over T.
     mean = x.sum(-1, keepdim=True) / lengths[:, None, None].to(x.dtype)
-    return mean.expand_as(x)
+    return mean.expand_as(x).contiguous()
 
 
 OCCLUSION_BASELINES: Mapping[str, Callable[[Tensor, Tensor], Tensor]] = MappingProxyType(
@@ -259,23 +260,24 @@ OCCLUSION_BASELINES: Mapping[str, Callable[[Tensor, Tensor], Tensor]] = MappingP
 """What an occluded window is replaced by: (x (B, C, T), lengths (B,)) -> (B, C, T)."""
 
 
-def _windows(lengths: Tensor, window: int, stride: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Every record's occlusion windows as flat (record, start, width) index tensors (N,).
+def _length_groups(lengths: Tensor) -> Iterator[tuple[Tensor, int]]:
+    """(rows (n,), length) of the records sharing each length.
 
-    Windows start every ``stride`` samples inside the record, plus one flush with its end,
-    so every real sample is covered; none reaches into the padding. They depend only on
-    the record's own length, so a record gets the same windows alone or in any batch.
+    Captum's attributions run on a group cropped to its length, so no window or path point
+    ever sees the padding and a record gets the same map alone or in any padded batch.
     """
-    records, starts, widths = [], [], []
-    for record, length in enumerate(lengths.tolist()):
-        width = min(window, length)
-        record_starts = list(range(0, length - width + 1, stride))
-        if record_starts[-1] + width < length:
-            record_starts.append(length - width)
-        records += [record] * len(record_starts)
-        starts += record_starts
-        widths += [width] * len(record_starts)
-    return tuple(torch.tensor(v, device=lengths.device) for v in (records, starts, widths))
+    for length in torch.unique(lengths).tolist():
+        yield torch.nonzero(lengths == length).flatten(), int(length)
+
+
+def _unpadded(model: nn.Module, *, softmax: bool) -> Callable[[Tensor], Tensor]:
+    """``inputs (n, C, L) -> (n, K)`` on records of full length L: probabilities or logits."""
+
+    def forward(inputs: Tensor) -> Tensor:
+        logits = model(inputs, None)
+        return logits.softmax(-1) if softmax else logits
+
+    return forward
 
 
 def occlusion(
@@ -289,12 +291,15 @@ def occlusion(
     baseline: str = "zero",
     batch_size: int = 64,
 ) -> dict[str, Tensor]:
-    """Drop of the class probability when a sliding window of the signal is blanked out.
+    """Drop of the class probability when a sliding window of the signal is blanked out
+    (Captum's ``Occlusion``, Zeiler and Fergus 2014).
 
     Each window (all leads) is replaced by the baseline; the drop p(x) - p(occluded) of the
     target class is credited to every sample of the window, and each sample's map value is
     the mean drop over the windows covering it. Positive values mark evidence for the class.
-    Windows stay inside each record (the last one is flush with its end).
+    Windows start every ``stride_samples`` inside each record; where the stride does not
+    tile the record, Captum adds one more window cut short at the record's end, so every
+    sample is covered.
 
     Args:
         model: any classifier ``model(x, lengths) -> logits (B, K)``.
@@ -318,31 +323,23 @@ def occlusion(
     make_baseline = choose(OCCLUSION_BASELINES, baseline, what="occlusion baseline")
     x, lengths = _check_input(x, lengths)
     fill = make_baseline(x, lengths)  # (B, C, T)
-    records, starts, widths = _windows(lengths, window_samples, stride_samples)  # (N,) each
-    samples = torch.arange(x.shape[-1], device=x.device)
-    heat = x.new_zeros(x.shape[0], x.shape[-1])  # (B, T) summed drops
-    count = torch.zeros_like(heat)  # (B, T) covering windows
-    with _frozen(model), torch.no_grad():
-        logits = model(x, lengths)
-        targets = _target_indices(target_class, logits)
-        reference = logits.softmax(-1).gather(1, targets[:, None]).squeeze(1)  # (B,)
-        for first in range(0, len(records), batch_size):
-            part = slice(first, first + batch_size)
-            record = records[part]  # (n,) which record each occluded copy comes from
-            window = (samples >= starts[part, None]) & (samples < (starts + widths)[part, None])
-            occluded = torch.where(window[:, None, :], fill[record], x[record])  # (n, C, T)
-            probabilities = model(occluded, lengths[record]).softmax(-1)
-            picked = probabilities.gather(1, targets[record, None]).squeeze(1)
-            covered = window.to(x.dtype)  # (n, T)
-            heat.index_add_(0, record, (reference[record] - picked)[:, None] * covered)
-            count.index_add_(0, record, covered)
-    # Every real sample has count >= 1; the clamp only guards the padding (zeroed anyway).
-    heat = heat / count.clamp(min=1)
-    return {"occlusion": mask_tail(heat[:, None, :], lengths)}
-
-
-# ---------------------------------------------------------------------------------------------
-# integrated gradients
+    heat = x.new_zeros(x.shape[0], 1, x.shape[-1])  # (B, 1, T)
+    with _frozen(model):
+        with torch.no_grad():
+            targets = _target_indices(target_class, model(x, lengths))
+        explainer = captum_attr.Occlusion(_unpadded(model, softmax=True))
+        for rows, length in _length_groups(lengths):
+            width = min(window_samples, length)
+            leads = x.shape[1]
+            with torch.no_grad():
+                drops = explainer.attribute(
+                    x[rows, :, :length], target=targets[rows],
+                    sliding_window_shapes=(leads, width), strides=(leads, stride_samples),
+                    baselines=fill[rows, :, :length],
+                    perturbations_per_eval=max(1, batch_size // len(rows)),
+                )  # (n, C, L): every lead of a window gets the same drop
+            heat[rows, :, :length] = drops[:, :1].to(x.dtype)
+    return {"occlusion": mask_tail(heat, lengths)}
 
 
 def integrated_gradients(
@@ -354,11 +351,14 @@ def integrated_gradients(
     steps: int = 32,
     batch_size: int = 64,
 ) -> dict[str, Tensor]:
-    """Integrated gradients of the target logit along the straight path from a zero signal.
+    """Integrated gradients (Sundararajan et al. 2017; Captum's ``IntegratedGradients``) of
+    the target logit along the straight path from a zero signal.
 
-    attribution(t) = x(t) * integral_0^1 d logit(a x) / dx(t) da, the integral by the
-    trapezoid rule on ``steps`` intervals. Completeness: the attributions sum to
-    logit(x) - logit(0) up to the quadrature error (small for piecewise-linear ReLU nets).
+    attribution(t) = x(t) * integral_0^1 d logit(a x) / dx(t) da, the integral by
+    Gauss-Legendre quadrature on ``steps`` points (Captum's default; its trapezoid rule
+    weighs the path by (n - 1) / n instead of 1, so it is not used). Completeness: the
+    attributions sum to logit(x) - logit(0) up to the quadrature error (small for
+    piecewise-linear ReLU nets).
     Leads are summed, so the map is per time step.
 
     Args:
@@ -367,8 +367,8 @@ def integrated_gradients(
         lengths: (B,) real samples per record; None for full length.
         target_class: class to explain, an int or one per record (B,); None for each
             record's predicted class.
-        steps: trapezoid intervals (``steps + 1`` gradient evaluations).
-        batch_size: records per forward pass (the path points are batched).
+        steps: quadrature points (gradient evaluations per record).
+        batch_size: path points per forward pass.
 
     Returns:
         ``integrated_gradients`` (B, 1, T), zero past ``lengths``.
@@ -376,27 +376,20 @@ def integrated_gradients(
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be >= 1, got {steps}, {batch_size}")
     x, lengths = _check_input(x, lengths)
-    batch = x.shape[0]
-    alphas = torch.linspace(0.0, 1.0, steps + 1, dtype=x.dtype, device=x.device)
-    weights = torch.full_like(alphas, 1.0 / steps)
-    weights[[0, -1]] = 0.5 / steps  # trapezoid end points
-    path_gradient = torch.zeros_like(x)  # (B, C, T)
+    attribution = torch.zeros_like(x)  # (B, C, T)
     with _frozen(model):
         with torch.no_grad():
             targets = _target_indices(target_class, model(x, lengths))
-        for part in _chunks(len(alphas), batch, batch_size):
-            n = part.stop - part.start
+        explainer = captum_attr.IntegratedGradients(_unpadded(model, softmax=False))
+        for rows, length in _length_groups(lengths):
             with torch.enable_grad():
-                # (n, 1, 1, 1) * (1, B, C, T) -> (n * B, C, T) points on the path.
-                points = (alphas[part, None, None, None] * x[None]).flatten(0, 1)
-                points.requires_grad_(True)
-                logits = model(points, lengths.repeat(n))
-                picked = logits.gather(1, targets.repeat(n)[:, None]).sum()
-                (gradient,) = torch.autograd.grad(picked, points)
-            gradient = gradient.view(n, *x.shape)
-            path_gradient += (weights[part, None, None, None] * gradient).sum(0)
-    attribution = (x * path_gradient).sum(1, keepdim=True)  # (B, C, T) -> (B, 1, T)
-    return {"integrated_gradients": mask_tail(attribution, lengths)}
+                part = x[rows, :, :length]
+                attribution[rows, :, :length] = explainer.attribute(
+                    part, baselines=torch.zeros_like(part), target=targets[rows],
+                    n_steps=steps, method="gausslegendre",
+                    internal_batch_size=max(batch_size, len(rows)),
+                ).detach()
+    return {"integrated_gradients": mask_tail(attribution.sum(1, keepdim=True), lengths)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from pathlib import Path
 from reports.artifact import Section
 from reports.cv_tables import cv_section
 from reports.early_stopping import early_stopping_section
+from reports.explanation_sanity import sanity_section
 from reports.explanation_scores import explanation_scores_section
 from reports.export import Manifest, render_index, static_exporter, write_figure, write_table
 from reports.galleries import galleries_section
@@ -27,6 +28,7 @@ from reports.importance import importance_section
 from reports.marginals import marginals_section
 from reports.naming import slug
 from reports.per_class import per_class_section
+from reports.publication_figures import publication_section
 from reports.published import published_section
 from reports.study_data import ReportError, StudyData, find_latest_study, load_study
 
@@ -45,6 +47,8 @@ def analyses(
         ("published results", partial(published_section, reference_dir=reference_dir)),
         ("explanation galleries", galleries_section),
         ("explanation scores", explanation_scores_section),
+        ("explanation sanity checks", sanity_section),
+        ("explanation figures for publication", publication_section),
     )
 
 

@@ -49,7 +49,6 @@ from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
-from scipy.special import softmax
 
 from reports.artifact import Section, Sources, Table
 from reports.galleries import read_explanations
@@ -73,6 +72,12 @@ MITDB_MASK_KEY = "mask"
 SYNTHETIC_MASKS_FILE = "MASKS.npz"
 SYNTHETIC_MANIFEST_FILE = "SYNTHETIC.json"
 GRADES = ("I", "II", "III")
+IN = "in-domain"
+DOMAINS = MappingProxyType({MITDB_SOURCE: "out-of-domain (not a valid test)"})
+"""Whether a source's items come from the data set the model was trained on: MIT-BIH
+windows (`--mitdb-dir`) are explained by a model trained on the study's data set (CinC 2017
+or synthetic), so their scores do not test the method; the study's own records (synthetic,
+MIT-BIH PVC/APB segments) are in-domain."""
 SCORE_COLUMNS = ("record", "hit", "chance_hit", "mass_ratio", "top_share", "top_ratio",
                  "abnormal_fraction", "grade")
 
@@ -219,19 +224,20 @@ def _channel_mean(maps: np.ndarray, y_true: np.ndarray) -> np.ndarray:
     return maps.mean(axis=1)
 
 
-def _true_class_probability(maps: np.ndarray, y_true: np.ndarray) -> np.ndarray:
-    return _true_class(softmax(maps, axis=1), y_true)  # per-step logits -> p(true class)
-
-
 def _every_record(arrays: Mapping[str, np.ndarray], key: str) -> np.ndarray:
     return np.ones(len(arrays["record_ids"]), dtype=bool)
 
 
 def _shift_was_run(arrays: Mapping[str, np.ndarray], key: str) -> np.ndarray:
     """The study shifts only records not predicted Normal; the others have NaN probabilities
-    (and an all-zero mask that would otherwise score as 'nothing highlighted')."""
-    before = arrays.get(key.rsplit("/", 1)[0] + "/target_probability_before")
-    return _every_record(arrays, key) if before is None else np.isfinite(before)
+    (and an all-zero mask that would otherwise score as 'nothing highlighted'). Where the
+    archive says whether the shift reached Normal (``target_reached``), only those records:
+    a shift that did not change the decision explains nothing."""
+    prefix = key.rsplit("/", 1)[0]
+    before = arrays.get(prefix + "/target_probability_before")
+    run = _every_record(arrays, key) if before is None else np.isfinite(before)
+    reached = arrays.get(prefix + "/target_reached")
+    return run if reached is None else run & np.asarray(reached, dtype=bool)
 
 
 def _absolute(values: np.ndarray) -> np.ndarray:
@@ -283,7 +289,8 @@ SCORED_METHODS: Mapping[str, ScoredMethod] = MappingProxyType({
         keys=("shift/mask", "map/mask"), reduce=_channel, transform=_absolute,
         computed=_shift_was_run,
         note="absolute value: how much each sample moves towards Normal; the direction of the "
-             "shift is meaningless; only records the study shifted (not predicted Normal)"),
+             "shift is meaningless; only records the study shifted (not predicted Normal) "
+             "and whose shifted signal was classified Normal (target reached)"),
     "integrated_gradients": ScoredMethod(
         keys=("map/integrated_gradients",), reduce=_channel, transform=_absolute,
         note="absolute value: attribution in either direction marks a relevant sample"),
@@ -299,14 +306,11 @@ SCORED_METHODS: Mapping[str, ScoredMethod] = MappingProxyType({
     "gate_maps": ScoredMethod(
         keys=("map/gate_maps",), reduce=_channel_mean, transform=_absolute,
         note="mean over the attention gates, already non-negative (softmax or sigmoid)"),
-    "decision_over_time": ScoredMethod(
-        keys=("map/decision_over_time",), reduce=_true_class_probability,
-        transform=_absolute,
-        note="softmax over classes of the per-step logits, probability of the true class; a "
-             "forward RNN can only rise after the beat it reacts to"),
 })
-"""Scored explanation methods by name. Recurrent states (`lstm_*`, `gru_*`) and the attended
-or shifted signals are not relevance maps and are not scored."""
+"""Scored explanation methods by name. Recurrent states (`lstm_*`, `gru_*`), the attended
+or shifted signals and the decision over time (a per-step class probability of a recurrent
+head, which can only react after the evidence; shown in the galleries) are not relevance maps
+and are not scored."""
 
 
 # ---- scores -------------------------------------------------------------------------------------
@@ -390,8 +394,9 @@ def wilson_interval(successes: int, n: int, *, z: float = WILSON_Z) -> tuple[flo
 
 
 def score_archive(arrays: Mapping[str, np.ndarray], truth: GroundTruth) -> pd.DataFrame:
-    """Scores of every method present in one trial's explanations: a ``method`` column plus
-    `SCORE_COLUMNS`."""
+    """Scores of every method present in one trial's explanations: ``method``,
+    `SCORE_COLUMNS` and ``true_class`` (the record's label: AF-like records, where every beat
+    is abnormal, are summarised apart from records with a few ectopic beats)."""
     record_ids = [str(r) for r in arrays["record_ids"]]
     n_samples = int(arrays["signal"].shape[-1])
     fs_hz = float(arrays["fs_hz"])
@@ -406,31 +411,45 @@ def score_archive(arrays: Mapping[str, np.ndarray], truth: GroundTruth) -> pd.Da
                             fs_hz=fs_hz, record_ids=[r for r, ok in zip(record_ids, rows,
                                                                         strict=True) if ok])
         frames.append(scores.assign(method=name))
-    return _concat(frames, columns=["method", *SCORE_COLUMNS])
+    scores = _concat(frames, columns=["method", *SCORE_COLUMNS])
+    labels = dict(zip(record_ids, _class_names(arrays), strict=True))
+    return scores.assign(true_class=scores["record"].map(labels).astype(object))
 
 
-NEEDED_KEYS = ("record_ids", "y_true", "signal", "lengths", "fs_hz",
+def _class_names(arrays: Mapping[str, np.ndarray]) -> list[str]:
+    """Each row's true class by name (by index where the archive names no classes)."""
+    y_true = np.asarray(arrays["y_true"]).astype(np.int64)
+    classes = arrays.get("classes")
+    if classes is None:
+        return [str(y) for y in y_true]
+    return [str(np.asarray(classes)[y]) for y in y_true]
+
+
+NEEDED_KEYS = ("record_ids", "y_true", "signal", "lengths", "fs_hz", "classes",
                *(k for m in SCORED_METHODS.values() for k in m.keys),
-               *(f"{prefix}/target_probability_before" for prefix in ("shift", "map")))
+               *(f"{prefix}/{name}" for prefix in ("shift", "map")
+                 for name in ("target_probability_before", "target_reached")))
 """What scoring reads from an explanations archive (maps of unscored methods stay on disk)."""
 
 
 def scored_archives(
     artifacts: TrialArtifacts, *, data_truth: GroundTruth | None
 ) -> list[tuple[GroundTruth, dict[str, np.ndarray]]]:
-    """The archives of one trial that have ground truth, each with its masks: the trial's
-    `explanations.npz` against ``data_truth`` (the study's data set, when it has masks) and
-    its `mitdb_explanations.npz` against the masks inside it."""
+    """The archives of one trial that have ground truth, each with its masks: the records the
+    study explained for scoring (`scored_explanations.npz`; older studies: the gallery's
+    `explanations.npz`) against ``data_truth`` (the study's data set, when it has masks) or
+    the masks stored in the archive, and its `mitdb_explanations.npz` against the masks
+    inside it."""
     found = []
-    if data_truth is not None and artifacts.explanations is not None:
-        found.append((data_truth, read_explanations(artifacts.explanations,
-                                                    keys=list(NEEDED_KEYS))))
-    elif artifacts.explanations is not None:
+    own = artifacts.scored_explanations or artifacts.explanations
+    if data_truth is not None and own is not None:
+        found.append((data_truth, read_explanations(own, keys=list(NEEDED_KEYS))))
+    elif own is not None:
         # Data sets whose items carry annotated abnormal-beat masks (MIT-BIH segments) store
         # them in the archive itself, aligned with the signals.
-        arrays = read_explanations(artifacts.explanations, keys=[*NEEDED_KEYS, MITDB_MASK_KEY])
+        arrays = read_explanations(own, keys=[*NEEDED_KEYS, MITDB_MASK_KEY])
         if MITDB_MASK_KEY in arrays:
-            found.append((archive_ground_truth(arrays, path=artifacts.explanations), arrays))
+            found.append((archive_ground_truth(arrays, path=own), arrays))
     if artifacts.mitdb_explanations is not None:
         arrays = read_explanations(artifacts.mitdb_explanations,
                                    keys=[*NEEDED_KEYS, MITDB_MASK_KEY])
@@ -445,7 +464,7 @@ def explanation_scores(study: StudyData) -> pd.DataFrame:
     Empty (with the columns) where no trial has explanations with ground truth: neither the
     data set has masks nor the study wrote MIT-BIH explanations.
     """
-    columns = ["trial", "source", "method", *SCORE_COLUMNS]
+    columns = ["trial", "source", "method", *SCORE_COLUMNS, "true_class"]
     data_truth = find_ground_truth(study.data_dir)
     frames = []
     for trial_id, artifacts in study.artifacts.items():
@@ -455,27 +474,31 @@ def explanation_scores(study: StudyData) -> pd.DataFrame:
 
 
 def summarise_scores(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per trial, source and method: hit rate with its Wilson 95 % interval against the chance hit
-    rate, mean mass ratio (1.0 = chance), grade shares and whether it is at chance (the hit
-    interval reaches the chance rate and the mean mass ratio is within `CHANCE_TOLERANCE`)."""
+    """Per trial, source, method and true class: n records, hit rate with its Wilson 95 %
+    interval against the chance hit rate, mean mass ratio (1.0 = chance), grade shares and
+    whether it is at chance (the hit interval reaches the chance rate and the mean mass ratio
+    is within `CHANCE_TOLERANCE`). Scores without ``true_class`` count as one class, "all"."""
+    if "true_class" not in scores.columns:
+        scores = scores.assign(true_class="all")
     rows = []
-    for (trial, source, method), group in scores.groupby(["trial", "source", "method"],
-                                                         sort=False):
+    for (trial, source, method, true_class), group in scores.groupby(
+            ["trial", "source", "method", "true_class"], sort=False):
         hits = int(group["hit"].astype(bool).sum())
         low, high = wilson_interval(hits, len(group))
         chance = float(group["chance_hit"].mean())
         mass = float(group["mass_ratio"].mean())  # NaN (no-mass maps) skipped
         shares = group["grade"].value_counts(normalize=True)
         rows.append({
-            "trial": trial, "source": source, "method": method, "n_records": len(group),
+            "trial": trial, "source": source, "method": method, "true_class": true_class,
+            "n_records": len(group),
             "hit_rate": hits / len(group), "hit_ci_low": low, "hit_ci_high": high,
             "chance_hit_rate": chance, "mass_ratio_mean": mass,
             **{f"grade_{g}": float(shares.get(g, 0.0)) for g in GRADES},
             "at_chance": bool(low <= chance and not mass > CHANCE_TOLERANCE),
         })
-    columns = ["trial", "source", "method", "n_records", "hit_rate", "hit_ci_low", "hit_ci_high",
-               "chance_hit_rate", "mass_ratio_mean", *(f"grade_{g}" for g in GRADES),
-               "at_chance"]
+    columns = ["trial", "source", "method", "true_class", "n_records", "hit_rate",
+               "hit_ci_low", "hit_ci_high", "chance_hit_rate", "mass_ratio_mean",
+               *(f"grade_{g}" for g in GRADES), "at_chance"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -502,6 +525,7 @@ def explanation_scores_section(study: StudyData) -> Section:
                             "scored.")
         return Section(title="Explanation scores", notes=notes)
     summary = summarise_scores(scores)
+    summary.insert(2, "domain", summary["source"].map(lambda source: DOMAINS.get(source, IN)))
     sources = Sources(study=study.name, trials=tuple(sorted(scores["trial"].unique())))
     notes = [_method_notes(), _definitions(), *_chance_notes(summary), *notes]
     return Section(
@@ -571,7 +595,8 @@ def _chance_notes(summary: pd.DataFrame) -> list[str]:
     at_chance = summary[summary["at_chance"]]
     if at_chance.empty:
         return []
-    listed = ", ".join(f"{r.method} (trial {r.trial}, {r.source})"
+    listed = ", ".join(f"{r.method} (trial {r.trial}, {r.source}, class {r.true_class}, "
+                       f"n={r.n_records})"
                        for r in at_chance.itertuples())
     everything = " All methods are at chance." if len(at_chance) == len(summary) else ""
     return [f"At chance (the hit-rate interval reaches the chance rate and the mass ratio is "

@@ -263,7 +263,10 @@ def _shift_caption(item: GalleryItem, key: str) -> str:
     stem = key.rsplit("/", 1)[0]
     before = item.scalars.get(f"{stem}/target_probability_before", math.nan)
     after = item.scalars.get(f"{stem}/target_probability_after", math.nan)
-    return f"p({_shift_target(item, key)}) {before:.2f} -> {after:.2f}"
+    reached = item.scalars.get(f"{stem}/target_reached")
+    verdict = ("" if reached is None else
+               "; target reached" if reached else "; target not reached: not scored")
+    return f"p({_shift_target(item, key)}) {before:.2f} -> {after:.2f}{verdict}"
 
 
 def _shift_target(item: GalleryItem, key: str) -> str:

@@ -31,6 +31,9 @@ class TrialArtifacts:
         trial_id: Ray Tune's trial id (the folder name under `trials/`).
         predictions: `predictions.parquet`, per validation record.
         explanations: `explanations.npz`, a gallery of validation records.
+        scored_explanations: `scored_explanations.npz`, the validation records with ground
+            truth (all, or a sample: ``--explain-records``), explained for scoring apart from
+            the gallery.
         mitdb_explanations: `mitdb_explanations.npz`, MIT-BIH windows with annotated abnormal
             beats and their masks (studies run with ``--mitdb-dir`` only).
     """
@@ -39,6 +42,7 @@ class TrialArtifacts:
     predictions: Path | None
     explanations: Path | None
     mitdb_explanations: Path | None = None
+    scored_explanations: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,7 @@ def _artifacts(trials_dir: Path) -> dict[str, TrialArtifacts]:
             predictions=_file(trial_dir / "predictions.parquet"),
             explanations=_file(trial_dir / "explanations.npz"),
             mitdb_explanations=_file(trial_dir / "mitdb_explanations.npz"),
+            scored_explanations=_file(trial_dir / "scored_explanations.npz"),
         )
     return found
 

@@ -8,7 +8,7 @@ needs Ray or torch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,13 @@ import torch
 from data_io.atomic import atomic_path
 from data_io.batching import make_loader
 from data_io.records import EcgArrays
-from models import build_model, explain_by_perturbation
+from models import build_model
+from reports.explanation_sanity import SANITY_FILE
 from study.bars import bar
 from study.checkpoint import load_checkpoint
 from study.config import resolve_config
+from study.explanation_checks import sanity_arrays
+from study.explanation_methods import METHODS, Batch, explain_batch, merge_settings
 from study.metrics import Scoring
 from study.results import write_parquet
 from study.runtime import select_runtime
@@ -33,7 +36,6 @@ MaskSource = Callable[..., np.ndarray]
 
 PER_CLASS = 2  # correct and misclassified examples kept per class
 MOST_UNCERTAIN = 2
-SHIFT_STEPS = 60  # optimiser steps of the shift perturbation (cost: one backward per step)
 
 
 def load_trained(checkpoint_file: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -74,32 +76,31 @@ def select_records(frame: pd.DataFrame, *, n_classes: int) -> list[int]:
 
 def explanation_arrays(
     model: torch.nn.Module, *, split: Split, positions: list[int], cfg: dict[str, Any],
-    normal_class: int | None,
+    normal_class: int | None, settings: Mapping[str, Any] | None = None,
     progress: str | bool = False,
 ) -> dict[str, np.ndarray]:
-    """Signals, the family's own maps, occlusion and shift-perturbation masks, stacked, of
-    the records at ``positions`` of ``split`` (see `explain_records`)."""
+    """Signals and every method's maps of the records at ``positions`` of ``split`` (see
+    `explain_records`)."""
     return explain_records(model, arrays=split.arrays, indices=split.indices[positions], cfg=cfg,
-                           normal_class=normal_class, progress=progress)
-
-
-EXPLANATION_STAGES = 3  # the family's maps, occlusion, shift perturbation
+                           normal_class=normal_class, settings=settings, progress=progress)
 
 
 def explain_records(
     model: torch.nn.Module, *, arrays: EcgArrays, indices: np.ndarray, cfg: dict[str, Any],
-    normal_class: int | None,
+    normal_class: int | None, settings: Mapping[str, Any] | None = None,
     progress: str | bool = False,
 ) -> dict[str, np.ndarray]:
-    """Signals, the family's own maps, occlusion and shift-perturbation masks of records
-    ``indices`` of ``arrays``, stacked in one batch. ``normal_class`` is the shift
-    perturbation's target (the data set's normal class; None: no normal class, not run).
+    """Signals and the maps of every method of `study.explanation_methods.METHODS` (the
+    family's own, occlusion, integrated gradients, the shift perturbation towards
+    ``normal_class``; None: no normal class, no shift) of records ``indices`` of ``arrays``,
+    stacked in one batch. ``settings``: the methods' settings (default
+    `explanation_settings.json`).
 
     The rows come in the loader's order, not necessarily that of ``indices``: ``record_ids``
-    names each row. ``progress``: a label to report the stages under (`study.bars`).
+    names each row. ``progress``: a label to report the methods under (`study.bars`).
     """
-    stages = bar(total=EXPLANATION_STAGES, desc=str(progress), unit="stage",
-                 enabled=bool(progress))
+    settings = merge_settings(None) if settings is None else settings
+    stages = bar(total=len(METHODS), desc=str(progress), unit="method", enabled=bool(progress))
     indices = np.asarray(indices, dtype=np.int64)
     if indices.size == 0:
         raise ValueError("no records to explain")
@@ -108,59 +109,63 @@ def explain_records(
                          normalization=cfg["data"]["normalization"])
     batch = next(iter(loader))
     x, lengths = batch["x"], batch["lengths"]  # (B, leads, T), (B,)
-    fs_hz = arrays.fs_hz
-    with torch.no_grad():
-        maps = {k: v for k, v in model.explain(x, lengths=lengths).items() if k != "logits"}
-    stages.update(1)
-    maps.update(explain_by_perturbation(
-        "occlusion", model, x, lengths=lengths,
-        window_samples=max(int(fs_hz), 1), stride_samples=max(int(fs_hz // 2), 1),
-    ))
-    stages.update(1)
-    explained = {f"map/{k}": v.detach().float().numpy() for k, v in maps.items()}
-    if normal_class is not None:
-        explained.update(_shift_towards_normal(model, x=x, lengths=lengths,
-                                               normal_class=normal_class))
-    stages.update(1)
+    explained = explain_batch(
+        model.eval(), Batch(x=x, lengths=lengths, fs_hz=arrays.fs_hz, normal_class=normal_class),
+        settings=settings, on_method=lambda _: stages.update(1))
     stages.close()
     return {
         "record_ids": np.array([arrays.record_ids[i] for i in batch["index"].tolist()]),
         "y_true": batch["y"].numpy(),
         "signal": x.numpy(),
         "lengths": lengths.numpy(),
-        "fs_hz": np.array(fs_hz),
+        "fs_hz": np.array(arrays.fs_hz),
         "classes": np.array(arrays.classes),
         **explained,
     }
 
 
-def _shift_towards_normal(
-    model: torch.nn.Module, *, x: torch.Tensor, lengths: torch.Tensor, normal_class: int
+SHARED_KEYS = ("fs_hz", "classes")
+"""Keys of an explanations archive that describe the whole archive, not one row each."""
+
+
+def explain_in_chunks(
+    model: torch.nn.Module, *, arrays: EcgArrays, indices: np.ndarray, cfg: dict[str, Any],
+    normal_class: int | None, settings: Mapping[str, Any] | None = None,
+    chunk_records: int = 64, progress: str | bool = False,
 ) -> dict[str, np.ndarray]:
-    """The thesis' shift-perturbation masks, for the records not predicted normal only
-    (the question it answers: what must move for the record to look normal); other rows
-    are zero with probability NaN."""
-    with torch.no_grad():
-        predicted = model(x, lengths=lengths).argmax(dim=1)
-    rows = torch.nonzero(predicted != normal_class).flatten()
-    shape = tuple(x.shape)
-    out = {
-        "shift/mask": np.zeros((shape[0], 1, shape[2]), np.float32),
-        "shift/deformation": np.zeros((shape[0], 1, shape[2]), np.float32),
-        "shift/shifted_signal": x.numpy().copy(),
-        "shift/target_probability_before": np.full(shape[0], np.nan, np.float32),
-        "shift/target_probability_after": np.full(shape[0], np.nan, np.float32),
-        "shift/target_class": np.full(shape[0], normal_class, np.int64),
-    }
-    if len(rows) == 0:
-        return out
-    shift = explain_by_perturbation(
-        "shift_perturbation", model, x[rows], lengths=lengths[rows], target_class=normal_class,
-        l1_weight=0.1, tv_weight=0.1, steps=SHIFT_STEPS,
-    )
-    for key, value in shift.items():
-        out[f"shift/{key}"][rows.numpy()] = value.detach().float().numpy()
-    return out
+    """`explain_records` over many records, ``chunk_records`` at a time (bounded memory),
+    stacked; per-sample arrays are zero-padded to the longest chunk."""
+    indices = np.asarray(indices, dtype=np.int64)
+    chunks = [indices[i:i + chunk_records] for i in range(0, len(indices), chunk_records)]
+    records = bar(total=len(indices), desc=str(progress), unit="record", enabled=bool(progress))
+    parts = []
+    for chunk in chunks:
+        parts.append(explain_records(model, arrays=arrays, indices=chunk, cfg=cfg,
+                                     normal_class=normal_class, settings=settings))
+        records.update(len(chunk))
+    records.close()
+    return stack_archives(parts)
+
+
+def stack_archives(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Archives of `explain_records` concatenated row-wise; arrays whose last axis is the
+    time axis of their part's signal are zero-padded to the longest."""
+    if not parts:
+        raise ValueError("no archives to stack")
+    size = max(part["signal"].shape[-1] for part in parts)
+    stacked = {key: parts[0][key] for key in SHARED_KEYS}
+    for key in parts[0]:
+        if key in SHARED_KEYS:
+            continue
+        pieces = []
+        for part in parts:
+            value = part[key]
+            if value.ndim >= 2 and value.shape[-1] == part["signal"].shape[-1]:
+                pad = [(0, 0)] * (value.ndim - 1) + [(0, size - value.shape[-1])]
+                value = np.pad(value, pad)
+            pieces.append(value)
+        stacked[key] = np.concatenate(pieces)
+    return stacked
 
 
 def write_trial_artifacts(
@@ -172,14 +177,24 @@ def write_trial_artifacts(
     scoring: Scoring,
     normal_class: int | None,
     masks: MaskSource | None = None,
+    score_records: int | None = None,
+    sanity: bool = False,
+    settings: Mapping[str, Any] | None = None,
     progress: str | bool = False,
 ) -> dict[str, str]:
     """Predictions and explanations of one trained trial; returns the files written.
 
     With ``masks`` (a data set whose items carry abnormal-beat masks), `explanations.npz`
-    also holds ``mask``: (B, T) uint8 at the study rate, aligned with ``signal``.
-    ``progress``: a label (e.g. the trial id) to show progress bars under (`study.bars`).
+    also holds ``mask``: (B, T) uint8 at the study rate, aligned with ``signal``, and every
+    validation record with an abnormal beat (``score_records``: a random sample of that
+    many; 0: none) is explained for scoring into `scored_explanations.npz`, apart from the
+    gallery. With ``sanity``, `explanation_sanity.npz` holds the sanity checks
+    (`study.explanation_checks`) of up to `SANITY_RECORDS` of the scored records (of the
+    gallery's where none is scored). ``progress``: a label (e.g. the trial id) to show
+    progress bars under (`study.bars`). ``settings``: the explanation methods' settings
+    (default `explanation_settings.json`).
     """
+    settings = merge_settings(None) if settings is None else settings
     model, config = load_trained(checkpoint_file)
     cfg = resolve_config(config)
     runtime = select_runtime(device="cpu", amp=False)
@@ -192,15 +207,68 @@ def write_trial_artifacts(
     write_parquet(frame, out_dir / "predictions.parquet")
     arrays = explanation_arrays(
         model, split=split, positions=select_records(frame, n_classes=len(split.arrays.classes)),
-        cfg=cfg, normal_class=normal_class,
+        cfg=cfg, normal_class=normal_class, settings=settings,
         progress=progress and f"{progress}: explanations",
     )
     if masks is not None:
         arrays["mask"] = masks(arrays["record_ids"].tolist(), fs_hz=float(arrays["fs_hz"]),
                                n_samples=arrays["signal"].shape[-1])
     write_npz(out_dir / "explanations.npz", arrays)
-    return {"predictions": str(out_dir / "predictions.parquet"),
-            "explanations": str(out_dir / "explanations.npz")}
+    written = {"predictions": str(out_dir / "predictions.parquet"),
+               "explanations": str(out_dir / "explanations.npz")}
+    scored = None
+    if masks is not None and score_records != 0:
+        scored = _scored_explanations(model, split=split, cfg=cfg, normal_class=normal_class,
+                                      masks=masks, score_records=score_records,
+                                      settings=settings,
+                                      progress=progress and f"{progress}: scored explanations")
+    if scored is not None:
+        written["scored_explanations"] = str(out_dir / SCORED_FILE)
+        write_npz(out_dir / SCORED_FILE, scored)
+    if sanity:
+        checked = _first_rows(scored if scored is not None else arrays, SANITY_RECORDS)
+        batch = Batch(x=torch.as_tensor(checked["signal"]).float(),
+                      lengths=torch.as_tensor(checked["lengths"]),
+                      fs_hz=float(checked["fs_hz"]), normal_class=normal_class)
+        write_npz(out_dir / SANITY_FILE, sanity_arrays(
+            model, batch, checked, settings=settings, y_true=checked["y_true"]))
+        written["sanity"] = str(out_dir / SANITY_FILE)
+    return written
+
+
+SCORED_FILE = "scored_explanations.npz"
+SANITY_RECORDS = 16
+"""Records the sanity checks of a study's trial run on (each layer randomised in turn
+re-runs every method on them)."""
+
+
+def _first_rows(arrays: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    return {k: v if k in SHARED_KEYS else v[:n] for k, v in arrays.items()}
+
+
+def _scored_explanations(
+    model: torch.nn.Module, *, split: Split, cfg: dict[str, Any], normal_class: int | None,
+    masks: MaskSource, score_records: int | None, settings: Mapping[str, Any],
+    progress: str | bool,
+) -> dict[str, np.ndarray] | None:
+    """Explanations (with ``mask``) of the validation records that have an abnormal beat, or
+    of a random sample of ``score_records`` of them (seed 0); None where none has one."""
+    arrays = split.arrays
+    ids = [arrays.record_ids[i] for i in split.indices]
+    lengths = np.diff(arrays.offsets)[split.indices]
+    found = masks(ids, fs_hz=float(arrays.fs_hz), n_samples=int(lengths.max()))
+    within = np.arange(found.shape[1])[None, :] < lengths[:, None]
+    chosen = np.flatnonzero((found.astype(bool) & within).any(axis=1))
+    if score_records is not None and len(chosen) > score_records:
+        chosen = np.sort(np.random.default_rng(0).choice(chosen, score_records, replace=False))
+    if len(chosen) == 0:
+        return None
+    explained = explain_in_chunks(model, arrays=arrays, indices=split.indices[chosen], cfg=cfg,
+                                  normal_class=normal_class, settings=settings,
+                                  progress=progress)
+    explained["mask"] = masks(explained["record_ids"].tolist(), fs_hz=float(arrays.fs_hz),
+                              n_samples=explained["signal"].shape[-1])
+    return explained
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

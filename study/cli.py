@@ -87,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "without this option)")
     budget.add_argument("--explain-top", type=int, default=1,
                         help="write predictions and explanation arrays of the N best trials")
+    budget.add_argument("--explain-records", type=_non_negative, metavar="N",
+                        help="score the explanations of a random sample of N validation "
+                             "records with annotated abnormal beats (default: every such "
+                             "record; 0: none), apart from the gallery (data sets with "
+                             "abnormal-beat masks: synthetic, mitdb-pvc-apb)")
+    budget.add_argument("--explain-sanity", action="store_true",
+                        help="also run the explanation sanity checks (parameter "
+                             "randomisation, deletion curves) on the explained trials")
     budget.add_argument("--keep-checkpoints", type=int, default=2, metavar="K",
                         help="when the study ends, keep the Tune checkpoints of the K best "
                              "trials and remove the others")
@@ -135,3 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-estimate", action="store_true",
                      help="with --dry-run: skip the measured cost estimate")
     return p
+
+
+def _non_negative(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value

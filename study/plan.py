@@ -85,6 +85,8 @@ class Plan:
     test_dir: str | None = None
     presets: tuple[str, ...] = ()
     cv_all_folds: bool = False
+    explain_records: int | None = None
+    explain_sanity: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -210,6 +212,8 @@ def make_plan(args: Any, *, wandb_mode: str) -> Plan:
         test_dir=_test_dir(args.test_dir, dataset=dataset, data_dir=data_dir),
         presets=presets,
         cv_all_folds=bool(args.cv),
+        explain_records=args.explain_records,
+        explain_sanity=args.explain_sanity,
     )
 
 

@@ -397,6 +397,8 @@ def _write_artifacts(plan: Plan, spec: StudySpec, ranked, grid) -> None:
                                   scoring=Scoring.from_dataset(dataset),
                                   normal_class=dataset.normal_index,
                                   masks=mask_source(spec) if spec is not None else None,
+                                  score_records=plan.explain_records,
+                                  sanity=plan.explain_sanity,
                                   progress=f"trial {best_id}")
             if plan.mitdb_dir:
                 mitdb_explanations.write_mitdb_explanations(

@@ -2,12 +2,41 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from data_io.datasets.cinc2017 import check, fold_plan, load
 from data_io.errors import DatasetError
 
-__all__ = ["check", "fold_plan", "generate", "load"]
+__all__ = ["abnormal_masks", "check", "fold_plan", "generate", "load"]
+
+MASKS_FILE = "MASKS.npz"
+MANIFEST_FILE = "SYNTHETIC.json"
+
+
+def abnormal_masks(directory: Path, *, dataset: Any, item_ids: list[str]) -> dict[str, np.ndarray]:
+    """Per record id its (n,) uint8 abnormal-beat mask at the source rate (`MASKS.npz`);
+    records without one are left out, and so is everything when the directory has none.
+
+    Raises:
+        DatasetError: the generator wrote the records at another rate than the data set's
+            ``source_fs_hz`` (the masks would not line up with the resampled records).
+    """
+    path = Path(directory) / MASKS_FILE
+    if not path.is_file():
+        return {}
+    manifest = Path(directory) / MANIFEST_FILE
+    fs_hz = json.loads(manifest.read_text()).get("fs_hz") if manifest.is_file() else None
+    expected = float(dataset.facts["source_fs_hz"])
+    if fs_hz is not None and float(fs_hz) != expected:
+        raise DatasetError(f"{manifest}: records at {fs_hz} Hz, but the data set reads them as "
+                           f"{expected:g} Hz; masks would not line up")
+    wanted = set(item_ids)
+    with np.load(path, allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files if name in wanted}
 
 
 def generate(out: Path, *, n_records: int, seed: int) -> None:

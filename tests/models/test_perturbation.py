@@ -304,16 +304,19 @@ def test_occlusion_windows_cover_every_sample_and_average_their_drops():
 
     x = torch.full((1, 1, 11), 0.1, dtype=torch.float64)
     maps = occlusion(SumModel(), x, target_class=0, window_samples=4, stride_samples=3)["occlusion"]
-    # Windows start at 0, 3, 6 and 7 (flush with the end): all drops are equal, so the mean
-    # is that drop everywhere, including the last sample that only the last window covers.
-    drop = torch.sigmoid(torch.tensor(1.1, dtype=torch.float64)) - torch.sigmoid(
-        torch.tensor(0.7, dtype=torch.float64)
-    )
-    torch.testing.assert_close(maps[0, 0], drop.expand(11))
+    # Windows start at 0, 3, 6 (4 samples each) and 9 (cut short to 2): samples 0..8 see
+    # only full-window drops, sample 9 the mean of a full and a short one, sample 10 the
+    # short one alone.
+    def drop(k: int) -> torch.Tensor:
+        full = torch.tensor(1.1, dtype=torch.float64)
+        return torch.sigmoid(full) - torch.sigmoid(full - 0.1 * k)
+
+    torch.testing.assert_close(maps[0, 0, :9], drop(4).expand(9))
+    torch.testing.assert_close(maps[0, 0, 9], (drop(4) + drop(2)) / 2)
+    torch.testing.assert_close(maps[0, 0, 10], drop(2))
     # A window longer than the record blanks all of it.
     whole = occlusion(SumModel(), x, target_class=0, window_samples=50, stride_samples=3)
-    drop = torch.sigmoid(torch.tensor(1.1, dtype=torch.float64)) - 0.5
-    torch.testing.assert_close(whole["occlusion"][0, 0], drop.expand(11))
+    torch.testing.assert_close(whole["occlusion"][0, 0], drop(11).expand(11))
 
 
 @pytest.mark.parametrize("pooling", ["gap", "gmp"])
@@ -331,15 +334,17 @@ def test_integrated_gradients_are_complete(pooling, make_model, make_batch):
 
 
 def test_integrated_gradients_of_a_linear_model_are_weight_times_input():
-    # Constant gradient: the trapezoid rule is exact for any number of steps, so a wrong
-    # quadrature weight (e.g. a plain Riemann sum over steps + 1 points) shows up at once.
+    # Constant gradient: the quadrature is exact for any number of steps, so a wrong
+    # quadrature weight (e.g. Captum's trapezoid rule, whose weights sum to (n - 1) / n)
+    # shows up at once.
     class LinearModel(torch.nn.Module):
         def __init__(self, weights):
             super().__init__()
             self.weights = torch.nn.Parameter(weights)  # (K, C, T)
 
         def forward(self, x, lengths=None):
-            return torch.einsum("bct,kct->bk", x, self.weights) + 1.0
+            # Records are explained cropped to their length: the first T weights apply.
+            return torch.einsum("bct,kct->bk", x, self.weights[..., : x.shape[-1]]) + 1.0
 
     generator = torch.Generator().manual_seed(0)
     weights = torch.randn(3, 2, 50, generator=generator, dtype=torch.float64)

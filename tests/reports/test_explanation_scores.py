@@ -141,18 +141,15 @@ def test_wilson_interval_known_values():
     assert all(np.isnan(wilson_interval(0, 0)))
 
 
-def test_methods_take_the_true_class_and_a_softmax_where_documented():
+def test_methods_take_the_true_class_where_documented_and_decisions_are_not_scored():
     y_true = np.array([2])
     cam = np.zeros((1, 4, 10))
     cam[0, 2, 3], cam[0, 0, 7] = 5.0, 9.0  # the true class peaks at 3, another at 7
-    decision = np.zeros((1, 4, 10))
-    decision[0, 2, 6] = 4.0
-    arrays = {"y_true": y_true, "map/cam": cam, "map/decision_over_time": decision,
+    arrays = {"y_true": y_true, "map/cam": cam,
               "map/occlusion": np.linspace(-1, 1, 10)[None, None]}
     assert SCORED_METHODS["cam"].maps(arrays).argmax() == 3
-    probability = SCORED_METHODS["decision_over_time"].maps(arrays)
-    assert probability.argmax() == 6 and probability[0, 0] == pytest.approx(0.25)
     assert SCORED_METHODS["occlusion"].maps(arrays).min() == 0.0  # positive part
+    assert "decision_over_time" not in SCORED_METHODS  # a per-step decision, not a map
 
 
 def test_shift_mask_is_scored_only_on_records_the_study_shifted():
@@ -165,6 +162,11 @@ def test_shift_mask_is_scored_only_on_records_the_study_shifted():
               "shift/target_probability_before": np.array([np.nan, 0.3])}
     scores = score_archive(arrays, truth)
     assert scores["record"].tolist() == ["b"]
+    # A shift that did not reach Normal explains nothing: not scored either.
+    reached = {**arrays, "shift/target_reached": np.array([True, False])}
+    assert score_archive(reached, truth).empty
+    reached["shift/target_reached"] = np.array([False, True])
+    assert score_archive(reached, truth)["record"].tolist() == ["b"]
 
 
 # ---- study level --------------------------------------------------------------------------------
@@ -282,6 +284,8 @@ def test_section_scores_mitdb_without_data_set_ground_truth(tmp_path):
                                                      with_mitdb=True))
     summary = section.tables[0].frame
     assert set(summary["source"]) == {"mitdb"}
+    assert set(summary["domain"]) == {"out-of-domain (not a valid test)"}
+    assert set(summary["true_class"]) == {"O"}
     assert any(n.startswith("No ground truth in the study's data set") for n in section.notes)
     assert any(n.startswith("Source mitdb") for n in section.notes)
     assert not any("No MIT-BIH" in n for n in section.notes)

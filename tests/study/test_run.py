@@ -142,6 +142,13 @@ def test_wandb_offline_runs_and_best_trial_artifacts(finished_study):
     with np.load(trial_dir / "explanations.npz") as arrays:
         assert arrays["signal"].shape[-1] == arrays["map/cam"].shape[-1]
         assert "map/occlusion" in arrays and "shift/mask" in arrays
+        assert "map/integrated_gradients" in arrays and "shift/target_reached" in arrays
+    # Every validation record with an abnormal beat is explained for scoring, with its mask.
+    with np.load(trial_dir / "scored_explanations.npz") as scored:
+        assert scored["mask"].shape == scored["signal"][:, 0].shape
+        assert all((mask[:n] > 0).any() for mask, n in zip(scored["mask"], scored["lengths"],
+                                                            strict=True))
+        assert set(scored["record_ids"]) <= set(predictions["record"])
 
 
 def test_resume_after_the_driver_is_killed(tmp_path, run_study_cli, driver_output,

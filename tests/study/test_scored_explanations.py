@@ -1,0 +1,85 @@
+"""A trial's artefacts: every validation record with ground truth explained for scoring,
+apart from the gallery, and the sanity checks on request."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from data_io.synthetic import generate_records, to_ecg_arrays
+from models import build_model
+from study.artifacts import write_trial_artifacts
+from study.checkpoint import save_checkpoint
+from study.config import resolve_config
+from study.explanation_methods import merge_settings
+from study.metrics import Scoring
+from study.trainer import Split
+
+FS_HZ = 100.0
+MODEL = {"name": "cnn", "channels": [4, 8], "kernel_size": 5, "pooling": "gmp"}
+CHEAP = {"occlusion": {"window_s": 2.0, "stride_s": 2.0}, "integrated_gradients": {"steps": 2},
+         "shift_perturbation": {"steps": 2, "knot_spacing_s": 1.0}}
+
+
+def _study_parts(tmp_path):
+    records = generate_records(n_records=10, seed=3, fs_hz=FS_HZ)
+    arrays = to_ecg_arrays(records)
+    masks_by_id = {name: r.abnormal_mask for name, r in records.items()}
+    torch.manual_seed(0)
+    config = {**MODEL, "n_classes": len(arrays.classes), "n_leads": 1}
+    model = build_model(dict(config))
+    checkpoint = tmp_path / "model.pt"
+    save_checkpoint(checkpoint, {"config": resolve_config({"model": MODEL}),
+                                 "model_config": model.config,
+                                 "model_state": model.state_dict()})
+
+    def masks(item_ids, *, fs_hz, n_samples):
+        out = np.zeros((len(item_ids), n_samples), np.uint8)
+        for row, item in enumerate(item_ids):
+            mask = masks_by_id[item][:n_samples]
+            out[row, : len(mask)] = mask
+        return out
+
+    return arrays, masks_by_id, checkpoint, masks
+
+
+def _write(tmp_path, *, score_records, sanity):
+    arrays, masks_by_id, checkpoint, masks = _study_parts(tmp_path)
+    split = Split(arrays, np.arange(len(arrays)))
+    scoring = Scoring(classes=arrays.classes, keys=("normal", "af", "other", "noisy"),
+                      metric="f1_cinc", kind="mean_f1", averaged=("N", "A", "O"))
+    written = write_trial_artifacts(
+        checkpoint_file=checkpoint, split=split, fold=0, out_dir=tmp_path / "trial",
+        scoring=scoring, normal_class=0, masks=masks, score_records=score_records,
+        sanity=sanity, settings=merge_settings(CHEAP))
+    return written, masks_by_id
+
+
+def test_every_record_with_an_abnormal_beat_is_scored_apart_from_the_gallery(tmp_path):
+    written, masks_by_id = _write(tmp_path, score_records=None, sanity=False)
+    expected = {name for name, mask in masks_by_id.items() if mask.any()}
+    assert expected  # the fixture has O or A records
+    with np.load(written["scored_explanations"]) as scored:
+        assert set(scored["record_ids"]) == expected
+        assert scored["mask"].shape == scored["signal"][:, 0].shape
+        assert "map/integrated_gradients" in scored and "map/occlusion" in scored
+        assert "shift/target_reached" in scored
+    assert "sanity" not in written
+
+
+def test_a_sample_of_scored_records_and_the_sanity_checks(tmp_path):
+    written, masks_by_id = _write(tmp_path, score_records=2, sanity=True)
+    with np.load(written["scored_explanations"]) as scored:
+        assert len(scored["record_ids"]) == 2
+        assert all(masks_by_id[r].any() for r in scored["record_ids"])
+    with np.load(written["sanity"]) as sanity:
+        assert sanity["randomisation_stages"].tolist() == ["head", "trunk.blocks.1",
+                                                           "trunk.blocks.0"]
+        assert sanity["randomisation/cam"].shape == (2, 3)
+        assert "deletion/integrated_gradients" in sanity and "deletion_random" in sanity
+
+
+def test_no_scored_file_without_masks_or_with_zero_records(tmp_path):
+    written, _ = _write(tmp_path, score_records=0, sanity=False)
+    assert "scored_explanations" not in written
+    assert not (tmp_path / "trial" / "scored_explanations.npz").exists()
