@@ -135,7 +135,7 @@ def trial_rows(
         rows.append(
             {
                 **base,
-                **{k: v for k, v in record.items() if _is_metric(k)},
+                **_measured(record),
                 "epoch": epoch,
                 "rung": sum(1 for m in milestones if m <= epoch) - 1,
                 "at_milestone": epoch in milestones,
@@ -157,6 +157,17 @@ def latest_per_epoch(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _is_metric(key: str) -> bool:
     return "/" in key or key in ("fold", "node", "seconds", "lr", "trial_status", "message")
+
+
+def _measured(record: dict[str, Any]) -> dict[str, Any]:
+    """The metric columns of one reported row. The row a diverged trial reports after its
+    last epoch measured nothing (training stopped on a non-finite loss), so its scores are
+    NaN: never a stand-in such as 0.0 that an analysis would average in."""
+    metrics = {k: v for k, v in record.items() if _is_metric(k)}
+    if record.get("trial_status") == "diverged":
+        metrics.update({k: float("nan") for k in metrics if "/" in k
+                        and not isinstance(metrics[k], str)})
+    return metrics
 
 
 def trials_frame(
