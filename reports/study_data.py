@@ -1,7 +1,9 @@
 """Reading a study directory: the only input of every report.
 
 A study directory is written by `study.run` (see README): `study.json`, `trials.parquet`
-(one row per trial and epoch), optionally `cv.parquet`, the Optuna storage, and per best trial
+(one row per trial and epoch), optionally `cv.parquet` and `final_test.json` (the best
+configurations retrained and scored once on the held-out test set), the Optuna storage, and per
+best trial
 `trials/<id>/predictions.parquet` and `explanations.npz` (plus `mitdb_explanations.npz` when
 the study ran with ``--mitdb-dir``). Reports never import torch, ray or the study code;
 everything they need is in these files.
@@ -17,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 CONFIG_PREFIX = "config/"
+FINAL_TEST = "final_test.json"
 
 
 class ReportError(RuntimeError):
@@ -52,6 +55,8 @@ class StudyData:
         trials: `trials.parquet`, one row per trial and epoch.
         cv: `cv.parquet` (cross-validation of the best configurations) or None.
         artifacts: predictions and explanation files of the best trials, by trial id.
+        final_test: the parsed `final_test.json` (test-set scores of the best
+            configurations), or None when the study wrote none.
     """
 
     directory: Path
@@ -60,6 +65,7 @@ class StudyData:
     trials: pd.DataFrame
     cv: pd.DataFrame | None
     artifacts: dict[str, TrialArtifacts] = field(default_factory=dict)
+    final_test: dict[str, Any] | None = None
 
     @property
     def space(self) -> str:
@@ -146,6 +152,8 @@ def load_study(directory: str | Path) -> StudyData:
         trials=trials,
         cv=cv,
         artifacts=_artifacts(directory / "trials"),
+        final_test=_read_json(directory / FINAL_TEST) if (directory / FINAL_TEST).is_file()
+        else None,
     )
 
 
