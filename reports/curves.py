@@ -134,7 +134,7 @@ def optimisation_history(study: StudyData, numbers: pd.Series) -> pd.DataFrame:
     frame["trial_number"] = frame["trial_number"].astype(int)
     complete = frame["score"].where(frame["stop_reason"] == "completed")
     better = complete.cummin() if study.mode == "min" else complete.cummax()
-    frame["best_so_far"] = better
+    frame["best_so_far"] = better.ffill()  # cummax leaves NaN where a trial did not complete
     return frame[["trial_number", "trial_id", "score", "epoch", "stop_reason",
                   "best_so_far"]].reset_index(drop=True)
 
