@@ -484,6 +484,8 @@ def importance_section(
         f"Intervals: 95% percentile bootstrap over trials ({n_bootstrap} resamples with "
         "replacement, each refitted), as computed.",
         *table.attrs.get("notes", []),
+        *([f"{study.n_diverged} diverged trial(s) left out (no score measures their "
+            "configuration)."] if study.n_diverged else []),
         *([f"Importances at epoch(s) {', '.join(str(int(e)) for e in sorted(few))} rest on "
            f"fewer than {MIN_IMPORTANCE_TRIALS} trials (column caveat): a ranking of parameters "
            "from so few fits is not evidence, whatever its interval says."] if len(few) else []),

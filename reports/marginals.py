@@ -525,5 +525,7 @@ def marginals_section(
         "and bootstrap interval per choice. Conditional parameters: only trials where they "
         "are active.",
         *effects.notes,
+        *([f"{study.n_diverged} diverged trial(s) left out (no score measures their "
+           "configuration)."] if study.n_diverged else []),
     ]
     return Section(title=title, figures=figures, tables=tables, notes=notes)

@@ -20,6 +20,7 @@ import pandas as pd
 
 CONFIG_PREFIX = "config/"
 FINAL_TEST = "final_test.json"
+DIVERGED = "diverged"
 
 
 class ReportError(RuntimeError):
@@ -123,9 +124,19 @@ class StudyData:
         return CONFIG_PREFIX + name
 
     def at_epoch(self, epoch: int) -> pd.DataFrame:
-        """One row per trial that reached ``epoch``, scored at that epoch (equal budget)."""
-        rows = self.trials[self.trials["epoch"] == epoch]
+        """One row per trial that reached ``epoch``, scored at that epoch (equal budget).
+
+        Diverged trials are left out at every epoch: their training broke down, so no score
+        of theirs is a measurement of the configuration (`n_diverged` counts them)."""
+        rows = self.trials[(self.trials["epoch"] == epoch)
+                           & (self.trials["stop_reason"] != DIVERGED)]
         return rows.drop_duplicates("trial_id").reset_index(drop=True)
+
+    @property
+    def n_diverged(self) -> int:
+        """Trials whose training diverged (non-finite loss)."""
+        last = self.trials.drop_duplicates("trial_id", keep="last")
+        return int((last["stop_reason"] == DIVERGED).sum())
 
     def final(self) -> pd.DataFrame:
         """Trials that trained the full budget, scored at the last epoch."""

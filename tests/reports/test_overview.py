@@ -177,7 +177,11 @@ def test_a_diverged_trial_counts_but_never_scores():
     study = make_study()
     final = study.trials[study.trials["trial_id"] == "ddd"]
     assert math.isnan(final[METRIC].iloc[-1])  # recorded with its status and no score
+    assert study.n_diverged == 1
+    assert "ddd" not in set(study.at_epoch(1)["trial_id"])  # left out at every budget
+    assert set(study.at_epoch(1)["trial_id"]) == {"aaa", "bbb", "ccc"}
     section = importance_section(study, n_bootstrap=5)
-    # 4 trials scored at epoch 1 (the diverged one there, measured) but only 2 at epoch 3
-    assert all(table.frame["n_trials"].max() <= 4 for table in section.tables)
+    assert section.figures == []  # 3 trials at epoch 1 without it: fewer than 4
+    assert section.notes == ["Not computed: needs at least 4 trials scored at one ASHA "
+                             "milestone; this study has 3."]
     assert "ddd" not in leaderboard(study)["Trial"].tolist()
