@@ -195,8 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         studies = args.study or [find_latest_study(DEFAULT_RUNS)]
-        print(f"building the report of {', '.join(str(s) for s in studies)} into {args.out}",
-              file=sys.stderr)
+        print(f"building the report of {', '.join(str(s) for s in studies)} into {args.out} "
+              f"({args.bootstrap} bootstrap resamples per interval; the importance refits "
+              "fANOVA and PED-ANOVA that often per budget, the slowest part: --bootstrap N "
+              "sets it)", file=sys.stderr)
         manifest, sections = build(studies, out=args.out, static=not args.no_static,
                                    reference_dir=args.reference_results,
                                    n_bootstrap=args.bootstrap)

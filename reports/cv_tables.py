@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from scipy import stats
 
 from reports.artifact import Figure, Section, Sources, Table
-from reports.naming import slug
+from reports.naming import parameter_name, slug
 from reports.study_data import CONFIG_PREFIX, ReportError, StudyData
 
 CANDIDATE = CONFIG_PREFIX + "candidate"
@@ -125,10 +125,11 @@ def cv_summary(study: StudyData) -> pd.DataFrame:
 def presentation_table(summary: pd.DataFrame, *, digits: int = 3,
                        columns: list[tuple[str, str]] | None = None) -> pd.DataFrame:
     """The thesis-style table of `cv_summary`: ``"0.812 ± 0.021"`` cells, config columns
-    without the ``config/`` prefix, scores headed as in ``columns`` (`score_columns`)."""
+    named in words (``CNN depth``), scores headed as in ``columns`` (`score_columns`)."""
     table = pd.DataFrame({"Rank": summary["rank"], "Candidate": summary["candidate"]})
     for column in (c for c in summary if c.startswith(CONFIG_PREFIX)):
-        table[column.removeprefix(CONFIG_PREFIX)] = [_format_value(v) for v in summary[column]]
+        table[parameter_name(column.removeprefix(CONFIG_PREFIX))] = [
+            _format_value(v) for v in summary[column]]
     headers = dict(columns or ())
     for column in (c for c in summary if c.endswith("_mean")):
         name = column.removesuffix("_mean")

@@ -24,7 +24,7 @@ from scipy import stats
 from reports.artifact import Figure, Section, Sources, Table
 from reports.bootstrap import DEFAULT_RESAMPLES
 from reports.cv_tables import holm_adjust
-from reports.naming import parameter_name
+from reports.naming import parameter_name, with_parameter_words
 from reports.study_data import StudyData
 
 CONSECUTIVE = "consecutive"
@@ -591,11 +591,13 @@ def early_stopping_section(
         ))
         tables.append(Table(name="early_stop_tests",
                             title="Does early stopping depend on the parameter?",
-                            frame=stopping_tests(shares), sources=share_sources,
+                            frame=with_parameter_words(stopping_tests(shares)),
+                            sources=share_sources,
                             float_format="{:.3g}"))
         tables.append(Table(name="early_stop_by_value",
                             title="Trials stopped early per parameter value",
-                            frame=shares, sources=share_sources, float_format="{:.3g}"))
+                            frame=with_parameter_words(shares), sources=share_sources,
+                            float_format="{:.3g}"))
     few = correlations[correlations["n_trials"] < MIN_RANK_TRIALS]
     if len(few):
         notes.append(f"{len(few)} of {len(correlations)} rank correlations rest on fewer than "

@@ -38,7 +38,7 @@ from plotly.subplots import make_subplots
 
 from reports.artifact import Figure, Section, Sources, Table
 from reports.bootstrap import DEFAULT_RESAMPLES, percentile_interval
-from reports.naming import parameter_name
+from reports.naming import parameter_name, with_parameter_words
 from reports.study_data import ReportError, StudyData
 
 __all__ = [
@@ -502,6 +502,7 @@ def importance_section(
                    figure=importance_bar_figure(table), sources=sources),
         ],
         tables=[Table(name="importance-by-budget", title="Parameter importance by budget",
-                      frame=table.reset_index(drop=True), sources=sources)],
+                      frame=with_parameter_words(table.reset_index(drop=True)),
+                      sources=sources)],
         notes=notes,
     )

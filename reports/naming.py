@@ -9,6 +9,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import pandas as pd
+
 _UNSAFE = re.compile(r"[^a-z0-9_.-]+")
 PARAMETER_NAMES_FILE = Path(__file__).with_name("parameter_names.json")
 
@@ -39,3 +41,13 @@ def config_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
     return str(value)
+
+
+def with_parameter_words(frame: pd.DataFrame, *, column: str = "parameter") -> pd.DataFrame:
+    """``frame`` with a ``name`` column (the parameter in words) right after ``column``."""
+    if column not in frame:
+        return frame
+    named = frame.copy()
+    named.insert(named.columns.get_loc(column) + 1, "name",
+                 [parameter_name(p) for p in named[column]])
+    return named

@@ -108,7 +108,7 @@ def test_summary_means_and_stds_match_hand_computation(study):
 
 def test_presentation_table_has_mean_pm_std_strings_in_thesis_order(study):
     table = presentation_table(cv_summary(study), columns=score_columns(study))
-    assert table.columns.tolist() == ["Rank", "Candidate", "model/depth", "F1 A", "F1 N",
+    assert table.columns.tolist() == ["Rank", "Candidate", "CNN depth", "F1 A", "F1 N",
                                       "F1 O", "F1 ~", "CinC F1", "Folds"]
     aaa = table[table["Candidate"] == "aaa"].iloc[0]
     assert aaa["CinC F1"] == "0.810 ± 0.026"
