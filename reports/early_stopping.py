@@ -569,12 +569,14 @@ def early_stopping_section(
     else:
         notes.append(f"Rung scatter not drawn: needs at least {MIN_SCATTER_TRIALS} trials "
                      f"scored at two consecutive milestones; this study has {most_pairs}.")
-    tables.append(Table(
-        name="early_stop_rung_correlations",
-        title="Spearman correlation of scores between ASHA milestones (consecutive pairs, and "
-              "each milestone against the full budget for trials that completed it)",
-        frame=correlations, sources=pair_sources,
-    ))
+    computable = bool((correlations["n_trials"] >= MIN_SCATTER_TRIALS).any())
+    if computable:
+        tables.append(Table(
+            name="early_stop_rung_correlations",
+            title="Spearman correlation of scores between ASHA milestones (consecutive pairs, "
+                  "and each milestone against the full budget for trials that completed it)",
+            frame=correlations, sources=pair_sources,
+        ))
     shares = stopped_early_by_value(study, seed=seed)
     audited = per_trial[per_trial["stop_reason"].isin(AUDITED)]
     if len(audited) < MIN_RANK_TRIALS:
@@ -599,7 +601,7 @@ def early_stopping_section(
                             frame=with_parameter_words(shares), sources=share_sources,
                             float_format="{:.3g}"))
     few = correlations[correlations["n_trials"] < MIN_RANK_TRIALS]
-    if len(few):
+    if len(few) and computable:
         notes.append(f"{len(few)} of {len(correlations)} rank correlations rest on fewer than "
                      f"{MIN_RANK_TRIALS} trials (column caveat): they cannot tell a good rung "
                      "from a lucky one, and a rho of +-1 there has no interval.")

@@ -19,6 +19,8 @@ import pandas as pd
 from data_io.atomic import atomic_path
 
 STOP_REASONS = ("completed", "early_stopped", "diverged", "error")
+SCORE_PREFIXES = ("val/", "train/")
+"""Reported keys that are measurements (a diverged trial's last row has none)."""
 
 
 def asha_milestones(*, grace_period: int, reduction_factor: float, max_epochs: int) -> list[int]:
@@ -165,8 +167,8 @@ def _measured(record: dict[str, Any]) -> dict[str, Any]:
     NaN: never a stand-in such as 0.0 that an analysis would average in."""
     metrics = {k: v for k, v in record.items() if _is_metric(k)}
     if record.get("trial_status") == "diverged":
-        metrics.update({k: float("nan") for k in metrics if "/" in k
-                        and not isinstance(metrics[k], str)})
+        metrics.update({k: None if isinstance(v, str) else float("nan")
+                        for k, v in metrics.items() if k.startswith(SCORE_PREFIXES)})
     return metrics
 
 
