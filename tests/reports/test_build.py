@@ -15,13 +15,15 @@ from opening_study import final_test_record, make_study, write_storage
 from reports.build import main
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FEW_RESAMPLES = ["--bootstrap", "20"]
 
 
 @pytest.fixture(scope="module")
 def report(finished_study, tmp_path_factory) -> Path:
     study_dir, _ = finished_study
     out = tmp_path_factory.mktemp("report") / "r"
-    assert main(["--study", str(study_dir), "--out", str(out)]) == 0
+    # 20 resamples keep the suite fast (200 importance refits per budget take a minute)
+    assert main(["--study", str(study_dir), "--out", str(out), *FEW_RESAMPLES]) == 0
     return out
 
 
@@ -94,7 +96,7 @@ def test_every_figure_has_a_pdf_and_an_svg(report):
 def test_rebuilding_gives_the_same_files(finished_study, report, tmp_path):
     study_dir, _ = finished_study
     again = tmp_path / "again"
-    assert main(["--study", str(study_dir), "--out", str(again)]) == 0
+    assert main(["--study", str(study_dir), "--out", str(again), *FEW_RESAMPLES]) == 0
     first = sorted(p.relative_to(report) for p in report.rglob("*") if p.is_file())
     second = sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
     assert first == second
