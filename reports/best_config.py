@@ -48,7 +48,7 @@ def best_scores(study: StudyData) -> BestScores | None:
             where=f"held-out test set ({test_description(record)}), retrained once",
             values=values,
             confusion=None if confusion is None else np.asarray(confusion, dtype=int))
-    row = best_search_row(study)
+    row = best_search_row(study) if study.metric in study.trials else None
     if row is None:
         return None
     values = {k: float(v) for k, v in row.items() if str(k).startswith("val/")

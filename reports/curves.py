@@ -38,6 +38,8 @@ def learning_curves(study: StudyData) -> pd.DataFrame:
     Returns:
         Columns ``trial_id``, ``epoch``, ``score``, ``stop_reason``, ``last``.
     """
+    if study.metric not in study.trials:  # no search (a study of fixed configurations)
+        return pd.DataFrame(columns=["trial_id", "epoch", "score", "stop_reason", "last"])
     rows = study.trials[study.trials["epoch"] > 0]
     rows = rows[np.isfinite(rows[study.metric].to_numpy(dtype=float))]
     rows = rows.sort_values(["trial_id", "epoch"], kind="stable")
@@ -88,11 +90,17 @@ def learning_curves_figure(curves: pd.DataFrame, *, milestones: list[int], metri
 # -- optimisation history ------------------------------------------------------------------
 
 def trial_numbers(study: StudyData) -> pd.Series:
-    """The position (1, 2, ...: Optuna's trial number plus one) in which the sampler proposed
-    each trial id, read from the study's Optuna storage; empty when it cannot be read.
+    """The position (1, 2, ...) in which each trial id started: from `trials.parquet`'s
+    ``trial_number`` (Tune's start order) where the study recorded it, else Optuna's trial
+    number plus one from the study's Optuna storage; empty when neither can be read.
 
     The storage URL in study.json is tried first, then ``optuna.db`` in the study directory
     (a study directory copied elsewhere keeps its SQLite file)."""
+    if "trial_number" in study.trials:  # Tune's start order, recorded by newer studies
+        first = study.trials.drop_duplicates("trial_id").set_index("trial_id")["trial_number"]
+        first = pd.to_numeric(first, errors="coerce").dropna()
+        if len(first):
+            return first.rank(method="first").astype(int)
     plan = study.record.get("plan", {})
     urls = [plan.get("optuna_storage"), f"sqlite:///{study.directory / 'optuna.db'}"]
     for url in [u for u in urls if u]:
@@ -161,7 +169,7 @@ def history_figure(history: pd.DataFrame, *, metric: str, max_epochs: int) -> go
                    line={"shape": "hv", "color": "rgb(214, 39, 40)", "width": 2},
                    name="best so far", connectgaps=True, hoverinfo="skip"),
     ])
-    figure.update_xaxes(title_text="trial (in the order the sampler proposed them)",
+    figure.update_xaxes(title_text="trial (in the order the trials started)",
                         dtick=1 if len(history) <= 20 else None)
     figure.update_yaxes(title_text=metric)
     figure.update_layout(template="simple_white", width=820, height=420, margin={"t": 30})
@@ -204,6 +212,9 @@ def learning_curves_section(study: StudyData) -> Section:
 def history_section(study: StudyData) -> Section:
     """The optimisation history, or one line saying why there is none."""
     title = "Optimisation history"
+    if study.trials.empty:
+        return Section(title=title, notes=["Not drawn: this study searched nothing (fixed "
+                                           "configurations)."])
     numbers = trial_numbers(study)
     if numbers.empty:
         return Section(title=title, notes=[
@@ -226,7 +237,7 @@ def history_section(study: StudyData) -> Section:
         title=f"Best {study.metric_display} so far against trial number",
         figure=history_figure(history, metric=study.metric_display, max_epochs=study.max_epochs),
         sources=sources)], tables=[Table(
-            name="optimisation-history", title="Trials in the order the sampler proposed them",
+            name="optimisation-history", title="Trials in the order they started",
             frame=history, sources=sources)])
 
 

@@ -57,7 +57,9 @@ def test_scores(study: StudyData) -> pd.Series:
     if record is None:
         return pd.Series(dtype=float)
     key = test_key(study, record)
-    return pd.Series({str(c["trial_id"]): float(c["metrics"].get(key, np.nan))
+    # None: no score (a class absent from the test set, or the final training failed)
+    return pd.Series({str(c["trial_id"]): float(np.nan if c["metrics"].get(key) is None
+                                                else c["metrics"][key])
                       for c in record["candidates"]}, dtype=float)
 
 

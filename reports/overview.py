@@ -31,6 +31,8 @@ LEADERBOARD_ROWS = 10
 
 def outcome_counts(study: StudyData) -> dict[str, int]:
     """Trials per outcome (every key of `OUTCOMES`, zero included)."""
+    if "stop_reason" not in study.trials:  # no search (a study of fixed configurations)
+        return dict.fromkeys(OUTCOMES, 0)
     last = study.trials.drop_duplicates("trial_id", keep="last")["stop_reason"]
     unknown = sorted(set(last) - set(OUTCOMES))
     if unknown:
@@ -42,7 +44,7 @@ def outcome_counts(study: StudyData) -> dict[str, int]:
 def epochs_spent(study: StudyData) -> tuple[int, int]:
     """Epochs the search trained in all, and what every trial at the full budget (no early
     stopping) would have trained."""
-    per_trial = study.trials.groupby("trial_id")["epoch"].max().clip(lower=0)
+    per_trial = pd.to_numeric(study.trials.groupby("trial_id")["epoch"].max()).clip(lower=0)
     return int(per_trial.sum()), int(len(per_trial) * study.max_epochs)
 
 
@@ -93,7 +95,9 @@ def study_summary(study: StudyData) -> pd.DataFrame:
         ("Search space", f"{study.space}: " + ", ".join(parameter_name(p)
                                                        for p in study.parameters)),
         ("Metric", f"{study.metric_display} ({study.metric}, {plan.get('mode', 'max')})"),
-        ("Search", f"{plan.get('sampler', 'tpe')} sampler, {scheduler} scheduler, ASHA "
+        ("Search", f"none: fixed configurations {', '.join(plan['presets'])}"
+                   if plan.get("presets") else
+                   f"{plan.get('sampler', 'tpe')} sampler, {scheduler} scheduler, ASHA "
                    f"milestones at epochs {milestones}"),
         ("Trials", f"{sum(counts.values())}: " + ", ".join(
             f"{counts[r]} {w}" for r, w in OUTCOMES.items())),
@@ -114,6 +118,8 @@ def study_summary(study: StudyData) -> pd.DataFrame:
 
 def _answer(study: StudyData, board: pd.DataFrame) -> str:
     """The headline: the best configuration and its scores, in one sentence."""
+    if study.trials.empty:
+        return "A study of fixed configurations: no search, so no best configuration found."
     if board.empty:
         return (f"No trial completed the full budget of {study.max_epochs} epochs, so there is "
                 "no best configuration.")
@@ -166,7 +172,10 @@ def leaderboard(study: StudyData, *, n_rows: int = LEADERBOARD_ROWS) -> pd.DataF
     """The best completed trials, best first: their sampled parameters (in words) and scores
     on the search fold (full budget), in cross-validation (mean ± sd, when the study ran it)
     and on the held-out test set (when it wrote `final_test.json`)."""
-    final = study.final().dropna(subset=[study.metric])
+    final = study.final()
+    if study.metric not in final:  # no search (a study of fixed configurations)
+        final = final.assign(**{study.metric: pd.Series(dtype=float)})
+    final = final.dropna(subset=[study.metric])
     final = final.sort_values(study.metric, ascending=study.mode == "min", kind="stable")
     final = final.head(n_rows).reset_index(drop=True)
     table = pd.DataFrame({"Rank": np.arange(1, len(final) + 1),
@@ -181,7 +190,7 @@ def leaderboard(study: StudyData, *, n_rows: int = LEADERBOARD_ROWS) -> pd.DataF
     cv = _cv_scores(study)
     if len(cv):
         table[f"{study.metric_display} CV mean ± sd"] = [cv.get(t, "–") for t in table["Trial"]]
-    tests = test_scores(study)
+    tests = test_scores(study)  # NaN where the test set had no score
     if len(tests):
         table[f"{study.metric_display} test"] = [tests.get(t, np.nan) for t in table["Trial"]]
     return table
@@ -192,6 +201,10 @@ def leaderboard_section(study: StudyData) -> Section:
     title = "Leaderboard"
     board = leaderboard(study)
     counts = outcome_counts(study)
+    if study.trials.empty:
+        return Section(title=title, notes=[
+            "No leaderboard: this study searched nothing (fixed configurations); their "
+            "cross-validation and test scores are in the sections below."])
     if board.empty:
         return Section(title=title, notes=[
             f"No leaderboard: no trial completed the full budget of {study.max_epochs} epochs "

@@ -128,19 +128,24 @@ class StudyData:
 
         Diverged trials are left out at every epoch: their training broke down, so no score
         of theirs is a measurement of the configuration (`n_diverged` counts them)."""
-        rows = self.trials[(self.trials["epoch"] == epoch)
-                           & (self.trials["stop_reason"] != DIVERGED)]
+        rows = self.trials[self.trials["epoch"] == epoch]
+        if "stop_reason" in rows:
+            rows = rows[rows["stop_reason"] != DIVERGED]
         return rows.drop_duplicates("trial_id").reset_index(drop=True)
 
     @property
     def n_diverged(self) -> int:
         """Trials whose training diverged (non-finite loss)."""
+        if "stop_reason" not in self.trials:
+            return 0
         last = self.trials.drop_duplicates("trial_id", keep="last")
         return int((last["stop_reason"] == DIVERGED).sum())
 
     def final(self) -> pd.DataFrame:
         """Trials that trained the full budget, scored at the last epoch."""
         rows = self.at_epoch(self.max_epochs)
+        if "stop_reason" not in rows:  # no search (a study of fixed configurations)
+            return rows.iloc[0:0]
         return rows[rows["stop_reason"] == "completed"].reset_index(drop=True)
 
 

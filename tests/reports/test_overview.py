@@ -185,3 +185,34 @@ def test_a_diverged_trial_counts_but_never_scores():
     assert section.notes == ["Not computed: needs at least 4 trials scored at one ASHA "
                              "milestone; this study has 3."]
     assert "ddd" not in leaderboard(study)["Trial"].tolist()
+
+
+def test_trial_order_comes_from_trials_parquet_when_the_study_recorded_it(tmp_path):
+    study = make_study(tmp_path)  # no Optuna storage here
+    started = {trial_id: 10 + 2 * k for k, trial_id in enumerate(reversed(ORDER))}
+    study.trials["trial_number"] = study.trials["trial_id"].map(started)
+    numbers = trial_numbers(study)
+    assert numbers.sort_values().index.tolist() == list(reversed(ORDER))
+    assert sorted(numbers.tolist()) == [1, 2, 3, 4, 5]
+
+
+def test_a_study_of_fixed_configurations_opens_without_a_search():
+    from reports.build import study_sections
+
+    fixed = make_study(final_test=final_test_record())
+    fixed.record["plan"]["presets"] = ["cnn7_gmp", "cnn4_gmp"]
+    fixed = StudyData(directory=fixed.directory, name="s", record=fixed.record,
+                      trials=pd.DataFrame(columns=["trial_id", "epoch"]), cv=None,
+                      final_test=fixed.final_test)
+    sections = {s.title: s for s in study_sections(fixed, n_bootstrap=5)}
+    failed = [n for s in sections.values() for n in s.notes if "could not be computed" in n
+              and s.title in OPENING_TITLES]
+    assert failed == []
+    summary = sections["Summary"].tables[0].frame.set_index("Item")["Value"]
+    assert summary["Search"] == "none: fixed configurations cnn7_gmp, cnn4_gmp"
+    assert sections["Leaderboard"].notes[0].startswith("No leaderboard: this study searched")
+    assert sections["Best configuration: per-class scores and confusion matrix"].figures
+
+
+OPENING_TITLES = ("Summary", "Leaderboard", "Learning curves", "Optimisation history",
+                  "Best configuration: per-class scores and confusion matrix")
