@@ -278,9 +278,14 @@ def check_diverged_study(work: Path) -> list[Check]:
         where = re.compile(r"diverged at epoch \d+: loss is \S+ at batch \d+")
         if not messages or not all(where.search(m) for m in messages):
             recorded.append(f"messages do not say where: {messages}")
+        unmeasured = frame[frame.get("trial_status", pd.Series(dtype=str)) == "diverged"]
+        scored = unmeasured["val/f1_cinc"].dropna() if "val/f1_cinc" in unmeasured else []
+        if len(unmeasured) != 2 or len(scored):
+            recorded.append(f"the diverged rows carry scores {list(scored)} (NaN expected)")
     else:
         recorded.append("no trials.parquet")
-    checks.append(Check("trials.parquet records each trial as diverged, saying where",
+    checks.append(Check("trials.parquet records each trial as diverged, saying where, with "
+                        "no score (NaN)",
                         message, tuple(recorded)))
 
     lines = ran.out.splitlines()

@@ -18,6 +18,9 @@ from functools import partial
 from pathlib import Path
 
 from reports.artifact import Section
+from reports.best_config import best_config_section
+from reports.bootstrap import DEFAULT_RESAMPLES
+from reports.curves import history_section, learning_curves_section
 from reports.cv_tables import cv_section
 from reports.early_stopping import early_stopping_section
 from reports.explanation_sanity import sanity_section
@@ -27,6 +30,7 @@ from reports.galleries import galleries_section
 from reports.importance import importance_section
 from reports.marginals import marginals_section
 from reports.naming import slug
+from reports.overview import leaderboard_section, summary_section
 from reports.per_class import per_class_section
 from reports.publication_figures import publication_section
 from reports.published import published_section
@@ -34,17 +38,26 @@ from reports.study_data import ReportError, StudyData, find_latest_study, load_s
 
 
 def analyses(
-    *, reference_dir: Path | None = None
+    *, reference_dir: Path | None = None, n_bootstrap: int = DEFAULT_RESAMPLES
 ) -> tuple[tuple[str, Callable[[StudyData], Section]], ...]:
-    """Every analysis of a study, in report order (published tables from ``reference_dir``,
-    default ``<repo>/../shared/reference-results``)."""
+    """Every analysis of a study, in report order: the answer first (summary, leaderboard,
+    published results beside it, learning curves, optimisation history, the best
+    configuration's per-class scores), then the analyses behind it. Published tables come
+    from ``reference_dir`` (default ``<repo>/../shared/reference-results``); bootstrap
+    intervals use ``n_bootstrap`` resamples."""
     return (
-        ("parameter importance by budget", importance_section),
-        ("marginal effects and interactions", marginals_section),
-        ("early-stopping audit", early_stopping_section),
+        ("summary", summary_section),
+        ("leaderboard", leaderboard_section),
+        ("published results", partial(published_section, reference_dir=reference_dir)),
+        ("learning curves", learning_curves_section),
+        ("optimisation history", history_section),
+        ("best configuration", best_config_section),
+        ("parameter importance by budget", partial(importance_section, n_bootstrap=n_bootstrap)),
+        ("marginal effects and interactions",
+         partial(marginals_section, n_bootstrap=n_bootstrap)),
+        ("early-stopping audit", partial(early_stopping_section, n_bootstrap=n_bootstrap)),
         ("per-class scores", per_class_section),
         ("cross-validation", cv_section),
-        ("published results", partial(published_section, reference_dir=reference_dir)),
         ("explanation galleries", galleries_section),
         ("explanation scores", explanation_scores_section),
         ("explanation sanity checks", sanity_section),
@@ -61,7 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m reports.build",
         description=(
-            "Build the report of finished studies: parameter importance per ASHA budget "
+            "Build the report of finished studies. It opens with the answer: a summary "
+            "(trials, epochs and hours spent), a leaderboard (search-fold, cross-validation "
+            "and test scores), published results beside it, learning curves, the "
+            "optimisation history and the best configuration's per-class scores; then "
+            "parameter importance per ASHA budget "
             "(fANOVA and PED-ANOVA with bootstrap intervals), marginal effects and "
             "interactions, an audit of the early stopping, cross-validation tables with "
             "corrected resampled t-tests, explanation galleries and explanation scores. "
@@ -78,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder of published result tables (CSV) shown beside the "
                              "study's results (default: ../shared/reference-results beside "
                              "the clone)")
+    parser.add_argument("--bootstrap", type=_resamples, default=DEFAULT_RESAMPLES,
+                        metavar="N",
+                        help=f"bootstrap resamples per interval (default {DEFAULT_RESAMPLES}; "
+                             "more gives steadier interval bounds, and importance refits "
+                             "cost time in proportion)")
     parser.add_argument("--no-static", action="store_true",
                         help="skip PDF/SVG export (HTML, CSV and LaTeX only)")
     parser.add_argument("--wandb", action="store_true",
@@ -95,10 +117,23 @@ def _prefixed(section: Section, *, prefix: str) -> Section:
     )
 
 
-def study_sections(study: StudyData, *, reference_dir: Path | None = None) -> list[Section]:
+def _resamples(text: str) -> int:
+    """``--bootstrap``: a positive whole number."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number of "
+                                         "resamples")
+    return value
+
+
+def study_sections(study: StudyData, *, reference_dir: Path | None = None,
+                   n_bootstrap: int = DEFAULT_RESAMPLES) -> list[Section]:
     """Every analysis of one study; an analysis that fails becomes a note, not a crash."""
     sections = []
-    for title, analysis in analyses(reference_dir=reference_dir):
+    for title, analysis in analyses(reference_dir=reference_dir, n_bootstrap=n_bootstrap):
         print(f"  {study.name}: {title}", file=sys.stderr, flush=True)
         try:
             sections.append(_prefixed(analysis(study), prefix=slug(study.name)))
@@ -110,7 +145,8 @@ def study_sections(study: StudyData, *, reference_dir: Path | None = None) -> li
 
 
 def build(
-    studies: list[Path], *, out: Path, static: bool, reference_dir: Path | None = None
+    studies: list[Path], *, out: Path, static: bool, reference_dir: Path | None = None,
+    n_bootstrap: int = DEFAULT_RESAMPLES,
 ) -> tuple[Manifest, list[tuple[str, list[Section]]]]:
     """Write the report of ``studies`` into ``out`` (replaced); returns the manifest and the
     sections it drew."""
@@ -119,7 +155,8 @@ def build(
         shutil.rmtree(out)
     out.mkdir(parents=True)
     manifest = Manifest(studies=[s.name for s in loaded])
-    all_sections = [(study.name, study_sections(study, reference_dir=reference_dir))
+    all_sections = [(study.name, study_sections(study, reference_dir=reference_dir,
+                                                n_bootstrap=n_bootstrap))
                     for study in loaded]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
@@ -162,10 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         studies = args.study or [find_latest_study(DEFAULT_RUNS)]
-        print(f"building the report of {', '.join(str(s) for s in studies)} into {args.out}",
-              file=sys.stderr)
+        print(f"building the report of {', '.join(str(s) for s in studies)} into {args.out} "
+              f"({args.bootstrap} bootstrap resamples per interval; the importance refits "
+              "fANOVA and PED-ANOVA that often per budget, the slowest part: --bootstrap N "
+              "sets it)", file=sys.stderr)
         manifest, sections = build(studies, out=args.out, static=not args.no_static,
-                                   reference_dir=args.reference_results)
+                                   reference_dir=args.reference_results,
+                                   n_bootstrap=args.bootstrap)
         if args.wandb:
             modes = {s.name: s.record["plan"].get("wandb_mode", "offline")
                      for s in map(load_study, studies)}

@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from scipy import stats
 
 from reports.artifact import Figure, Section, Sources, Table
-from reports.naming import slug
+from reports.naming import parameter_name, slug
 from reports.study_data import CONFIG_PREFIX, ReportError, StudyData
 
 CANDIDATE = CONFIG_PREFIX + "candidate"
@@ -125,10 +125,11 @@ def cv_summary(study: StudyData) -> pd.DataFrame:
 def presentation_table(summary: pd.DataFrame, *, digits: int = 3,
                        columns: list[tuple[str, str]] | None = None) -> pd.DataFrame:
     """The thesis-style table of `cv_summary`: ``"0.812 ± 0.021"`` cells, config columns
-    without the ``config/`` prefix, scores headed as in ``columns`` (`score_columns`)."""
+    named in words (``CNN depth``), scores headed as in ``columns`` (`score_columns`)."""
     table = pd.DataFrame({"Rank": summary["rank"], "Candidate": summary["candidate"]})
     for column in (c for c in summary if c.startswith(CONFIG_PREFIX)):
-        table[column.removeprefix(CONFIG_PREFIX)] = [_format_value(v) for v in summary[column]]
+        table[parameter_name(column.removeprefix(CONFIG_PREFIX))] = [
+            _format_value(v) for v in summary[column]]
     headers = dict(columns or ())
     for column in (c for c in summary if c.endswith("_mean")):
         name = column.removesuffix("_mean")
@@ -161,6 +162,39 @@ def summed_confusion(study: StudyData) -> dict[str, pd.DataFrame]:
             columns=pd.Index(labels, name="predicted"),
         )
     return matrices
+
+
+def search_fold(study: StudyData) -> int | None:
+    """The fold whose validation scores the search tuned on (``plan.fold``), or None."""
+    fold = study.record.get("plan", {}).get("fold")
+    return None if fold is None else int(fold)
+
+
+def without_search_fold(study: StudyData, folds: pd.DataFrame) -> pd.Series:
+    """Per candidate, ``"mean ± sd"`` of the study metric over the folds other than the
+    search fold (the search chose the candidates by their score on it, so it flatters them)."""
+    fold = search_fold(study)
+    unseen = folds if fold is None else folds[folds["fold"] != fold]
+    grouped = unseen.groupby("candidate")[study.metric]
+    return pd.Series({c: _mean_std(m, s, digits=3) for c, m, s in
+                      zip(grouped.mean().index, grouped.mean(), grouped.std(ddof=1),
+                          strict=True)}, dtype=object)
+
+
+def fold_table(study: StudyData, folds: pd.DataFrame) -> pd.DataFrame:
+    """The study metric per candidate and fold, the search fold marked."""
+    fold = search_fold(study)
+    order = list(cv_summary(study)["candidate"])
+    table = folds.assign(candidate=pd.Categorical(folds["candidate"], categories=order))
+    table = table.sort_values(["candidate", "fold"], kind="stable")
+    return pd.DataFrame({
+        "Candidate": table["candidate"].astype(str),
+        "Fold": table["fold"],
+        "Role": ["search fold (the search chose the candidates on it)" if f == fold
+                 else "" for f in table["fold"]],
+        study.metric_display: table[study.metric],
+        "Trial": table["trial_id"].astype(str),
+    }).reset_index(drop=True)
 
 
 def row_normalised(matrix: pd.DataFrame) -> pd.DataFrame:
@@ -327,20 +361,33 @@ def cv_section(study: StudyData, *, alpha: float = 0.05) -> Section:
     summary = cv_summary(study)
     tests = paired_tests(study, alpha=alpha)
     all_sources = Sources(study=study.name, trials=tuple(folds["trial_id"].astype(str)))
+    tuned = search_fold(study)
+    presented = presentation_table(summary, columns=score_columns(study))
+    if tuned is not None and tuned in set(folds["fold"]):
+        unseen = without_search_fold(study, folds)
+        presented.insert(len(presented.columns) - 1,
+                         f"{study.metric_display} without search fold {tuned}",
+                         [unseen.get(c, "–") for c in summary["candidate"]])
     tables = [
         Table(name="cv_summary",
               title=f"Cross-validation of the {len(summary)} best configurations: per-class "
-                    f"scores and {study.metric_display}, mean ± standard deviation over folds",
-              frame=presentation_table(summary, columns=score_columns(study)),
-              sources=all_sources),
+                    f"scores and {study.metric_display}, mean ± standard deviation over folds"
+                    + (f" (fold {tuned} is the search fold)" if tuned is not None else ""),
+              frame=presented, sources=all_sources),
         Table(name="cv_summary_data",
               title="Cross-validation scores per candidate (mean and sample standard "
                     "deviation over folds)", frame=summary, sources=all_sources,
               float_format="{:.4f}"),
         Table(name="cv_paired_tests",
               title="Each candidate against the best: corrected resampled t-test (Nadeau and "
-                    f"Bengio 2003), Holm-adjusted across candidates, alpha = {alpha}",
+                    f"Bengio 2003), Holm-adjusted across candidates, alpha = {alpha}; the best "
+                    "was selected on these same folds, so the p-values are optimistic",
               frame=tests, sources=all_sources, float_format="{:.3g}"),
+        Table(name="cv_fold_scores",
+              title=f"{study.metric_display} per candidate and fold"
+                    + (f"; fold {tuned} is the fold the search tuned on" if tuned is not None
+                       else ""),
+              frame=fold_table(study, folds), sources=all_sources),
     ]
     figures = []
     confusion = summed_confusion(study) if "val/confusion_json" in folds else {}
@@ -359,6 +406,14 @@ def cv_section(study: StudyData, *, alpha: float = 0.05) -> Section:
         "Paired tests: t = mean(d) / sqrt((1/k + n_test/n_train) var(d)) over the k folds both "
         "candidates trained, n_test/n_train = 1/(K-1) for K-fold CV, df = k - 1; t_naive and "
         "p_naive are the uncorrected paired t-test, shown for comparison.",
+        "Selection bias: the best candidate is the one with the best mean over these same "
+        "folds (and the candidates were chosen by the search on one of them), so its lead is "
+        "biased upward and the tests are optimistic; a difference that is not significant "
+        "here is no evidence of a difference, and a significant one needs confirmation on "
+        "data no decision has seen (a held-out test set).",
+        *([f"Fold {tuned} is the search fold: the search ranked the configurations by their "
+           "validation score on it, so scores there flatter the candidates; the column "
+           f"'without search fold {tuned}' leaves it out."] if tuned is not None else []),
     ]
     n_folds = study.record.get("plan", {}).get("n_folds")
     short = summary[summary["n_folds"] < (n_folds or summary["n_folds"].max())]

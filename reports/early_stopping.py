@@ -22,7 +22,9 @@ from plotly.subplots import make_subplots
 from scipy import stats
 
 from reports.artifact import Figure, Section, Sources, Table
+from reports.bootstrap import DEFAULT_RESAMPLES
 from reports.cv_tables import holm_adjust
+from reports.naming import parameter_name, with_parameter_words
 from reports.study_data import StudyData
 
 CONSECUTIVE = "consecutive"
@@ -86,6 +88,9 @@ def rung_pairs(study: StudyData) -> pd.DataFrame:
 MIN_RANK_TRIALS = 10
 """Fewer trials than this cannot support a rank correlation: with 4-5 pairs a perfect rho
 arises by chance often (p >= 0.08 for n = 5) and its intervals collapse to a point."""
+
+MIN_SCATTER_TRIALS = 3
+"""Fewer pairs than this leave Spearman's rho undefined: the rung scatter is not drawn."""
 
 
 def rung_correlations(
@@ -185,6 +190,92 @@ def _pair_specs(milestones: list[int]) -> list[tuple[str, int, int, int]]:
     consecutive = [(CONSECUTIVE, k, a, b) for k, (a, b) in enumerate(pairwise(milestones))]
     to_final = [(TO_FINAL, k, a, milestones[-1]) for k, a in enumerate(milestones[:-1])]
     return consecutive + to_final
+
+
+# -- verdict -------------------------------------------------------------------------------
+
+WINNER_COLUMNS = ("epoch", "n_scored", "n_stopped_here", "kept_places", "winner_rank",
+                  "winner_kept", "winner_score", "best_stopped_score")
+
+
+def winner_ranks(study: StudyData) -> pd.DataFrame:
+    """Where the eventual best trial ranked at each earlier milestone, among ALL trials
+    scored there: those ASHA stopped at that milestone included, with the score at which it
+    stopped them. Unlike correlations to later epochs (survivors only), nothing is
+    range-restricted here.
+
+    Returns:
+        One row per milestone before the full budget, columns `WINNER_COLUMNS`: trials
+        scored there, trials stopped there, the places ASHA keeps (ceil(n / reduction
+        factor)), the winner's rank (1 = best), whether it ranked within the kept places,
+        its score and the best score of a trial stopped there. Empty without a completed
+        trial.
+    """
+    final = study.final().dropna(subset=[study.metric])
+    if final.empty:
+        return pd.DataFrame(columns=list(WINNER_COLUMNS))
+    ascending = study.mode == "min"
+    winner = final.sort_values(study.metric, ascending=ascending, kind="stable").iloc[0]
+    wide = milestone_scores(study)
+    per_trial = study.trials.drop_duplicates("trial_id", keep="last").set_index("trial_id")
+    factor = float(study.record.get("plan", {}).get("reduction_factor") or 3.0)
+    rows = []
+    for rung, epoch in enumerate(study.milestones[:-1]):
+        scored = wide[epoch].dropna()
+        stopped_here = [t for t in scored.index
+                        if per_trial.at[t, "stop_reason"] == STOPPED
+                        and int(per_trial.at[t, "max_rung"]) == rung]
+        ranks = scored.rank(ascending=ascending, method="min")
+        rank = int(ranks[winner["trial_id"]]) if winner["trial_id"] in ranks else None
+        kept = math.ceil(len(scored) / factor)
+        stopped_scores = scored[stopped_here]
+        rows.append({
+            "epoch": epoch, "n_scored": len(scored), "n_stopped_here": len(stopped_here),
+            "kept_places": kept, "winner_rank": rank,
+            "winner_kept": None if rank is None else rank <= kept,
+            "winner_score": float(scored.get(winner["trial_id"], math.nan)),
+            "best_stopped_score": (float(stopped_scores.min() if ascending
+                                         else stopped_scores.max())
+                                   if len(stopped_scores) else math.nan),
+        })
+    return pd.DataFrame(rows, columns=list(WINNER_COLUMNS))
+
+
+def rung_verdict(correlations: pd.DataFrame, winners: pd.DataFrame) -> str:
+    """One sentence: were this study's rungs trustworthy?
+
+    Trustworthy: every consecutive-milestone rank correlation rests on at least
+    `MIN_RANK_TRIALS` trials with a 95% interval above 0, and the eventual best trial ranked
+    within ASHA's kept places at every milestone. Doubtful: an interval reaches 0, or the
+    winner ranked outside the kept places (it survived by the timing of the asynchronous
+    comparisons). Otherwise the study has too few trials to judge.
+    """
+    consecutive = correlations[correlations["comparison"] == CONSECUTIVE]
+    missed = winners[winners["winner_kept"] == False]  # noqa: E712 (None: not scored)
+    winner_text = ""
+    if len(missed):
+        epochs = ", ".join(str(int(e)) for e in missed["epoch"])
+        winner_text = (f" the eventual best trial ranked outside ASHA's kept places at epoch "
+                       f"{epochs}, so a slightly different arrival order would have stopped it")
+    weak = consecutive[~(consecutive["ci_low"] > 0)]
+    few = consecutive[consecutive["n_trials"] < MIN_RANK_TRIALS]
+    if len(few):
+        smallest = int(few["n_trials"].min())
+        base = (f"Rungs cannot be judged: a rank correlation between milestones needs at least "
+                f"{MIN_RANK_TRIALS} trials at both; this study has {smallest}")
+        return base + (f", and{winner_text}." if winner_text else ".")
+    if len(weak) or winner_text:
+        reasons = []
+        if len(weak):
+            reasons.append("the rank correlation between epochs " + ", ".join(
+                f"{int(r.epoch_from)} and {int(r.epoch_to)}" for r in weak.itertuples())
+                + " has a 95% interval reaching 0")
+        if winner_text:
+            reasons.append(winner_text.strip())
+        return "Rungs doubtful: " + "; ".join(reasons) + "."
+    return ("Rungs trustworthy: scores at each milestone rank trials as the next milestone "
+            "does (every 95% interval above 0), and the eventual best trial ranked within "
+            "ASHA's kept places at every milestone.")
 
 
 # -- who gets stopped ------------------------------------------------------------------------
@@ -401,7 +492,7 @@ def early_stop_share_figure(shares: pd.DataFrame, *, n_cols: int = 3) -> go.Figu
     n_cols = max(1, min(n_cols, len(parameters)))
     n_rows = max(1, math.ceil(len(parameters) / n_cols))
     tests = shares.drop_duplicates("parameter").set_index("parameter")
-    titles = [f"{p} (p = {_fmt(tests.at[p, 'p_value'], digits=2, general=True)})"
+    titles = [f"{parameter_name(p)} (p = {_fmt(tests.at[p, 'p_value'], digits=2, general=True)})"
               for p in parameters]
     figure = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=titles or None,
                            vertical_spacing=0.5 / n_rows if n_rows > 1 else 0.1)
@@ -434,7 +525,9 @@ def _fmt(value: float, *, digits: int = 2, general: bool = False) -> str:
 
 # -- section -------------------------------------------------------------------------------
 
-def early_stopping_section(study: StudyData, *, n_bootstrap: int = 1000, seed: int = 0) -> Section:
+def early_stopping_section(
+    study: StudyData, *, n_bootstrap: int = DEFAULT_RESAMPLES, seed: int = 0
+) -> Section:
     """The early-stopping audit of one study: rung correlations and who gets stopped."""
     title = "Early-stopping audit (ASHA)"
     notes = []
@@ -449,22 +542,48 @@ def early_stopping_section(study: StudyData, *, n_bootstrap: int = 1000, seed: i
     pairs = rung_pairs(study)
     correlations = rung_correlations(study, n_bootstrap=n_bootstrap, seed=seed)
     pair_sources = Sources(study=study.name, trials=tuple(sorted(set(pairs["trial_id"]))))
-    figures.append(Figure(
-        name="early_stop_rung_scatter",
-        title=f"{study.metric} of the same trials at consecutive ASHA milestones; ρ: Spearman, "
-              "interval: 95% Fisher z with the Bonett-Wright standard error",
-        figure=rung_scatter_figure(pairs, correlations, metric=study.metric),
-        sources=pair_sources,
-    ))
-    tables.append(Table(
-        name="early_stop_rung_correlations",
-        title="Spearman correlation of scores between ASHA milestones (consecutive pairs, and "
-              "each milestone against the full budget for trials that completed it)",
-        frame=correlations, sources=pair_sources,
-    ))
+    winners = winner_ranks(study)
+    notes.append(rung_verdict(correlations, winners))
+    notes.append("Correlations to a later epoch use only the trials ASHA let continue: they "
+                 "span a narrower range of scores than all trials (range restriction), which "
+                 "pulls rho towards 0, so a low rho among survivors alone does not condemn a "
+                 "rung. The table of the eventual best trial's rank uses every trial scored at "
+                 "each milestone, the stopped ones at the rung they reached.")
+    if not winners.empty:
+        tables.append(Table(
+            name="early_stop_winner_ranks",
+            title="The eventual best trial at each earlier milestone, ranked among all "
+                  "trials scored there (stopped ones included)",
+            frame=winners, sources=Sources(study=study.name,
+                                           trials=tuple(sorted(set(per_trial["trial_id"]))))))
+    consecutive = correlations[correlations["comparison"] == CONSECUTIVE]
+    most_pairs = int(consecutive["n_trials"].max()) if len(consecutive) else 0
+    if most_pairs >= MIN_SCATTER_TRIALS:
+        figures.append(Figure(
+            name="early_stop_rung_scatter",
+            title=f"{study.metric_display} of the same trials at consecutive ASHA milestones; "
+                  "ρ: Spearman, interval: 95% Fisher z with the Bonett-Wright standard error",
+            figure=rung_scatter_figure(pairs, correlations, metric=study.metric_display),
+            sources=pair_sources,
+        ))
+    else:
+        notes.append(f"Rung scatter not drawn: needs at least {MIN_SCATTER_TRIALS} trials "
+                     f"scored at two consecutive milestones; this study has {most_pairs}.")
+    computable = bool((correlations["n_trials"] >= MIN_SCATTER_TRIALS).any())
+    if computable:
+        tables.append(Table(
+            name="early_stop_rung_correlations",
+            title="Spearman correlation of scores between ASHA milestones (consecutive pairs, "
+                  "and each milestone against the full budget for trials that completed it)",
+            frame=correlations, sources=pair_sources,
+        ))
     shares = stopped_early_by_value(study, seed=seed)
-    if not shares.empty:
-        audited = per_trial[per_trial["stop_reason"].isin(AUDITED)]
+    audited = per_trial[per_trial["stop_reason"].isin(AUDITED)]
+    if len(audited) < MIN_RANK_TRIALS:
+        notes.append(f"Who ASHA stops, by parameter value: not computed; needs at least "
+                     f"{MIN_RANK_TRIALS} completed or stopped trials; this study has "
+                     f"{len(audited)}.")
+    elif not shares.empty:
         share_sources = Sources(study=study.name, trials=tuple(sorted(audited["trial_id"])))
         figures.append(Figure(
             name="early_stop_share",
@@ -474,13 +593,15 @@ def early_stopping_section(study: StudyData, *, n_bootstrap: int = 1000, seed: i
         ))
         tables.append(Table(name="early_stop_tests",
                             title="Does early stopping depend on the parameter?",
-                            frame=stopping_tests(shares), sources=share_sources,
+                            frame=with_parameter_words(stopping_tests(shares)),
+                            sources=share_sources,
                             float_format="{:.3g}"))
         tables.append(Table(name="early_stop_by_value",
                             title="Trials stopped early per parameter value",
-                            frame=shares, sources=share_sources, float_format="{:.3g}"))
+                            frame=with_parameter_words(shares), sources=share_sources,
+                            float_format="{:.3g}"))
     few = correlations[correlations["n_trials"] < MIN_RANK_TRIALS]
-    if len(few):
+    if len(few) and computable:
         notes.append(f"{len(few)} of {len(correlations)} rank correlations rest on fewer than "
                      f"{MIN_RANK_TRIALS} trials (column caveat): they cannot tell a good rung "
                      "from a lucky one, and a rho of +-1 there has no interval.")

@@ -174,7 +174,9 @@ def render_index(sections: list[tuple[str, list[Section]]], *, manifest: Manifes
         "<style>body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em;"
         "overflow-wrap:anywhere}.scroll{overflow-x:auto;max-width:100%}"
         ".plotly-graph-div{max-width:100%}"
-        ".table{border-collapse:collapse;font-size:90%}.table td,.table th{padding:2px 8px;"
+        # cells break at spaces only (not inside "Rank" or a trial id); .scroll scrolls
+        ".table{border-collapse:collapse;font-size:90%;overflow-wrap:normal}"
+        ".table td,.table th{padding:2px 8px;"
         "border-bottom:1px solid #ddd}.note{color:#555}.warning{color:#a00}"
         ".files a{margin-right:1em}</style>"
         f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"

@@ -37,6 +37,8 @@ from plotly.colors import hex_to_rgb, qualitative
 from plotly.subplots import make_subplots
 
 from reports.artifact import Figure, Section, Sources, Table
+from reports.bootstrap import DEFAULT_RESAMPLES, percentile_interval
+from reports.naming import parameter_name, with_parameter_words
 from reports.study_data import ReportError, StudyData
 
 __all__ = [
@@ -99,7 +101,7 @@ def importance_by_budget(
     study: StudyData,
     *,
     methods: Sequence[str] = METHODS,
-    n_bootstrap: int = 20,
+    n_bootstrap: int = DEFAULT_RESAMPLES,
     seed: int = 0,
     min_trials: int = 4,
     confidence: float = 0.95,
@@ -116,7 +118,8 @@ def importance_by_budget(
         seed: seeds the resampling and fANOVA's forest; equal seeds give equal tables.
         min_trials: budgets and branches with fewer scored trials are skipped (listed in
             ``frame.attrs["notes"]``).
-        confidence: coverage of the percentile interval.
+        confidence: coverage of the percentile interval (reported as computed: it can miss
+            the point estimate, and ``frame.attrs["notes"]`` counts how often it does).
         ped_anova_quantile: PED-ANOVA's target quantile (which fraction of trials counts as
             good). Optuna's 0.1 leaves one or two trials at the sizes these studies have.
         fanova_trees: trees in fANOVA's random forest (64 in Optuna; fits dominate the cost).
@@ -169,10 +172,9 @@ def _importance_table(
     distributions = rebuild_distributions(study.parameters)
     labels = branch_labels(study)
     direction = _DIRECTIONS[study.mode]
-    tail = (1.0 - confidence) / 2.0 * 100.0
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
-    widened = 0
+    missed = 0
     for epoch in study.milestones:
         frame = _scored(study, epoch)
         if len(frame) < min_trials:
@@ -201,33 +203,24 @@ def _importance_table(
             for method in evaluators:
                 for name in branch.reported:
                     boot = np.array([r[method][name] for r in resamples], dtype=float)
-                    low, high, was_widened = _interval(estimate[method][name], boot, tail)
-                    widened += was_widened
+                    low, high = percentile_interval(boot, confidence=confidence)
+                    missed += _misses(estimate[method][name], low, high)
                     rows.append({
                         "budget_epoch": epoch, "method": method, "parameter": name,
                         "branch": branch.label, "importance": estimate[method][name],
                         "ci_low": low, "ci_high": high, "n_trials": len(rows_in),
                     })
-    if widened:
-        notes.append(f"{widened} of {len(rows)} bootstrap percentile intervals missed their "
-                     "point estimate (resampling duplicates trials, which biases small-sample "
-                     "importances) and were extended to it")
+    if missed:
+        notes.append(f"{missed} of {len(rows)} bootstrap percentile intervals do not contain "
+                     "their point estimate (a resample repeats trials, which biases a "
+                     "normalised importance from few trials); they are shown as computed")
     return pd.DataFrame(rows, columns=list(COLUMNS)), notes
 
 
-def _interval(estimate: float, boot: np.ndarray, tail: float) -> tuple[float, float, bool]:
-    """Percentile interval of the bootstrap values, extended to hold the point estimate.
-
-    With few trials the bootstrap distribution of a normalised importance is biased (a
-    resample repeats trials, which lends spurious structure to unimportant parameters), and
-    the plain percentile interval can miss the estimate computed on the real trials; an error
-    bar that does not reach its own bar is unreadable, so the interval is widened to it and
-    the widening is counted in the notes. No finite bootstrap values: NaN bounds.
-    """
-    if not np.isfinite(boot).any() or not math.isfinite(estimate):
-        return math.nan, math.nan, False
-    low, high = (float(q) for q in np.nanpercentile(boot, [tail, 100.0 - tail]))
-    return min(low, estimate), max(high, estimate), not low <= estimate <= high
+def _misses(estimate: float, low: float, high: float) -> bool:
+    """Whether a finite interval leaves out its finite point estimate."""
+    finite = all(math.isfinite(v) for v in (estimate, low, high))
+    return finite and not low <= estimate <= high
 
 
 def _scored(study: StudyData, epoch: int) -> pd.DataFrame:
@@ -375,8 +368,10 @@ def _quiet_optuna() -> Iterator[None]:
 
 
 def parameter_label(parameter: str, branch: str) -> str:
-    """How a table row's parameter is named in figures (its branch after a bar if any)."""
-    return parameter if branch == ALL_TRIALS else f"{parameter} | {branch}"
+    """How a table row's parameter is named in figures, in words (its branch after a bar
+    if any)."""
+    words = parameter_name(parameter)
+    return words if branch == ALL_TRIALS else f"{words} | {branch}"
 
 
 def _colours(labels: Sequence[str]) -> dict[str, str]:
@@ -459,9 +454,23 @@ MIN_IMPORTANCE_TRIALS = 20
 attributes most variance to whichever parameter happened to vary with the score."""
 
 
-def importance_section(study: StudyData, **options: Any) -> Section:
-    """Importance figures and table for a report; ``options`` go to `importance_by_budget`."""
-    table = importance_by_budget(study, **options)
+def importance_section(
+    study: StudyData, *, n_bootstrap: int = DEFAULT_RESAMPLES, **options: Any
+) -> Section:
+    """Importance figures and table for a report; ``options`` go to `importance_by_budget`.
+    Without a budget that enough trials reached, one line says so instead of empty figures."""
+    title = "Parameter importance by budget"
+    min_trials = options.get("min_trials", 4)
+    reached = max((len(_scored(study, e)) for e in study.milestones), default=0)
+    if reached < min_trials:
+        return Section(title=title, notes=[
+            f"Not computed: needs at least {min_trials} trials scored at one ASHA milestone; "
+            f"this study has {reached}."])
+    table = importance_by_budget(study, n_bootstrap=n_bootstrap, **options)
+    if table.empty:
+        return Section(title=title, notes=[
+            "Not computed: no parameter varies among the trials at any milestone.",
+            *table.attrs.get("notes", [])])
     table["caveat"] = np.where(table["n_trials"] < MIN_IMPORTANCE_TRIALS,
                                f"too few trials (n < {MIN_IMPORTANCE_TRIALS}): not evidence", "")
     few = table.loc[table["n_trials"] < MIN_IMPORTANCE_TRIALS, "budget_epoch"].unique()
@@ -472,16 +481,18 @@ def importance_section(study: StudyData, **options: Any) -> Section:
         "reached it, scored at that epoch; each fit's importances sum to 1.",
         "Conditional parameters are fitted on the trials where they are active (their "
         "branch), next to the unconditional parameters; inactive values are never imputed.",
-        "Intervals: percentile bootstrap over trials (resampled with replacement, refitted), "
-        "extended to the point estimate where they missed it.",
+        f"Intervals: 95% percentile bootstrap over trials ({n_bootstrap} resamples with "
+        "replacement, each refitted), as computed.",
         *table.attrs.get("notes", []),
+        *([f"{study.n_diverged} diverged trial(s) left out (no score measures their "
+            "configuration)."] if study.n_diverged else []),
         *([f"Importances at epoch(s) {', '.join(str(int(e)) for e in sorted(few))} rest on "
            f"fewer than {MIN_IMPORTANCE_TRIALS} trials (column caveat): a ranking of parameters "
            "from so few fits is not evidence, whatever its interval says."] if len(few) else []),
     ]
     final = int(table["budget_epoch"].max()) if not table.empty else None
     return Section(
-        title="Parameter importance by budget",
+        title=title,
         figures=[
             Figure(name="importance-by-budget",
                    title="Parameter importance at each ASHA milestone (bootstrap band)",
@@ -491,6 +502,7 @@ def importance_section(study: StudyData, **options: Any) -> Section:
                    figure=importance_bar_figure(table), sources=sources),
         ],
         tables=[Table(name="importance-by-budget", title="Parameter importance by budget",
-                      frame=table.reset_index(drop=True), sources=sources)],
+                      frame=with_parameter_words(table.reset_index(drop=True)),
+                      sources=sources)],
         notes=notes,
     )

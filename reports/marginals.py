@@ -21,7 +21,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from reports.artifact import Figure, Section, Sources, Table
-from reports.naming import slug
+from reports.bootstrap import DEFAULT_RESAMPLES, mean_interval, percentile_interval
+from reports.naming import parameter_name, slug
 from reports.study_data import StudyData
 
 __all__ = [
@@ -138,7 +139,7 @@ class MarginalEffects:
 def marginal_effects(
     study: StudyData,
     *,
-    n_bootstrap: int = 200,
+    n_bootstrap: int = DEFAULT_RESAMPLES,
     seed: int = 0,
     n_grid: int = 60,
     bandwidth: float = DEFAULT_BANDWIDTH,
@@ -156,7 +157,6 @@ def marginal_effects(
     Conditional parameters use only the trials where they are active; nothing is imputed.
     """
     chosen = scored_trials(study, min_trials=min_trials)
-    tail = (1.0 - confidence) / 2.0 * 100.0
     points, curves, notes = [], [], []
     for position, (name, description) in enumerate(study.parameters.items()):
         column = study.parameter_column(name)
@@ -172,7 +172,7 @@ def marginal_effects(
         point, curve = _MARGINALS[kind](
             rows[column].to_numpy(dtype=object), rows[study.metric].to_numpy(dtype=float),
             description, rng=rng, n_bootstrap=n_bootstrap, n_grid=n_grid,
-            bandwidth=bandwidth, tail=tail,
+            bandwidth=bandwidth, confidence=confidence,
         )
         points.append(point.assign(parameter=name, kind=kind,
                                    trial_id=rows["trial_id"].to_numpy()))
@@ -208,7 +208,8 @@ def kernel_smooth(grid: np.ndarray, x: np.ndarray, y: np.ndarray, bandwidth: flo
 
 def _numeric_marginal(
     values: np.ndarray, scores: np.ndarray, description: Mapping[str, Any], *,
-    rng: np.random.Generator, n_bootstrap: int, n_grid: int, bandwidth: float, tail: float,
+    rng: np.random.Generator, n_bootstrap: int, n_grid: int, bandwidth: float,
+    confidence: float,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     forward, inverse = _SCALES[bool(description.get("log"))]
     x = values.astype(float)
@@ -221,7 +222,7 @@ def _numeric_marginal(
     if n_bootstrap > 0:
         rows = rng.integers(0, len(t), (n_bootstrap, len(t)))
         boot = kernel_smooth(grid, t[rows], scores[rows], h)  # (B, G)
-        low, high = np.nanpercentile(boot, [tail, 100.0 - tail], axis=0)
+        low, high = percentile_interval(boot, confidence=confidence, axis=0)
     points = pd.DataFrame({"value": values, "x": x, "category": None, "score": scores})
     curve = pd.DataFrame({
         "x": inverse(grid), "category": None, "estimate": estimate,
@@ -232,7 +233,7 @@ def _numeric_marginal(
 
 def _categorical_marginal(
     values: np.ndarray, scores: np.ndarray, description: Mapping[str, Any], *,
-    rng: np.random.Generator, n_bootstrap: int, tail: float, **_: Any,
+    rng: np.random.Generator, n_bootstrap: int, confidence: float, **_: Any,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     choices = list(description["choices"])
     positions = np.array([_choice_position(choices, v) for v in values])
@@ -242,10 +243,8 @@ def _categorical_marginal(
         mine = scores[positions == position]
         if mine.size == 0:
             continue
-        low = high = math.nan
-        if n_bootstrap > 0:
-            boot = mine[rng.integers(0, mine.size, (n_bootstrap, mine.size))].mean(axis=1)
-            low, high = np.percentile(boot, [tail, 100.0 - tail])
+        low, high = mean_interval(mine, n_resamples=n_bootstrap, confidence=confidence,
+                                  rng=rng)
         rows.append({"x": float(position), "category": label, "estimate": float(mine.mean()),
                      "ci_low": float(low), "ci_high": float(high), "n_trials": int(mine.size)})
     points = pd.DataFrame({"value": values, "x": positions.astype(float),
@@ -448,7 +447,7 @@ def interaction_figure(table: pd.DataFrame, *, score_title: str) -> go.Figure:
     y_labels = table.sort_values("y_position")["y_bin"].drop_duplicates().tolist()
     means = table.pivot(index="y_position", columns="x_position", values="mean_score")
     counts = table.pivot(index="y_position", columns="x_position", values="n_trials")
-    x_name, y_name = table["x_parameter"].iloc[0], table["y_parameter"].iloc[0]
+    x_name, y_name = (parameter_name(table[c].iloc[0]) for c in ("x_parameter", "y_parameter"))
     figure = go.Figure(go.Heatmap(
         x=x_labels, y=y_labels, z=means.to_numpy(), text=counts.to_numpy(),
         texttemplate="n=%{text}", colorscale="Viridis",
@@ -468,14 +467,21 @@ def interaction_figure(table: pd.DataFrame, *, score_title: str) -> go.Figure:
 def marginals_section(
     study: StudyData,
     *,
-    n_bootstrap: int = 200,
+    n_bootstrap: int = DEFAULT_RESAMPLES,
     seed: int = 0,
     pairs: Sequence[tuple[str, str]] | None = None,
     n_bins: int = 4,
 ) -> Section:
     """Marginal-effect figures (one per parameter), interaction heatmaps (``pairs``, default
-    `interaction_pairs`) and their tables, for a report."""
+    `interaction_pairs`) and their tables, for a report. With fewer than
+    `MIN_MARGINAL_TRIALS` scored trials, one line says so instead of figures."""
+    title = "Marginal effects and interactions"
     effects = marginal_effects(study, n_bootstrap=n_bootstrap, seed=seed)
+    n_scored = effects.points["trial_id"].nunique() if not effects.points.empty else 0
+    if n_scored < MIN_MARGINAL_TRIALS:
+        return Section(title=title, notes=[
+            f"Not computed: needs at least {MIN_MARGINAL_TRIALS} trials scored at one budget; "
+            f"this study has {n_scored} (at epoch {effects.budget_epoch})."])
     budget = "full budget" if effects.full_budget else "NOT the full budget"
     score_title = f"{study.metric} at epoch {effects.budget_epoch} ({budget})"
     figures, tables = [], []
@@ -484,9 +490,9 @@ def marginals_section(
         curve = effects.curves[effects.curves["parameter"] == name]
         figures.append(Figure(
             name=f"marginal-{slug(name)}",
-            title=f"Marginal effect of {name} ({len(points)} trials, epoch "
+            title=f"Marginal effect of {parameter_name(name)} ({len(points)} trials, epoch "
                   f"{effects.budget_epoch})",
-            figure=marginal_figure(points, curve, parameter=name,
+            figure=marginal_figure(points, curve, parameter=parameter_name(name),
                                    description=study.parameters[name], score_title=score_title),
             sources=Sources(study=study.name, trials=tuple(points["trial_id"])),
         ))
@@ -501,10 +507,11 @@ def marginals_section(
     for x, y in interaction_pairs(study) if pairs is None else pairs:
         table = interaction(study, x=x, y=y, n_bins=n_bins)
         name = f"interaction-{slug(x)}-x-{slug(y)}"
-        figures.append(Figure(name=name, title=f"Mean score by {x} and {y} ({score_title})",
+        words = f"{parameter_name(x)} and {parameter_name(y)}"
+        figures.append(Figure(name=name, title=f"Mean score by {words} ({score_title})",
                               figure=interaction_figure(table, score_title=score_title),
                               sources=all_sources))
-        tables.append(Table(name=name, title=f"Mean score by {x} and {y}", frame=table,
+        tables.append(Table(name=name, title=f"Mean score by {words}", frame=table,
                             sources=all_sources))
     notes = [
         f"Scores at epoch {effects.budget_epoch}: "
@@ -518,11 +525,7 @@ def marginals_section(
         "and bootstrap interval per choice. Conditional parameters: only trials where they "
         "are active.",
         *effects.notes,
+        *([f"{study.n_diverged} diverged trial(s) left out (no score measures their "
+           "configuration)."] if study.n_diverged else []),
     ]
-    n_scored = effects.points["trial_id"].nunique() if not effects.points.empty else 0
-    if n_scored < MIN_MARGINAL_TRIALS:
-        notes.insert(0, f"Only {n_scored} trial(s) scored: fewer than {MIN_MARGINAL_TRIALS}, "
-                        "too few for a marginal effect; the curves and means below illustrate "
-                        "these trials and are not evidence about the parameters.")
-    return Section(title="Marginal effects and interactions", figures=figures, tables=tables,
-                   notes=notes)
+    return Section(title=title, figures=figures, tables=tables, notes=notes)

@@ -1,7 +1,9 @@
 """Reading a study directory: the only input of every report.
 
 A study directory is written by `study.run` (see README): `study.json`, `trials.parquet`
-(one row per trial and epoch), optionally `cv.parquet`, the Optuna storage, and per best trial
+(one row per trial and epoch), optionally `cv.parquet` and `final_test.json` (the best
+configurations retrained and scored once on the held-out test set), the Optuna storage, and per
+best trial
 `trials/<id>/predictions.parquet` and `explanations.npz` (plus `mitdb_explanations.npz` when
 the study ran with ``--mitdb-dir``). Reports never import torch, ray or the study code;
 everything they need is in these files.
@@ -17,6 +19,8 @@ from typing import Any
 import pandas as pd
 
 CONFIG_PREFIX = "config/"
+FINAL_TEST = "final_test.json"
+DIVERGED = "diverged"
 
 
 class ReportError(RuntimeError):
@@ -56,6 +60,8 @@ class StudyData:
         trials: `trials.parquet`, one row per trial and epoch.
         cv: `cv.parquet` (cross-validation of the best configurations) or None.
         artifacts: predictions and explanation files of the best trials, by trial id.
+        final_test: the parsed `final_test.json` (test-set scores of the best
+            configurations), or None when the study wrote none.
     """
 
     directory: Path
@@ -64,6 +70,7 @@ class StudyData:
     trials: pd.DataFrame
     cv: pd.DataFrame | None
     artifacts: dict[str, TrialArtifacts] = field(default_factory=dict)
+    final_test: dict[str, Any] | None = None
 
     @property
     def space(self) -> str:
@@ -121,13 +128,28 @@ class StudyData:
         return CONFIG_PREFIX + name
 
     def at_epoch(self, epoch: int) -> pd.DataFrame:
-        """One row per trial that reached ``epoch``, scored at that epoch (equal budget)."""
+        """One row per trial that reached ``epoch``, scored at that epoch (equal budget).
+
+        Diverged trials are left out at every epoch: their training broke down, so no score
+        of theirs is a measurement of the configuration (`n_diverged` counts them)."""
         rows = self.trials[self.trials["epoch"] == epoch]
+        if "stop_reason" in rows:
+            rows = rows[rows["stop_reason"] != DIVERGED]
         return rows.drop_duplicates("trial_id").reset_index(drop=True)
+
+    @property
+    def n_diverged(self) -> int:
+        """Trials whose training diverged (non-finite loss)."""
+        if "stop_reason" not in self.trials:
+            return 0
+        last = self.trials.drop_duplicates("trial_id", keep="last")
+        return int((last["stop_reason"] == DIVERGED).sum())
 
     def final(self) -> pd.DataFrame:
         """Trials that trained the full budget, scored at the last epoch."""
         rows = self.at_epoch(self.max_epochs)
+        if "stop_reason" not in rows:  # no search (a study of fixed configurations)
+            return rows.iloc[0:0]
         return rows[rows["stop_reason"] == "completed"].reset_index(drop=True)
 
 
@@ -153,6 +175,8 @@ def load_study(directory: str | Path) -> StudyData:
         trials=trials,
         cv=cv,
         artifacts=_artifacts(directory / "trials"),
+        final_test=_read_json(directory / FINAL_TEST) if (directory / FINAL_TEST).is_file()
+        else None,
     )
 
 

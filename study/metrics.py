@@ -65,10 +65,6 @@ class Scoring:
         """The study metric as reported, ``val/<metric>``."""
         return f"val/{self.metric}"
 
-    def worst(self) -> float:
-        """The metric's worst value (reported for a diverged trial)."""
-        return 0.0 if self.mode == "max" else float("inf")
-
 
 def confusion_matrix(*, y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Counts with true classes as rows and predicted classes as columns, (n_classes, n_classes)."""

@@ -121,7 +121,7 @@ class OptunaRecorder(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any,
                         result: dict[str, Any], **info: Any) -> None:
-        # A diverged trial's last row carries a stand-in worst score, not a measured one.
+        # A diverged trial's last row measured nothing (its score is NaN).
         if result.get("trial_status", "running") != "running" or self.metric not in result:
             return
         trial_id = self.optuna_trial_id(trial)

@@ -141,7 +141,8 @@ class StudyProgress(tune.Callback):
         if "time_this_iter_s" in result:
             self._epoch_seconds.append(float(result["time_this_iter_s"]))
         score = result.get(self.metric)
-        if score is not None and epoch in self.milestones[:-1]:
+        measured = result.get("trial_status", "running") == "running"  # diverged: no score
+        if score is not None and measured and epoch in self.milestones[:-1]:
             rung = self.milestones.index(epoch)
             self._say(f"{self._number(trial)} epoch {epoch} (rung {rung}): "
                       f"{self.metric} {score:.4f}")

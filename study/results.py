@@ -19,6 +19,8 @@ import pandas as pd
 from data_io.atomic import atomic_path
 
 STOP_REASONS = ("completed", "early_stopped", "diverged", "error")
+SCORE_PREFIXES = ("val/", "train/")
+"""Reported keys that are measurements (a diverged trial's last row has none)."""
 
 
 def asha_milestones(*, grace_period: int, reduction_factor: float, max_epochs: int) -> list[int]:
@@ -135,7 +137,7 @@ def trial_rows(
         rows.append(
             {
                 **base,
-                **{k: v for k, v in record.items() if _is_metric(k)},
+                **_measured(record),
                 "epoch": epoch,
                 "rung": sum(1 for m in milestones if m <= epoch) - 1,
                 "at_milestone": epoch in milestones,
@@ -160,6 +162,17 @@ def _is_metric(key: str) -> bool:
     # replay, bench.asha_replay, decides in that order).
     return "/" in key or key in ("fold", "node", "seconds", "lr", "trial_status", "message",
                                  "timestamp")
+
+
+def _measured(record: dict[str, Any]) -> dict[str, Any]:
+    """The metric columns of one reported row. The row a diverged trial reports after its
+    last epoch measured nothing (training stopped on a non-finite loss), so its scores are
+    NaN: never a stand-in such as 0.0 that an analysis would average in."""
+    metrics = {k: v for k, v in record.items() if _is_metric(k)}
+    if record.get("trial_status") == "diverged":
+        metrics.update({k: None if isinstance(v, str) else float("nan")
+                        for k, v in metrics.items() if k.startswith(SCORE_PREFIXES)})
+    return metrics
 
 
 def trials_frame(

@@ -11,6 +11,7 @@ importable at top level, which Ray needs to restore a study (see STACK-NOTES).
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import socket
 import tempfile
@@ -84,13 +85,14 @@ def run_trial(config: dict[str, Any], *, spec: StudySpec) -> None:
             score_last_only=final,
         )
         if result.status == "diverged":
-            # The worst score keeps ASHA and the searcher going; the status tells the truth.
+            # No score was measured: NaN, which ASHA's rung cutoffs ignore (nanpercentile)
+            # and `study.results` keeps as NaN; the status and message tell what happened.
             last = result.history[-1] if result.history else {"epoch": 0}
             tune.report(
                 {
                     **_reportable(last, fold=fold, node=node, status="diverged"),
                     "epoch": last["epoch"] + 1,
-                    metrics.key: metrics.worst(),
+                    metrics.key: math.nan,
                     "message": result.message,
                 }
             )

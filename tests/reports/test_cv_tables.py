@@ -108,7 +108,7 @@ def test_summary_means_and_stds_match_hand_computation(study):
 
 def test_presentation_table_has_mean_pm_std_strings_in_thesis_order(study):
     table = presentation_table(cv_summary(study), columns=score_columns(study))
-    assert table.columns.tolist() == ["Rank", "Candidate", "model/depth", "F1 A", "F1 N",
+    assert table.columns.tolist() == ["Rank", "Candidate", "CNN depth", "F1 A", "F1 N",
                                       "F1 O", "F1 ~", "CinC F1", "Folds"]
     aaa = table[table["Candidate"] == "aaa"].iloc[0]
     assert aaa["CinC F1"] == "0.810 ± 0.026"
@@ -209,3 +209,27 @@ def test_section_has_tables_and_one_confusion_figure_per_candidate(study):
     np.testing.assert_allclose(np.asarray(heatmap.z).sum(axis=1), 1.0)
     assert heatmap.text[0][0].startswith(f"{counts[0, 0]}<br>")
     assert set(section.figures[0].sources.trials) == {f"ccc-fold{k}" for k in range(4)}
+
+
+def test_the_search_fold_is_marked_and_left_out_of_its_own_column():
+    study = make_study(pd.DataFrame(cv_rows(CINC)))
+    study.record["plan"]["fold"] = 1
+    section = cv_section(study)
+    tables = {t.name: t for t in section.tables}
+    summary = tables["cv_summary"].frame.set_index("Candidate")
+    kept = np.array(CINC["aaa"])[[0, 2, 3]]
+    assert summary.loc["aaa", "CinC F1 without search fold 1"] == (
+        f"{kept.mean():.3f} ± {kept.std(ddof=1):.3f}")
+    assert summary.loc["aaa", "CinC F1"] == "0.810 ± 0.026"  # all folds, as before
+    assert "fold 1 is the search fold" in tables["cv_summary"].title
+    folds = tables["cv_fold_scores"].frame
+    marked = folds[folds["Role"] != ""]
+    assert set(marked["Fold"]) == {1} and len(marked) == 3  # one row per candidate
+    assert folds["Candidate"].drop_duplicates().tolist() == ["ccc", "aaa", "bbb"]
+
+
+def test_paired_tests_say_the_best_was_selected_on_the_same_folds(study):
+    section = cv_section(study)
+    tests = next(t for t in section.tables if t.name == "cv_paired_tests")
+    assert "selected on these same folds" in tests.title
+    assert any(n.startswith("Selection bias:") for n in section.notes)

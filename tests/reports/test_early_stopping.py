@@ -253,3 +253,55 @@ def test_correlations_on_fewer_trials_than_they_need_are_marked():
     assert (result.loc[few, "caveat"] == f"too few trials (n < {MIN_RANK_TRIALS}): not "
                                            "evidence").all()
     assert (result.loc[~few, "caveat"] == "").all()
+
+
+def two_rung_study(final_of, *, n: int = 30, survivors: int = 12) -> StudyData:
+    """``n`` trials scored at epoch 1 (i / n); the ``survivors`` best go on to epoch 3 with
+    score ``final_of(rank among survivors, epoch-1 score)``; the others are stopped at 1."""
+    rows = []
+    for i in range(n):
+        scores = {1: i / n}
+        if i >= n - survivors:
+            scores[3] = final_of(i - (n - survivors), i / n)
+        rows += trial_rows(f"t{i:02d}", scores, milestones=[1, 3])
+    return make_study(rows, milestones=[1, 3])
+
+
+def test_rungs_that_rank_as_the_full_budget_are_trustworthy():
+    noise = np.random.default_rng(3).normal(0, 0.01, 12)
+    study = two_rung_study(lambda k, s: s + 0.2 + noise[k])
+    section = early_stopping_section(study, n_bootstrap=0)
+    assert section.notes[0].startswith("Rungs trustworthy:")
+    winners = next(t for t in section.tables if t.name == "early_stop_winner_ranks").frame
+    assert winners["n_scored"].tolist() == [30]  # every trial, the 18 stopped ones included
+    assert winners["n_stopped_here"].tolist() == [18]
+    assert winners["kept_places"].tolist() == [10]
+    assert bool(winners["winner_kept"].iloc[0])
+
+
+def test_a_winner_that_ranked_outside_the_kept_places_makes_the_rungs_doubtful():
+    # the weakest survivor at epoch 1 (rank 12 of 30, outside the 10 kept places) ends best
+    study = two_rung_study(lambda k, s: 1.0 if k == 0 else s)
+    section = early_stopping_section(study, n_bootstrap=0)
+    assert section.notes[0].startswith("Rungs doubtful:")
+    assert "ranked outside ASHA's kept places at epoch 1" in section.notes[0]
+    winners = next(t for t in section.tables if t.name == "early_stop_winner_ranks").frame
+    assert winners["winner_rank"].tolist() == [12]
+    assert winners["best_stopped_score"].iloc[0] == pytest.approx(17 / 30)
+
+
+def test_uncorrelated_rungs_are_doubtful_and_few_trials_cannot_be_judged():
+    scrambled = np.random.default_rng(0).permutation(12) / 12
+    doubtful = early_stopping_section(two_rung_study(lambda k, s: scrambled[k] + (k == 11)),
+                                      n_bootstrap=0)
+    assert doubtful.notes[0].startswith("Rungs doubtful: the rank correlation between epochs "
+                                        "1 and 3 has a 95% interval reaching 0")
+    few = early_stopping_section(two_rung_study(lambda k, s: s, n=3, survivors=2),
+                                 n_bootstrap=0)
+    assert few.notes[0] == ("Rungs cannot be judged: a rank correlation between milestones "
+                            "needs at least 10 trials at both; this study has 2.")
+    assert "range restriction" in few.notes[1]
+    assert few.figures == []  # 2 pairs: no rho, no scatter; 3 trials: no stopping shares
+    assert any(n.startswith("Rung scatter not drawn: needs at least 3") for n in few.notes)
+    assert any("needs at least 10 completed or stopped trials; this study has 3" in n
+               for n in few.notes)

@@ -182,13 +182,19 @@ def test_each_budget_uses_only_the_trials_that_reached_it():
     assert (mixed_top == "model/depth").all()
 
 
-def test_intervals_hold_the_estimate_and_shrink_with_more_trials():
+def test_intervals_are_reported_as_computed_and_shrink_with_more_trials():
     def widths(n: int) -> pd.DataFrame:
         table = importance_by_budget(one_parameter_study(n, seed=5), methods=("ped_anova",),
                                      n_bootstrap=30)
+        # never widened to the estimate: the misses are counted, not hidden
+        missed = ~((table["ci_low"] <= table["importance"])
+                   & (table["importance"] <= table["ci_high"]))
+        counted = [n for n in table.attrs["notes"] if "do not contain" in n]
+        if missed.any():
+            assert counted and counted[0].startswith(f"{int(missed.sum())} of {len(table)} ")
+        else:
+            assert counted == []
         rows = table[(table["budget_epoch"] == 1) & (table["branch"] == ALL_TRIALS)]
-        assert ((rows["ci_low"] <= rows["importance"] + 1e-12)
-                & (rows["importance"] <= rows["ci_high"] + 1e-12)).all()
         return rows.set_index("parameter")["ci_high"] - rows.set_index("parameter")["ci_low"]
 
     small, large = widths(24), widths(120)

@@ -237,10 +237,15 @@ def test_figures_have_the_expected_traces_and_the_section_one_per_parameter_and_
     assert "interaction-model-depth-x-model-hidden_units" in names
 
 
-def test_a_section_on_few_trials_says_it_is_no_evidence():
+def test_a_section_on_few_trials_says_why_in_one_line_and_draws_nothing():
     few = make_study(finished(random_configs(5, np.random.default_rng(1)),
                               np.random.default_rng(2).uniform(size=5)))
     many = make_study(finished(random_configs(20, np.random.default_rng(11)),
                                np.random.default_rng(12).uniform(size=20)))
-    assert "not evidence" in marginals_section(few, n_bootstrap=5).notes[0]
-    assert not any("not evidence" in n for n in marginals_section(many, n_bootstrap=5).notes)
+    section = marginals_section(few, n_bootstrap=5)
+    assert section.notes == ["Not computed: needs at least 10 trials scored at one budget; "
+                             "this study has 5 (at epoch 3)."]
+    assert section.figures == [] and section.tables == []
+    drawn = marginals_section(many, n_bootstrap=5)
+    assert not any(n.startswith("Not computed") for n in drawn.notes)
+    assert drawn.figures and all("model/" not in f.title for f in drawn.figures)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from study.results import (
@@ -68,3 +70,18 @@ def test_an_epoch_reported_twice_keeps_the_repeat_that_the_trial_continued_from(
     rows = trial_rows(trial_id="t", config={}, history=history, error=None, milestones=[1, 3])
     assert [(r["epoch"], r["val/f1_cinc"]) for r in rows] == [(1, 0.1), (2, 0.25), (3, 0.3)]
     assert rows[0]["stop_reason"] == "completed"
+
+
+def test_a_diverged_trial_has_no_score_not_zero():
+    history = [{"epoch": 1, "val/f1_cinc": 0.4, "val/loss": 1.2, "trial_status": "running"},
+               {"epoch": 2, "val/f1_cinc": 0.0, "val/loss": 1.2, "trial_status": "diverged",
+                "val/confusion_json": "[[1]]", "config/model/depth": 7,  # as Ray reports it
+                "message": "training diverged at epoch 2: loss is nan at batch 3"}]
+    rows = trial_rows(trial_id="t", config={"model": {"depth": 7}}, history=history,
+                      error=None, milestones=[1, 3])
+    assert [r["stop_reason"] for r in rows] == ["diverged", "diverged"]
+    assert rows[0]["val/f1_cinc"] == 0.4  # measured before it diverged: kept
+    assert math.isnan(rows[1]["val/f1_cinc"]) and math.isnan(rows[1]["val/loss"])
+    assert rows[1]["val/confusion_json"] is None
+    assert rows[1]["config/model/depth"] == 7  # the configuration is not a score
+    assert rows[1]["message"].startswith("training diverged at epoch 2")

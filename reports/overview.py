@@ -1,0 +1,230 @@
+"""The answer first: a summary of what the study ran and spent, and a leaderboard of the best
+configurations with their search, cross-validation and test scores."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from types import MappingProxyType
+
+import numpy as np
+import pandas as pd
+
+from reports.artifact import Section, Sources, Table
+from reports.cv_tables import cv_summary, fold_scores
+from reports.final_test import final_test, test_description, test_key, test_scores
+from reports.naming import config_value, parameter_name
+from reports.study_data import CONFIG_PREFIX, FINAL_TEST, StudyData
+
+OUTCOMES: Mapping[str, str] = MappingProxyType({
+    "completed": "completed",
+    "early_stopped": "stopped early",
+    "error": "failed",
+    "diverged": "diverged",
+})
+"""`trials.parquet` stop reasons, in the words (and order) of the summary."""
+
+LEADERBOARD_ROWS = 10
+"""Configurations in the leaderboard (the best completed trials)."""
+
+
+def outcome_counts(study: StudyData) -> dict[str, int]:
+    """Trials per outcome (every key of `OUTCOMES`, zero included)."""
+    if "stop_reason" not in study.trials:  # no search (a study of fixed configurations)
+        return dict.fromkeys(OUTCOMES, 0)
+    last = study.trials.drop_duplicates("trial_id", keep="last")["stop_reason"]
+    unknown = sorted(set(last) - set(OUTCOMES))
+    if unknown:
+        raise ValueError(f"{study.directory}/trials.parquet: unknown stop_reason {unknown}; "
+                         f"known: {list(OUTCOMES)}")
+    return {reason: int((last == reason).sum()) for reason in OUTCOMES}
+
+
+def epochs_spent(study: StudyData) -> tuple[int, int]:
+    """Epochs the search trained in all, and what every trial at the full budget (no early
+    stopping) would have trained."""
+    per_trial = pd.to_numeric(study.trials.groupby("trial_id")["epoch"].max()).clip(lower=0)
+    return int(per_trial.sum()), int(len(per_trial) * study.max_epochs)
+
+
+def _seconds(frame: pd.DataFrame | None) -> float:
+    if frame is None or "seconds" not in frame:
+        return 0.0
+    return float(pd.to_numeric(frame["seconds"], errors="coerce").fillna(0.0).sum())
+
+
+def wall_time_s(study: StudyData) -> float | None:
+    """Seconds from the study's start (study.json's ``created_unix``) to its last result file
+    (trials.parquet, cv.parquet or final_test.json); None when not recorded. A resumed
+    study's pause counts too."""
+    start = study.record.get("created_unix")
+    ends = [p.stat().st_mtime for p in (study.directory / name for name in
+                                         ("trials.parquet", "cv.parquet", FINAL_TEST))
+            if p.is_file()]
+    if start is None or not ends:
+        return None
+    return max(ends) - float(start)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "not recorded"
+    hours, rest = divmod(round(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
+def study_summary(study: StudyData) -> pd.DataFrame:
+    """What the study ran and spent, one ``Item``/``Value`` row each (all text)."""
+    plan = study.record.get("plan", {})
+    data = study.record.get("data", {})
+    counts = outcome_counts(study)
+    spent, full = epochs_spent(study)
+    trial_s = _seconds(study.trials) + _seconds(study.cv)
+    cpus = float(plan.get("cpus_per_trial") or 0.0)
+    gpus = float(plan.get("gpus_per_trial") or 0.0)
+    dataset = study.dataset.get("name", plan.get("dataset", "?"))
+    records = f", {data['records']} records" if data.get("records") is not None else ""
+    rate = f" at {plan['fs_hz']:g} Hz" if plan.get("fs_hz") else ""
+    scheduler = plan.get("scheduler", "asha")
+    milestones = ", ".join(str(m) for m in study.milestones)
+    rows = [
+        ("Data set", f"{dataset}{records}{rate}; search fold {plan.get('fold', '?')} of "
+                     f"{plan.get('n_folds', '?')}"),
+        ("Search space", f"{study.space}: " + ", ".join(parameter_name(p)
+                                                       for p in study.parameters)),
+        ("Metric", f"{study.metric_display} ({study.metric}, {plan.get('mode', 'max')})"),
+        ("Search", f"none: fixed configurations {', '.join(plan['presets'])}"
+                   if plan.get("presets") else
+                   f"{plan.get('sampler', 'tpe')} sampler, {scheduler} scheduler, ASHA "
+                   f"milestones at epochs {milestones}"),
+        ("Trials", f"{sum(counts.values())}: " + ", ".join(
+            f"{counts[r]} {w}" for r, w in OUTCOMES.items())),
+        ("Epochs trained", f"{spent} of {full} without early stopping "
+                           f"({spent / full:.0%})" if full else "none"),
+        ("Wall time", _duration(wall_time_s(study))),
+        ("Trial time", f"{_duration(trial_s)} summed over trials"
+                       + (" (search and cross-validation)" if study.cv is not None else "")),
+        ("CPU-hours", f"{trial_s * cpus / 3600:.3g} ({cpus:g} CPU per trial)"),
+        ("GPU-hours", f"{trial_s * gpus / 3600:.3g} ({gpus:g} GPU per trial)"),
+    ]
+    created = study.record.get("created_unix")
+    if created is not None:
+        started = datetime.fromtimestamp(float(created), tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+        rows.insert(0, ("Started", f"{started}, git {str(study.record.get('git_sha', '?'))[:10]}"))
+    return pd.DataFrame(rows, columns=["Item", "Value"])
+
+
+def _answer(study: StudyData, board: pd.DataFrame) -> str:
+    """The headline: the best configuration and its scores, in one sentence."""
+    if study.trials.empty:
+        return "A study of fixed configurations: no search, so no best configuration found."
+    if board.empty:
+        return (f"No trial completed the full budget of {study.max_epochs} epochs, so there is "
+                "no best configuration.")
+    best = board.iloc[0]
+    parameters = ", ".join(f"{parameter_name(p)} {best[parameter_name(p)]}"
+                           for p in study.parameters if parameter_name(p) in best)
+    scores = [f"{study.metric_display} {best[_search_header(study)]:.3f} on the search fold"]
+    cv_header = f"{study.metric_display} CV mean ± sd"
+    if cv_header in best and best[cv_header] != "–":
+        scores.append(f"{best[cv_header]} in cross-validation")
+    test_header = f"{study.metric_display} test"
+    if test_header in best and np.isfinite(best[test_header]):
+        scores.append(f"{best[test_header]:.3f} on the held-out test set")
+    return f"Best configuration: trial {best['Trial']} ({parameters}): " + ", ".join(scores) + "."
+
+
+def summary_section(study: StudyData) -> Section:
+    """The report's first section: the answer in one line, then what the study spent."""
+    board = leaderboard(study)
+    sources = Sources(study=study.name, trials=tuple(sorted(set(study.trials["trial_id"]))))
+    return Section(
+        title="Summary",
+        tables=[Table(name="summary", title="What the study ran and spent",
+                      frame=study_summary(study), sources=sources)],
+        notes=[_answer(study, board)],
+    )
+
+
+def _search_header(study: StudyData) -> str:
+    fold = study.record.get("plan", {}).get("fold")
+    return f"{study.metric_display} search fold" + (f" {fold}" if fold is not None else "")
+
+
+def _cv_scores(study: StudyData) -> pd.Series:
+    """``"mean ± sd"`` over folds of the study metric per search trial id (candidate)."""
+    if study.cv is None:
+        return pd.Series(dtype=object)
+    summary = cv_summary(study)
+    name = study.metric.rsplit("/", 1)[-1]
+    n_folds = fold_scores(study).groupby("candidate")["fold"].nunique()
+    return pd.Series({
+        str(c): (f"{m:.3f} ± {s:.3f} ({n_folds[c]} folds)" if np.isfinite(s)
+                 else f"{m:.3f} ({n_folds[c]} fold)")
+        for c, m, s in zip(summary["candidate"], summary[f"{name}_mean"],
+                           summary[f"{name}_std"], strict=True)
+    }, dtype=object)
+
+
+def leaderboard(study: StudyData, *, n_rows: int = LEADERBOARD_ROWS) -> pd.DataFrame:
+    """The best completed trials, best first: their sampled parameters (in words) and scores
+    on the search fold (full budget), in cross-validation (mean ± sd, when the study ran it)
+    and on the held-out test set (when it wrote `final_test.json`)."""
+    final = study.final()
+    if study.metric not in final:  # no search (a study of fixed configurations)
+        final = final.assign(**{study.metric: pd.Series(dtype=float)})
+    final = final.dropna(subset=[study.metric])
+    final = final.sort_values(study.metric, ascending=study.mode == "min", kind="stable")
+    final = final.head(n_rows).reset_index(drop=True)
+    table = pd.DataFrame({"Rank": np.arange(1, len(final) + 1),
+                          "Trial": final["trial_id"].astype(str)})
+    for name in study.parameters:
+        column = CONFIG_PREFIX + name
+        if column in final:
+            table[parameter_name(name)] = [
+                "–" if v is None or (isinstance(v, float) and math.isnan(v)) else config_value(v)
+                for v in final[column]]
+    table[_search_header(study)] = final[study.metric].to_numpy(dtype=float)
+    cv = _cv_scores(study)
+    if len(cv):
+        table[f"{study.metric_display} CV mean ± sd"] = [cv.get(t, "–") for t in table["Trial"]]
+    tests = test_scores(study)  # NaN where the test set had no score
+    if len(tests):
+        table[f"{study.metric_display} test"] = [tests.get(t, np.nan) for t in table["Trial"]]
+    return table
+
+
+def leaderboard_section(study: StudyData) -> Section:
+    """The leaderboard, or one line saying why there is none."""
+    title = "Leaderboard"
+    board = leaderboard(study)
+    counts = outcome_counts(study)
+    if study.trials.empty:
+        return Section(title=title, notes=[
+            "No leaderboard: this study searched nothing (fixed configurations); their "
+            "cross-validation and test scores are in the sections below."])
+    if board.empty:
+        return Section(title=title, notes=[
+            f"No leaderboard: no trial completed the full budget of {study.max_epochs} epochs "
+            f"({', '.join(f'{counts[r]} {w}' for r, w in OUTCOMES.items() if counts[r])})."])
+    notes = [f"The {len(board)} best of the {counts['completed']} trials that completed the "
+             f"full budget ({study.max_epochs} epochs), ranked on the search fold. Trials "
+             "stopped early are not ranked: their scores are at a smaller budget."]
+    record = final_test(study)
+    if record is not None:
+        trained = record.get("trained_on", {})
+        notes.append(f"Test: {test_description(record)}, never seen by the search or the "
+                     f"cross-validation; each configuration retrained on "
+                     f"{trained.get('n_records', '?')} records for "
+                     f"{trained.get('epochs', '?')} epochs and scored once "
+                     f"({test_key(study, record)}).")
+    elif study.cv is None:
+        notes.append("No cross-validation or test score: the study ran without --cv-top-k and "
+                     "wrote no final_test.json, so the only score is the search fold's, which "
+                     "chose the configurations and flatters them.")
+    sources = Sources(study=study.name, trials=tuple(board["Trial"]))
+    return Section(title=title, notes=notes, tables=[
+        Table(name="leaderboard", title=f"Best configurations by {study.metric_display}",
+              frame=board, sources=sources)])
