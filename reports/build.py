@@ -66,6 +66,9 @@ def analyses(
 
 
 ANALYSES = analyses()
+SEARCH_ANALYSES = ("parameter importance by budget", "marginal effects and interactions",
+                   "early-stopping audit")
+"""Analyses of a search; a study of fixed configurations (``--presets``) gets a note instead."""
 DEFAULT_RUNS = Path("runs")
 DEFAULT_OUT = Path("reports/_build")
 
@@ -135,6 +138,11 @@ def study_sections(study: StudyData, *, reference_dir: Path | None = None,
     sections = []
     for title, analysis in analyses(reference_dir=reference_dir, n_bootstrap=n_bootstrap):
         print(f"  {study.name}: {title}", file=sys.stderr, flush=True)
+        if study.fixed_configurations and title in SEARCH_ANALYSES:
+            sections.append(Section(title=title.capitalize(), notes=[
+                f"Not computed: this study trained fixed configurations "
+                f"({', '.join(study.record['plan']['presets'])}) and searched nothing."]))
+            continue
         try:
             sections.append(_prefixed(analysis(study), prefix=slug(study.name)))
         except Exception as exc:  # one broken analysis must not hide the others

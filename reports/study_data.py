@@ -77,6 +77,11 @@ class StudyData:
         return self.record["plan"]["space"]
 
     @property
+    def fixed_configurations(self) -> bool:
+        """The study trained listed presets (``--presets``) instead of searching a space."""
+        return bool(self.record["plan"].get("presets"))
+
+    @property
     def metric(self) -> str:
         return self.record["plan"]["metric"]
 

@@ -14,7 +14,8 @@ FIXED = ["--dataset", "synthetic", "--synthetic-records", "40", "--smoke", "--ma
 
 @pytest.fixture
 def fixed_study(tmp_path, run_study_cli, driver_output):
-    cwd = tmp_path
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
     proc = run_study_cli(["--presets", "cnn4_gap,cnn7_gmp", "--cv", "--name", "table", *FIXED],
                          cwd)
     out = driver_output(proc, timeout=400)
@@ -22,7 +23,8 @@ def fixed_study(tmp_path, run_study_cli, driver_output):
     return cwd / "runs" / "table", out
 
 
-def test_every_preset_trains_on_every_fold_and_nothing_is_searched(fixed_study):
+def test_every_preset_trains_on_every_fold_and_the_report_skips_the_search(fixed_study,
+                                                                           tmp_path):
     study_dir, out = fixed_study
     record = json.loads((study_dir / "study.json").read_text())
     assert record["plan"]["presets"] == ["cnn4_gap", "cnn7_gmp"]
@@ -39,3 +41,21 @@ def test_every_preset_trains_on_every_fold_and_nothing_is_searched(fixed_study):
         score = cv.loc[cv["config/candidate"] == name, "val/f1_cinc"]
         assert f"  {name}: val/f1_cinc {score.mean():.4f} +- {score.std(ddof=1):.4f} over 2 " \
                "folds" in out
+    _the_report_skips_the_search_analyses(study_dir, out=tmp_path / "report")
+
+
+def _the_report_skips_the_search_analyses(study_dir, *, out):
+    from reports.build import SEARCH_ANALYSES, build
+
+    _, drawn = build([study_dir], out=out, static=False, n_bootstrap=20)
+    ((_, sections),) = drawn
+    by_title = {s.title.lower(): s for s in sections}
+    for title in SEARCH_ANALYSES:
+        (note,) = by_title[title].notes
+        assert note.startswith("Not computed: this study trained fixed configurations "
+                               "(cnn4_gap, cnn7_gmp)")
+    cv_tables = [t for s in sections if s.title.lower().startswith("cross-validation")
+                 for t in s.tables]
+    assert cv_tables and any({"cnn4_gap", "cnn7_gmp"} <= set(t.frame.astype(str).stack())
+                             for t in cv_tables)
+    assert not any("could not be computed" in n for s in sections for n in s.notes)
