@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import plotly.io as pio
 import pytest
 from opening_study import final_test_record, make_study, write_storage
@@ -49,7 +50,7 @@ def assert_no_empty_figure(report: Path) -> None:
         assert "epoch None" not in figure.to_json(), name
 
 
-def test_report_has_every_part(report):
+def test_report_has_every_part(report, finished_study):
     manifest = json.loads((report / "manifest.json").read_text())
     assert manifest["studies"] == ["small"]
     names = [f["name"] for f in manifest["figures"]]
@@ -60,7 +61,7 @@ def test_report_has_every_part(report):
         "Parameter importance by budget", "Marginal effects and interactions",
         "Early-stopping audit (ASHA)", "Per-class scores",
         "Cross-validation of the best configurations", "Explanation galleries",
-        "Explanation scores"]
+        "Explanation scores", "Explanation sanity checks", "Explanation figures for publication"]
     assert names[:3] == ["small-learning-curves", "small-optimisation-history",
                          "small-best-confusion"]
     tables = [t["name"] for t in manifest["tables"]]
@@ -70,7 +71,12 @@ def test_report_has_every_part(report):
     leaderboard = (report / "tables" / "small-leaderboard.csv").read_text().splitlines()
     assert leaderboard[0].startswith("Rank,Trial,CNN depth,")  # parameters in words
     assert "CinC F1 CV mean ± sd" in leaderboard[0]  # the study ran --cv-top-k 1
-    assert "(3 folds)" in leaderboard[1]
+    assert "(2 folds)" in leaderboard[1]  # fold 2 is the held-out test set
+    board = pd.read_csv(report / "tables" / "small-leaderboard.csv")
+    final = json.loads((finished_study[0] / "final_test.json").read_text())["candidates"][0]
+    assert board.loc[0, "Trial"] == final["trial_id"]  # the best, retrained, scored once
+    assert float(board.loc[0, "CinC F1 test"]) == pytest.approx(
+        final["metrics"]["test/f1_cinc"], abs=5e-4)
     assert any(n.startswith("small-importance") for n in names)
     assert any(n.startswith("small-gallery") for n in names)
     assert_no_empty_figure(report)
