@@ -237,7 +237,7 @@ def table(summary: dict[str, Any]) -> str:
         cells = "; ".join(f"{c}: {v['hit_rate']:.2f} / {v['chance_hit_rate']:.2f} / "
                           f"{v['mass_ratio']:.2f}, n={v['n_records']}"
                           for c, v in m["per_class"].items())
-        lines.append(f"  {name:<20}{cells}")
+        lines.append(f"  {name:<22}{cells}")
     return "\n".join(lines)
 
 
