@@ -46,9 +46,11 @@ def _node_label(node) -> str:
 def _start_study(address: str, cwd: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
     """The study driver as a subprocess in its own process group; output goes to a file (a
     pipe nobody reads while the test polls would fill up and block the driver)."""
-    # --no-test: these studies check where trials run, not the final training on a test set
+    # --no-test, --explain-top 0: these studies check where trials run, not the final training
+    # on a test set or the explanations of the best trial
     args = ["--space", "cnn", "--dataset", "synthetic", "--smoke", "--concurrency", "2",
-            "--cpus-per-trial", "1", "--wandb-mode", "disabled", "--address", address, "--no-test",
+            "--cpus-per-trial", "1", "--wandb-mode", "disabled", "--address", address,
+            "--no-test", "--explain-top", "0",
             "--name", NAME, "--cache-dir", str(cwd / "cache"), *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     log = cwd / "driver.log"
