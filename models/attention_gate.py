@@ -61,6 +61,8 @@ class AttentionGatedCNN(nn.Module):
         dropout_min: CNN dropout after the first layer.
         dropout_max: CNN dropout after the last layer.
         residual: CNN identity connections.
+        conv_init: initialisation of the CNN convolution weights, ``"pytorch"`` (torch's
+            default) or ``"kaiming"`` (He normal for ReLU).
         gate_layers: 0-based indices of the gated layers, each < depth, no repeats.
         attention_size: width of each gate's compatibility layer.
         gate_normalization: ``"softmax"`` over time, or ``"sigmoid"`` per step.
@@ -82,6 +84,7 @@ class AttentionGatedCNN(nn.Module):
         dropout_min: float = 0.1,
         dropout_max: float = 0.3,
         residual: bool = False,
+        conv_init: str = "pytorch",
         gate_layers: Sequence[int] = (3, 5),
         attention_size: int = 32,
         gate_normalization: str = "softmax",
@@ -100,6 +103,7 @@ class AttentionGatedCNN(nn.Module):
             dropout_min=dropout_min,
             dropout_max=dropout_max,
             residual=residual,
+            conv_init=conv_init,
         )
         n_layers = self.trunk.depth
         self.gate_layers = [int(layer) for layer in gate_layers]

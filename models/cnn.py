@@ -80,6 +80,7 @@ def build_trunk(
     dropout_min: float,
     dropout_max: float,
     residual: bool,
+    conv_init: str = "pytorch",
 ) -> CnnTrunk:
     """The CNN feature extractor from the trunk hyperparameters shared by every CNN family.
 
@@ -94,6 +95,7 @@ def build_trunk(
         dropout_min: dropout after the first layer.
         dropout_max: dropout after the last layer (linear in between).
         residual: identity connections around every convolution.
+        conv_init: initialisation of the convolution weights (``models.layers.CONV_INITS``).
 
     Raises:
         ValueError: if both ``depth`` and ``channels`` are given, or for an unknown depth.
@@ -109,6 +111,7 @@ def build_trunk(
         pool_every=pool_every,
         dropouts=dropout_series(len(channels), dropout_min, dropout_max),
         residual=residual,
+        conv_init=conv_init,
     )
 
 
@@ -136,6 +139,8 @@ class CNN(nn.Module):
         dropout_min: dropout after the first layer, rising linearly to ``dropout_max``.
         dropout_max: dropout after the last layer.
         residual: identity connections (1x1 conv when channels change) around each conv.
+        conv_init: initialisation of the CNN convolution weights, ``"pytorch"`` (torch's
+            default) or ``"kaiming"`` (He normal for ReLU).
         pooling: global pooling over time, ``"gap"``, ``"gmp"`` or ``"lse"``.
         lse_temperature: sharpness r of the log-mean-exp pooling.
         mean_vote_layer: index of an intermediate layer (0 <= i < depth - 1) that gets its own
@@ -155,6 +160,7 @@ class CNN(nn.Module):
         dropout_min: float = 0.1,
         dropout_max: float = 0.3,
         residual: bool = False,
+        conv_init: str = "pytorch",
         pooling: str = "gmp",
         lse_temperature: float = 1.0,
         mean_vote_layer: int | None = None,
@@ -169,6 +175,7 @@ class CNN(nn.Module):
             dropout_min=dropout_min,
             dropout_max=dropout_max,
             residual=residual,
+            conv_init=conv_init,
         )
         self.pool = GlobalPool(pooling, temperature=lse_temperature)
         self.head = nn.Linear(self.trunk.out_channels, n_classes)

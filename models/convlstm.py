@@ -62,6 +62,7 @@ TRUNK_ARGUMENTS: tuple[str, ...] = (
     "dropout_min",
     "dropout_max",
     "residual",
+    "conv_init",
 )
 """ConvLSTM arguments that describe its CNN trunk (and so the CNN to pre-train for it)."""
 
@@ -90,6 +91,8 @@ class ConvLSTM(nn.Module):
         dropout_min: CNN dropout after the first layer.
         dropout_max: CNN dropout after the last layer.
         residual: CNN identity connections.
+        conv_init: initialisation of the CNN convolution weights, ``"pytorch"`` (torch's
+            default) or ``"kaiming"`` (He normal for ReLU).
         cell: ``"lstm"`` or ``"gru"``.
         n_rnn_layers: stacked recurrent layers.
         hidden_units: recurrent hidden size per direction.
@@ -116,6 +119,7 @@ class ConvLSTM(nn.Module):
         dropout_min: float = 0.1,
         dropout_max: float = 0.3,
         residual: bool = False,
+        conv_init: str = "pytorch",
         cell: str = "lstm",
         n_rnn_layers: int = 1,
         hidden_units: int = 64,
@@ -141,6 +145,7 @@ class ConvLSTM(nn.Module):
             dropout_min=dropout_min,
             dropout_max=dropout_max,
             residual=residual,
+            conv_init=conv_init,
         )
         self.rnn = RecurrentHead(
             self.trunk.out_channels,

@@ -160,6 +160,19 @@ class ConvBlock(nn.Module):
         return mask_tail(F.relu(y), out_lengths), out_lengths
 
 
+def _pytorch_init(weight: Tensor) -> None:
+    del weight  # keep torch's own kaiming-uniform with a = sqrt(5): std 1 / sqrt(3 fan_in)
+
+
+def _kaiming_init(weight: Tensor) -> None:
+    # He et al. for ReLU: std sqrt(2 / fan_in), sqrt(6) times torch's default
+    nn.init.kaiming_normal_(weight, nonlinearity="relu")
+
+
+CONV_INITS = {"pytorch": _pytorch_init, "kaiming": _kaiming_init}
+"""Initialisations of the trunk's convolution weights, by the name a model config gives."""
+
+
 class CnnTrunk(nn.Module):
     """A stack of `ConvBlock`s with average pooling (kernel 2) every ``pool_every`` layers.
 
@@ -174,6 +187,7 @@ class CnnTrunk(nn.Module):
         pool_every: pool after every this many layers (>= 1).
         dropouts: dropout probability after each layer, same length as ``channels``.
         residual: identity connections around every convolution.
+        conv_init: initialisation of the convolution weights (a `CONV_INITS` name).
     """
 
     def __init__(
@@ -185,6 +199,7 @@ class CnnTrunk(nn.Module):
         pool_every: int,
         dropouts: Sequence[float],
         residual: bool,
+        conv_init: str = "pytorch",
     ) -> None:
         super().__init__()
         if len(channels) == 0:
@@ -199,6 +214,10 @@ class CnnTrunk(nn.Module):
             ConvBlock(c_in, c_out, kernel_size, residual=residual)
             for c_in, c_out in zip(in_channels, self.channels, strict=True)
         )
+        initialise = choose(CONV_INITS, conv_init, what="conv_init")
+        for module in self.blocks.modules():
+            if isinstance(module, nn.Conv1d):
+                initialise(module.weight)
         self.dropouts = nn.ModuleList(nn.Dropout(p) for p in dropouts)
         depth = len(self.channels)
         self.pool_after = [(i + 1) % pool_every == 0 and i < depth - 1 for i in range(depth)]

@@ -166,6 +166,9 @@ def train(
         train_loss, problem = train_epoch(
             model=model, loader=loader, loss_fn=loss_fn, optimizer=optimizer,
             scaler=scaler, runtime=runtime,
+            warmup=warmup_factors(
+                warmup_epochs=cfg["optim"]["warmup_epochs"], epoch=epoch, n_batches=len(loader)
+            ),
             progress=progress and f"epoch {epoch + 1}/{cfg['epochs']} training",
         )
         if problem:
@@ -279,6 +282,19 @@ def _parameter_groups(model: nn.Module, cfg: dict[str, Any]) -> list[dict[str, A
     return groups(cnn_lr_scale=cfg["optim"]["cnn_lr_scale"], base_lr=cfg["optim"]["lr"])
 
 
+def warmup_factors(*, warmup_epochs: float, epoch: int, n_batches: int) -> np.ndarray | None:
+    """Learning-rate factors (n_batches,) of one epoch under a linear warm-up, or None.
+
+    The rate rises linearly from 1/W to 1 over the first W = ``warmup_epochs * n_batches``
+    batches of training (counted from epoch 0), then the epoch schedule alone applies.
+    """
+    total = warmup_epochs * n_batches
+    if total <= 0 or epoch * n_batches >= total:
+        return None
+    steps = epoch * n_batches + np.arange(1, n_batches + 1)
+    return np.minimum(steps / total, 1.0)
+
+
 def train_epoch(
     *,
     model: nn.Module,
@@ -287,32 +303,44 @@ def train_epoch(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     runtime: Runtime,
+    warmup: np.ndarray | None = None,
     progress: str | bool = False,
 ) -> tuple[float, str]:
     """One pass over ``loader``; returns the mean loss and a problem text ('' when fine).
 
-    ``progress``: a label to show a progress bar of the batches under (`study.bars`).
+    ``warmup``: a factor per batch on the epoch's learning rates (`warmup_factors`); the
+    rates are restored afterwards, so the epoch schedule and its checkpointed state are
+    unaffected. ``progress``: a label to show a progress bar of the batches under
+    (`study.bars`).
     """
     model.train()
     total, count = 0.0, 0
+    base_rates = [group["lr"] for group in optimizer.param_groups]
     batches = track(loader, total=len(loader), desc=str(progress), unit="batch",
                     enabled=bool(progress))
-    for batch_no, batch in enumerate(batches, start=1):
-        x = batch["x"].to(runtime.device)  # (B, leads, T)
-        lengths = batch["lengths"].to(runtime.device)
-        y = batch["y"].to(runtime.device)
-        optimizer.zero_grad(set_to_none=True)
-        with runtime.autocast():
-            logits = model(x, lengths=lengths)  # (B, n_classes)
-        loss = loss_fn(logits.float(), y)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            return float("nan"), f"loss is {value} at batch {batch_no}"
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        total += value * len(y)
-        count += len(y)
+    try:
+        for batch_no, batch in enumerate(batches, start=1):
+            x = batch["x"].to(runtime.device)  # (B, leads, T)
+            lengths = batch["lengths"].to(runtime.device)
+            y = batch["y"].to(runtime.device)
+            if warmup is not None:
+                for group, rate in zip(optimizer.param_groups, base_rates, strict=True):
+                    group["lr"] = rate * float(warmup[batch_no - 1])
+            optimizer.zero_grad(set_to_none=True)
+            with runtime.autocast():
+                logits = model(x, lengths=lengths)  # (B, n_classes)
+            loss = loss_fn(logits.float(), y)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                return float("nan"), f"loss is {value} at batch {batch_no}"
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            total += value * len(y)
+            count += len(y)
+    finally:
+        for group, rate in zip(optimizer.param_groups, base_rates, strict=True):
+            group["lr"] = rate
     return total / max(count, 1), ""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from models import build_model
@@ -115,3 +116,22 @@ def test_pooling_schedule_skips_the_last_layer():
         True,
         False,
     ]
+
+
+@pytest.mark.parametrize("family", ["cnn", "convlstm", "attention_gate"])
+def test_conv_init_kaiming_gives_every_trunk_conv_he_scale(family):
+    torch.manual_seed(0)
+    config = {"name": family, "n_classes": 4, "n_leads": 1, "depth": 15, "pool_every": 2}
+    if family == "attention_gate":
+        config["gate_layers"] = [12, 13]
+    default = build_model(config)
+    kaiming = build_model({**config, "conv_init": "kaiming"})
+    for plain, he in zip(default.trunk.blocks, kaiming.trunk.blocks, strict=True):
+        fan_in = he.conv.weight[0].numel()
+        assert float(he.conv.weight.std()) == pytest.approx((2 / fan_in) ** 0.5, rel=0.1)
+        assert float(plain.conv.weight.std()) == pytest.approx((1 / (3 * fan_in)) ** 0.5, rel=0.1)
+
+
+def test_an_unknown_conv_init_names_the_choices():
+    with pytest.raises(ValueError, match="conv_init 'xavier'; choose one of \\['kaiming', 'pytorch'\\]"):
+        build_model({"name": "cnn", "n_classes": 4, "n_leads": 1, "conv_init": "xavier"})

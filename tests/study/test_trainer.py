@@ -12,7 +12,7 @@ from data_io.datasets import load_dataset
 from study.checkpoint import load_checkpoint
 from study.config import resolve_config
 from study.metrics import Scoring
-from study.trainer import Split, inverse_frequency, train
+from study.trainer import Split, inverse_frequency, train, warmup_factors
 
 SCORING = Scoring.from_dataset(load_dataset("cinc2017"))
 
@@ -152,3 +152,38 @@ def test_cpu_autocast_only_where_the_cpu_computes_bf16(monkeypatch):
     monkeypatch.setattr(runtime.torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
     assert runtime.select_runtime(device="cpu", amp=True).amp_dtype is runtime.torch.bfloat16
     assert runtime.select_runtime(device="cpu", amp=False).amp_dtype is None
+
+
+def test_warmup_rises_linearly_over_its_batches_then_stops():
+    first = warmup_factors(warmup_epochs=1.5, epoch=0, n_batches=4)
+    second = warmup_factors(warmup_epochs=1.5, epoch=1, n_batches=4)
+    np.testing.assert_allclose(first, [1 / 6, 2 / 6, 3 / 6, 4 / 6])
+    np.testing.assert_allclose(second, [5 / 6, 1.0, 1.0, 1.0])
+    assert warmup_factors(warmup_epochs=1.5, epoch=2, n_batches=4) is None
+    assert warmup_factors(warmup_epochs=0, epoch=0, n_batches=4) is None
+
+
+def test_warmup_changes_the_first_epoch_only_and_resumes_exactly(
+    tiny_arrays, tiny_config, tmp_path
+):
+    arrays = tiny_arrays()
+    split = Split(arrays, np.arange(len(arrays)))
+    plain = train(config=tiny_config, train_split=split, val_split=split, scoring=SCORING)
+    config = {**tiny_config, "optim": {**tiny_config.get("optim", {}), "warmup_epochs": 1}}
+    warmed = train(config=config, train_split=split, val_split=split, scoring=SCORING)
+    # The epoch schedule is untouched: the same rate is recorded after every epoch.
+    assert [r["lr"] for r in warmed.history] == [r["lr"] for r in plain.history]
+    assert warmed.history[0]["train/loss"] != plain.history[0]["train/loss"]
+
+    ckpt = tmp_path / "checkpoint.pt"
+
+    def die_after_epoch_1(row, path):
+        if row["epoch"] == 1:
+            raise _KilledError
+
+    with pytest.raises(_KilledError):
+        train(config=config, train_split=split, val_split=split, scoring=SCORING,
+              checkpoint_path=ckpt, on_epoch=die_after_epoch_1)
+    resumed = train(config=config, train_split=split, val_split=split, scoring=SCORING,
+                    checkpoint_path=ckpt)
+    assert resumed.history[-1]["train/loss"] == warmed.history[-1]["train/loss"]
