@@ -28,6 +28,11 @@ _SIOCGIFADDR = 0x8915
 _LOCAL_NAMES = {"localhost", "localhost.", "localhost.localdomain"}
 _PROBE_PREFIX = "probe "
 
+TREATED_AS_REMOTE: set[str] = set()
+"""Loopback addresses and local names that the guard refuses as if they belonged to another
+machine. The guard's own tests provoke refusals with these, so that no test needs the name or
+address of a real remote host; anything the guard lets through still stays on this machine."""
+
 REAL: dict[str, Callable[..., Any]] = {}
 """The unguarded socket calls while the guard is installed (tests swap in a recorder here so
 that a broken guard still cannot send anything)."""
@@ -107,13 +112,15 @@ class _Policy:
         if family not in (socket.AF_INET, socket.AF_INET6):
             return  # Unix sockets, netlink: never leave the machine
         host = address[0] if isinstance(address, tuple) else str(address)
-        if not _is_local_ip(str(host), self.own):
+        if str(host) in TREATED_AS_REMOTE or not _is_local_ip(str(host), self.own):
             self.refuse(f"a connection to {address!r}", host=str(host))
 
     def check_name(self, host: Any) -> None:
         if host is None or host == "":
             return  # a passive (bind) lookup
         name = host.decode() if isinstance(host, bytes) else str(host)
+        if name.lower() in TREATED_AS_REMOTE:
+            self.refuse(f"looking up the host name {name!r}", host=name)
         if name.lower() in self.names:
             return
         try:

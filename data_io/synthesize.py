@@ -24,6 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from data_io.atomic import write_text_atomic
+from data_io.cli_types import whole_number
 from data_io.cinc_format import write_record, write_reference
 from data_io.datasets import load_dataset
 from data_io.synthetic import (
@@ -179,7 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--records",
-        type=_positive_int,
+        type=whole_number(at_least=1),
         required=True,
         help="number of records to write (at least 1)",
     )
@@ -203,16 +204,6 @@ def _parser() -> argparse.ArgumentParser:
         help=f"draw the four classes equally often instead of CinC-like ({cinc_like})",
     )
     return parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _sampling_rate(text: str) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from data_io.cli_types import whole_number
 from data_io.datasets import dataset_names
 from search_spaces import space_names
 from study import mitdb_explanations
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "without this option)")
     budget.add_argument("--explain-top", type=int, default=1,
                         help="write predictions and explanation arrays of the N best trials")
-    budget.add_argument("--explain-records", type=_non_negative, metavar="N",
+    budget.add_argument("--explain-records", type=whole_number(at_least=0), metavar="N",
                         help="score the explanations of a random sample of N validation "
                              "records with annotated abnormal beats (default: every such "
                              "record; 0: none), apart from the gallery (data sets with "
@@ -143,14 +144,3 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-estimate", action="store_true",
                      help="with --dry-run: skip the measured cost estimate")
     return p
-
-
-def _non_negative(text: str) -> int:
-    """An argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value

@@ -301,7 +301,8 @@ def probe(plan: Any, spec: StudySpec, *, milestones: list[int], device: str) -> 
         f"({source}, {records} records): {e_mean:.1f} s per trial epoch "
         f"(min {e_low:.1f}, max {e_high:.1f}); probe took {time.perf_counter() - started:.0f} s",
         f"  model: {plan.num_samples} configs x {epochs:.2f} "
-        f"expected epochs (ASHA; up to x{ASYNC_ASHA_FACTOR:g} with asynchronous promotion)"
+        + (f"expected epochs (ASHA; up to x{ASYNC_ASHA_FACTOR:g} with asynchronous promotion)"
+           if len(milestones) > 1 else "epochs (no early stopping)")
         + (f" + top {plan.cv_top_k} x {len(plan.cv_folds)} folds x {plan.max_epochs} epochs"
            if plan.cv_top_k else "")
         + (f" + {n_final(plan)} final training(s) x {plan.max_epochs} epochs"

@@ -92,14 +92,17 @@ class StudyProgress(tune.Callback):
         reduction_factor: ASHA's; used for the expected epochs per trial in the ETA.
         concurrency: trials running at once.
         interval_s: seconds between summary lines.
+        shown_as: the metric's name in the lines (default ``metric``; the final training
+            reports its test-set score under the validation key).
     """
 
     def __init__(self, *, label: str, n_trials: int, metric: str, mode: str,
                  milestones: list[int], reduction_factor: float, concurrency: int,
-                 interval_s: float = SUMMARY_INTERVAL_S) -> None:
+                 interval_s: float = SUMMARY_INTERVAL_S, shown_as: str | None = None) -> None:
         self.label = label
         self.n_trials = n_trials
         self.metric = metric
+        self.shown_as = shown_as or metric
         self.mode = mode
         self.milestones = list(milestones)
         self.reduction_factor = reduction_factor
@@ -145,14 +148,14 @@ class StudyProgress(tune.Callback):
         if score is not None and measured and epoch in self.milestones[:-1]:
             rung = self.milestones.index(epoch)
             self._say(f"{self._number(trial)} epoch {epoch} (rung {rung}): "
-                      f"{self.metric} {score:.4f}")
+                      f"{self.shown_as} {score:.4f}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._last_seen.pop(trial.trial_id, None)
         last = trial.last_result or {}
         epoch = int(last.get("epoch", 0))
         score = last.get(self.metric)
-        scored = f"{self.metric} {score:.4f}" if score is not None else "no score"
+        scored = f"{self.shown_as} {score:.4f}" if score is not None else "no score"
         if last.get("trial_status") == "diverged":
             self._ended[trial.trial_id] = "diverged"
             message = last.get("message") or "loss not finite"
@@ -208,7 +211,7 @@ class StudyProgress(tune.Callback):
             counts[outcome] = counts.get(outcome, 0) + 1
         done = len(self._ended)
         outcomes = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-        best = (f"best {self.metric} {self._best[0]:.4f} ({self._best[1]})"
+        best = (f"best {self.shown_as} {self._best[0]:.4f} ({self._best[1]})"
                 if self._best else "no trial finished yet")
         return (f"{self.label}: {done}/{self.n_trials} trials done"
                 f"{f' ({outcomes})' if outcomes else ''}, {running} running, {best}; "
@@ -231,8 +234,8 @@ class StudyProgress(tune.Callback):
         ) + (self.n_trials - len(set(self._epochs) | set(self._ended))) * expected_remaining_epochs(
             epoch=0, milestones=self.milestones, reduction_factor=self.reduction_factor)
         slots = max(min(self.concurrency, self.n_trials - len(self._ended)), 1)
-        return (f"ETA ~{duration((remaining * per_epoch + overrun) / slots)} "
-                "(ASHA's expected epochs)")
+        basis = "ASHA's expected epochs" if len(self.milestones) > 1 else "every trial runs to the end"
+        return f"ETA ~{duration((remaining * per_epoch + overrun) / slots)} ({basis})"
 
 
 def _error_line(trial: Any) -> str:

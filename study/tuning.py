@@ -361,10 +361,11 @@ def run_config(plan: Plan, spec: StudySpec | None, *, name: str, milestones: lis
     )
 
 
-def _progress(plan: Plan, *, label: str, n_trials: int, milestones: list[int]) -> StudyProgress:
+def _progress(plan: Plan, *, label: str, n_trials: int, milestones: list[int],
+              shown_as: str | None = None) -> StudyProgress:
     return StudyProgress(label=label, n_trials=n_trials, metric=plan.metric, mode=plan.mode,
                          milestones=milestones, reduction_factor=plan.reduction_factor,
-                         concurrency=plan.concurrency)
+                         concurrency=plan.concurrency, shown_as=shown_as)
 
 
 def search_tuner(plan: Plan, spec: StudySpec, *, milestones: list[int]) -> tune.Tuner:
@@ -426,5 +427,7 @@ def candidates_tuner(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any
         run_config=run_config(
             plan, spec, name=experiment, milestones=[plan.max_epochs], job_type=job_type,
             progress=_progress(plan, label=label, n_trials=len(candidates) * len(folds),
-                               milestones=[plan.max_epochs])),
+                               milestones=[plan.max_epochs],
+                               shown_as=("test/" + plan.metric.removeprefix("val/")
+                                         if TEST_FOLD in folds else None))),
     )

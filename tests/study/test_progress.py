@@ -66,6 +66,15 @@ def test_expected_remaining_epochs_without_early_stopping_is_the_rest_of_the_bud
     assert expected_remaining_epochs(epoch=12, milestones=[12], reduction_factor=3.0) == 0
 
 
+def test_eta_without_early_stopping_says_every_trial_runs_to_the_end():
+    fifo = StudyProgress(label="search", n_trials=3, metric="val/f1_cinc", mode="max",
+                         milestones=[6], reduction_factor=3.0, concurrency=2, interval_s=3600)
+    a = _trial("aaaa")
+    fifo.on_trial_result(0, [a], a, {"epoch": 2, "val/f1_cinc": 0.5, "time_this_iter_s": 60})
+    # aaaa has 4 epochs left and the two trials not started 6 each: 16 epochs on 2 slots
+    assert fifo.eta_text() == "ETA ~8.0 min (every trial runs to the end)"
+
+
 def test_callback_pickles_for_tunes_experiment_state(progress):
     import pickle
 
@@ -128,3 +137,13 @@ def test_pruning_removes_every_checkpoint_of_trials_not_kept(tmp_path):
     assert (pruned.trials, pruned.checkpoints, pruned.freed_bytes) == (1, 1, 2048)
     assert not list(tmp_path.glob("checkpoint_*"))
     assert pruned.describe() == "removed 1 checkpoint(s) of 1 trial(s), freeing 2.0 KB"
+
+
+def test_the_final_training_names_its_score_as_the_test_score():
+    final = StudyProgress(label="final training", n_trials=1, metric="val/f1_cinc", mode="max",
+                          milestones=[4], reduction_factor=3.0, concurrency=1,
+                          interval_s=3600, shown_as="test/f1_cinc")
+    a = _trial("aaaa", epoch=4, **{"val/f1_cinc": 0.5})
+    final.on_trial_result(0, [a], a, {"epoch": 4, "val/f1_cinc": 0.5, "time_this_iter_s": 6})
+    final.on_trial_complete(0, [a], a)
+    assert "best test/f1_cinc 0.5000 (aaaa)" in final.summary_line(running=0)
