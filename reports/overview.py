@@ -17,6 +17,9 @@ from reports.final_test import final_test, test_description, test_key, test_scor
 from reports.naming import config_value, parameter_name
 from reports.study_data import CONFIG_PREFIX, FINAL_TEST, StudyData
 
+RUNG_WORDS = {"loss": "the validation loss", "auroc": "the macro AUROC"}
+"""How the summary names a rung metric other than the study's (``--rung-metric``)."""
+
 OUTCOMES: Mapping[str, str] = MappingProxyType({
     "completed": "completed",
     "early_stopped": "stopped early",
@@ -98,7 +101,9 @@ def study_summary(study: StudyData) -> pd.DataFrame:
         ("Search", f"none: fixed configurations {', '.join(plan['presets'])}"
                    if plan.get("presets") else
                    f"{plan.get('sampler', 'tpe')} sampler, {scheduler} scheduler, ASHA "
-                   f"milestones at epochs {milestones}"),
+                   f"milestones at epochs {milestones}"
+                   + (f", ranked on {RUNG_WORDS.get(plan['rung_metric'], plan['rung_metric'])}"
+                      if plan.get("rung_metric", "metric") != "metric" else "")),
         ("Trials", f"{sum(counts.values())}: " + ", ".join(
             f"{counts[r]} {w}" for r, w in OUTCOMES.items())),
         ("Epochs trained", f"{spent} of {full} without early stopping "

@@ -9,7 +9,7 @@ from data_io.datasets import dataset_names
 from search_spaces import space_names
 from study import mitdb_explanations
 from study.cli_help import DefaultsHelpFormatter
-from study.plan import SAMPLERS, SCHEDULERS
+from study.plan import RUNG_METRICS, SAMPLERS, SCHEDULERS
 from study.wandb_mode import MODES
 
 
@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--max-epochs", type=int, default=12, help="full budget of a trial")
     budget.add_argument("--grace-period", type=int, default=1,
                         help="epochs before ASHA may stop a trial")
+    budget.add_argument("--rung-metric", choices=tuple(RUNG_METRICS), default="metric",
+                        help="what ASHA ranks trials on at its rungs: the study metric, the "
+                             "validation loss or the macro AUROC (selection and reports use "
+                             "the study metric; bench/README.md has the measurement)")
     budget.add_argument("--reduction-factor", type=float, default=3.0,
                         help="ASHA keeps 1/reduction-factor of the trials at each rung")
     budget.add_argument("--fold", type=int, default=0, help="validation fold of search trials")

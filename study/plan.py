@@ -29,6 +29,9 @@ SAMPLERS = ("tpe", "random")
 """Optuna samplers a study may use (`study.tuning` builds them)."""
 SCHEDULERS = ("asha", "fifo")
 """Trial schedulers: ASHA early stopping, or fifo (every trial gets the full budget)."""
+RUNG_METRICS = {"metric": None, "loss": ("val/loss", "min"), "auroc": ("val/auroc_macro", "max")}
+"""What ASHA ranks trials on at its rungs: the study metric, the validation loss or the macro
+AUROC (the study still selects and reports on the study metric)."""
 TEST_SETS = ("fold", "directory", "none")
 """Where a study's test set comes from: a fold of the split (or the data set's held-out
 groups), a directory of separate records, or nowhere (``--no-test``)."""
@@ -87,9 +90,15 @@ class Plan:
     cv_all_folds: bool = False
     explain_records: int | None = None
     explain_sanity: bool = False
+    rung_metric: str = "metric"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def rung(self) -> tuple[str, str]:
+        """(metric key, mode) that ASHA compares trials on at its rungs."""
+        return RUNG_METRICS[self.rung_metric] or (self.metric, self.mode)
 
     @property
     def milestones(self) -> list[int]:
@@ -184,6 +193,7 @@ def make_plan(args: Any, *, wandb_mode: str) -> Plan:
         num_samples=args.num_samples,
         max_epochs=args.max_epochs,
         grace_period=args.grace_period,
+        rung_metric=args.rung_metric,
         reduction_factor=args.reduction_factor,
         concurrency=args.concurrency,
         cpus_per_trial=args.cpus_per_trial,

@@ -166,8 +166,8 @@ def render_plan(plan: Plan, spec: StudySpec) -> str:
             if plan.fixed_configurations else
             f"space {plan.space}, {plan.num_samples} configurations ({plan.sampler}), "
             f"{plan.max_epochs} epochs max, "
-            + (f"ASHA rungs at epochs {rungs}" if plan.scheduler == "asha"
-               else "no early stopping"))
+            + (f"ASHA rungs at epochs {rungs}, ranked on {plan.rung[0]}"
+               if plan.scheduler == "asha" else "no early stopping"))
     return "\n".join([
         f"study {plan.name} ({'resume' if plan.resume else 'new'}): {what}",
         *([f"fixed in every trial: {json.dumps(plan.fixed)}"] if plan.fixed else []),

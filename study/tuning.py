@@ -118,10 +118,11 @@ def reported_results(trial: Any) -> list[dict[str, Any]]:
 
 
 def _asha(plan: Plan) -> RestorableASHA:
+    metric, mode = plan.rung
     return RestorableASHA(
         time_attr="training_iteration",
-        metric=plan.metric,
-        mode=plan.mode,
+        metric=metric,
+        mode=mode,
         max_t=plan.max_epochs,
         grace_period=plan.grace_period,
         reduction_factor=plan.reduction_factor,

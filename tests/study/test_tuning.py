@@ -23,6 +23,17 @@ def test_fifo_never_stops_a_trial_and_asha_uses_the_plan_budget(plan_fields):
     assert isinstance(asha, ASHAScheduler) and asha._max_t == 9
 
 
+@pytest.mark.parametrize(("rung_metric", "key", "mode"), [
+    ("metric", "val/f1_cinc", "max"), ("loss", "val/loss", "min"),
+    ("auroc", "val/auroc_macro", "max"),
+])
+def test_asha_ranks_its_rungs_on_the_chosen_metric(plan_fields, rung_metric, key, mode):
+    plan = Plan(**plan_fields(scheduler="asha", rung_metric=rung_metric))
+    asha = tuning.scheduler(plan)
+    assert (asha._metric, asha._mode) == (key, mode)
+    assert plan.metric == "val/f1_cinc"  # selection and reports stay on the study metric
+
+
 def test_the_random_baseline_sampler_comes_from_the_plan(plan_fields):
     search = tuning.searcher(Plan(**plan_fields(sampler="random", seed=7))).searcher
     assert isinstance(search._sampler, optuna.samplers.RandomSampler)
