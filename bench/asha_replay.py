@@ -1,7 +1,8 @@
 """Replay ASHA's decisions offline on learning curves trained without early stopping.
 
     python -m bench.asha_replay --study runs/BASELINE [--grace-periods 1 2 3]
-        [--rung-metrics val/f1_cinc val/loss val/auroc_macro] [--concurrency 2] [--json]
+        [--rung-metrics val/f1_cinc val/loss val/auroc_macro] [--concurrency 2] [--orders 50]
+        [--json]
 
 A baseline study (``--scheduler fifo``: every trial trains the full budget) holds each
 configuration's whole learning curve. For each setting (grace period x the metric ASHA ranks
@@ -12,7 +13,10 @@ each epoch ends after the seconds it took in the baseline, so rung decisions hap
 order they would have. A stopped trial frees its slot for the next one. Printed per setting:
 the epochs ASHA would have spent against the baseline's, the best study-metric score among the
 trials it lets finish against the baseline's best, and how many of the baseline's top 3 it
-stops. One expensive baseline serves every setting; confirm the chosen one with a real run.
+stops. ``--orders N`` replays each setting under N start orders too (the baseline's, then
+seeded shuffles) and prints the mean epoch share, the mean and worst gap and how often the best
+was kept: asynchronous decisions depend on which trial reports first. One expensive baseline
+serves every setting; confirm the chosen one with a real run.
 """
 
 from __future__ import annotations
@@ -131,16 +135,60 @@ def outcome(curves: Curves, trained: dict[str, int], *, grace_period: int, rung_
         stopped=sum(trained[t] < full[t] for t in ranked))
 
 
+def shuffled(curves: Curves, *, seed: int) -> Curves:
+    """The same curves started in another order (seed 0: the baseline's own order)."""
+    if seed == 0:
+        return curves
+    order = [curves.order[i] for i in np.random.default_rng(seed).permutation(len(curves.order))]
+    return Curves(order=order, rung=curves.rung, final=curves.final, seconds=curves.seconds)
+
+
+@dataclass(frozen=True)
+class OrderSummary:
+    """One setting over several start orders: means, and how often the best was kept."""
+
+    grace_period: int
+    rung_metric: str
+    n_orders: int
+    epoch_share: float
+    gap_mean: float
+    gap_worst: float
+    best_kept: int
+    top3_stopped_mean: float
+
+
+def over_orders(frame: pd.DataFrame, *, study_metric: str, study_mode: str,
+                grace_periods: list[int], rung_metrics: list[str], reduction_factor: float,
+                concurrency: int, orders: int) -> list[OrderSummary]:
+    """`settings` replayed under ``orders`` start orders (the baseline's, then seeded
+    shuffles): ASHA's asynchronous decisions depend on which trial reports first."""
+    runs = [settings(frame, study_metric=study_metric, study_mode=study_mode,
+                     grace_periods=grace_periods, rung_metrics=rung_metrics,
+                     reduction_factor=reduction_factor, concurrency=concurrency, order_seed=k)
+            for k in range(orders)]
+    summaries = []
+    for per_order in zip(*runs, strict=True):
+        gaps = [r.gap for r in per_order]
+        summaries.append(OrderSummary(
+            grace_period=per_order[0].grace_period, rung_metric=per_order[0].rung_metric,
+            n_orders=orders, epoch_share=float(np.mean([r.epoch_share for r in per_order])),
+            gap_mean=float(np.mean(gaps)), gap_worst=float(np.max(gaps)),
+            best_kept=sum(g == 0 for g in gaps),
+            top3_stopped_mean=float(np.mean([r.top3_stopped for r in per_order]))))
+    return summaries
+
+
 def settings(frame: pd.DataFrame, *, study_metric: str, study_mode: str, grace_periods: list[int],
              rung_metrics: list[str], reduction_factor: float,
-             concurrency: int) -> list[Outcome]:
+             concurrency: int, order_seed: int = 0) -> list[Outcome]:
     """Every grace period x rung metric, replayed on one baseline's curves."""
     max_epochs = int(frame["epoch"].max())
     complete = frame.groupby("trial_id")["epoch"].max() == max_epochs
     frame = frame[frame["trial_id"].isin(complete[complete].index)]
     results = []
     for rung_metric in rung_metrics:
-        curves = read_curves(frame, rung_metric=rung_metric, study_metric=study_metric)
+        curves = shuffled(read_curves(frame, rung_metric=rung_metric, study_metric=study_metric),
+                          seed=order_seed)
         for grace in grace_periods:
             rungs = [m for m in asha_milestones(grace_period=grace,
                                                 reduction_factor=reduction_factor,
@@ -162,6 +210,16 @@ def table(results: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
+def order_table(results: list[OrderSummary]) -> str:
+    lines = ["| grace | rung metric | epochs (mean share) | gap mean / worst | best kept | "
+             "top 3 stopped (mean) |", "|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r.grace_period} | {r.rung_metric} | **{r.epoch_share:.2f}** | "
+                     f"{r.gap_mean:.3f} / {r.gap_worst:.3f} | {r.best_kept} of {r.n_orders} | "
+                     f"{r.top3_stopped_mean:.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.asha_replay", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -173,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reduction-factor", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=None,
                         help="trials at once (default: the baseline study's)")
+    parser.add_argument("--orders", type=int, default=1,
+                        help="also replay under this many start orders (the baseline's, then "
+                             "seeded shuffles) and summarise them")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     report = {}
@@ -189,10 +250,22 @@ def main(argv: list[str] | None = None) -> int:
                            reduction_factor=args.reduction_factor,
                            concurrency=args.concurrency or plan["concurrency"])
         report[str(study_dir)] = [asdict(r) for r in results]
+        summaries = []
+        if args.orders > 1:
+            summaries = over_orders(
+                frame, study_metric=plan["metric"], study_mode=plan["mode"],
+                grace_periods=args.grace_periods,
+                rung_metrics=args.rung_metrics or [plan["metric"], "val/loss", "val/auroc_macro"],
+                reduction_factor=args.reduction_factor,
+                concurrency=args.concurrency or plan["concurrency"], orders=args.orders)
+            report[f"{study_dir} over {args.orders} orders"] = [asdict(r) for r in summaries]
         if not args.json:
             print(f"{study_dir} ({plan['space']}, {frame['trial_id'].nunique()} trials, "
                   f"{int(frame['epoch'].max())} epochs):")
             print(table(results))
+            if summaries:
+                print(f"over {args.orders} start orders (the baseline's, then shuffles):")
+                print(order_table(summaries))
     if args.json:
         print(json.dumps(report, indent=2))
     return 0

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from bench.asha_replay import Curves, replay, settings
+from bench.asha_replay import Curves, over_orders, replay, settings, shuffled
 
 
 def _curves(rung: dict[str, list[float]], seconds: dict[str, list[float]] | None = None):
@@ -72,3 +72,25 @@ def test_settings_report_epochs_best_and_top3_against_the_baseline():
     assert result.baseline_best == 0.9 and result.top3_stopped == 1
     assert result.best == 0.7 and round(result.gap, 3) == 0.2
     assert result.epochs == 3 + 1 + 3 + 1 and result.baseline_epochs == 12
+
+
+def test_other_start_orders_change_the_decisions_and_are_summarised():
+    rows = []
+    for n, (trial, curve) in enumerate({"a": [0.5, 0.6, 0.7], "b": [0.3, 0.4, 0.9],
+                                        "c": [0.6, 0.6, 0.6], "d": [0.2, 0.2, 0.2]}.items()):
+        rows += [{"trial_id": trial, "trial_number": n, "epoch": e + 1, "val/s": v,
+                  "seconds": 1.0} for e, v in enumerate(curve)]
+    frame = pd.DataFrame(rows)
+    curves = _curves({"a": [1.0], "b": [1.0], "c": [1.0]})
+    assert shuffled(curves, seed=0) is curves
+    assert sorted(shuffled(curves, seed=3).order) == ["a", "b", "c"]
+    kwargs = {"study_metric": "val/s", "study_mode": "max", "grace_periods": [1],
+              "rung_metrics": ["val/s"], "reduction_factor": 2.0, "concurrency": 1}
+    gaps = {settings(frame, **kwargs, order_seed=k)[0].gap for k in range(20)}
+    assert 0.0 in gaps and max(gaps) > 0  # b is kept when it reports first, stopped otherwise
+    (summary,) = over_orders(frame, **kwargs, orders=20)
+    each = [settings(frame, **kwargs, order_seed=k)[0] for k in range(20)]
+    assert summary.n_orders == 20
+    assert summary.best_kept == sum(r.gap == 0 for r in each)
+    assert summary.gap_worst == max(r.gap for r in each)
+    assert summary.epoch_share == np.mean([r.epoch_share for r in each])
