@@ -20,6 +20,7 @@ from typing import Any
 from ray import tune
 
 from study.results import expected_remaining_epochs
+from study.trainable import TEST_FOLD
 
 RAY_LOG = "ray-driver.log"
 """File in the study directory that receives everything Ray writes to the driver's stderr."""
@@ -66,7 +67,12 @@ def duration(seconds: float) -> str:
 
 
 def short_config(config: dict[str, Any], *, width: int = CONFIG_WIDTH) -> str:
-    """``{"model": {"depth": 7}, "optim": {"lr": 0.00123}}`` -> ``"depth=7 lr=0.00123"``."""
+    """``{"model": {"depth": 7}, "optim": {"lr": 0.00123}}`` -> ``"depth=7 lr=0.00123"``; a
+    cross-validation or final trial (a chosen candidate on a fold) -> ``"cnn7_gmp on fold 1"``."""
+    if "candidate" in config:
+        fold = config.get("fold")
+        where = "all non-test records" if fold == TEST_FOLD else f"fold {fold}"
+        return f"{config['candidate']['trial_id']} on {where}"
     parts = []
     for section, values in config.items():
         items = values.items() if isinstance(values, dict) else [(section, values)]

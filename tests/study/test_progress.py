@@ -147,3 +147,10 @@ def test_the_final_training_names_its_score_as_the_test_score():
     final.on_trial_result(0, [a], a, {"epoch": 4, "val/f1_cinc": 0.5, "time_this_iter_s": 6})
     final.on_trial_complete(0, [a], a)
     assert "best test/f1_cinc 0.5000 (aaaa)" in final.summary_line(running=0)
+
+
+def test_a_candidate_trial_is_named_by_its_configuration_and_fold():
+    candidate = {"trial_id": "cnn7_gmp", "config": {"model": {"depth": 7}}, "search_score": None}
+    assert short_config({"candidate": candidate, "fold": 1}) == "cnn7_gmp on fold 1"
+    assert short_config({"candidate": candidate, "fold": "test"}) == (
+        "cnn7_gmp on all non-test records")
