@@ -95,7 +95,8 @@ def split_directories(*, data_dir: Path, train_records: int, out: Path) -> tuple
     labels = read_reference(reference, classes=classes).labels
     ids = sorted(labels)
     if not 0 < train_records < len(ids):
-        raise SystemExit(f"error: --train-records must be in 1..{len(ids) - 1}, got {train_records}")
+        raise SystemExit(f"error: --train-records must be in 1..{len(ids) - 1}, "
+                         f"got {train_records}")
     parts = {"train": ids[:train_records], "eval": ids[train_records:]}
     for name, chosen in parts.items():
         if not (out / name).exists():
@@ -234,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the table of a finished (or partial) run and exit")
     parser.add_argument("--plan", type=Path, default=PLAN,
                         help="presets, variants and runs in priority order (JSON)")
-    parser.add_argument("--data-dir", type=Path, help="CinC 2017 records (.hea/.mat, REFERENCE.csv)")
+    parser.add_argument("--data-dir", type=Path,
+                        help="CinC 2017 records (.hea/.mat, REFERENCE.csv)")
     parser.add_argument("--train-records", type=int, default=2000)
     parser.add_argument("--fs-hz", type=float, default=150.0)
     parser.add_argument("--epochs", type=int, default=12)

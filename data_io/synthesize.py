@@ -24,8 +24,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from data_io.atomic import write_text_atomic
-from data_io.cli_types import whole_number
 from data_io.cinc_format import write_record, write_reference
+from data_io.cli_types import whole_number
 from data_io.datasets import load_dataset
 from data_io.synthetic import (
     GENERATOR_VERSION,

@@ -15,6 +15,9 @@ from reports.final_test import best_candidate, final_test, test_description
 from reports.per_class import best_search_row, class_rows
 from reports.study_data import StudyData
 
+CANDIDATE_NAME = "config/candidate/trial_id"
+"""The `cv.parquet` column naming the configuration a cross-validation run trained."""
+
 
 @dataclass(frozen=True)
 class BestScores:
@@ -48,7 +51,9 @@ def best_scores(study: StudyData) -> BestScores | None:
             where=f"held-out test set ({test_description(record)}), retrained once",
             values=values,
             confusion=None if confusion is None else np.asarray(confusion, dtype=int))
-    row = best_search_row(study) if study.metric in study.trials else None
+    if study.metric not in study.trials:
+        return best_fixed_scores(study)
+    row = best_search_row(study)
     if row is None:
         return None
     values = {k: float(v) for k, v in row.items() if str(k).startswith("val/")
@@ -95,3 +100,31 @@ def best_config_section(study: StudyData) -> Section:
     else:
         notes.append("No confusion matrix: the study recorded none for this trial.")
     return Section(title=title, tables=tables, figures=figures, notes=notes)
+
+
+def best_fixed_scores(study: StudyData) -> BestScores | None:
+    """A fixed-configuration study's best configuration (highest mean over its folds): per-class
+    scores averaged over the folds' last epochs, confusion matrices summed over the folds."""
+    cv = study.cv
+    if cv is None or study.metric not in cv or cv.empty:
+        return None
+    last = cv.sort_values("epoch").drop_duplicates("trial_id", keep="last")
+    last = last[np.isfinite(last[study.metric].to_numpy(dtype=float))]
+    if last.empty:
+        return None
+    name = CANDIDATE_NAME if CANDIDATE_NAME in last else "trial_id"
+    means = last.groupby(name)[study.metric].mean()
+    best = means.idxmax() if study.record.get("plan", {}).get("mode", "max") == "max" \
+        else means.idxmin()
+    rows = last[last[name] == best]
+    values = {k: float(rows[k].mean()) for k in rows.columns if str(k).startswith("val/")
+              and pd.api.types.is_numeric_dtype(rows[k]) and rows[k].notna().any()}
+    matrices = [np.asarray(json.loads(t), dtype=int) for t in rows.get("val/confusion_json", [])
+                if isinstance(t, str)]
+    folds = ", ".join(str(int(f)) for f in sorted(rows["fold"]))
+    return BestScores(
+        trial_id=str(best),
+        where=f"cross-validation folds {folds} (per-class scores averaged over the folds' last "
+              "epochs; confusion matrix summed over their validation records)",
+        values=values,
+        confusion=np.sum(matrices, axis=0) if len(matrices) == len(rows) else None)

@@ -17,7 +17,6 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
-from data_io.cli_types import whole_number
 from reports.artifact import Section
 from reports.best_config import best_config_section
 from reports.bootstrap import DEFAULT_RESAMPLES
@@ -99,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder of published result tables (CSV) shown beside the "
                              "study's results (default: ../shared/reference-results beside "
                              "the clone)")
-    parser.add_argument("--bootstrap", type=whole_number(at_least=1), default=DEFAULT_RESAMPLES,
+    parser.add_argument("--bootstrap", type=_resamples, default=DEFAULT_RESAMPLES,
                         metavar="N",
                         help=f"bootstrap resamples per interval (default {DEFAULT_RESAMPLES}; "
                              "more gives steadier interval bounds, and importance refits "
@@ -119,6 +118,18 @@ def _prefixed(section: Section, *, prefix: str) -> Section:
         figures=[replace(f, name=f"{prefix}-{f.name}") for f in section.figures],
         tables=[replace(t, name=f"{prefix}-{t.name}") for t in section.tables],
     )
+
+
+def _resamples(text: str) -> int:
+    """``--bootstrap``: a positive whole number."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number of "
+                                         "resamples")
+    return value
 
 
 def study_sections(study: StudyData, *, reference_dir: Path | None = None,

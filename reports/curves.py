@@ -33,14 +33,17 @@ TUNE_TRIAL_ID = "tune_trial_id"
 
 def learning_curves(study: StudyData) -> pd.DataFrame:
     """Every trial's score per epoch (measured epochs only: a diverged trial's unmeasured last
-    row is left out), with its outcome and whether the row is its last.
+    row is left out), with its outcome and whether the row is its last. A study of fixed
+    configurations searched nothing: its curves are those of every configuration on every
+    fold (`cv.parquet`).
 
     Returns:
         Columns ``trial_id``, ``epoch``, ``score``, ``stop_reason``, ``last``.
     """
-    if study.metric not in study.trials:  # no search (a study of fixed configurations)
+    source = study.trials if study.metric in study.trials else study.cv
+    if source is None or study.metric not in source:
         return pd.DataFrame(columns=["trial_id", "epoch", "score", "stop_reason", "last"])
-    rows = study.trials[study.trials["epoch"] > 0]
+    rows = source[source["epoch"] > 0]
     rows = rows[np.isfinite(rows[study.metric].to_numpy(dtype=float))]
     rows = rows.sort_values(["trial_id", "epoch"], kind="stable")
     frame = pd.DataFrame({"trial_id": rows["trial_id"].astype(str),
@@ -193,7 +196,8 @@ def learning_curves_section(study: StudyData) -> Section:
             f"Not drawn: no trial reported a finite {study.metric_display}."])
     counts = curves.drop_duplicates("trial_id")["stop_reason"].value_counts()
     outcome = ", ".join(f"{int(counts[r])} {w}" for r, w in OUTCOMES.items() if r in counts)
-    milestones = study.milestones
+    searched = study.metric in study.trials
+    milestones = study.milestones if searched else study.milestones[-1:]
     note = (f"{curves['trial_id'].nunique()} trials ({outcome}); dotted lines: ASHA's "
             f"milestones (epochs {', '.join(str(m) for m in milestones[:-1])}), where a trial "
             "in the bottom of its rung is stopped; markers: where each trial ended."
@@ -201,9 +205,11 @@ def learning_curves_section(study: StudyData) -> Section:
             f"{curves['trial_id'].nunique()} trials ({outcome}); no early stopping (a single "
             "milestone, the full budget).")
     sources = Sources(study=study.name, trials=tuple(sorted(set(curves["trial_id"]))))
+    where = ("on the search fold, every trial" if searched
+             else "of every configuration on every fold")
     return Section(title=title, notes=[note], figures=[Figure(
         name="learning-curves",
-        title=f"{study.metric_display} per epoch on the search fold, every trial",
+        title=f"{study.metric_display} per epoch {where}",
         figure=learning_curves_figure(curves, milestones=milestones,
                                       metric=study.metric_display),
         sources=sources)])

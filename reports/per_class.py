@@ -96,7 +96,11 @@ def per_class_section(study: StudyData) -> Section:
             "were recorded), so the classes are unknown."])
     tables, notes = [], []
     found = search_table(study)
-    if found is None:
+    if found is None and study.metric not in study.trials:
+        notes.append("No search: this study trained fixed configurations; the best one's "
+                     "per-class scores over its folds are above and every fold's in the "
+                     "cross-validation section.")
+    elif found is None:
         notes.append(f"No trial reported {study.metric}; no per-class table.")
     else:
         frame, best = found

@@ -240,7 +240,8 @@ class StudyProgress(tune.Callback):
         ) + (self.n_trials - len(set(self._epochs) | set(self._ended))) * expected_remaining_epochs(
             epoch=0, milestones=self.milestones, reduction_factor=self.reduction_factor)
         slots = max(min(self.concurrency, self.n_trials - len(self._ended)), 1)
-        basis = "ASHA's expected epochs" if len(self.milestones) > 1 else "every trial runs to the end"
+        basis = ("ASHA's expected epochs" if len(self.milestones) > 1
+                 else "every trial runs to the end")
         return f"ETA ~{duration((remaining * per_epoch + overrun) / slots)} ({basis})"
 
 

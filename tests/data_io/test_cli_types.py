@@ -14,6 +14,6 @@ def test_whole_number_accepts_its_range_and_says_what_is_wrong():
     assert at_least_one("3") == 3
     with pytest.raises(argparse.ArgumentTypeError, match="must be 1 or more, got 0"):
         at_least_one("0")
-    with pytest.raises(argparse.ArgumentTypeError, match="expected a whole number, got '2.5'"):
+    with pytest.raises(argparse.ArgumentTypeError, match=r"expected a whole number, got '2\.5'"):
         at_least_one("2.5")
     assert whole_number(at_least=0)("0") == 0

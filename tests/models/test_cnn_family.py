@@ -133,5 +133,6 @@ def test_conv_init_kaiming_gives_every_trunk_conv_he_scale(family):
 
 
 def test_an_unknown_conv_init_names_the_choices():
-    with pytest.raises(ValueError, match="conv_init 'xavier'; choose one of \\['kaiming', 'pytorch'\\]"):
+    with pytest.raises(ValueError,
+                       match=r"conv_init 'xavier'; choose one of \['kaiming', 'pytorch'\]"):
         build_model({"name": "cnn", "n_classes": 4, "n_leads": 1, "conv_init": "xavier"})

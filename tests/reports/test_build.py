@@ -174,4 +174,4 @@ def test_bootstrap_option_must_be_a_positive_number(three_trials, tmp_path, caps
     with pytest.raises(SystemExit) as exit_:
         main(["--study", str(three_trials), "--out", str(tmp_path / "o"), "--bootstrap", "0"])
     assert exit_.value.code == 2
-    assert "--bootstrap: must be 1 or more, got 0" in capsys.readouterr().err
+    assert "'0' is not a positive whole number of resamples" in capsys.readouterr().err

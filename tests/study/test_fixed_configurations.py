@@ -59,3 +59,13 @@ def _the_report_skips_the_search_analyses(study_dir, *, out):
     assert cv_tables and any({"cnn4_gap", "cnn7_gmp"} <= set(t.frame.astype(str).stack())
                              for t in cv_tables)
     assert not any("could not be computed" in n for s in sections for n in s.notes)
+    (curves,) = by_title["learning curves"].figures  # every preset on every fold
+    assert "every configuration on every fold" in curves.title
+    assert sum(t.mode == "lines" for t in curves.figure.data) == 4
+    assert "no early stopping" in by_title["learning curves"].notes[0]
+    best = by_title["best configuration: per-class scores and confusion matrix"]
+    (table,) = best.tables
+    assert table.title.split(" on the ")[0] in ("Trial cnn4_gap", "Trial cnn7_gmp")
+    assert "cross-validation folds 0, 1" in table.title
+    (matrix,) = best.figures
+    assert matrix.name.endswith("best-confusion")
