@@ -32,11 +32,20 @@ LEADERBOARD_ROWS = 10
 """Configurations in the leaderboard (the best completed trials)."""
 
 
+def runs(study: StudyData) -> pd.DataFrame:
+    """The rows of the trials a study ran: its search trials, or for a study of fixed
+    configurations (no search) the configurations on every fold (`cv.parquet`)."""
+    if "stop_reason" in study.trials or study.cv is None:
+        return study.trials
+    return study.cv
+
+
 def outcome_counts(study: StudyData) -> dict[str, int]:
     """Trials per outcome (every key of `OUTCOMES`, zero included)."""
-    if "stop_reason" not in study.trials:  # no search (a study of fixed configurations)
+    rows = runs(study)
+    if "stop_reason" not in rows:
         return dict.fromkeys(OUTCOMES, 0)
-    last = study.trials.drop_duplicates("trial_id", keep="last")["stop_reason"]
+    last = rows.drop_duplicates("trial_id", keep="last")["stop_reason"]
     unknown = sorted(set(last) - set(OUTCOMES))
     if unknown:
         raise ValueError(f"{study.directory}/trials.parquet: unknown stop_reason {unknown}; "
@@ -47,7 +56,10 @@ def outcome_counts(study: StudyData) -> dict[str, int]:
 def epochs_spent(study: StudyData) -> tuple[int, int]:
     """Epochs the search trained in all, and what every trial at the full budget (no early
     stopping) would have trained."""
-    per_trial = pd.to_numeric(study.trials.groupby("trial_id")["epoch"].max()).clip(lower=0)
+    rows = runs(study)
+    if "epoch" not in rows:
+        return 0, 0
+    per_trial = pd.to_numeric(rows.groupby("trial_id")["epoch"].max()).clip(lower=0)
     return int(per_trial.sum()), int(len(per_trial) * study.max_epochs)
 
 
@@ -92,9 +104,11 @@ def study_summary(study: StudyData) -> pd.DataFrame:
     rate = f" at {plan['fs_hz']:g} Hz" if plan.get("fs_hz") else ""
     scheduler = plan.get("scheduler", "asha")
     milestones = ", ".join(str(m) for m in study.milestones)
+    fixed = bool(plan.get("presets"))
+    folds = (f"folds {', '.join(str(f) for f in sorted(set(runs(study)['fold'])))}"
+             if fixed and "fold" in runs(study) else f"search fold {plan.get('fold', '?')}")
     rows = [
-        ("Data set", f"{dataset}{records}{rate}; search fold {plan.get('fold', '?')} of "
-                     f"{plan.get('n_folds', '?')}"),
+        ("Data set", f"{dataset}{records}{rate}; {folds} of {plan.get('n_folds', '?')}"),
         ("Search space", f"{study.space}: " + ", ".join(parameter_name(p)
                                                        for p in study.parameters)),
         ("Metric", f"{study.metric_display} ({study.metric}, {plan.get('mode', 'max')})"),
@@ -104,7 +118,8 @@ def study_summary(study: StudyData) -> pd.DataFrame:
                    f"milestones at epochs {milestones}"
                    + (f", ranked on {RUNG_WORDS.get(plan['rung_metric'], plan['rung_metric'])}"
                       if plan.get("rung_metric", "metric") != "metric" else "")),
-        ("Trials", f"{sum(counts.values())}: " + ", ".join(
+        ("Trials" if not fixed else "Runs (configuration x fold)",
+         f"{sum(counts.values())}: " + ", ".join(
             f"{counts[r]} {w}" for r, w in OUTCOMES.items())),
         ("Epochs trained", f"{spent} of {full} without early stopping "
                            f"({spent / full:.0%})" if full else "none"),
@@ -124,7 +139,13 @@ def study_summary(study: StudyData) -> pd.DataFrame:
 def _answer(study: StudyData, board: pd.DataFrame) -> str:
     """The headline: the best configuration and its scores, in one sentence."""
     if study.trials.empty:
-        return "A study of fixed configurations: no search, so no best configuration found."
+        if board.empty:
+            return "A study of fixed configurations that reported no score."
+        cv_header = f"{study.metric_display} CV mean ± sd"
+        scores = "; ".join(f"{row['Configuration']} {row[cv_header]}"
+                           for _, row in board.iterrows())
+        return (f"A study of fixed configurations, no search: {study.metric_display} in "
+                f"cross-validation (mean ± sd over folds): {scores}.")
     if board.empty:
         return (f"No trial completed the full budget of {study.max_epochs} epochs, so there is "
                 "no best configuration.")
@@ -177,9 +198,9 @@ def leaderboard(study: StudyData, *, n_rows: int = LEADERBOARD_ROWS) -> pd.DataF
     """The best completed trials, best first: their sampled parameters (in words) and scores
     on the search fold (full budget), in cross-validation (mean ± sd, when the study ran it)
     and on the held-out test set (when it wrote `final_test.json`)."""
+    if study.trials.empty:
+        return fixed_leaderboard(study)
     final = study.final()
-    if study.metric not in final:  # no search (a study of fixed configurations)
-        final = final.assign(**{study.metric: pd.Series(dtype=float)})
     final = final.dropna(subset=[study.metric])
     final = final.sort_values(study.metric, ascending=study.mode == "min", kind="stable")
     final = final.head(n_rows).reset_index(drop=True)
@@ -201,15 +222,37 @@ def leaderboard(study: StudyData, *, n_rows: int = LEADERBOARD_ROWS) -> pd.DataF
     return table
 
 
+def fixed_leaderboard(study: StudyData) -> pd.DataFrame:
+    """A study of fixed configurations: each configuration ranked on its cross-validation
+    mean, with its test score when the study held a test set out."""
+    columns = ["Rank", "Configuration", f"{study.metric_display} CV mean ± sd"]
+    if study.cv is None or study.metric not in study.cv:
+        return pd.DataFrame(columns=columns)
+    order = list(cv_summary(study)["candidate"].astype(str))
+    cv = _cv_scores(study)
+    table = pd.DataFrame({"Rank": np.arange(1, len(order) + 1), "Configuration": order,
+                          columns[2]: [cv.get(c, "–") for c in order]})
+    tests = test_scores(study)
+    if len(tests):
+        table[f"{study.metric_display} test"] = [tests.get(c, np.nan) for c in order]
+    return table
+
+
 def leaderboard_section(study: StudyData) -> Section:
     """The leaderboard, or one line saying why there is none."""
     title = "Leaderboard"
     board = leaderboard(study)
     counts = outcome_counts(study)
     if study.trials.empty:
+        if board.empty:
+            return Section(title=title, notes=[
+                "No leaderboard: no fixed configuration reported a score."])
         return Section(title=title, notes=[
-            "No leaderboard: this study searched nothing (fixed configurations); their "
-            "cross-validation and test scores are in the sections below."])
+            f"Fixed configurations, no search: ranked on their {study.metric_display} "
+            "averaged over the cross-validation folds."], tables=[
+            Table(name="leaderboard", title=f"Configurations by {study.metric_display}",
+                  frame=board, sources=Sources(study=study.name,
+                                               trials=tuple(board["Configuration"])))])
     if board.empty:
         return Section(title=title, notes=[
             f"No leaderboard: no trial completed the full budget of {study.max_epochs} epochs "

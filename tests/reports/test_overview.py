@@ -210,7 +210,8 @@ def test_a_study_of_fixed_configurations_opens_without_a_search():
     assert failed == []
     summary = sections["Summary"].tables[0].frame.set_index("Item")["Value"]
     assert summary["Search"] == "none: fixed configurations cnn7_gmp, cnn4_gmp"
-    assert sections["Leaderboard"].notes[0].startswith("No leaderboard: this study searched")
+    assert sections["Leaderboard"].notes == [
+        "No leaderboard: no fixed configuration reported a score."]  # no cv.parquet here
     assert sections["Best configuration: per-class scores and confusion matrix"].figures
 
 

@@ -59,6 +59,14 @@ def _the_report_skips_the_search_analyses(study_dir, *, out):
     assert cv_tables and any({"cnn4_gap", "cnn7_gmp"} <= set(t.frame.astype(str).stack())
                              for t in cv_tables)
     assert not any("could not be computed" in n for s in sections for n in s.notes)
+    (board,) = by_title["leaderboard"].tables  # the presets ranked on their CV means
+    assert sorted(board.frame["Configuration"]) == ["cnn4_gap", "cnn7_gmp"]
+    assert all(cell.endswith("(2 folds)") for cell in board.frame["CinC F1 CV mean ± sd"])
+    answer = by_title["summary"].notes[0]
+    assert answer.startswith("A study of fixed configurations, no search: CinC F1 in "
+                             "cross-validation") and "cnn4_gap" in answer and "cnn7_gmp" in answer
+    summary = by_title["summary"].tables[0].frame.set_index("Item")["Value"]
+    assert summary["Runs (configuration x fold)"].startswith("4: 4 completed")
     (curves,) = by_title["learning curves"].figures  # every preset on every fold
     assert "every configuration on every fold" in curves.title
     assert sum(t.mode == "lines" for t in curves.figure.data) == 4
