@@ -200,24 +200,28 @@ def settings(frame: pd.DataFrame, *, study_metric: str, study_mode: str, grace_p
     return results
 
 
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
 def table(results: list[Outcome]) -> str:
-    lines = ["| grace | rung metric | epochs (share of baseline) | best vs baseline (gap) | "
-             "top 3 stopped | stopped |", "|---|---|---|---|---|---|"]
-    for r in results:
-        lines.append(f"| {r.grace_period} | {r.rung_metric} | {r.epochs} / {r.baseline_epochs} "
-                     f"(**{r.epoch_share:.2f}**) | {r.best:.4f} vs {r.baseline_best:.4f} "
-                     f"(**{r.gap:.3f}**) | {r.top3_stopped} | {r.stopped} |")
-    return "\n".join(lines)
+    return _markdown(
+        ["grace", "rung metric", "epochs (share of baseline)", "best vs baseline (gap)",
+         "top 3 stopped", "stopped"],
+        [[str(r.grace_period), r.rung_metric,
+          f"{r.epochs} / {r.baseline_epochs} (**{r.epoch_share:.2f}**)",
+          f"{r.best:.4f} vs {r.baseline_best:.4f} (**{r.gap:.3f}**)", str(r.top3_stopped),
+          str(r.stopped)] for r in results])
 
 
 def order_table(results: list[OrderSummary]) -> str:
-    lines = ["| grace | rung metric | epochs (mean share) | gap mean / worst | best kept | "
-             "top 3 stopped (mean) |", "|---|---|---|---|---|---|"]
-    for r in results:
-        lines.append(f"| {r.grace_period} | {r.rung_metric} | **{r.epoch_share:.2f}** | "
-                     f"{r.gap_mean:.3f} / {r.gap_worst:.3f} | {r.best_kept} of {r.n_orders} | "
-                     f"{r.top3_stopped_mean:.2f} |")
-    return "\n".join(lines)
+    return _markdown(
+        ["grace", "rung metric", "epochs (mean share)", "gap mean / worst", "best kept",
+         "top 3 stopped (mean)"],
+        [[str(r.grace_period), r.rung_metric, f"**{r.epoch_share:.2f}**",
+          f"{r.gap_mean:.3f} / {r.gap_worst:.3f}", f"{r.best_kept} of {r.n_orders}",
+          f"{r.top3_stopped_mean:.2f}"] for r in results])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,23 +57,27 @@ class _KilledError(Exception):
     """Stands for the process dying right after an epoch's checkpoint was written."""
 
 
+def _killed_then_resumed(config, split, ckpt, *, after_epoch: int):
+    """Train until ``after_epoch`` is checkpointed, die, and resume from the checkpoint."""
+
+    def die(row, path):
+        if row["epoch"] == after_epoch:
+            raise _KilledError
+
+    with pytest.raises(_KilledError):
+        train(config=config, train_split=split, val_split=split, scoring=SCORING,
+              checkpoint_path=ckpt, on_epoch=die)
+    assert load_checkpoint(ckpt)["epoch"] == after_epoch
+    return train(config=config, train_split=split, val_split=split, scoring=SCORING,
+                 checkpoint_path=ckpt)
+
+
 def test_resume_from_a_checkpoint_is_exact(tiny_arrays, tiny_config, tmp_path):
     arrays = tiny_arrays()
     split = Split(arrays, np.arange(len(arrays)))
     config = {**tiny_config, "model": {**tiny_config["model"], "dropout_min": 0.3}}
     straight = train(config=config, train_split=split, val_split=split, scoring=SCORING)
-    ckpt = tmp_path / "checkpoint.pt"
-
-    def die_after_epoch_2(row, path):
-        if row["epoch"] == 2:
-            raise _KilledError
-
-    with pytest.raises(_KilledError):
-        train(config=config, train_split=split, val_split=split, scoring=SCORING,
-              checkpoint_path=ckpt, on_epoch=die_after_epoch_2)
-    assert load_checkpoint(ckpt)["epoch"] == 2
-    resumed = train(config=config, train_split=split, val_split=split, scoring=SCORING,
-                    checkpoint_path=ckpt)
+    resumed = _killed_then_resumed(config, split, tmp_path / "checkpoint.pt", after_epoch=2)
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
     for key, value in _state(straight.model).items():
         torch.testing.assert_close(value, resumed.model.state_dict()[key], rtol=0, atol=0)
@@ -174,16 +178,5 @@ def test_warmup_changes_the_first_epoch_only_and_resumes_exactly(
     # The epoch schedule is untouched: the same rate is recorded after every epoch.
     assert [r["lr"] for r in warmed.history] == [r["lr"] for r in plain.history]
     assert warmed.history[0]["train/loss"] != plain.history[0]["train/loss"]
-
-    ckpt = tmp_path / "checkpoint.pt"
-
-    def die_after_epoch_1(row, path):
-        if row["epoch"] == 1:
-            raise _KilledError
-
-    with pytest.raises(_KilledError):
-        train(config=config, train_split=split, val_split=split, scoring=SCORING,
-              checkpoint_path=ckpt, on_epoch=die_after_epoch_1)
-    resumed = train(config=config, train_split=split, val_split=split, scoring=SCORING,
-                    checkpoint_path=ckpt)
+    resumed = _killed_then_resumed(config, split, tmp_path / "checkpoint.pt", after_epoch=1)
     assert resumed.history[-1]["train/loss"] == warmed.history[-1]["train/loss"]
