@@ -35,10 +35,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from study.plan import RUNG_METRICS
 from study.results import asha_milestones
 
-MODES = {"val/loss": "min"}
-"""Rung metrics ranked low-is-better; every other metric is ranked high-is-better."""
+MODES = dict(mode for mode in RUNG_METRICS.values() if mode)
+"""The rung metrics a study can rank on (`study.plan.RUNG_METRICS`) -> "min" or "max"; any
+other metric (the study's own) is ranked high-is-better."""
 
 
 @dataclass(frozen=True)
@@ -162,10 +164,15 @@ def over_orders(frame: pd.DataFrame, *, study_metric: str, study_mode: str,
                 concurrency: int, orders: int) -> list[OrderSummary]:
     """`settings` replayed under ``orders`` start orders (the baseline's, then seeded
     shuffles): ASHA's asynchronous decisions depend on which trial reports first."""
-    runs = [settings(frame, study_metric=study_metric, study_mode=study_mode,
-                     grace_periods=grace_periods, rung_metrics=rung_metrics,
-                     reduction_factor=reduction_factor, concurrency=concurrency, order_seed=k)
-            for k in range(orders)]
+    return summarise([settings(frame, study_metric=study_metric, study_mode=study_mode,
+                               grace_periods=grace_periods, rung_metrics=rung_metrics,
+                               reduction_factor=reduction_factor, concurrency=concurrency,
+                               order_seed=k) for k in range(orders)])
+
+
+def summarise(runs: list[list[Outcome]]) -> list[OrderSummary]:
+    """Per setting, the outcomes of every start order (``runs[k]``: order k's settings)."""
+    orders = len(runs)
     summaries = []
     for per_order in zip(*runs, strict=True):
         gaps = [r.gap for r in per_order]
@@ -247,21 +254,16 @@ def main(argv: list[str] | None = None) -> int:
         if plan["scheduler"] != "fifo":
             parser.error(f"{study_dir}: a baseline must train every trial the full budget "
                          "(--scheduler fifo)")
-        results = settings(frame, study_metric=plan["metric"], study_mode=plan["mode"],
-                           grace_periods=args.grace_periods,
-                           rung_metrics=args.rung_metrics or [plan["metric"], "val/loss",
-                                                              "val/auroc_macro"],
-                           reduction_factor=args.reduction_factor,
-                           concurrency=args.concurrency or plan["concurrency"])
+        per_order = [settings(frame, study_metric=plan["metric"], study_mode=plan["mode"],
+                              grace_periods=args.grace_periods,
+                              rung_metrics=args.rung_metrics or [plan["metric"], *MODES],
+                              reduction_factor=args.reduction_factor,
+                              concurrency=args.concurrency or plan["concurrency"], order_seed=k)
+                     for k in range(max(args.orders, 1))]
+        results = per_order[0]  # the baseline's own start order
         report[str(study_dir)] = [asdict(r) for r in results]
-        summaries = []
-        if args.orders > 1:
-            summaries = over_orders(
-                frame, study_metric=plan["metric"], study_mode=plan["mode"],
-                grace_periods=args.grace_periods,
-                rung_metrics=args.rung_metrics or [plan["metric"], "val/loss", "val/auroc_macro"],
-                reduction_factor=args.reduction_factor,
-                concurrency=args.concurrency or plan["concurrency"], orders=args.orders)
+        summaries = summarise(per_order) if args.orders > 1 else []
+        if summaries:
             report[f"{study_dir} over {args.orders} orders"] = [asdict(r) for r in summaries]
         if not args.json:
             print(f"{study_dir} ({plan['space']}, {frame['trial_id'].nunique()} trials, "

@@ -114,8 +114,7 @@ def best_fixed_scores(study: StudyData) -> BestScores | None:
         return None
     name = CANDIDATE_NAME if CANDIDATE_NAME in last else "trial_id"
     means = last.groupby(name)[study.metric].mean()
-    best = means.idxmax() if study.record.get("plan", {}).get("mode", "max") == "max" \
-        else means.idxmin()
+    best = means.idxmax() if study.mode == "max" else means.idxmin()
     rows = last[last[name] == best]
     values = {k: float(rows[k].mean()) for k in rows.columns if str(k).startswith("val/")
               and pd.api.types.is_numeric_dtype(rows[k]) and rows[k].notna().any()}

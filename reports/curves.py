@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from reports.artifact import Figure, Section, Sources, Table
-from reports.overview import OUTCOMES
+from reports.overview import OUTCOMES, runs
 from reports.study_data import StudyData
 
 CURVE_STYLE: Mapping[str, dict] = MappingProxyType({
@@ -40,8 +40,8 @@ def learning_curves(study: StudyData) -> pd.DataFrame:
     Returns:
         Columns ``trial_id``, ``epoch``, ``score``, ``stop_reason``, ``last``.
     """
-    source = study.trials if study.metric in study.trials else study.cv
-    if source is None or study.metric not in source:
+    source = runs(study)
+    if study.metric not in source:
         return pd.DataFrame(columns=["trial_id", "epoch", "score", "stop_reason", "last"])
     rows = source[source["epoch"] > 0]
     rows = rows[np.isfinite(rows[study.metric].to_numpy(dtype=float))]
