@@ -367,7 +367,7 @@ def check_unreachable_addresses(work: Path) -> list[Check]:
         cases = ((closed_port(), "Connection refused", []),
                  (dropped, "no answer within", []),
                  (silent, "no answer within", []),
-                 ("ray-head.lab:6379", "host name ray-head.lab not found",
+                 ("ray-head.invalid:6379", "host name ray-head.invalid not found",
                   ["-m", "bench.no_dns"]))
         for i, (address, reason, launcher) in enumerate(cases):
             args = launcher or ["-m"]

@@ -1,6 +1,6 @@
 """Run a module with every host-name lookup failing in-process, as an unknown name does.
 
-    python -m bench.no_dns study.run --address ray-head:6379 ...
+    python -m bench.no_dns study.run --address ray-head.invalid:6379 ...
 
 Lets a drill show what the user sees for a host name that does not resolve without asking a
 resolver (another machine): ``socket.getaddrinfo`` and ``gethostbyname`` raise the resolver's
