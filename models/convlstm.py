@@ -98,6 +98,8 @@ class ConvLSTM(nn.Module):
         hidden_units: recurrent hidden size per direction.
         bidirectional: add a backward direction.
         rnn_dropout: dropout between stacked recurrent layers.
+        forget_bias: an LSTM's initial forget-gate bias (None: torch's random init; must be
+            None for a GRU). See `models.layers.RecurrentHead`.
         readout: what the classifier sees: ``"last"`` (state at the last real step; with a
             backward direction, its state at step 0), ``"centre"`` (output at the centre of
             the valid steps) or ``"last_plus_pool"`` (last, concatenated with a global pooling
@@ -125,6 +127,7 @@ class ConvLSTM(nn.Module):
         hidden_units: int = 64,
         bidirectional: bool = False,
         rnn_dropout: float = 0.0,
+        forget_bias: float | None = None,
         readout: str = "last",
         pooling: str = "gmp",
         lse_temperature: float = 1.0,
@@ -154,6 +157,7 @@ class ConvLSTM(nn.Module):
             n_layers=n_rnn_layers,
             bidirectional=bidirectional,
             dropout=rnn_dropout,
+            forget_bias=forget_bias,
         )
         self.pool = GlobalPool(pooling, temperature=lse_temperature)
         pooled_size = self.trunk.out_channels if self._readout.with_pool else 0

@@ -436,6 +436,16 @@ _RNN_STEPS: Mapping[str, Callable[[Tensor, Tensor, Tensor], dict[str, Tensor]]] 
 )
 
 
+@torch.no_grad()
+def _set_forget_bias(lstm: nn.LSTM, value: float) -> None:
+    # torch orders an LSTM's gates (input, forget, cell, output) in blocks of hidden_size, and
+    # adds two biases; the forget gate's total becomes exactly ``value``.
+    size = lstm.hidden_size
+    for name, bias in lstm.named_parameters():
+        if name.startswith("bias_"):
+            bias[size : 2 * size] = value if name.startswith("bias_ih") else 0.0
+
+
 class RecurrentHead(nn.Module):
     """An LSTM or GRU over (B, T, C) sequences that respects each record's length.
 
@@ -449,6 +459,10 @@ class RecurrentHead(nn.Module):
         n_layers: stacked recurrent layers.
         bidirectional: add a backward direction (outputs concatenate [forward, backward]).
         dropout: dropout between stacked layers (ignored with one layer).
+        forget_bias: an LSTM's initial forget-gate bias (None keeps torch's random one). A
+            positive bias starts the cell remembering across steps instead of halving its
+            memory at every step (Gers et al. 2000; Jozefowicz et al. 2015). A GRU has no
+            forget gate: it must be None there.
     """
 
     def __init__(
@@ -460,6 +474,7 @@ class RecurrentHead(nn.Module):
         n_layers: int,
         bidirectional: bool,
         dropout: float = 0.0,
+        forget_bias: float | None = None,
     ) -> None:
         super().__init__()
         rnn_class = choose(_RNN_CELLS, cell, what="recurrent cell")
@@ -474,6 +489,10 @@ class RecurrentHead(nn.Module):
             bidirectional=bidirectional,
             dropout=dropout if n_layers > 1 else 0.0,
         )
+        if forget_bias is not None:
+            if cell != "lstm":
+                raise ValueError(f"forget_bias applies to an LSTM only, not a {cell!r} cell")
+            _set_forget_bias(self.rnn, float(forget_bias))
 
     @property
     def output_size(self) -> int:

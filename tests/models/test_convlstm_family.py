@@ -94,3 +94,13 @@ def test_parameter_groups_scale_the_cnn_learning_rate():
     optimizer = torch.optim.Adam(groups)
     assert [g["lr"] for g in optimizer.param_groups] == [pytest.approx(1e-4), 1e-3]
     assert "lr" not in model.parameter_groups(0.5)[0]
+
+
+def test_a_forget_bias_in_the_config_reaches_the_lstm_and_is_refused_for_a_gru():
+    model = build_model({**SHAPE, "name": "convlstm", **TRUNK, "hidden_units": 5,
+                         "forget_bias": 2.0})
+    lstm = model.rnn.rnn
+    torch.testing.assert_close(lstm.bias_ih_l0[5:10] + lstm.bias_hh_l0[5:10], torch.full((5,), 2.0))
+    assert model.config["forget_bias"] == 2.0  # recorded with the model, so checkpoints say so
+    with pytest.raises(ValueError, match="forget_bias applies to an LSTM only"):
+        build_model({**SHAPE, "name": "convlstm", **TRUNK, "cell": "gru", "forget_bias": 1.0})

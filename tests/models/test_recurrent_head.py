@@ -59,3 +59,30 @@ def test_tail_does_not_change_valid_outputs():
     torch.testing.assert_close(a, b)
     torch.testing.assert_close(final_a, final_b)
     assert (a[1, 10:] == 0).all()
+
+
+def test_forget_bias_sets_every_forget_gate_and_leaves_the_other_gates_alone():
+    torch.manual_seed(0)
+    plain = RecurrentHead(5, cell="lstm", hidden_units=6, n_layers=2, bidirectional=True)
+    torch.manual_seed(0)
+    biased = RecurrentHead(5, cell="lstm", hidden_units=6, n_layers=2, bidirectional=True,
+                           forget_bias=1.0)
+    names = [name for name, _ in biased.rnn.named_parameters() if name.startswith("bias_ih")]
+    assert len(names) == 4  # two layers x two directions
+    for name in names:
+        total = getattr(biased.rnn, name) + getattr(biased.rnn, name.replace("_ih", "_hh"))
+        torch.testing.assert_close(total[6:12], torch.ones(6))
+        for gate in (slice(0, 6), slice(12, 24)):  # input, cell and output gates untouched
+            torch.testing.assert_close(getattr(biased.rnn, name)[gate],
+                                       getattr(plain.rnn, name)[gate])
+    # With zero input the first step's forget gate is sigmoid(1), not about sigmoid(0).
+    with torch.no_grad():
+        gates = biased.first_layer_states(torch.zeros(1, 2, 5), torch.tensor([2]))
+    torch.testing.assert_close(gates["forget_gate"][0, 0, :6],
+                               torch.full((6,), float(torch.sigmoid(torch.tensor(1.0)))))
+
+
+def test_forget_bias_on_a_gru_is_refused():
+    with pytest.raises(ValueError, match="forget_bias applies to an LSTM only, not a 'gru'"):
+        RecurrentHead(5, cell="gru", hidden_units=6, n_layers=1, bidirectional=False,
+                      forget_bias=1.0)

@@ -29,6 +29,9 @@ import pytest
 
 from bench.ray_cluster import local_cluster, token_auth
 
+# About 2.5 min for the module; .ci/run runs it in its recovery step.
+pytestmark = pytest.mark.slow
+
 NAME = "mn"
 @pytest.fixture
 def cluster() -> Iterator[tuple[object, object, object]]:

@@ -151,6 +151,7 @@ def test_wandb_offline_runs_and_best_trial_artifacts(finished_study):
         assert set(scored["record_ids"]) <= set(predictions["record"])
 
 
+@pytest.mark.slow  # about 3 min; .ci/run runs it in its recovery step
 def test_resume_after_the_driver_is_killed(tmp_path, run_study_cli, driver_output,
                                           small_study_args, kill_at_first_checkpoint):
     args = ["--space", "cnn", "--num-samples", "4", "--concurrency", "1", "--name", "killed",
