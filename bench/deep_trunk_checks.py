@@ -1,0 +1,179 @@
+"""Why do the deep presets score lower? Two checks on real records (bench/README.md, part 0).
+
+``rescore`` scores one `study.train --out` checkpoint again under other evaluation settings:
+centred crops instead of whole records, and BatchNorm statistics recomputed over the training
+crops ("precise BN", dropout on or off). If the protocol's score is far below these, the gap
+is an evaluation artefact; if not, the trunk has learnt less.
+
+``updates`` trains presets from the same seed for ``--steps`` Adam steps and prints, per
+convolution, its fan-in, the mean relative update per step and how far the weights turned:
+how fast each layer moves at the default learning rate.
+
+    python -m bench.deep_trunk_checks rescore --run DIR --train-dir TRAIN --eval-dir EVAL
+    python -m bench.deep_trunk_checks updates --train-dir TRAIN --presets cnn7_gmp,cnn15_gmp
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from data_io.cache import load_cached
+from data_io.datasets import load_dataset
+from models import build_model, load_preset
+from models.losses import FocalLoss
+from study.checkpoint import load_checkpoint
+from study.config import resolve_config
+from study.metrics import Scoring
+from study.runtime import select_runtime
+from study.train import DEFAULT_DATASET
+from study.trainer import Split, evaluate, split_loader
+
+
+def _with_data(cfg: dict[str, Any], **data: Any) -> dict[str, Any]:
+    out = copy.deepcopy(cfg)
+    out["data"].update(data)
+    return out
+
+
+@torch.no_grad()
+def precise_batchnorm(model: nn.Module, *, batches: Iterator[dict[str, Any]],
+                      dropout: bool) -> nn.Module:
+    """A copy of ``model`` whose BatchNorm statistics are the exact averages over ``batches``
+    (cumulative, not momentum), computed with dropout on or off."""
+    model = copy.deepcopy(model).train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # cumulative moving average
+        if isinstance(module, nn.Dropout) and not dropout:
+            module.eval()
+    for batch in batches:
+        model(batch["x"], lengths=batch["lengths"])
+    return model.eval()
+
+
+def rescore(*, run: Path, train: Split, val: Split, dataset: str) -> list[dict[str, Any]]:
+    """One row per evaluation setting: label and the ``val/`` metrics of the same weights."""
+    state = load_checkpoint(run / "checkpoint.pt")
+    cfg = resolve_config(state["config"])
+    runtime = select_runtime(device="cpu", amp=False)
+    model = build_model(state["model_config"])
+    model.load_state_dict(state["model_state"])
+    scoring = Scoring.from_dataset(load_dataset(dataset))
+    train_batches = lambda: split_loader(train, cfg=cfg, training=True, epoch=0)  # noqa: E731
+    recomputed = precise_batchnorm(model, batches=train_batches(), dropout=False)
+    settings = [
+        ("the protocol: BatchNorm running averages, whole records", model, cfg),
+        ("centred crops instead of whole records", model,
+         _with_data(cfg, eval_batching="crop")),
+        ("BatchNorm recomputed over the training crops, dropout off", recomputed, cfg),
+        ("the same, scored on centred crops", recomputed, _with_data(cfg, eval_batching="crop")),
+        ("BatchNorm recomputed, dropout on",
+         precise_batchnorm(model, batches=train_batches(), dropout=True), cfg),
+    ]
+    rows = []
+    for label, weights, settings_cfg in settings:
+        metrics, _ = evaluate(model=weights, split=val, cfg=settings_cfg, runtime=runtime,
+                              loss_fn=nn.CrossEntropyLoss(), scoring=scoring)
+        rows.append({"setting": label, "epoch": int(state["epoch"]),
+                     **{k: v for k, v in metrics.items() if k.startswith("val/f1_")},
+                     "val/loss": metrics["val/loss"]})
+    return rows
+
+
+def layer_updates(*, preset: str, train: Split, steps: int, fs_hz: float,
+                  lr: float) -> dict[str, Any]:
+    """Per convolution of ``preset``: fan-in, mean ||dW|| / ||W|| per Adam step, ||W|| / ||W0||
+    and the cosine between W and W0 after ``steps`` steps; plus the mean loss of the first
+    and last 10 steps."""
+    cfg = resolve_config({"model": load_preset(preset), "data": {"fs_hz": fs_hz},
+                          "optim": {"lr": lr}})
+    torch.manual_seed(cfg["seed"])
+    arrays = train.arrays
+    model = build_model({**cfg["model"], "n_classes": len(arrays.classes),
+                         "n_leads": arrays.n_leads}).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    convs = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv1d)]
+    initial = [m.weight.detach().clone() for _, m in convs]
+    loss_fn = FocalLoss(gamma=0.0, alpha=None)
+    step_sizes, losses = np.zeros(len(convs)), []
+    for batch in split_loader(train, cfg=cfg, training=True, epoch=0):
+        if len(losses) == steps:
+            break
+        before = [m.weight.detach().clone() for _, m in convs]
+        optimizer.zero_grad()
+        loss = loss_fn(model(batch["x"], lengths=batch["lengths"]), batch["y"])
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        step_sizes += [float((m.weight.detach() - b).norm() / b.norm())
+                       for (_, m), b in zip(convs, before, strict=True)]
+    layers = [
+        {"layer": name, "fan_in": int(m.weight[0].numel()),
+         "step": step / max(len(losses), 1),
+         "growth": float(m.weight.detach().norm() / w0.norm()),
+         "cosine": float(nn.functional.cosine_similarity(m.weight.detach().flatten(),
+                                                        w0.flatten(), dim=0))}
+        for (name, m), w0, step in zip(convs, initial, step_sizes, strict=True)
+    ]
+    return {"preset": preset, "steps": len(losses), "loss_first": float(np.mean(losses[:10])),
+            "loss_last": float(np.mean(losses[-10:])), "layers": layers}
+
+
+def _split(dataset: str, directory: Path, *, fs_hz: float, cache_dir: Path | None) -> Split:
+    arrays = load_cached(dataset, directory, fs_hz=fs_hz, cache_dir=cache_dir)
+    return Split(arrays, np.arange(len(arrays)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default=DEFAULT_DATASET)
+    parser.add_argument("--cache-dir", type=Path)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    commands = parser.add_subparsers(dest="command", required=True)
+    again = commands.add_parser("rescore", help="score a checkpoint under other settings")
+    again.add_argument("--run", type=Path, required=True, help="a study.train --out directory")
+    again.add_argument("--train-dir", type=Path, required=True)
+    again.add_argument("--eval-dir", type=Path, required=True)
+    moves = commands.add_parser("updates", help="per-layer update sizes of the first steps")
+    moves.add_argument("--train-dir", type=Path, required=True)
+    moves.add_argument("--presets", default="cnn7_gmp,cnn15_gmp,cnn17_gmp")
+    moves.add_argument("--steps", type=int, default=60)
+    moves.add_argument("--fs-hz", type=float, default=150.0)
+    moves.add_argument("--lr", type=float, default=1e-3)
+    args = parser.parse_args(argv)
+    if args.command == "rescore":
+        config = load_checkpoint(args.run / "checkpoint.pt")["config"]
+        fs_hz = resolve_config(config)["data"]["fs_hz"]
+        train = _split(args.dataset, args.train_dir, fs_hz=fs_hz, cache_dir=args.cache_dir)
+        val = _split(args.dataset, args.eval_dir, fs_hz=fs_hz, cache_dir=args.cache_dir)
+        results: Any = rescore(run=args.run, train=train, val=val, dataset=args.dataset)
+        lines = [f"{r['setting']:60s} " + "  ".join(
+            f"{k.removeprefix('val/')} {v:.3f}" for k, v in r.items() if k.startswith("val/"))
+            for r in results]
+    else:
+        train = _split(args.dataset, args.train_dir, fs_hz=args.fs_hz, cache_dir=args.cache_dir)
+        results = [layer_updates(preset=p, train=train, steps=args.steps, fs_hz=args.fs_hz,
+                                 lr=args.lr) for p in args.presets.split(",")]
+        lines = []
+        for r in results:
+            lines.append(f"{r['preset']}: {r['steps']} steps, loss {r['loss_first']:.3f} "
+                         f"(first 10) -> {r['loss_last']:.3f} (last 10)")
+            lines += [f"  {x['layer']:22s} fan-in {x['fan_in']:6d}  step/|W| {x['step']:.4f}  "
+                      f"|W|/|W0| {x['growth']:.2f}  cos(W, W0) {x['cosine']:.2f}"
+                      for x in r["layers"]]
+    print(json.dumps(results, indent=1) if args.json else "\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
