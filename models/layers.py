@@ -460,7 +460,7 @@ class RecurrentHead(nn.Module):
         bidirectional: add a backward direction (outputs concatenate [forward, backward]).
         dropout: dropout between stacked layers (ignored with one layer).
         forget_bias: an LSTM's initial forget-gate bias (None keeps torch's random one). A
-            positive bias starts the cell remembering across steps instead of halving its
+            positive bias starts the cell remembering across steps instead of about halving its
             memory at every step (Gers et al. 2000; Jozefowicz et al. 2015). A GRU has no
             forget gate: it must be None there.
     """
