@@ -360,15 +360,15 @@ def check_cluster_files(work: Path) -> list[Check]:
 def check_unreachable_addresses(work: Path) -> list[Check]:
     """Every kind of address where no Ray cluster answers, all on this machine: a closed
     port, a port that never accepts, one that accepts and stays silent, and a host name that
-    does not resolve (the lookup fails in-process through `bench.no_dns`, so no resolver is
-    asked)."""
+    does not resolve ("localhost" made to fail in-process by `bench.no_dns --unknown`, so no
+    resolver is asked and no other host is named)."""
     checks = []
     with never_accepting() as dropped, silent_after_accept() as silent:
         cases = ((closed_port(), "Connection refused", []),
                  (dropped, "no answer within", []),
                  (silent, "no answer within", []),
-                 ("ray-head.invalid:6379", "host name ray-head.invalid not found",
-                  ["-m", "bench.no_dns"]))
+                 ("localhost:6379", "host name localhost not found",
+                  ["-m", "bench.no_dns", "--unknown", "localhost"]))
         for i, (address, reason, launcher) in enumerate(cases):
             args = launcher or ["-m"]
             ran = run_cli([*args, "study.run", "--space", "cnn", "--dataset", "synthetic",

@@ -1,11 +1,12 @@
 """Run a module with every host-name lookup failing in-process, as an unknown name does.
 
-    python -m bench.no_dns study.run --address ray-head.invalid:6379 ...
+    python -m bench.no_dns [--unknown NAME] study.run --address localhost:6379 ...
 
 Lets a drill show what the user sees for a host name that does not resolve without asking a
 resolver (another machine): ``socket.getaddrinfo`` and ``gethostbyname`` raise the resolver's
 own ``socket.gaierror`` (EAI_NONAME) for every name outside ``localhost`` and ``/etc/hosts``;
-numeric addresses pass through unchanged.
+numeric addresses pass through unchanged. ``--unknown NAME`` makes a local name fail too, so a
+drill can show an unknown name while only ever naming this machine.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0 if args else 2
     known = local_names()
+    while args[:1] == ["--unknown"] and len(args) > 2:
+        known.discard(args[1].lower())
+        args = args[2:]
     socket.getaddrinfo = failing_lookup(socket.getaddrinfo, known=known)
     socket.gethostbyname = failing_lookup(socket.gethostbyname, known=known)
     sys.argv = list(args)

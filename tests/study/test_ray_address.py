@@ -58,9 +58,9 @@ def test_an_unknown_host_name_is_reported_without_a_lookup(monkeypatch):
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     monkeypatch.setattr(socket, "getaddrinfo", unknown)
-    with pytest.raises(StudyError, match=r"host name ray-head\.invalid not found"):
-        check_reachable("ray-head.invalid:6379", timeout_s=1)
-    assert asked == ["ray-head.invalid"]
+    with pytest.raises(StudyError, match=r"host name localhost not found"):
+        check_reachable("localhost:6379", timeout_s=1)
+    assert asked == ["localhost"]
 
 
 @pytest.fixture
