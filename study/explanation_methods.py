@@ -47,6 +47,13 @@ def load_settings() -> dict[str, Any]:
     return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
 
 
+def smoke_overrides() -> dict[str, Any]:
+    """Cheaper settings for a ``--smoke`` study (`explanation_smoke.json`), to pass to
+    `merge_settings`: enough to run every method, not to read the maps."""
+    text = resources.files("study").joinpath("explanation_smoke.json").read_text("utf-8")
+    return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
+
+
 def merge_settings(overrides: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
     """The defaults with ``overrides`` merged per method.
 

@@ -379,11 +379,13 @@ def _write_artifacts(plan: Plan, spec: StudySpec, ranked, grid) -> None:
     from study.artifacts import write_trial_artifacts
     from study.checkpoints import checkpoint_exists
     from study.data import mask_source
+    from study.explanation_methods import merge_settings, smoke_overrides
     from study.metrics import Scoring
 
     dataset = load_dataset(plan.dataset)
     results = result_by_trial(grid)
     _, val_split = trainable.fold_split(spec, fold=plan.fold)
+    settings = merge_settings(smoke_overrides() if plan.smoke else None)
     for best_id in ranked["trial_id"].head(plan.explain_top):
         checkpoint = results[best_id].checkpoint
         if checkpoint is None or not checkpoint_exists(checkpoint):
@@ -398,7 +400,7 @@ def _write_artifacts(plan: Plan, spec: StudySpec, ranked, grid) -> None:
                                   normal_class=dataset.normal_index,
                                   masks=mask_source(spec) if spec is not None else None,
                                   score_records=plan.explain_records,
-                                  sanity=plan.explain_sanity,
+                                  sanity=plan.explain_sanity, settings=settings,
                                   progress=f"trial {best_id}")
             if plan.mitdb_dir:
                 mitdb_explanations.write_mitdb_explanations(

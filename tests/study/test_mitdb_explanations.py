@@ -238,8 +238,8 @@ def test_plans_saved_before_the_mitdb_flag_still_load(mitdb_dir, tmp_path, monke
 
 def test_dry_run_names_the_mitdb_directory(mitdb_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert run.main(["--space", "cnn", "--dataset", "synthetic", "--dry-run", "--name", "d",
-                     "--mitdb-dir", str(mitdb_dir)]) == 0
+    assert run.main(["--space", "cnn", "--dataset", "synthetic", "--dry-run", "--no-estimate",
+                     "--name", "d", "--mitdb-dir", str(mitdb_dir)]) == 0
     assert f"windows with abnormal beats from {mitdb_dir.resolve()}" in capsys.readouterr().out
 
 
