@@ -62,7 +62,8 @@ class AttentionGatedCNN(nn.Module):
         dropout_max: CNN dropout after the last layer.
         residual: CNN identity connections.
         conv_init: initialisation of the CNN convolution weights, ``"pytorch"`` (torch's
-            default) or ``"kaiming"`` (He normal for ReLU).
+            default), ``"kaiming"`` (He normal for ReLU) or ``"delta_orthogonal"``
+            (orthogonal centre tap, Xiao et al. 2018).
         gate_layers: 0-based indices of the gated layers, each < depth, no repeats.
         attention_size: width of each gate's compatibility layer.
         gate_normalization: ``"softmax"`` over time, or ``"sigmoid"`` per step.

@@ -140,7 +140,8 @@ class CNN(nn.Module):
         dropout_max: dropout after the last layer.
         residual: identity connections (1x1 conv when channels change) around each conv.
         conv_init: initialisation of the CNN convolution weights, ``"pytorch"`` (torch's
-            default) or ``"kaiming"`` (He normal for ReLU).
+            default), ``"kaiming"`` (He normal for ReLU) or ``"delta_orthogonal"``
+            (orthogonal centre tap, Xiao et al. 2018).
         pooling: global pooling over time, ``"gap"``, ``"gmp"`` or ``"lse"``.
         lse_temperature: sharpness r of the log-mean-exp pooling.
         mean_vote_layer: index of an intermediate layer (0 <= i < depth - 1) that gets its own

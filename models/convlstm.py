@@ -92,7 +92,8 @@ class ConvLSTM(nn.Module):
         dropout_max: CNN dropout after the last layer.
         residual: CNN identity connections.
         conv_init: initialisation of the CNN convolution weights, ``"pytorch"`` (torch's
-            default) or ``"kaiming"`` (He normal for ReLU).
+            default), ``"kaiming"`` (He normal for ReLU) or ``"delta_orthogonal"``
+            (orthogonal centre tap, Xiao et al. 2018).
         cell: ``"lstm"`` or ``"gru"``.
         n_rnn_layers: stacked recurrent layers.
         hidden_units: recurrent hidden size per direction.

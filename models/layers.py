@@ -13,6 +13,7 @@ eval mode uses running statistics and is exactly padding invariant.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TypeVar
@@ -169,7 +170,19 @@ def _kaiming_init(weight: Tensor) -> None:
     nn.init.kaiming_normal_(weight, nonlinearity="relu")
 
 
-CONV_INITS = {"pytorch": _pytorch_init, "kaiming": _kaiming_init}
+def _delta_orthogonal_init(weight: Tensor) -> None:
+    # Xiao et al. 2018: an orthogonal (C_out, C_in) matrix at the centre tap, zeros elsewhere,
+    # so each convolution starts as a norm-preserving channel mix and a deep plain trunk
+    # starts close to an isometry; ReLU gain sqrt(2).
+    with torch.no_grad():
+        centre = torch.empty(weight.shape[0], weight.shape[1])
+        nn.init.orthogonal_(centre, gain=math.sqrt(2.0))
+        weight.zero_()
+        weight[:, :, weight.shape[-1] // 2] = centre
+
+
+CONV_INITS = {"pytorch": _pytorch_init, "kaiming": _kaiming_init,
+              "delta_orthogonal": _delta_orthogonal_init}
 """Initialisations of the trunk's convolution weights, by the name a model config gives."""
 
 

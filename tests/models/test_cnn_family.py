@@ -128,11 +128,32 @@ def test_conv_init_kaiming_gives_every_trunk_conv_he_scale(family):
     kaiming = build_model({**config, "conv_init": "kaiming"})
     for plain, he in zip(default.trunk.blocks, kaiming.trunk.blocks, strict=True):
         fan_in = he.conv.weight[0].numel()
-        assert float(he.conv.weight.std()) == pytest.approx((2 / fan_in) ** 0.5, rel=0.1)
-        assert float(plain.conv.weight.std()) == pytest.approx((1 / (3 * fan_in)) ** 0.5, rel=0.1)
+        he_std = float(he.conv.weight.detach().std())
+        plain_std = float(plain.conv.weight.detach().std())
+        assert he_std == pytest.approx((2 / fan_in) ** 0.5, rel=0.1)
+        assert plain_std == pytest.approx((1 / (3 * fan_in)) ** 0.5, rel=0.1)
+
+
+def test_delta_orthogonal_init_puts_an_orthogonal_matrix_at_the_centre_tap():
+    torch.manual_seed(0)
+    model = build_model({"name": "cnn", "n_classes": 4, "n_leads": 1, "depth": 15,
+                         "pool_every": 2, "residual": True, "conv_init": "delta_orthogonal"})
+    convs = [m for m in model.trunk.blocks.modules() if isinstance(m, torch.nn.Conv1d)]
+    assert any(c.kernel_size == (1,) for c in convs)  # the 1x1 skips are initialised too
+    for conv in convs:
+        weight = conv.weight.detach()  # (C_out, C_in, k)
+        centre = weight.shape[-1] // 2
+        off_centre = torch.cat([weight[..., :centre], weight[..., centre + 1:]], dim=-1)
+        assert torch.count_nonzero(off_centre) == 0
+        matrix = weight[..., centre]
+        small, large = sorted(matrix.shape)
+        # semi-orthogonal with ReLU gain: M M^T (or M^T M) = 2 I on the smaller side
+        gram = matrix @ matrix.T if matrix.shape[0] == small else matrix.T @ matrix
+        assert torch.allclose(gram, 2.0 * torch.eye(small), atol=1e-4), (conv, large)
 
 
 def test_an_unknown_conv_init_names_the_choices():
     with pytest.raises(ValueError,
-                       match=r"conv_init 'xavier'; choose one of \['kaiming', 'pytorch'\]"):
+                       match=r"conv_init 'xavier'; choose one of \['delta_orthogonal', 'kaiming', "
+                             r"'pytorch'\]"):
         build_model({"name": "cnn", "n_classes": 4, "n_leads": 1, "conv_init": "xavier"})
