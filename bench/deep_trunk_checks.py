@@ -9,8 +9,14 @@ is an evaluation artefact; if not, the trunk has learnt less.
 convolution, its fan-in, the mean relative update per step and how far the weights turned:
 how fast each layer moves at the default learning rate.
 
+``precision`` compares, per convolution, the gradients of the same batches computed in fp32
+and under bf16 autocast (the default mixed precision on GPUs that have it), for presets at
+initialisation or trained checkpoints: how much rounding noise bf16 adds to each layer's
+gradient as the trunk gets deeper.
+
     python -m bench.deep_trunk_checks rescore --run DIR --train-dir TRAIN --eval-dir EVAL
     python -m bench.deep_trunk_checks updates --train-dir TRAIN --presets cnn7_gmp,cnn15_gmp
+    python -m bench.deep_trunk_checks precision --train-dir TRAIN --models cnn15_gmp,RUN/x.pt
 """
 
 from __future__ import annotations
@@ -129,9 +135,90 @@ def layer_updates(*, preset: str, train: Split, steps: int, fs_hz: float,
             "loss_last": float(np.mean(losses[-10:])), "layers": layers}
 
 
+def _model_and_config(spec: str, *, fs_hz: float, n_classes: int,
+                      n_leads: int) -> tuple[nn.Module, dict[str, Any]]:
+    """A preset at its seeded initialisation, or the model of a checkpoint file (``*.pt``)."""
+    if spec.endswith(".pt"):
+        state = load_checkpoint(Path(spec))
+        model = build_model(state["model_config"])
+        model.load_state_dict(state["model_state"])
+        return model, resolve_config(state["config"])
+    cfg = resolve_config({"model": load_preset(spec), "data": {"fs_hz": fs_hz}})
+    torch.manual_seed(cfg["seed"])
+    return build_model({**cfg["model"], "n_classes": n_classes, "n_leads": n_leads}), cfg
+
+
+def _conv_gradients(model: nn.Module, batch: dict[str, Any], *, bf16: bool) -> list[torch.Tensor]:
+    model.zero_grad()
+    torch.manual_seed(1)  # the same dropout masks in both precisions
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = model(batch["x"], lengths=batch["lengths"])
+    FocalLoss(gamma=0.0, alpha=None)(logits.float(), batch["y"]).backward()
+    return [m.weight.grad.detach().clone() for m in model.modules() if isinstance(m, nn.Conv1d)]
+
+
+def gradient_precision(*, spec: str, train: Split, batches: int, fs_hz: float) -> dict[str, Any]:
+    """Mean cosine between each convolution's fp32 and bf16-autocast gradient over the first
+    ``batches`` training batches (1: bf16 changes nothing; training mode, same dropout)."""
+    arrays = train.arrays
+    model, cfg = _model_and_config(spec, fs_hz=fs_hz, n_classes=len(arrays.classes),
+                                   n_leads=arrays.n_leads)
+    model.train()
+    cosines = []
+    for index, batch in enumerate(split_loader(train, cfg=cfg, training=True, epoch=0)):
+        if index == batches:
+            break
+        exact = _conv_gradients(model, batch, bf16=False)
+        rounded = _conv_gradients(model, batch, bf16=True)
+        cosines.append([float(nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0))
+                        for a, b in zip(exact, rounded, strict=True)])
+    return {"model": spec, "batches": len(cosines),
+            "cosine": [float(c) for c in np.mean(cosines, axis=0)]}
+
+
 def _split(dataset: str, directory: Path, *, fs_hz: float, cache_dir: Path | None) -> Split:
     arrays = load_cached(dataset, directory, fs_hz=fs_hz, cache_dir=cache_dir)
     return Split(arrays, np.arange(len(arrays)))
+
+
+def _rescore_command(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    config = load_checkpoint(args.run / "checkpoint.pt")["config"]
+    fs_hz = resolve_config(config)["data"]["fs_hz"]
+    train = _split(args.dataset, args.train_dir, fs_hz=fs_hz, cache_dir=args.cache_dir)
+    val = _split(args.dataset, args.eval_dir, fs_hz=fs_hz, cache_dir=args.cache_dir)
+    results = rescore(run=args.run, train=train, val=val, dataset=args.dataset)
+    lines = [f"{r['setting']:60s} " + "  ".join(
+        f"{k.removeprefix('val/')} {v:.3f}" for k, v in r.items() if k.startswith("val/"))
+        for r in results]
+    return results, lines
+
+
+def _updates_command(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    train = _split(args.dataset, args.train_dir, fs_hz=args.fs_hz, cache_dir=args.cache_dir)
+    results = [layer_updates(preset=p, train=train, steps=args.steps, fs_hz=args.fs_hz,
+                             lr=args.lr) for p in args.presets.split(",")]
+    lines = []
+    for r in results:
+        lines.append(f"{r['preset']}: {r['steps']} steps, loss {r['loss_first']:.3f} "
+                     f"(first 10) -> {r['loss_last']:.3f} (last 10)")
+        lines += [f"  {x['layer']:22s} fan-in {x['fan_in']:6d}  step/|W| {x['step']:.4f}  "
+                  f"|W|/|W0| {x['growth']:.2f}  cos(W, W0) {x['cosine']:.2f}"
+                  for x in r["layers"]]
+    return results, lines
+
+
+def _precision_command(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    train = _split(args.dataset, args.train_dir, fs_hz=args.fs_hz, cache_dir=args.cache_dir)
+    results = [gradient_precision(spec=spec, train=train, batches=args.batches, fs_hz=args.fs_hz)
+               for spec in args.models.split(",")]
+    lines = [f"{r['model']}: cos(fp32, bf16) per conv, first to last: "
+             + " ".join(f"{c:.3f}" for c in r["cosine"]) + f"  (min {min(r['cosine']):.3f})"
+             for r in results]
+    return results, lines
+
+
+COMMANDS = {"rescore": _rescore_command, "updates": _updates_command,
+            "precision": _precision_command}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,27 +237,14 @@ def main(argv: list[str] | None = None) -> int:
     moves.add_argument("--steps", type=int, default=60)
     moves.add_argument("--fs-hz", type=float, default=150.0)
     moves.add_argument("--lr", type=float, default=1e-3)
+    rounding = commands.add_parser("precision", help="fp32 against bf16 gradients per layer")
+    rounding.add_argument("--train-dir", type=Path, required=True)
+    rounding.add_argument("--models", default="cnn7_gmp,cnn15_gmp,cnn17_gmp",
+                          help="presets (at initialisation) or checkpoint files (*.pt)")
+    rounding.add_argument("--batches", type=int, default=4)
+    rounding.add_argument("--fs-hz", type=float, default=150.0)
     args = parser.parse_args(argv)
-    if args.command == "rescore":
-        config = load_checkpoint(args.run / "checkpoint.pt")["config"]
-        fs_hz = resolve_config(config)["data"]["fs_hz"]
-        train = _split(args.dataset, args.train_dir, fs_hz=fs_hz, cache_dir=args.cache_dir)
-        val = _split(args.dataset, args.eval_dir, fs_hz=fs_hz, cache_dir=args.cache_dir)
-        results: Any = rescore(run=args.run, train=train, val=val, dataset=args.dataset)
-        lines = [f"{r['setting']:60s} " + "  ".join(
-            f"{k.removeprefix('val/')} {v:.3f}" for k, v in r.items() if k.startswith("val/"))
-            for r in results]
-    else:
-        train = _split(args.dataset, args.train_dir, fs_hz=args.fs_hz, cache_dir=args.cache_dir)
-        results = [layer_updates(preset=p, train=train, steps=args.steps, fs_hz=args.fs_hz,
-                                 lr=args.lr) for p in args.presets.split(",")]
-        lines = []
-        for r in results:
-            lines.append(f"{r['preset']}: {r['steps']} steps, loss {r['loss_first']:.3f} "
-                         f"(first 10) -> {r['loss_last']:.3f} (last 10)")
-            lines += [f"  {x['layer']:22s} fan-in {x['fan_in']:6d}  step/|W| {x['step']:.4f}  "
-                      f"|W|/|W0| {x['growth']:.2f}  cos(W, W0) {x['cosine']:.2f}"
-                      for x in r["layers"]]
+    results, lines = COMMANDS[args.command](args)
     print(json.dumps(results, indent=1) if args.json else "\n".join(lines))
     return 0
 

@@ -1,5 +1,5 @@
-"""bench.deep_trunk_checks: re-scoring a checkpoint and per-layer update sizes, on synthetic
-CinC-format records."""
+"""bench.deep_trunk_checks: re-scoring a checkpoint, per-layer update sizes and fp32 against
+bf16 gradients, on synthetic CinC-format records."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.deep_trunk_checks import layer_updates, main, precise_batchnorm
+from bench.deep_trunk_checks import gradient_precision, layer_updates, main, precise_batchnorm
 from bench.preset_training import split_directories
 from data_io.cache import load_cached
 from data_io.synthesize import main as synthesize
@@ -78,3 +78,21 @@ def test_layer_updates_reports_every_convolution(trained):
     assert [layer["fan_in"] for layer in result["layers"]][:2] == [21, 16 * 21]
     for layer in result["layers"]:
         assert 0 < layer["step"] < 1 and -1 <= layer["cosine"] < 1 and layer["growth"] > 0
+
+
+def test_gradient_precision_compares_every_convolution_of_a_preset_and_a_checkpoint(trained,
+                                                                                   capsys):
+    arrays = load_cached("cinc2017", trained / "train", fs_hz=50.0, cache_dir=trained / "cache")
+    train = Split(arrays, np.arange(len(arrays)))
+    preset = gradient_precision(spec="cnn7_gmp", train=train, batches=1, fs_hz=50.0)
+    assert preset["batches"] == 1 and len(preset["cosine"]) == 7
+    # bf16 rounds every convolution's input: close to the fp32 gradient, never identical
+    assert all(0.5 < c < 1.0 - 1e-6 for c in preset["cosine"]), preset
+    checkpoint = str(trained / "run" / "checkpoint.pt")
+    assert main(["--cache-dir", str(trained / "cache"), "precision", "--train-dir",
+                 str(trained / "train"), "--models", checkpoint, "--batches", "1",
+                 "--fs-hz", "50"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{checkpoint}: cos(fp32, bf16) per conv, first to last: ")
+    cosines = [float(c) for c in line.split("last: ")[1].split("  (min")[0].split()]
+    assert len(cosines) == 2 and all(0.5 < c <= 1.0 for c in cosines)  # TINY's two convs
