@@ -41,17 +41,21 @@ class Batch:
 Method = Callable[[nn.Module, Batch, Settings], dict[str, np.ndarray]]
 
 
+def _read_settings(name: str) -> dict[str, Any]:
+    # a settings file of this package, without its "_comment"-style keys
+    text = resources.files("study").joinpath(name).read_text("utf-8")
+    return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
+
+
 def load_settings() -> dict[str, Any]:
     """A fresh copy of the default settings (`explanation_settings.json`)."""
-    text = resources.files("study").joinpath("explanation_settings.json").read_text("utf-8")
-    return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
+    return _read_settings("explanation_settings.json")
 
 
 def smoke_overrides() -> dict[str, Any]:
     """Cheaper settings for a ``--smoke`` study (`explanation_smoke.json`), to pass to
     `merge_settings`: enough to run every method, not to read the maps."""
-    text = resources.files("study").joinpath("explanation_smoke.json").read_text("utf-8")
-    return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
+    return _read_settings("explanation_smoke.json")
 
 
 def merge_settings(overrides: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:

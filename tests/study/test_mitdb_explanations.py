@@ -218,7 +218,7 @@ def test_study_writes_mitdb_explanations_for_the_best_trials(mitdb_dir, checkpoi
                              checkpoint=_Checkpoint(checkpoint.parent))
     plan = SimpleNamespace(study_dir=str(tmp_path / "study"), fold=0, explain_top=1,
                            dataset="cinc2017", explain_records=None, explain_sanity=False,
-                           fs_hz=FS_HZ, mitdb_dir=str(mitdb_dir))
+                           fs_hz=FS_HZ, mitdb_dir=str(mitdb_dir), smoke=True)
     run._write_artifacts(plan, None, pd.DataFrame({"trial_id": ["abc12345"]}), [result])
     trial_dir = tmp_path / "study" / "trials" / "abc12345"
     assert {p.name for p in trial_dir.iterdir()} == {
