@@ -34,8 +34,10 @@ from torch import nn
 
 from data_io.cache import load_cached
 from data_io.datasets import load_dataset
+from data_io.records import EcgArrays
 from models import build_model, load_preset
 from models.losses import FocalLoss
+from study.artifacts import load_trained
 from study.checkpoint import load_checkpoint
 from study.config import resolve_config
 from study.metrics import Scoring
@@ -101,12 +103,8 @@ def layer_updates(*, preset: str, train: Split, steps: int, fs_hz: float,
     """Per convolution of ``preset``: fan-in, mean ||dW|| / ||W|| per Adam step, ||W|| / ||W0||
     and the cosine between W and W0 after ``steps`` steps; plus the mean loss of the first
     and last 10 steps."""
-    cfg = resolve_config({"model": load_preset(preset), "data": {"fs_hz": fs_hz},
-                          "optim": {"lr": lr}})
-    torch.manual_seed(cfg["seed"])
-    arrays = train.arrays
-    model = build_model({**cfg["model"], "n_classes": len(arrays.classes),
-                         "n_leads": arrays.n_leads}).train()
+    model, cfg = _seeded_preset(preset, arrays=train.arrays, fs_hz=fs_hz, optim={"lr": lr})
+    model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     convs = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv1d)]
     initial = [m.weight.detach().clone() for _, m in convs]
@@ -135,17 +133,24 @@ def layer_updates(*, preset: str, train: Split, steps: int, fs_hz: float,
             "loss_last": float(np.mean(losses[-10:])), "layers": layers}
 
 
-def _model_and_config(spec: str, *, fs_hz: float, n_classes: int,
-                      n_leads: int) -> tuple[nn.Module, dict[str, Any]]:
+def _seeded_preset(preset: str, *, arrays: EcgArrays, fs_hz: float,
+                   optim: dict[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """``preset`` at the default config's seeded initialisation, sized for ``arrays``."""
+    cfg = resolve_config({"model": load_preset(preset), "data": {"fs_hz": fs_hz},
+                          "optim": optim or {}})
+    torch.manual_seed(cfg["seed"])
+    model = build_model({**cfg["model"], "n_classes": len(arrays.classes),
+                         "n_leads": arrays.n_leads})
+    return model, cfg
+
+
+def _model_and_config(spec: str, *, arrays: EcgArrays,
+                      fs_hz: float) -> tuple[nn.Module, dict[str, Any]]:
     """A preset at its seeded initialisation, or the model of a checkpoint file (``*.pt``)."""
     if spec.endswith(".pt"):
-        state = load_checkpoint(Path(spec))
-        model = build_model(state["model_config"])
-        model.load_state_dict(state["model_state"])
-        return model, resolve_config(state["config"])
-    cfg = resolve_config({"model": load_preset(spec), "data": {"fs_hz": fs_hz}})
-    torch.manual_seed(cfg["seed"])
-    return build_model({**cfg["model"], "n_classes": n_classes, "n_leads": n_leads}), cfg
+        model, config = load_trained(Path(spec))
+        return model, resolve_config(config)
+    return _seeded_preset(spec, arrays=arrays, fs_hz=fs_hz)
 
 
 def _conv_gradients(model: nn.Module, batch: dict[str, Any], *, bf16: bool) -> list[torch.Tensor]:
@@ -160,9 +165,7 @@ def _conv_gradients(model: nn.Module, batch: dict[str, Any], *, bf16: bool) -> l
 def gradient_precision(*, spec: str, train: Split, batches: int, fs_hz: float) -> dict[str, Any]:
     """Mean cosine between each convolution's fp32 and bf16-autocast gradient over the first
     ``batches`` training batches (1: bf16 changes nothing; training mode, same dropout)."""
-    arrays = train.arrays
-    model, cfg = _model_and_config(spec, fs_hz=fs_hz, n_classes=len(arrays.classes),
-                                   n_leads=arrays.n_leads)
+    model, cfg = _model_and_config(spec, arrays=train.arrays, fs_hz=fs_hz)
     model.train()
     cosines = []
     for index, batch in enumerate(split_loader(train, cfg=cfg, training=True, epoch=0)):
