@@ -8,6 +8,9 @@ import json
 import pandas as pd
 import pytest
 
+# About a minute of Ray and training: out of the default run; .ci/run runs it in its slow step.
+pytestmark = pytest.mark.slow
+
 FIXED = ["--dataset", "synthetic", "--synthetic-records", "40", "--smoke", "--max-epochs", "1",
          "--folds", "2", "--concurrency", "1", "--wandb-mode", "disabled"]
 
