@@ -28,6 +28,7 @@ from models.losses import FocalLoss
 from study.bars import track
 from study.checkpoint import load_checkpoint, save_checkpoint
 from study.config import resolve_config
+from study.layer_rates import split_by_fan_in
 from study.metrics import Scoring, classification_metrics
 from study.runtime import Runtime, select_runtime
 from study.schedules import build_schedule
@@ -276,10 +277,13 @@ def _pretrain_trunk(
 
 def _parameter_groups(model: nn.Module, cfg: dict[str, Any]) -> list[dict[str, Any]]:
     # Models with a pre-trainable trunk expose their own groups (lower CNN learning rate).
-    groups = getattr(model, "parameter_groups", None)
-    if groups is None:
-        return [{"params": list(model.parameters())}]
-    return groups(cnn_lr_scale=cfg["optim"]["cnn_lr_scale"], base_lr=cfg["optim"]["lr"])
+    own_groups = getattr(model, "parameter_groups", None)
+    groups = (
+        [{"params": list(model.parameters())}] if own_groups is None
+        else own_groups(cnn_lr_scale=cfg["optim"]["cnn_lr_scale"], base_lr=cfg["optim"]["lr"])
+    )
+    return split_by_fan_in(groups, model=model, base_lr=cfg["optim"]["lr"],
+                           reference_fan_in=cfg["optim"]["conv_lr_fan_in"])
 
 
 def warmup_factors(*, warmup_epochs: float, epoch: int, n_batches: int) -> np.ndarray | None:

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from models import build_model
+from models.presets import load_preset
+from study.layer_rates import fan_in_scales, split_by_fan_in
+from study.trainer import _parameter_groups
+
+
+def _preset(name: str) -> nn.Module:
+    return build_model({**load_preset(name), "n_classes": 4, "n_leads": 1})
+
+
+def test_only_convolutions_wider_than_the_reference_learn_slower():
+    # 128 channels x 21 taps: cnn7_gmp's widest convolution sits exactly at the reference.
+    assert fan_in_scales(_preset("cnn7_gmp"), reference_fan_in=128 * 21) == {}
+    scales = sorted(fan_in_scales(_preset("cnn17_gmp"), reference_fan_in=128 * 21).values())
+    # cnn17_gmp: three convolutions read 256 channels, one reads 512.
+    assert scales == [0.25, 0.5, 0.5, 0.5]
+
+
+def test_groups_keep_every_parameter_once_and_scale_the_groups_own_rate():
+    model = _preset("cnn15_lstm64")
+    groups = model.parameter_groups(cnn_lr_scale=0.1, base_lr=1e-3)
+    split = split_by_fan_in(groups, model=model, base_lr=1e-3, reference_fan_in=128 * 21)
+    ids = [id(p) for group in split for p in group["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters() if p.requires_grad)
+    rates = sorted({(group["name"], round(group["lr"], 8)) for group in split})
+    assert rates == [("cnn", 5e-5), ("cnn", 1e-4), ("head", 1e-3)]
+    assert split_by_fan_in(groups, model=model, base_lr=1e-3, reference_fan_in=0) is groups
+
+
+@pytest.mark.parametrize("reference, expected", [(0, 1), (128 * 21, 2)])
+def test_the_trainer_builds_its_optimizer_groups_from_the_config(reference, expected):
+    model = _preset("cnn15_gmp")
+    cfg = {"optim": {"lr": 1e-3, "cnn_lr_scale": 1.0, "conv_lr_fan_in": reference}}
+    groups = _parameter_groups(model, cfg)
+    optimizer = torch.optim.Adam(groups, lr=cfg["optim"]["lr"])
+    assert len({group["lr"] for group in optimizer.param_groups}) == expected
