@@ -1,8 +1,8 @@
-"""Per-layer learning rates that shrink with a convolution's fan-in.
+"""Per-layer learning rates that shrink with a 1-D convolution's fan-in.
 
 With Adam every weight moves by about the learning rate per step, while a layer's weights are
 about 1/sqrt(fan-in) in size, so the widest convolutions of a deep trunk turn fastest (measured
-in `bench/README.md`). ``optim.conv_lr_fan_in`` caps that: a convolution whose fan-in
+in `bench/README.md`). ``optim.conv_lr_fan_in`` caps that: a `Conv1d` whose fan-in
 (input channels x kernel taps) exceeds it learns at ``lr * conv_lr_fan_in / fan_in``.
 """
 

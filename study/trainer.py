@@ -153,7 +153,7 @@ def train(
     if resuming:
         state = load_checkpoint(checkpoint_path)
         model.load_state_dict(state["model_state"])
-        optimizer.load_state_dict(state["optimizer_state"])
+        _load_optimizer_state(optimizer, state["optimizer_state"], path=checkpoint_path)
         scheduler.load_state_dict(state["scheduler_state"])
         scaler.load_state_dict(state["scaler_state"])
         torch.set_rng_state(state["torch_rng_state"])
@@ -284,6 +284,19 @@ def _parameter_groups(model: nn.Module, cfg: dict[str, Any]) -> list[dict[str, A
     )
     return split_by_fan_in(groups, model=model, base_lr=cfg["optim"]["lr"],
                            reference_fan_in=cfg["optim"]["conv_lr_fan_in"])
+
+
+def _load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any], *,
+                          path: Path) -> None:
+    # Its groups must match: optim.conv_lr_fan_in gives wide convolutions groups of their own.
+    saved, built = len(state["param_groups"]), len(optimizer.param_groups)
+    if saved != built:
+        raise ValueError(
+            f"{path}: its optimiser state has {saved} parameter groups, this configuration "
+            f"builds {built}; a checkpoint written with other per-layer rates (e.g. before "
+            "optim.conv_lr_fan_in existed: resume it with conv_lr_fan_in 0) cannot resume here"
+        )
+    optimizer.load_state_dict(state)
 
 
 def warmup_factors(*, warmup_epochs: float, epoch: int, n_batches: int) -> np.ndarray | None:

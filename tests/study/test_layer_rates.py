@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from data_io.datasets import load_dataset
 from models import build_model
 from models.presets import load_preset
 from study.layer_rates import fan_in_scales, split_by_fan_in
-from study.trainer import _parameter_groups
+from study.metrics import Scoring
+from study.trainer import Split, _parameter_groups, train
 
 
 def _preset(name: str) -> nn.Module:
@@ -40,3 +43,20 @@ def test_the_trainer_builds_its_optimizer_groups_from_the_config(reference, expe
     groups = _parameter_groups(model, cfg)
     optimizer = torch.optim.Adam(groups, lr=cfg["optim"]["lr"])
     assert len({group["lr"] for group in optimizer.param_groups}) == expected
+
+
+def test_a_checkpoint_with_other_per_layer_rates_is_refused_by_name(
+    tiny_arrays, tiny_config, tmp_path
+):
+    arrays = tiny_arrays()
+    split = Split(arrays, np.arange(len(arrays)))
+    scoring = Scoring.from_dataset(load_dataset("cinc2017"))
+    ckpt = tmp_path / "checkpoint.pt"
+    one_rate = {**tiny_config, "epochs": 1, "optim": {**tiny_config["optim"], "conv_lr_fan_in": 0}}
+    train(config=one_rate, train_split=split, val_split=split, scoring=scoring,
+          checkpoint_path=ckpt)
+    # every convolution of the tiny CNN is wider than a reference of 1
+    scaled = {**one_rate, "epochs": 2, "optim": {**one_rate["optim"], "conv_lr_fan_in": 1}}
+    with pytest.raises(ValueError, match=f"{ckpt}: its optimiser state has 1 parameter groups"):
+        train(config=scaled, train_split=split, val_split=split, scoring=scoring,
+              checkpoint_path=ckpt)
