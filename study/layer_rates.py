@@ -1,9 +1,11 @@
-"""Per-layer learning rates that shrink with a 1-D convolution's fan-in.
+"""Learning rates that shrink with a 1-D convolution's fan-in and with the CNN trunk's depth.
 
 With Adam every weight moves by about the learning rate per step, while a layer's weights are
 about 1/sqrt(fan-in) in size, so the widest convolutions of a deep trunk turn fastest (measured
 in `bench/README.md`). ``optim.conv_lr_fan_in`` caps that: a `Conv1d` whose fan-in
 (input channels x kernel taps) exceeds it learns at ``lr * conv_lr_fan_in / fan_in``.
+``optim.lr_depth`` does the same over depth: a plain trunk's layers compose, so one step
+moves the network's output by about the sum of its layers' relative updates.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from torch import nn
+
+from models.layers import CnnTrunk
 
 
 def fan_in_scales(model: nn.Module, *, reference_fan_in: float) -> dict[int, float]:
@@ -45,3 +49,15 @@ def split_by_fan_in(
         for param in (p for p in group["params"] if id(p) in scales):
             split.append({**group, "params": [param], "lr": rate * scales[id(param)]})
     return split
+
+
+def depth_scale(model: nn.Module, *, reference_depth: int) -> float:
+    """Learning-rate factor (<= 1) of a model whose CNN trunk is deeper than the reference.
+
+    ``reference_depth / depth`` for a `CnnTrunk` (attribute ``trunk``) of more layers, 1 for
+    a shallower one, for a model without one, and for ``reference_depth`` 0.
+    """
+    trunk = getattr(model, "trunk", None)
+    if not reference_depth or not isinstance(trunk, CnnTrunk) or trunk.depth <= reference_depth:
+        return 1.0
+    return reference_depth / trunk.depth

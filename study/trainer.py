@@ -28,7 +28,7 @@ from models.losses import FocalLoss
 from study.bars import track
 from study.checkpoint import load_checkpoint, save_checkpoint
 from study.config import resolve_config
-from study.layer_rates import split_by_fan_in
+from study.layer_rates import depth_scale, split_by_fan_in
 from study.metrics import Scoring, classification_metrics
 from study.runtime import Runtime, select_runtime
 from study.schedules import build_schedule
@@ -276,13 +276,15 @@ def _pretrain_trunk(
 
 
 def _parameter_groups(model: nn.Module, cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    # Models with a pre-trainable trunk expose their own groups (lower CNN learning rate).
+    # Every group carries its own lr: the configured one, lowered for a trunk deeper than
+    # optim.lr_depth; models with a pre-trainable trunk give it a lower rate of its own.
+    rate = cfg["optim"]["lr"] * depth_scale(model, reference_depth=cfg["optim"]["lr_depth"])
     own_groups = getattr(model, "parameter_groups", None)
     groups = (
-        [{"params": list(model.parameters())}] if own_groups is None
-        else own_groups(cnn_lr_scale=cfg["optim"]["cnn_lr_scale"], base_lr=cfg["optim"]["lr"])
+        [{"params": list(model.parameters()), "lr": rate}] if own_groups is None
+        else own_groups(cnn_lr_scale=cfg["optim"]["cnn_lr_scale"], base_lr=rate)
     )
-    return split_by_fan_in(groups, model=model, base_lr=cfg["optim"]["lr"],
+    return split_by_fan_in(groups, model=model, base_lr=rate,
                            reference_fan_in=cfg["optim"]["conv_lr_fan_in"])
 
 

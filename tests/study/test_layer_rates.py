@@ -8,7 +8,7 @@ from torch import nn
 from data_io.datasets import load_dataset
 from models import build_model
 from models.presets import load_preset
-from study.layer_rates import fan_in_scales, split_by_fan_in
+from study.layer_rates import depth_scale, fan_in_scales, split_by_fan_in
 from study.metrics import Scoring
 from study.trainer import Split, _parameter_groups, train
 
@@ -39,10 +39,28 @@ def test_groups_keep_every_parameter_once_and_scale_the_groups_own_rate():
 @pytest.mark.parametrize("reference, expected", [(0, 1), (128 * 21, 2)])
 def test_the_trainer_builds_its_optimizer_groups_from_the_config(reference, expected):
     model = _preset("cnn15_gmp")
-    cfg = {"optim": {"lr": 1e-3, "cnn_lr_scale": 1.0, "conv_lr_fan_in": reference}}
+    cfg = {"optim": {"lr": 1e-3, "cnn_lr_scale": 1.0, "conv_lr_fan_in": reference, "lr_depth": 0}}
     groups = _parameter_groups(model, cfg)
     optimizer = torch.optim.Adam(groups, lr=cfg["optim"]["lr"])
     assert len({group["lr"] for group in optimizer.param_groups}) == expected
+
+
+def test_only_trunks_deeper_than_the_reference_learn_slower():
+    assert depth_scale(_preset("cnn17_gmp"), reference_depth=7) == pytest.approx(7 / 17)
+    assert depth_scale(_preset("cnn15_lstm64"), reference_depth=7) == pytest.approx(7 / 15)
+    assert depth_scale(_preset("cnn7_gmp"), reference_depth=7) == 1.0
+    assert depth_scale(_preset("cnn17_gmp"), reference_depth=0) == 1.0
+    assert depth_scale(_preset("dualnet_xl"), reference_depth=7) == 1.0  # no CNN trunk
+
+
+def test_the_depth_rate_scales_every_group_before_the_fan_in_rule():
+    model = _preset("cnn15_lstm64")
+    cfg = {"optim": {"lr": 1e-3, "cnn_lr_scale": 0.1, "conv_lr_fan_in": 128 * 21,
+                     "lr_depth": 7}}
+    rates = sorted({(g["name"], round(g["lr"], 10)) for g in _parameter_groups(model, cfg)})
+    top = 1e-3 * 7 / 15
+    assert rates == [("cnn", round(top * 0.05, 10)), ("cnn", round(top * 0.1, 10)),
+                     ("head", round(top, 10))]
 
 
 def test_a_checkpoint_with_other_per_layer_rates_is_refused_by_name(

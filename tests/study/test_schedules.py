@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from study.schedules import build_schedule
+
+COSINE = {"lr_schedule": "cosine", "lr": 1e-3, "lr_final_ratio": 0.02, "lr_decay": 0.95}
+
+
+def _rates(groups: list[float], *, epochs: int) -> list[list[float]]:
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in groups]
+    optimizer = torch.optim.Adam(
+        [{"params": [p], "lr": lr} for p, lr in zip(params, groups, strict=True)]
+    )
+    scheduler = build_schedule(optimizer, optim=COSINE, epochs=epochs)
+    rates = [[g["lr"] for g in optimizer.param_groups]]
+    for _ in range(epochs):
+        optimizer.step()
+        scheduler.step()
+        rates.append([g["lr"] for g in optimizer.param_groups])
+    return rates
+
+
+def test_one_rate_follows_torchs_cosine_annealing():
+    param = torch.nn.Parameter(torch.zeros(1))
+    reference = torch.optim.Adam([param], lr=1e-3)
+    torch_cosine = torch.optim.lr_scheduler.CosineAnnealingLR(reference, T_max=12, eta_min=2e-5)
+    expected = [1e-3]
+    for _ in range(12):
+        reference.step()
+        torch_cosine.step()
+        expected.append(reference.param_groups[0]["lr"])
+    assert [r[0] for r in _rates([1e-3], epochs=12)] == pytest.approx(expected, rel=1e-9)
+
+
+def test_every_group_ends_at_the_final_ratio_of_its_own_rate_and_never_rises():
+    # 1e-5 is a pre-trained trunk at cnn_lr_scale 0.01: below an absolute eta_min of 2e-5.
+    starts = [1e-3, 2.5e-4, 1e-5]
+    rates = _rates(starts, epochs=12)
+    assert rates[-1] == pytest.approx([0.02 * lr for lr in starts], rel=1e-9)
+    for group in range(len(starts)):
+        series = [r[group] for r in rates]
+        assert all(b < a for a, b in itertools.pairwise(series)), series
