@@ -49,3 +49,13 @@ def build_schedule(optimizer: torch.optim.Optimizer, *, optim: dict[str, Any], e
     if name not in LR_SCHEDULES:
         raise ValueError(f"unknown lr_schedule {name!r}; known: {sorted(LR_SCHEDULES)}")
     return LR_SCHEDULES[name](optimizer, optim, epochs)
+
+
+def load_schedule_state(scheduler: Scheduler, state: dict[str, Any]) -> None:
+    """Restore a checkpoint's scheduler state, including one saved when ``cosine`` was torch's
+    CosineAnnealingLR: its base rates and epoch carry over, and the schedule goes on as
+    ``cosine`` is now."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR) and "lr_lambdas" not in state:
+        state = {key: value for key, value in state.items() if key not in ("T_max", "eta_min")}
+        state["lr_lambdas"] = [None] * len(scheduler.base_lrs)
+    scheduler.load_state_dict(state)

@@ -31,7 +31,7 @@ from study.config import resolve_config
 from study.layer_rates import depth_scale, split_by_fan_in
 from study.metrics import Scoring, classification_metrics
 from study.runtime import Runtime, select_runtime
-from study.schedules import build_schedule
+from study.schedules import build_schedule, load_schedule_state
 
 EpochCallback = Callable[[dict[str, Any], Path | None], None]
 
@@ -154,7 +154,7 @@ def train(
         state = load_checkpoint(checkpoint_path)
         model.load_state_dict(state["model_state"])
         _load_optimizer_state(optimizer, state["optimizer_state"], path=checkpoint_path)
-        scheduler.load_state_dict(state["scheduler_state"])
+        load_schedule_state(scheduler, state["scheduler_state"])
         scaler.load_state_dict(state["scaler_state"])
         torch.set_rng_state(state["torch_rng_state"])
         history = list(state["history"])

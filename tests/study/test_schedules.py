@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from study.schedules import build_schedule
+from study.schedules import build_schedule, load_schedule_state
 
 COSINE = {"lr_schedule": "cosine", "lr": 1e-3, "lr_final_ratio": 0.02, "lr_decay": 0.95}
 
@@ -44,3 +44,26 @@ def test_every_group_ends_at_the_final_ratio_of_its_own_rate_and_never_rises():
     for group in range(len(starts)):
         series = [r[group] for r in rates]
         assert all(b < a for a, b in itertools.pairwise(series)), series
+
+
+def test_a_checkpoint_of_torchs_cosine_annealing_resumes_where_it_stopped():
+    # checkpoints written before cosine became a factor per group hold CosineAnnealingLR's state
+    param = torch.nn.Parameter(torch.zeros(1))
+    old_optimizer = torch.optim.Adam([param], lr=1e-3)
+    old = torch.optim.lr_scheduler.CosineAnnealingLR(old_optimizer, T_max=12, eta_min=2e-5)
+    for _ in range(5):
+        old_optimizer.step()
+        old.step()
+    optimizer = torch.optim.Adam([param], lr=1e-3)
+    optimizer.load_state_dict(old_optimizer.state_dict())
+    scheduler = build_schedule(optimizer, optim=COSINE, epochs=12)
+    load_schedule_state(scheduler, old.state_dict())
+    resumed = []
+    for _ in range(7):
+        optimizer.step()
+        scheduler.step()
+        old_optimizer.step()
+        old.step()
+        resumed.append((optimizer.param_groups[0]["lr"], old_optimizer.param_groups[0]["lr"]))
+    assert [new for new, _ in resumed] == pytest.approx([o for _, o in resumed], rel=1e-6)
+    assert resumed[-1][0] == pytest.approx(2e-5)
