@@ -135,10 +135,9 @@ def train(
     if cfg["pretrain_epochs"] and not resuming:
         _pretrain_trunk(model, cfg=cfg, train_split=train_split, val_split=val_split,
                         scoring=scoring, log=log, progress=progress)
+    # every group carries its own lr (`_parameter_groups`)
     optimizer = torch.optim.Adam(
-        _parameter_groups(model, cfg),
-        lr=cfg["optim"]["lr"],
-        weight_decay=cfg["optim"]["weight_decay"],
+        _parameter_groups(model, cfg), weight_decay=cfg["optim"]["weight_decay"]
     )
     scheduler = build_schedule(optimizer, optim=cfg["optim"], epochs=cfg["epochs"])
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.use_grad_scaler)
