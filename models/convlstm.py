@@ -101,6 +101,8 @@ class ConvLSTM(nn.Module):
         rnn_dropout: dropout between stacked recurrent layers.
         forget_bias: an LSTM's initial forget-gate bias (None: torch's random init; must be
             None for a GRU). See `models.layers.RecurrentHead`.
+        chrono_steps: chrono initialisation of an LSTM's gate biases for dependencies of up
+            to this many recurrent steps (None: off). See `models.layers.RecurrentHead`.
         readout: what the classifier sees: ``"last"`` (state at the last real step; with a
             backward direction, its state at step 0), ``"centre"`` (output at the centre of
             the valid steps) or ``"last_plus_pool"`` (last, concatenated with a global pooling
@@ -129,6 +131,7 @@ class ConvLSTM(nn.Module):
         bidirectional: bool = False,
         rnn_dropout: float = 0.0,
         forget_bias: float | None = None,
+        chrono_steps: float | None = None,
         readout: str = "last",
         pooling: str = "gmp",
         lse_temperature: float = 1.0,
@@ -159,6 +162,7 @@ class ConvLSTM(nn.Module):
             bidirectional=bidirectional,
             dropout=rnn_dropout,
             forget_bias=forget_bias,
+            chrono_steps=chrono_steps,
         )
         self.pool = GlobalPool(pooling, temperature=lse_temperature)
         pooled_size = self.trunk.out_channels if self._readout.with_pool else 0

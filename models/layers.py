@@ -459,6 +459,31 @@ def _set_forget_bias(lstm: nn.LSTM, value: float) -> None:
             bias[size : 2 * size] = value if name.startswith("bias_ih") else 0.0
 
 
+def _check_chrono(chrono_steps: float, *, cell: str, forget_bias: float | None) -> None:
+    if cell != "lstm":
+        raise ValueError(f"chrono_steps applies to an LSTM only, not a {cell!r} cell")
+    if forget_bias is not None:
+        raise ValueError("chrono_steps sets the forget-gate biases: give it or forget_bias")
+    if not chrono_steps > 2:
+        raise ValueError(f"chrono_steps must be > 2 (u ~ U(1, steps - 1)), got {chrono_steps}")
+
+
+@torch.no_grad()
+def _set_chrono_biases(lstm: nn.LSTM, max_steps: float) -> None:
+    # Tallec & Ollivier 2018, "Can recurrent neural networks warp time?": forget-gate bias
+    # log(u), u ~ U(1, max_steps - 1), input-gate bias its negative, drawn per unit, layer and
+    # direction from torch's generator (so the training seed fixes them). Unit k then starts
+    # with a memory of about u_k steps; the cell and output gates keep torch's init.
+    size = lstm.hidden_size
+    for name, bias in lstm.named_parameters():
+        if name.startswith("bias_ih"):
+            log_u = torch.empty(size).uniform_(1.0, max_steps - 1.0).log()
+            bias[:size] = -log_u
+            bias[size : 2 * size] = log_u
+        elif name.startswith("bias_hh"):
+            bias[: 2 * size] = 0.0
+
+
 class RecurrentHead(nn.Module):
     """An LSTM or GRU over (B, T, C) sequences that respects each record's length.
 
@@ -476,6 +501,10 @@ class RecurrentHead(nn.Module):
             positive bias starts the cell remembering across steps instead of about halving its
             memory at every step (Gers et al. 2000; Jozefowicz et al. 2015). A GRU has no
             forget gate: it must be None there.
+        chrono_steps: the longest dependency, in steps, an LSTM should start able to carry
+            (None: off). Chrono initialisation (Tallec & Ollivier 2018) spreads the units'
+            initial memories over 1 to ``chrono_steps`` steps by their forget- and
+            input-gate biases. Excludes ``forget_bias``; an LSTM only.
     """
 
     def __init__(
@@ -488,6 +517,7 @@ class RecurrentHead(nn.Module):
         bidirectional: bool,
         dropout: float = 0.0,
         forget_bias: float | None = None,
+        chrono_steps: float | None = None,
     ) -> None:
         super().__init__()
         rnn_class = choose(_RNN_CELLS, cell, what="recurrent cell")
@@ -506,6 +536,9 @@ class RecurrentHead(nn.Module):
             if cell != "lstm":
                 raise ValueError(f"forget_bias applies to an LSTM only, not a {cell!r} cell")
             _set_forget_bias(self.rnn, float(forget_bias))
+        if chrono_steps is not None:
+            _check_chrono(chrono_steps, cell=cell, forget_bias=forget_bias)
+            _set_chrono_biases(self.rnn, float(chrono_steps))
 
     @property
     def output_size(self) -> int:

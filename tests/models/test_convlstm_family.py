@@ -104,3 +104,12 @@ def test_a_forget_bias_in_the_config_reaches_the_lstm_and_is_refused_for_a_gru()
     assert model.config["forget_bias"] == 2.0  # recorded with the model, so checkpoints say so
     with pytest.raises(ValueError, match="forget_bias applies to an LSTM only"):
         build_model({**SHAPE, "name": "convlstm", **TRUNK, "cell": "gru", "forget_bias": 1.0})
+
+
+def test_chrono_steps_in_the_config_reach_the_lstm_and_the_recorded_config():
+    model = build_model({**SHAPE, "name": "convlstm", **TRUNK, "hidden_units": 50,
+                         "chrono_steps": 20.0})
+    lstm = model.rnn.rnn
+    u = (lstm.bias_ih_l0[50:100] + lstm.bias_hh_l0[50:100]).exp()
+    assert 1.0 <= float(u.min()) and float(u.max()) <= 19.0 and float(u.std()) > 2.0
+    assert model.config["chrono_steps"] == 20.0

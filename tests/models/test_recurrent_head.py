@@ -86,3 +86,54 @@ def test_forget_bias_on_a_gru_is_refused():
     with pytest.raises(ValueError, match="forget_bias applies to an LSTM only, not a 'gru'"):
         RecurrentHead(5, cell="gru", hidden_units=6, n_layers=1, bidirectional=False,
                       forget_bias=1.0)
+
+
+def test_chrono_spreads_the_initial_memories_over_the_given_steps():
+    torch.manual_seed(0)
+    head = RecurrentHead(5, cell="lstm", hidden_units=200, n_layers=2, bidirectional=True,
+                         chrono_steps=50.0)
+    for name, b_ih in head.rnn.named_parameters():
+        if not name.startswith("bias_ih"):
+            continue
+        b_hh = getattr(head.rnn, name.replace("_ih", "_hh"))
+        forget = b_ih[200:400] + b_hh[200:400]
+        # bias log(u), u ~ U(1, 49): memories between 1 and 49 steps, spread over the range
+        u = forget.exp()
+        assert u.min() >= 1.0 and u.max() <= 49.0
+        assert u.min() < 5.0 and u.max() > 45.0
+        torch.testing.assert_close(b_ih[:200] + b_hh[:200], -forget)  # input gate: -log(u)
+    # Another seed draws other memories; the same seed the same.
+    torch.manual_seed(0)
+    again = RecurrentHead(5, cell="lstm", hidden_units=200, n_layers=2, bidirectional=True,
+                          chrono_steps=50.0)
+    torch.testing.assert_close(again.rnn.bias_ih_l1, head.rnn.bias_ih_l1)
+    torch.manual_seed(1)
+    other = RecurrentHead(5, cell="lstm", hidden_units=200, n_layers=2, bidirectional=True,
+                          chrono_steps=50.0)
+    assert not torch.equal(other.rnn.bias_ih_l0, head.rnn.bias_ih_l0)
+
+
+def test_a_chrono_unit_keeps_its_cell_for_about_its_memory_steps():
+    torch.manual_seed(0)
+    head = RecurrentHead(1, cell="lstm", hidden_units=64, n_layers=1, bidirectional=False,
+                         chrono_steps=40.0)
+    with torch.no_grad():
+        head.rnn.weight_hh_l0.zero_()  # isolate the biases: constant gates
+        head.rnn.weight_ih_l0.zero_()
+        s = head.first_layer_states(torch.zeros(1, 3, 1), torch.tensor([3]))
+    u = (head.rnn.bias_ih_l0[64:128] + head.rnn.bias_hh_l0[64:128]).exp()
+    # forget gate sigmoid(log u) = u / (1 + u): a cell decays by e after about u steps
+    torch.testing.assert_close(s["forget_gate"][0, 0], u / (1 + u))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"cell": "gru", "chrono_steps": 30.0}, "chrono_steps applies to an LSTM only"),
+        ({"cell": "lstm", "chrono_steps": 30.0, "forget_bias": 1.0}, "give it or forget_bias"),
+        ({"cell": "lstm", "chrono_steps": 2.0}, "chrono_steps must be > 2"),
+    ],
+)
+def test_chrono_is_refused_where_it_cannot_apply(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        RecurrentHead(5, hidden_units=6, n_layers=1, bidirectional=False, **kwargs)
