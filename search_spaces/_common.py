@@ -20,6 +20,11 @@ CNN_DEPTHS: tuple[int, ...] = (4, 7, 15, 17)
 # deep presets (models/presets.json) pool after every second layer.
 _POOL_EVERY_BY_DEPTH = MappingProxyType({4: 1, 7: 1, 15: 2, 17: 2})
 
+# Recurrent steps of a 30-s crop at 150 Hz (the default training crop) after the trunk of each
+# depth: how far back a recurrent head's chrono initialisation (`models.layers.RecurrentHead`)
+# starts able to remember.
+CROP_STEPS_BY_DEPTH = MappingProxyType({4: 562, 7: 70, 15: 35, 17: 17})
+
 GLOBAL_POOLINGS: tuple[str, ...] = ("gap", "gmp", "lse")
 """Global pooling over time in the CNN families: average, max, log-sum-exp."""
 

@@ -4,6 +4,7 @@ The thesis' ConvLSTM questions: LSTM or GRU, how many layers and units (2 to 256
 direction), one or two directions, which readout (the last state, the centre step, or the
 last state next to a global pooling of the CNN features), and whether pre-training the CNN
 trunk with a max-pooling head first (then training it on at a scaled learning rate) helps.
+An LSTM head starts from chrono initialisation over a training crop's steps, as the presets.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from optuna.trial import BaseTrial
 
 from search_spaces._common import (
+    CROP_STEPS_BY_DEPTH,
     GLOBAL_POOLINGS,
     smoke_settings,
     suggest_cnn_trunk,
@@ -23,6 +25,7 @@ from search_spaces._common import (
 __all__ = ["SMOKE", "define"]
 
 CELLS: tuple[str, ...] = ("lstm", "gru")
+CHRONO_CELL = "lstm"  # the cell whose gate biases start from chrono initialisation
 READOUTS: tuple[str, ...] = ("last", "centre", "last_plus_pool")
 POOLED_READOUT = "last_plus_pool"  # the only readout that uses ``model/pooling``
 PRETRAIN_EPOCHS: tuple[int, ...] = (0, 2)  # 0: no CNN pre-training
@@ -33,8 +36,8 @@ SMOKE = smoke_settings()
 
 def define(trial: BaseTrial) -> dict[str, Any]:
     """Sample a ConvLSTM configuration; returns the fixed values that go with it."""
-    _, trunk = suggest_cnn_trunk(trial)
-    trial.suggest_categorical("model/cell", CELLS)
+    depth, trunk = suggest_cnn_trunk(trial)
+    cell = trial.suggest_categorical("model/cell", CELLS)
     trial.suggest_int("model/n_rnn_layers", 1, 3)
     trial.suggest_int("model/hidden_units", 2, 256, log=True)
     trial.suggest_categorical("model/bidirectional", (False, True))
@@ -46,4 +49,7 @@ def define(trial: BaseTrial) -> dict[str, Any]:
         trial.suggest_float("optim/cnn_lr_scale", *CNN_LR_SCALE_RANGE, log=True)
     suggest_focal_gamma(trial)
     suggest_lr(trial)
-    return {"model/name": "convlstm", **trunk}
+    fixed = {"model/name": "convlstm", **trunk}
+    if cell == CHRONO_CELL:
+        fixed["model/chrono_steps"] = CROP_STEPS_BY_DEPTH[depth]
+    return fixed

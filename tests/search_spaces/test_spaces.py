@@ -26,7 +26,8 @@ from search_spaces import (
     training_config,
     unflatten,
 )
-from search_spaces._common import CNN_DEPTHS, suggest_cnn_trunk
+from models.cnn import build_trunk
+from search_spaces._common import CNN_DEPTHS, CROP_STEPS_BY_DEPTH, suggest_cnn_trunk
 from study.config import resolve_config
 
 SPACES = space_names()
@@ -135,6 +136,31 @@ def test_convlstm_branches(sampled):
         assert ("optim/cnn_lr_scale" in params) == (params["pretrain_epochs"] > 0)
     assert {p["model/readout"] for p in samples} == {"last", "centre", "last_plus_pool"}
     assert {p["pretrain_epochs"] for p in samples} == {0, 2}
+
+
+def test_an_lstm_head_starts_from_chrono_over_the_crop_and_a_gru_from_torch(sampled):
+    configs = [config["model"] for _, config in sampled("convlstm")]
+    assert {m["cell"] for m in configs} == {"lstm", "gru"}
+    for model in configs:
+        expected = CROP_STEPS_BY_DEPTH[model["depth"]] if model["cell"] == "lstm" else None
+        assert model.get("chrono_steps") == expected, model
+
+
+@pytest.mark.parametrize("depth", CNN_DEPTHS)
+def test_crop_steps_are_the_trunk_steps_of_a_default_crop(depth):
+    defaults = resolve_config({})["data"]
+    samples = round(defaults["crop_s"] * defaults["fs_hz"])  # 30 s x 150 Hz
+    _, trunk = suggest_cnn_trunk(optuna.trial.FixedTrial({"model/depth": depth}))
+    model = build_trunk(n_leads=1, depth=depth, channels=None, kernel_size=21,
+                        pool_every=trunk["model/pool_every"], dropout_min=0.1, dropout_max=0.3,
+                        residual=False, conv_init="pytorch")
+    with torch.no_grad():
+        _, steps = model(torch.zeros(1, 1, samples), torch.tensor([samples]))[-1]
+    assert int(steps) == CROP_STEPS_BY_DEPTH[depth]
+    lstm_presets = [load_preset(n) for n in preset_names()]
+    for preset in lstm_presets:
+        if preset.get("cell") == "lstm" and preset["depth"] == depth:
+            assert preset["chrono_steps"] == CROP_STEPS_BY_DEPTH[depth], preset
 
 
 def test_segmenter_parameters_only_with_a_segmenter(sampled):
