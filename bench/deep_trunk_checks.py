@@ -73,7 +73,9 @@ def rescore(*, run: Path, train: Split, val: Split, dataset: str) -> list[dict[s
     """One row per evaluation setting: label and the ``val/`` metrics of the same weights."""
     state = load_checkpoint(run / "checkpoint.pt")
     cfg = resolve_config(state["config"])
-    runtime = select_runtime(device="cpu", amp=False)
+    # the run's own precision (bf16 autocast where this CPU computes it), so the first row
+    # repeats the score the run logged
+    runtime = select_runtime(device="cpu", amp=cfg["runtime"]["amp"])
     model = build_model(state["model_config"])
     model.load_state_dict(state["model_state"])
     scoring = Scoring.from_dataset(load_dataset(dataset))
