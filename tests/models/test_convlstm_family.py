@@ -111,5 +111,5 @@ def test_chrono_steps_in_the_config_reach_the_lstm_and_the_recorded_config():
                          "chrono_steps": 20.0})
     lstm = model.rnn.rnn
     u = (lstm.bias_ih_l0[50:100] + lstm.bias_hh_l0[50:100]).exp()
-    assert 1.0 <= float(u.min()) and float(u.max()) <= 19.0 and float(u.std()) > 2.0
+    assert float(u.min()) >= 1.0 and float(u.max()) <= 19.0 and float(u.std()) > 2.0
     assert model.config["chrono_steps"] == 20.0

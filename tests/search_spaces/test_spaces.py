@@ -17,7 +17,7 @@ import torch
 import search_spaces
 from data_io.synthetic import MIN_FS_HZ
 from models import build_model, load_preset, preset_names
-from models.cnn import cnn_depths
+from models.cnn import build_trunk, cnn_depths
 from search_spaces import (
     SPACE_SECTION,
     describe_space,
@@ -26,7 +26,6 @@ from search_spaces import (
     training_config,
     unflatten,
 )
-from models.cnn import build_trunk
 from search_spaces._common import CNN_DEPTHS, CROP_STEPS_BY_DEPTH, suggest_cnn_trunk
 from study.config import resolve_config
 
