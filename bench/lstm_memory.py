@@ -28,9 +28,11 @@ INITS: dict[str, dict[str, Any]] = {
 """Model overrides per initialisation; the LSTM presets carry their chrono steps."""
 
 
-def lstm_presets() -> list[str]:
-    """Presets with an LSTM head and chrono steps (the number of steps of a training crop)."""
-    return [n for n in preset_names() if load_preset(n).get("cell") == "lstm"]
+def lstm_presets() -> dict[str, dict[str, Any]]:
+    """The presets with an LSTM head, by name (each carries the chrono steps of a training
+    crop)."""
+    presets = {name: load_preset(name) for name in preset_names()}
+    return {name: preset for name, preset in presets.items() if preset.get("cell") == "lstm"}
 
 
 def memory_share(model: torch.nn.Module, *, steps: int, recent: int, batch: int) -> float:
@@ -49,15 +51,16 @@ def memory_share(model: torch.nn.Module, *, steps: int, recent: int, batch: int)
     return sum(shares) / len(shares)
 
 
-def preset_row(name: str, *, seeds: int, recent: int, batch: int) -> dict[str, float]:
-    """Mean share per initialisation over ``seeds`` heads of preset ``name``."""
-    preset = load_preset(name)
+def preset_row(preset: dict[str, Any], *, seeds: int, recent: int,
+               batch: int) -> dict[str, float]:
+    """Mean share per initialisation over ``seeds`` heads of an LSTM preset's model config."""
     steps = int(preset["chrono_steps"])
     row = {}
     for label, override in INITS.items():
         shares = []
         for seed in range(seeds):
             torch.manual_seed(seed)
+            # Untrained heads: the class count only sizes the classifier, which is not read.
             model = build_model({**preset, **override, "n_classes": 4, "n_leads": 1})
             shares.append(memory_share(model, steps=steps, recent=recent, batch=batch))
         row[label] = sum(shares) / len(shares)
@@ -76,10 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     print("share of the final state's input gradient from beyond the "
           f"{args.recent} steps nearest it (equal weight on every step: 1 - {args.recent} / steps)")
     print(f"{'preset':16s} {'steps':>5s} " + " ".join(f"{label:>16s}" for label in labels))
-    for name in lstm_presets():
-        row = preset_row(name, seeds=args.seeds, recent=args.recent, batch=args.batch)
-        steps = load_preset(name)["chrono_steps"]
-        print(f"{name:16s} {steps:5d} " + " ".join(f"{row[label]:16.3f}" for label in labels))
+    for name, preset in lstm_presets().items():
+        row = preset_row(preset, seeds=args.seeds, recent=args.recent, batch=args.batch)
+        cells = " ".join(f"{row[label]:16.3f}" for label in labels)
+        print(f"{name:16s} {preset['chrono_steps']:5d} {cells}")
     return 0
 
 
