@@ -31,6 +31,15 @@ def test_shipped_configs_pass(path):
     check_options(resolve_config(json.loads(path.read_text())))
 
 
+def test_the_thesis_protocol_keeps_the_thesis_optimiser_over_our_defaults():
+    # Our defaults add per-layer rates and a warm-up that the thesis did not use.
+    thesis = resolve_config(json.loads((CONFIGS / "thesis_protocol.json").read_text()))
+    assert default_config()["optim"]["warmup_epochs"] > 0
+    assert thesis["optim"]["warmup_epochs"] == 0
+    assert thesis["optim"]["lr_depth"] == 0
+    assert thesis["optim"]["conv_lr_fan_in"] == 0
+
+
 @pytest.mark.parametrize(
     ("partial", "message"),
     [

@@ -172,8 +172,10 @@ def test_warmup_changes_the_first_epoch_only_and_resumes_exactly(
 ):
     arrays = tiny_arrays()
     split = Split(arrays, np.arange(len(arrays)))
-    plain = train(config=tiny_config, train_split=split, val_split=split, scoring=SCORING)
-    config = {**tiny_config, "optim": {**tiny_config.get("optim", {}), "warmup_epochs": 1}}
+    optim = tiny_config.get("optim", {})
+    plain_config = {**tiny_config, "optim": {**optim, "warmup_epochs": 0}}
+    plain = train(config=plain_config, train_split=split, val_split=split, scoring=SCORING)
+    config = {**tiny_config, "optim": {**optim, "warmup_epochs": 1}}
     warmed = train(config=config, train_split=split, val_split=split, scoring=SCORING)
     # The epoch schedule is untouched: the same rate is recorded after every epoch.
     assert [r["lr"] for r in warmed.history] == [r["lr"] for r in plain.history]
