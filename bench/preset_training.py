@@ -5,8 +5,11 @@ records of ``--data-dir`` train, the rest evaluate), several at once (``--parall
 priority order of ``bench/preset_training.json``, until ``--deadline`` seconds have passed.
 Results are appended to ``OUT/results.jsonl`` as runs finish, so a killed benchmark keeps
 what it measured; a second call with the same ``--out`` skips the runs already there.
-``--table`` prints the final scores as a markdown table, each preset beside ``cnn7_gmp``
-under the same variant.
+A run whose full configuration (defaults, preset and variant resolved) equals an earlier run's
+of the same seed is not trained again: it gets that run's result, marked ``same_as``. Variants
+named against the defaults of their day (``warmup`` once the warm-up is the default) cost
+nothing then. ``--table`` prints the final scores as a markdown table, each preset beside
+``cnn7_gmp`` under the same variant.
 
     python -m bench.preset_training --data-dir ../shared/data/cinc2017 --train-records 2000 \\
         --fs-hz 150 --epochs 12 --parallel 8 --out /tmp/presets
@@ -32,6 +35,7 @@ from data_io.cache import load_cached
 from data_io.datasets import load_dataset
 from data_io.reference import find_reference, read_reference
 from models import load_preset
+from study.config import resolve_config
 
 PLAN = Path(__file__).with_suffix(".json")
 REFERENCE_PRESET = "cnn7_gmp"
@@ -86,6 +90,25 @@ def run_config(plan: dict[str, Any], run: Run, *, threads: int) -> dict[str, Any
     return config
 
 
+def _resolved_key(plan: dict[str, Any], run: Run) -> str:
+    config = resolve_config(run_config(plan, run, threads=1))
+    return json.dumps(config, sort_keys=True)
+
+
+def same_as(plan: dict[str, Any], runs: list[Run]) -> dict[Run, Run]:
+    """Each run whose resolved configuration (seed included) an earlier run of ``runs`` has,
+    mapped to that earlier run: training it again would repeat the same measurement."""
+    first: dict[str, Run] = {}
+    repeats: dict[Run, Run] = {}
+    for run in runs:
+        key = _resolved_key(plan, run)
+        if key in first:
+            repeats[run] = first[key]
+        else:
+            first[key] = run
+    return repeats
+
+
 def split_directories(*, data_dir: Path, train_records: int, out: Path) -> tuple[Path, Path]:
     """``out/train`` (the first ``train_records`` records by name) and ``out/eval`` (the rest)."""
     reference = find_reference(data_dir)
@@ -104,10 +127,11 @@ def split_directories(*, data_dir: Path, train_records: int, out: Path) -> tuple
     return out / "train", out / "eval"
 
 
-def _finished(results: Path) -> set[str]:
+def _rows(results: Path) -> dict[str, dict[str, Any]]:
     if not results.exists():
-        return set()
-    return {json.loads(line)["run"] for line in results.read_text().splitlines() if line.strip()}
+        return {}
+    rows = (json.loads(line) for line in results.read_text().splitlines() if line.strip())
+    return {row["run"]: row for row in rows}
 
 
 def _command(args: argparse.Namespace, config_path: Path, train: Path, evaluate: Path) -> list[str]:
@@ -155,14 +179,20 @@ def run_grid(args: argparse.Namespace) -> None:
     for directory in (train, evaluate):  # built once here, so the workers only read
         load_cached("cinc2017", directory, fs_hz=args.fs_hz, cache_dir=args.out / "cache")
     results = args.out / "results.jsonl"
-    done = _finished(results)
-    queue = [run for run in planned_runs(plan) if run.name not in done]
+    done = _rows(results)
+    runs = planned_runs(plan)
+    repeats = same_as(plan, runs)
+    with results.open("a") as fh:  # repeats of runs measured before they joined the plan
+        fh.writelines(json.dumps(_copy_of(done[of.name], repeat)) + "\n"
+                      for repeat, of in repeats.items()
+                      if repeat.name not in done and of.name in done)
+    queue = [run for run in runs if run.name not in done and run not in repeats]
     (args.out / "configs").mkdir(exist_ok=True)
     (args.out / "logs").mkdir(exist_ok=True)
     started = time.monotonic()
     running: dict[str, tuple[Run, subprocess.Popen, float]] = {}
-    print(f"{len(queue)} runs to do ({len(done)} already in {results}), {args.parallel} at once",
-          flush=True)
+    print(f"{len(queue)} runs to do ({len(done)} already in {results}, {len(repeats)} the same "
+          f"configuration as an earlier run), {args.parallel} at once", flush=True)
     while queue or running:
         elapsed = time.monotonic() - started
         while queue and len(running) < args.parallel and elapsed < args.deadline:
@@ -190,8 +220,9 @@ def run_grid(args: argparse.Namespace) -> None:
             status = payload.get("status") or ("killed at deadline" if process.returncode < 0
                                                else f"exit {process.returncode}")
             row = _record(run, status=status, seconds=time.monotonic() - begun, payload=payload)
+            copies = [_copy_of(row, repeat) for repeat, of in repeats.items() if of == run]
             with results.open("a") as fh:
-                fh.write(json.dumps(row) + "\n")
+                fh.writelines(json.dumps(line) + "\n" for line in [row, *copies])
             del running[name]
             print(f"[{elapsed:6.0f} s] {name}: {status}, f1 {row['f1_final']}, "
                   f"{row['seconds']} s", flush=True)
@@ -201,13 +232,26 @@ def run_grid(args: argparse.Namespace) -> None:
         time.sleep(1.0)
 
 
+def _copy_of(row: dict[str, Any], repeat: Run) -> dict[str, Any]:
+    """``row``'s result under the name of a run with the same configuration (not trained)."""
+    return {**row, "run": repeat.name, "preset": repeat.preset, "variant": repeat.variant,
+            "seed": repeat.seed, "same_as": row["run"]}
+
+
 def table(results: Path) -> str:
-    """Markdown: one row per preset, one column per variant, final val F1 (delta to cnn7_gmp)."""
+    """Markdown: one row per preset, one column per variant, final val F1 (delta to cnn7_gmp).
+
+    A cell whose runs all repeat another variant's configuration says so: "(= default)".
+    """
     rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
     scores: dict[tuple[str, str], list[float]] = {}
+    copies: dict[tuple[str, str], set[str]] = {}  # cell -> variants whose runs it repeats
+    variant_of = {row["run"]: row["variant"] for row in rows if "run" in row}
     for row in rows:
         if row["f1_final"] is not None and row["status"] == "completed":
-            scores.setdefault((row["preset"], row["variant"]), []).append(row["f1_final"])
+            cell_key = (row["preset"], row["variant"])
+            scores.setdefault(cell_key, []).append(row["f1_final"])
+            copies.setdefault(cell_key, set()).add(variant_of.get(row.get("same_as"), ""))
     presets = list(dict.fromkeys(row["preset"] for row in rows))
     variants = list(dict.fromkeys(row["variant"] for row in rows))
 
@@ -218,6 +262,9 @@ def table(results: Path) -> str:
         mean = sum(values) / len(values)
         reference = scores.get((REFERENCE_PRESET, variant))
         seeds = f" (n={len(values)})" if len(values) > 1 else ""
+        repeated = copies[(preset, variant)]
+        if "" not in repeated:  # every run of the cell is another variant's run
+            seeds += "".join(f" (= {other})" for other in sorted(repeated))
         if not reference or preset == REFERENCE_PRESET:
             return f"{mean:.3f}{seeds}"
         delta = mean - sum(reference) / len(reference)
