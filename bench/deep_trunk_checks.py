@@ -69,9 +69,12 @@ def precise_batchnorm(model: nn.Module, *, batches: Iterator[dict[str, Any]],
     return model.eval()
 
 
-def rescore(*, run: Path, train: Split, val: Split, dataset: str) -> list[dict[str, Any]]:
-    """One row per evaluation setting: label and the ``val/`` metrics of the same weights."""
-    state = load_checkpoint(run / "checkpoint.pt")
+def rescore(*, state: dict[str, Any], train: Split, val: Split,
+            dataset: str) -> list[dict[str, Any]]:
+    """One row per evaluation setting: label and the ``val/`` metrics of the same weights.
+
+    ``state`` is a run's checkpoint (`study.checkpoint.load_checkpoint`).
+    """
     cfg = resolve_config(state["config"])
     # the run's own precision (bf16 autocast where this CPU computes it), so the first row
     # repeats the score the run logged
@@ -187,11 +190,11 @@ def _split(dataset: str, directory: Path, *, fs_hz: float, cache_dir: Path | Non
 
 
 def _rescore_command(args: argparse.Namespace) -> tuple[Any, list[str]]:
-    config = load_checkpoint(args.run / "checkpoint.pt")["config"]
-    fs_hz = resolve_config(config)["data"]["fs_hz"]
+    state = load_checkpoint(args.run / "checkpoint.pt")
+    fs_hz = resolve_config(state["config"])["data"]["fs_hz"]
     train = _split(args.dataset, args.train_dir, fs_hz=fs_hz, cache_dir=args.cache_dir)
     val = _split(args.dataset, args.eval_dir, fs_hz=fs_hz, cache_dir=args.cache_dir)
-    results = rescore(run=args.run, train=train, val=val, dataset=args.dataset)
+    results = rescore(state=state, train=train, val=val, dataset=args.dataset)
     lines = [f"{r['setting']:60s} " + "  ".join(
         f"{k.removeprefix('val/')} {v:.3f}" for k, v in r.items() if k.startswith("val/"))
         for r in results]
