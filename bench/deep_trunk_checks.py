@@ -37,7 +37,7 @@ from data_io.datasets import load_dataset
 from data_io.records import EcgArrays
 from models import build_model, load_preset
 from models.losses import FocalLoss
-from study.artifacts import load_trained
+from study.artifacts import load_trained, model_from_state
 from study.checkpoint import load_checkpoint
 from study.config import resolve_config
 from study.metrics import Scoring
@@ -79,8 +79,7 @@ def rescore(*, state: dict[str, Any], train: Split, val: Split,
     # the run's own precision (bf16 autocast where this CPU computes it), so the first row
     # repeats the score the run logged
     runtime = select_runtime(device="cpu", amp=cfg["runtime"]["amp"])
-    model = build_model(state["model_config"])
-    model.load_state_dict(state["model_state"])
+    model = model_from_state(state)
     scoring = Scoring.from_dataset(load_dataset(dataset))
     train_batches = lambda: split_loader(train, cfg=cfg, training=True, epoch=0)  # noqa: E731
     recomputed = precise_batchnorm(model, batches=train_batches(), dropout=False)

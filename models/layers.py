@@ -300,6 +300,10 @@ class GlobalPool(nn.Module):
     Args:
         kind: ``"gap"`` (average), ``"gmp"`` (max) or ``"lse"`` (log-mean-exp).
         temperature: the LSE sharpness r (ignored by gap and gmp); must be > 0.
+
+    ``mean_share`` (0 unless the trainer sets it, `study.trainer.pool_mean_shares`) blends the
+    pooled vector toward the average over time: the max passes each channel's gradient to one
+    time step, the average to all of them.
     """
 
     def __init__(self, kind: str, *, temperature: float = 1.0) -> None:
@@ -309,12 +313,29 @@ class GlobalPool(nn.Module):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.kind = kind
         self.temperature = float(temperature)
+        self.mean_share = 0.0
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
-        return self._pool(x, lengths, self.temperature)
+        pooled = self._pool(x, lengths, self.temperature)  # (B, C)
+        if self.mean_share > 0:
+            pooled = torch.lerp(pooled, _masked_mean(x, lengths, self.temperature),
+                                self.mean_share)
+        return pooled
 
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}, temperature={self.temperature}"
+
+
+def set_pool_mean_share(model: nn.Module, share: float) -> None:
+    """Set the mean's share (`GlobalPool.mean_share`) in every global pooling of ``model``."""
+    for module in model.modules():
+        if isinstance(module, GlobalPool):
+            module.mean_share = share
+
+
+def pool_mean_share(model: nn.Module) -> float:
+    """The mean's share in ``model``'s global poolings; 0 when it has none."""
+    return max((m.mean_share for m in model.modules() if isinstance(m, GlobalPool)), default=0.0)
 
 
 # ---------------------------------------------------------------------------------------------

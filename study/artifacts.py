@@ -20,6 +20,7 @@ from data_io.atomic import atomic_path
 from data_io.batching import make_loader
 from data_io.records import EcgArrays
 from models import build_model
+from models.layers import set_pool_mean_share
 from reports.explanation_sanity import SANITY_FILE
 from study.bars import bar
 from study.checkpoint import load_checkpoint
@@ -38,12 +39,23 @@ PER_CLASS = 2  # correct and misclassified examples kept per class
 MOST_UNCERTAIN = 2
 
 
+def model_from_state(state: Mapping[str, Any]) -> torch.nn.Module:
+    """The model of a loaded trainer checkpoint (`study.checkpoint.load_checkpoint`), on the CPU.
+
+    A trial stopped while its pooling still started as the mean (`optim.pool_mean_fraction`)
+    is restored with the share it was scored with.
+    """
+    model = build_model(state["model_config"])
+    model.load_state_dict(state["model_state"])
+    # checkpoints written before the option existed pooled as configured
+    set_pool_mean_share(model, state.get("pool_mean_share", 0.0))
+    return model
+
+
 def load_trained(checkpoint_file: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The model of a trainer checkpoint (eval mode, CPU) and its training config."""
     state = load_checkpoint(checkpoint_file)
-    model = build_model(state["model_config"])
-    model.load_state_dict(state["model_state"])
-    return model.eval(), state["config"]
+    return model_from_state(state).eval(), state["config"]
 
 
 def predictions_frame(predictions: dict[str, Any], *, classes: tuple[str, ...], fold: int):

@@ -47,7 +47,7 @@ def _range_text(spec: Mapping[str, Any]) -> str:
     if "min" in spec:
         parts.append(f"{'>' if spec.get('min_exclusive') else '>='} {spec['min']:g}")
     if "max" in spec:
-        parts.append(f"<= {spec['max']:g}")
+        parts.append(f"{'<' if spec.get('max_exclusive') else '<='} {spec['max']:g}")
     return " and ".join(parts)
 
 
@@ -55,7 +55,8 @@ def _in_range(value: float, spec: Mapping[str, Any]) -> bool:
     low = spec.get("min")
     if low is not None and (value <= low if spec.get("min_exclusive") else value < low):
         return False
-    return spec.get("max") is None or value <= spec["max"]
+    high = spec.get("max")
+    return high is None or (value < high if spec.get("max_exclusive") else value <= high)
 
 
 def _number(value: Any, spec: Mapping[str, Any]) -> str:

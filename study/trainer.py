@@ -24,6 +24,7 @@ from data_io.batching import make_loader
 from data_io.records import EcgArrays
 from models import build_model
 from models.convlstm import pretraining_config
+from models.layers import pool_mean_share, set_pool_mean_share
 from models.losses import FocalLoss
 from study.bars import track
 from study.checkpoint import load_checkpoint, save_checkpoint
@@ -152,6 +153,7 @@ def train(
     if resuming:
         state = load_checkpoint(checkpoint_path)
         model.load_state_dict(state["model_state"])
+        set_pool_mean_share(model, state.get("pool_mean_share", 0.0))
         _load_optimizer_state(optimizer, state["optimizer_state"], path=checkpoint_path)
         load_schedule_state(scheduler, state["scheduler_state"])
         scaler.load_state_dict(state["scaler_state"])
@@ -168,6 +170,10 @@ def train(
             scaler=scaler, runtime=runtime,
             warmup=warmup_factors(
                 warmup_epochs=cfg["optim"]["warmup_epochs"], epoch=epoch, n_batches=len(loader)
+            ),
+            pool_mean=pool_mean_shares(
+                fraction=cfg["optim"]["pool_mean_fraction"], epochs=cfg["epochs"], epoch=epoch,
+                n_batches=len(loader),
             ),
             progress=progress and f"epoch {epoch + 1}/{cfg['epochs']} training",
         )
@@ -202,6 +208,8 @@ def train(
                     "model_config": model.config,
                     "classes": list(classes),
                     "model_state": model.state_dict(),
+                    # what the model pooled with when this epoch was scored (`pool_mean_shares`)
+                    "pool_mean_share": pool_mean_share(model),
                     "optimizer_state": optimizer.state_dict(),
                     "scheduler_state": scheduler.state_dict(),
                     "scaler_state": scaler.state_dict(),
@@ -313,6 +321,24 @@ def warmup_factors(*, warmup_epochs: float, epoch: int, n_batches: int) -> np.nd
     return np.minimum(steps / total, 1.0)
 
 
+def pool_mean_shares(
+    *, fraction: float, epochs: int, epoch: int, n_batches: int
+) -> np.ndarray | None:
+    """Shares (n_batches,) of the mean in each global pooling per batch of one epoch, or None.
+
+    The share falls linearly from 1 (pure average over time) at the first batch of training
+    to 0 (the configured pooling alone) after W = ``fraction * epochs * n_batches`` batches and
+    stays 0. None when the option is off, so models are left untouched.
+    """
+    # The last batch always pools as configured, so the trained model is the one its
+    # configuration names when it is evaluated, saved and explained.
+    total = min(fraction * epochs * n_batches, epochs * n_batches - 1)
+    if total <= 0:
+        return None
+    steps = epoch * n_batches + np.arange(n_batches)
+    return np.clip(1.0 - steps / total, 0.0, 1.0)
+
+
 def train_epoch(
     *,
     model: nn.Module,
@@ -322,14 +348,16 @@ def train_epoch(
     scaler: torch.amp.GradScaler,
     runtime: Runtime,
     warmup: np.ndarray | None = None,
+    pool_mean: np.ndarray | None = None,
     progress: str | bool = False,
 ) -> tuple[float, str]:
     """One pass over ``loader``; returns the mean loss and a problem text ('' when fine).
 
     ``warmup``: a factor per batch on the epoch's learning rates (`warmup_factors`); the
     rates are restored afterwards, so the epoch schedule and its checkpointed state are
-    unaffected. ``progress``: a label to show a progress bar of the batches under
-    (`study.bars`).
+    unaffected. ``pool_mean``: each batch's share of the mean in the global poolings
+    (`pool_mean_shares`); the last batch's share stays for the evaluation that follows.
+    ``progress``: a label to show a progress bar of the batches under (`study.bars`).
     """
     model.train()
     total, count = 0.0, 0
@@ -344,6 +372,8 @@ def train_epoch(
             if warmup is not None:
                 for group, rate in zip(optimizer.param_groups, base_rates, strict=True):
                     group["lr"] = rate * float(warmup[batch_no - 1])
+            if pool_mean is not None:
+                set_pool_mean_share(model, float(pool_mean[batch_no - 1]))
             optimizer.zero_grad(set_to_none=True)
             with runtime.autocast():
                 logits = model(x, lengths=lengths)  # (B, n_classes)

@@ -80,6 +80,19 @@ def test_global_pools_respect_lengths():
     assert GlobalPool("gmp")(-x, lengths).item() == -1.0
 
 
+def test_mean_share_blends_a_global_pool_toward_the_mean_of_valid_steps():
+    x = torch.tensor([[[1.0, 3.0, 2.0, 100.0]]], requires_grad=True)
+    lengths = torch.tensor([3])
+    pool = GlobalPool("gmp")
+    pool.mean_share = 0.25
+    blended = pool(x, lengths)
+    assert blended.item() == 0.75 * 3.0 + 0.25 * 2.0
+    # The gradient reaches every valid step, not only the max; the padded tail gets none.
+    blended.sum().backward()
+    torch.testing.assert_close(x.grad[0, 0], torch.tensor([0.25 / 3, 0.75 + 0.25 / 3,
+                                                           0.25 / 3, 0.0]))
+
+
 def test_dropout_rises_with_depth():
     model = build_model(
         {

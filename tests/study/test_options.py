@@ -32,10 +32,13 @@ def test_shipped_configs_pass(path):
 
 
 def test_the_thesis_protocol_keeps_the_thesis_optimiser_over_our_defaults():
-    # Our defaults add per-layer rates and a warm-up that the thesis did not use.
+    # Our defaults add per-layer rates, a warm-up and a pooling that starts as the mean, none of
+    # which the thesis used.
     thesis = resolve_config(json.loads((CONFIGS / "thesis_protocol.json").read_text()))
     assert default_config()["optim"]["warmup_epochs"] > 0
     assert thesis["optim"]["warmup_epochs"] == 0
+    assert default_config()["optim"]["pool_mean_fraction"] > 0
+    assert thesis["optim"]["pool_mean_fraction"] == 0
     assert thesis["optim"]["lr_depth"] == 0
     assert thesis["optim"]["conv_lr_fan_in"] == 0
 
@@ -53,6 +56,8 @@ def test_the_thesis_protocol_keeps_the_thesis_optimiser_over_our_defaults():
         ({"runtime": {"device": "gpu"}}, "auto, cpu, cuda, cuda:N or mps"),
         ({"data": {"augment": {"wobble": {}}}}, "unknown augmentation"),
         ({"epochs": 0}, "epochs=0 is not allowed: must be an integer >= 1"),
+        ({"optim": {"pool_mean_fraction": 1}}, "optim/pool_mean_fraction=1 is not allowed: "
+                                               "must be a finite number >= 0 and < 1"),
     ],
 )
 def test_bad_values_name_option_value_and_what_is_allowed(partial, message):

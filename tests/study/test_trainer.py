@@ -9,10 +9,21 @@ import pytest
 import torch
 
 from data_io.datasets import load_dataset
+from models.layers import GlobalPool, set_pool_mean_share
+from models.losses import FocalLoss
+from study.artifacts import load_trained
 from study.checkpoint import load_checkpoint
 from study.config import resolve_config
 from study.metrics import Scoring
-from study.trainer import Split, inverse_frequency, train, warmup_factors
+from study.runtime import select_runtime
+from study.trainer import (
+    Split,
+    evaluate,
+    inverse_frequency,
+    pool_mean_shares,
+    train,
+    warmup_factors,
+)
 
 SCORING = Scoring.from_dataset(load_dataset("cinc2017"))
 
@@ -165,6 +176,68 @@ def test_warmup_rises_linearly_over_its_batches_then_stops():
     np.testing.assert_allclose(second, [5 / 6, 1.0, 1.0, 1.0])
     assert warmup_factors(warmup_epochs=1.5, epoch=2, n_batches=4) is None
     assert warmup_factors(warmup_epochs=0, epoch=0, n_batches=4) is None
+
+
+def test_pool_mean_share_falls_linearly_from_one_to_zero_then_stays():
+    first = pool_mean_shares(fraction=0.5, epochs=3, epoch=0, n_batches=4)
+    second = pool_mean_shares(fraction=0.5, epochs=3, epoch=1, n_batches=4)
+    np.testing.assert_allclose(first, [1.0, 5 / 6, 4 / 6, 3 / 6])
+    np.testing.assert_allclose(second, [2 / 6, 1 / 6, 0.0, 0.0])
+    # After the window the pools are set back to their own kind, not left alone.
+    np.testing.assert_allclose(pool_mean_shares(fraction=0.5, epochs=3, epoch=2, n_batches=4), 0)
+    assert pool_mean_shares(fraction=0, epochs=3, epoch=0, n_batches=4) is None
+    # However close to 1 the fraction, the last batch of training pools as configured.
+    assert pool_mean_shares(fraction=0.99, epochs=3, epoch=2, n_batches=4)[-1] == 0.0
+
+
+def test_pool_mean_changes_training_ends_on_the_configured_pool_and_resumes_exactly(
+    tiny_arrays, tiny_config, tmp_path
+):
+    arrays = tiny_arrays()
+    split = Split(arrays, np.arange(len(arrays)))
+    optim = tiny_config.get("optim", {})
+    plain_config = {**tiny_config, "optim": {**optim, "pool_mean_fraction": 0}}
+    plain = train(config=plain_config, train_split=split, val_split=split, scoring=SCORING)
+    config = {**tiny_config, "optim": {**optim, "pool_mean_fraction": 0.5}}
+    blended = train(config=config, train_split=split, val_split=split, scoring=SCORING)
+    assert blended.history[0]["train/loss"] != plain.history[0]["train/loss"]
+    pools = [m for m in blended.model.modules() if isinstance(m, GlobalPool)]
+    assert pools and all(pool.mean_share == 0.0 for pool in pools)
+    resumed = _killed_then_resumed(config, split, tmp_path / "checkpoint.pt", after_epoch=1)
+    assert resumed.history[-1]["train/loss"] == blended.history[-1]["train/loss"]
+
+
+def test_a_checkpoint_written_mid_blend_restores_the_pooling_it_was_scored_with(
+    tiny_arrays, tiny_config, tmp_path
+):
+    # A trial stopped by ASHA after epoch 1 of 4 (its pooling still half the mean) is the
+    # model whose predictions and explanations the study writes for it.
+    arrays = tiny_arrays()
+    split = Split(arrays, np.arange(len(arrays)))
+    config = {**tiny_config, "epochs": 4, "optim": {"pool_mean_fraction": 0.5}}
+    ckpt = tmp_path / "checkpoint.pt"
+    scored = {}
+
+    def stop(row, path):
+        scored.update(row)
+        raise _KilledError
+
+    with pytest.raises(_KilledError):
+        train(config=config, train_split=split, val_split=split, scoring=SCORING,
+              checkpoint_path=ckpt, on_epoch=stop)
+    model, _ = load_trained(ckpt)
+    shares = {p.mean_share for p in model.modules() if isinstance(p, GlobalPool)}
+    assert len(shares) == 1 and 0 < shares.pop() < 1
+
+    def val_loss(model):
+        metrics, _ = evaluate(model=model, split=split, cfg=resolve_config(config),
+                              runtime=select_runtime(device="cpu", amp=False),
+                              loss_fn=FocalLoss(gamma=0.0), scoring=SCORING)
+        return metrics["val/loss"]
+
+    assert val_loss(model) == pytest.approx(scored["val/loss"], rel=1e-6)
+    set_pool_mean_share(model, 0.0)  # what a checkpoint without the share would restore
+    assert val_loss(model) != pytest.approx(scored["val/loss"], rel=1e-6)
 
 
 def test_warmup_changes_the_first_epoch_only_and_resumes_exactly(
