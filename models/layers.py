@@ -303,7 +303,7 @@ class GlobalPool(nn.Module):
 
     ``mean_share`` (0 unless the trainer sets it, `study.trainer.pool_mean_shares`) blends the
     pooled vector toward the average over time: the max passes each channel's gradient to one
-    time step, the average to all of them.
+    time step, the average to all of them. An average pooling is left as it is.
     """
 
     def __init__(self, kind: str, *, temperature: float = 1.0) -> None:
@@ -317,7 +317,7 @@ class GlobalPool(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         pooled = self._pool(x, lengths, self.temperature)  # (B, C)
-        if self.mean_share > 0:
+        if self.mean_share > 0 and self._pool is not _masked_mean:
             pooled = torch.lerp(pooled, _masked_mean(x, lengths, self.temperature),
                                 self.mean_share)
         return pooled

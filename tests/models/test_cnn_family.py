@@ -91,6 +91,15 @@ def test_mean_share_blends_a_global_pool_toward_the_mean_of_valid_steps():
     blended.sum().backward()
     torch.testing.assert_close(x.grad[0, 0], torch.tensor([0.25 / 3, 0.75 + 0.25 / 3,
                                                            0.25 / 3, 0.0]))
+    # An average pooling has nothing to blend, and its gradient is bit-for-bit the plain mean's
+    # (a blend of the mean with itself rounds it differently at this share).
+    plain = x.detach().clone().requires_grad_(True)
+    GlobalPool("gap")(plain, lengths).sum().backward()
+    gap = GlobalPool("gap")
+    gap.mean_share = 0.1
+    x.grad = None
+    gap(x, lengths).sum().backward()
+    assert torch.equal(x.grad, plain.grad)
 
 
 def test_dropout_rises_with_depth():
