@@ -178,6 +178,18 @@ def test_warmup_rises_linearly_over_its_batches_then_stops():
     assert warmup_factors(warmup_epochs=0, epoch=0, n_batches=4) is None
 
 
+def _off_and_on(tiny_arrays, tiny_config, *, option: str, on: float):
+    """One split, the config with ``optim.<option>`` at ``on``, and runs with it at 0 and on."""
+    arrays = tiny_arrays()
+    split = Split(arrays, np.arange(len(arrays)))
+    optim = tiny_config.get("optim", {})
+    runs = []
+    for value in (0, on):
+        config = {**tiny_config, "optim": {**optim, option: value}}
+        runs.append(train(config=config, train_split=split, val_split=split, scoring=SCORING))
+    return split, config, *runs
+
+
 def test_pool_mean_share_falls_linearly_from_one_to_zero_then_stays():
     first = pool_mean_shares(fraction=0.5, epochs=3, epoch=0, n_batches=4)
     second = pool_mean_shares(fraction=0.5, epochs=3, epoch=1, n_batches=4)
@@ -193,13 +205,8 @@ def test_pool_mean_share_falls_linearly_from_one_to_zero_then_stays():
 def test_pool_mean_changes_training_ends_on_the_configured_pool_and_resumes_exactly(
     tiny_arrays, tiny_config, tmp_path
 ):
-    arrays = tiny_arrays()
-    split = Split(arrays, np.arange(len(arrays)))
-    optim = tiny_config.get("optim", {})
-    plain_config = {**tiny_config, "optim": {**optim, "pool_mean_fraction": 0}}
-    plain = train(config=plain_config, train_split=split, val_split=split, scoring=SCORING)
-    config = {**tiny_config, "optim": {**optim, "pool_mean_fraction": 0.5}}
-    blended = train(config=config, train_split=split, val_split=split, scoring=SCORING)
+    split, config, plain, blended = _off_and_on(tiny_arrays, tiny_config,
+                                                option="pool_mean_fraction", on=0.5)
     assert blended.history[0]["train/loss"] != plain.history[0]["train/loss"]
     pools = [m for m in blended.model.modules() if isinstance(m, GlobalPool)]
     assert pools and all(pool.mean_share == 0.0 for pool in pools)
@@ -243,13 +250,8 @@ def test_a_checkpoint_written_mid_blend_restores_the_pooling_it_was_scored_with(
 def test_warmup_changes_the_first_epoch_only_and_resumes_exactly(
     tiny_arrays, tiny_config, tmp_path
 ):
-    arrays = tiny_arrays()
-    split = Split(arrays, np.arange(len(arrays)))
-    optim = tiny_config.get("optim", {})
-    plain_config = {**tiny_config, "optim": {**optim, "warmup_epochs": 0}}
-    plain = train(config=plain_config, train_split=split, val_split=split, scoring=SCORING)
-    config = {**tiny_config, "optim": {**optim, "warmup_epochs": 1}}
-    warmed = train(config=config, train_split=split, val_split=split, scoring=SCORING)
+    split, config, plain, warmed = _off_and_on(tiny_arrays, tiny_config,
+                                               option="warmup_epochs", on=1)
     # The epoch schedule is untouched: the same rate is recorded after every epoch.
     assert [r["lr"] for r in warmed.history] == [r["lr"] for r in plain.history]
     assert warmed.history[0]["train/loss"] != plain.history[0]["train/loss"]
