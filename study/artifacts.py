@@ -20,10 +20,9 @@ from data_io.atomic import atomic_path
 from data_io.batching import make_loader
 from data_io.records import EcgArrays
 from models import build_model
-from models.layers import set_pool_mean_share
 from reports.explanation_sanity import SANITY_FILE
 from study.bars import bar
-from study.checkpoint import load_checkpoint
+from study.checkpoint import load_checkpoint, restore_model
 from study.config import resolve_config
 from study.explanation_checks import sanity_arrays
 from study.explanation_methods import METHODS, Batch, explain_batch, merge_settings
@@ -40,16 +39,9 @@ MOST_UNCERTAIN = 2
 
 
 def model_from_state(state: Mapping[str, Any]) -> torch.nn.Module:
-    """The model of a loaded trainer checkpoint (`study.checkpoint.load_checkpoint`), on the CPU.
-
-    A trial stopped while its pooling still started as the mean (`optim.pool_mean_fraction`)
-    is restored with the share it was scored with.
-    """
-    model = build_model(state["model_config"])
-    model.load_state_dict(state["model_state"])
-    # checkpoints written before the option existed pooled as configured
-    set_pool_mean_share(model, state.get("pool_mean_share", 0.0))
-    return model
+    """The model of a loaded trainer checkpoint (`study.checkpoint.load_checkpoint`), on the CPU,
+    pooling as it was scored (`study.checkpoint.restore_model`)."""
+    return restore_model(build_model(state["model_config"]), state)
 
 
 def load_trained(checkpoint_file: Path) -> tuple[torch.nn.Module, dict[str, Any]]:

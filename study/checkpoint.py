@@ -8,13 +8,16 @@ never execute code.
 from __future__ import annotations
 
 import platform
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from data_io.atomic import atomic_path
+from models.layers import set_pool_mean_share
 
 CHECKPOINT_FORMAT = 1
 
@@ -51,3 +54,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not an ecg-study checkpoint (format {CHECKPOINT_FORMAT})")
     return state
+
+
+def restore_model(model: nn.Module, state: Mapping[str, Any]) -> nn.Module:
+    """Load a checkpoint's weights into ``model`` with the pooling it was scored with.
+
+    A trial stopped while its pooling still started as the mean (`optim.pool_mean_fraction`)
+    keeps that share; checkpoints written before the option existed pooled as configured.
+    """
+    model.load_state_dict(state["model_state"])
+    set_pool_mean_share(model, state.get("pool_mean_share", 0.0))
+    return model

@@ -27,7 +27,7 @@ from models.convlstm import pretraining_config
 from models.layers import pool_mean_share, set_pool_mean_share
 from models.losses import FocalLoss
 from study.bars import track
-from study.checkpoint import load_checkpoint, save_checkpoint
+from study.checkpoint import load_checkpoint, restore_model, save_checkpoint
 from study.config import resolve_config
 from study.layer_rates import depth_scale, split_by_fan_in
 from study.metrics import Scoring, classification_metrics
@@ -152,8 +152,7 @@ def train(
     start_epoch = 0
     if resuming:
         state = load_checkpoint(checkpoint_path)
-        model.load_state_dict(state["model_state"])
-        set_pool_mean_share(model, state.get("pool_mean_share", 0.0))
+        restore_model(model, state)
         _load_optimizer_state(optimizer, state["optimizer_state"], path=checkpoint_path)
         load_schedule_state(scheduler, state["scheduler_state"])
         scaler.load_state_dict(state["scaler_state"])
