@@ -148,6 +148,9 @@ def milestones(plan: Plan) -> list[int]:
 
 def test_set_text(plan: Plan) -> str:
     """One line on what the study holds out as its test set."""
+    if plan.test == "none" and plan.fixed_configurations and plan.cv_all_folds:
+        return ("none: fixed configurations select nothing, so every fold is scored "
+                "(--test-fold or --test-dir holds records out)")
     if plan.test == "none":
         return "none (--no-test): no score on records unseen by every decision"
     if plan.test == "directory":

@@ -42,7 +42,11 @@ _QUIET_ENV = {"TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
 
 
 def trainable(plan: Plan, spec: StudySpec):
-    """The trial function with the study spec bound and the per-trial resources attached."""
+    """The trial function with the study spec bound and the per-trial resources attached.
+
+    Every Tuner is built from it, so it also silences Tune's own console output (the search's
+    and a fixed-configuration study's cross-validation alike)."""
+    os.environ.update(_QUIET_ENV)
     return tune.with_resources(
         tune.with_parameters(run_trial, spec=spec),
         {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial},
@@ -372,7 +376,6 @@ def _progress(plan: Plan, *, label: str, n_trials: int, milestones: list[int],
 def search_tuner(plan: Plan, spec: StudySpec, *, milestones: list[int]) -> tune.Tuner:
     """A new Tuner for the search, or the restored one when resuming (Ray restores its
     callbacks, the Optuna recorder included). ``milestones``: the scheduler's rungs."""
-    os.environ.update(_QUIET_ENV)
     fn = trainable(plan, spec)
     experiment = f"{plan.name}-tune"
     if plan.resume and tune.Tuner.can_restore(plan.tune_dir):
