@@ -121,7 +121,13 @@ class Plan:
     @property
     def tune_dir(self) -> str:
         """Ray Tune's experiment directory (or URI) of the search."""
-        return f"{self.storage_path.rstrip('/')}/{self.name}-tune"
+        return self.experiment_dir("tune")
+
+    def experiment_dir(self, stage: str) -> str:
+        """Ray Tune's experiment directory (or URI) of one stage of the study: "tune" (the
+        search), "cv" (cross-validation, or a fixed-configuration study's only stage) or
+        "final" (the test-set retraining)."""
+        return f"{self.storage_path.rstrip('/')}/{self.name}-{stage}"
 
 
 STUDY_RECORD = "study.json"

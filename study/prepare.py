@@ -182,7 +182,8 @@ def render_plan(plan: Plan, spec: StudySpec) -> str:
         f"resources: {plan.concurrency} concurrent trials x {plan.cpus_per_trial:g} CPU, "
         f"{plan.gpus_per_trial:g} GPU; Ray {plan.address or 'local'}",
         f"study directory: {plan.study_dir}",
-        f"Ray Tune experiment: {plan.tune_dir}",
+        f"Ray Tune experiment: "
+        f"{plan.experiment_dir('cv' if plan.fixed_configurations else 'tune')}",
         f"Optuna: {optuna_storage.masked(plan.optuna_storage)} (study "
         f"{plan.optuna_study_name}; watch it with python -m study.dashboard {plan.name})",
         f"W&B: {plan.wandb_mode}",

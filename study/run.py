@@ -281,7 +281,8 @@ def fixed_summary(plan: Plan, frame) -> str:
     """Mean and sd over folds of each preset's last-epoch score."""
     last = frame.sort_values("epoch").drop_duplicates("trial_id", keep="last")
     folds = sorted({int(f) for f in last["fold"]}) if "fold" in last else []
-    lines = [f"study {plan.name}: {len(plan.presets)} fixed configurations on folds "
+    n = len(plan.presets)
+    lines = [f"study {plan.name}: {n} fixed configuration{'s' if n != 1 else ''} on folds "
              f"{', '.join(map(str, folds))}, {plan.max_epochs} epochs"]
     for name in plan.presets:
         scores = last.loc[last["config/candidate"] == name, plan.metric]
@@ -369,7 +370,7 @@ def _run_final(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]) ->
     write_final_test(Path(plan.study_dir), record)
     kept = prune_checkpoints({result.path: result for result in grid},
                              keep=[result.path for result in grid])
-    print(f"final models: {kept.describe()} (under {plan.storage_path}/{plan.name}-final)",
+    print(f"final models: {kept.describe()} (under {plan.experiment_dir('final')})",
           flush=True)
     return record
 

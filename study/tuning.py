@@ -400,23 +400,23 @@ def cv_tuner(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]) -> t
     fold; only the search fold for fixed configurations without ``--cv``), full budget, no
     early stopping."""
     folds = plan.cv_folds if plan.cv_all_folds or not plan.fixed_configurations else [plan.fold]
-    return candidates_tuner(plan, spec, candidates, folds=folds, experiment=f"{plan.name}-cv",
+    return candidates_tuner(plan, spec, candidates, folds=folds, stage="cv",
                             job_type="cv", label="cross-validation")
 
 
 def final_tuner(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]) -> tune.Tuner:
     """Every candidate retrained on all non-test records and scored once on the test set."""
     return candidates_tuner(plan, spec, candidates, folds=[TEST_FOLD],
-                            experiment=f"{plan.name}-final", job_type="test",
+                            stage="final", job_type="test",
                             label="final training, scored on the test set")
 
 
 def candidates_tuner(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]], *,
-                     folds: list[int | str], experiment: str, job_type: str,
+                     folds: list[int | str], stage: str, job_type: str,
                      label: str) -> tune.Tuner:
     """A grid of candidates x folds at the full budget (restored when resuming)."""
     fn = trainable(plan, spec)
-    directory = f"{plan.storage_path.rstrip('/')}/{experiment}"
+    directory = plan.experiment_dir(stage)
     if plan.resume and tune.Tuner.can_restore(directory):
         check_restorable(directory)
         return tune.Tuner.restore(directory, trainable=fn, resume_errored=True,
@@ -429,7 +429,8 @@ def candidates_tuner(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any
         },
         tune_config=tune.TuneConfig(max_concurrent_trials=plan.concurrency),
         run_config=run_config(
-            plan, spec, name=experiment, milestones=[plan.max_epochs], job_type=job_type,
+            plan, spec, name=f"{plan.name}-{stage}", milestones=[plan.max_epochs],
+            job_type=job_type,
             progress=_progress(plan, label=label, n_trials=len(candidates) * len(folds),
                                milestones=[plan.max_epochs],
                                shown_as=("test/" + plan.metric.removeprefix("val/")

@@ -42,6 +42,9 @@ def test_every_preset_trains_on_every_fold_and_the_report_skips_the_search(fixed
     assert "fixed configurations cnn4_gap, cnn7_gmp on folds 0, 1, 1 epochs" in out
     assert "test set: none: fixed configurations select nothing, so every fold is scored" in out
     assert "Configuration for experiment" not in out and "tensorboard" not in out.lower()
+    assert f"Ray Tune experiment: {study_dir}/table-cv\n" in out  # its only Tune experiment
+    assert (study_dir / "table-cv").is_dir() and not (study_dir / "table-tune").exists()
+    assert "study table: 2 fixed configurations on folds 0, 1, 1 epochs" in out
     for name in ("cnn4_gap", "cnn7_gmp"):
         score = cv.loc[cv["config/candidate"] == name, "val/f1_cinc"]
         assert f"  {name}: val/f1_cinc {score.mean():.4f} +- {score.std(ddof=1):.4f} over 2 " \
