@@ -65,8 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     budget = p.add_argument_group("budget and early stopping")
     budget.add_argument("--num-samples", type=int, default=20, help="configurations to try")
     budget.add_argument("--max-epochs", type=int, default=12, help="full budget of a trial")
-    budget.add_argument("--grace-period", type=int, default=1,
-                        help="epochs before ASHA may stop a trial")
+    budget.add_argument("--grace-period", type=int,
+                        help="epochs before ASHA may stop a trial (default: one epoch past the "
+                             "trials' learning-rate warm-up, optim/warmup_epochs, so 2 with "
+                             "the default warm-up; bench/README.md has the measurement)")
     budget.add_argument("--rung-metric", choices=tuple(RUNG_METRICS), default="metric",
                         help="what ASHA ranks trials on at its rungs: the study metric, the "
                              "validation loss or the macro AUROC (selection and reports use "
