@@ -94,3 +94,23 @@ def test_other_start_orders_change_the_decisions_and_are_summarised():
     assert summary.best_kept == sum(r.gap == 0 for r in each)
     assert summary.gap_worst == max(r.gap for r in each)
     assert summary.epoch_share == np.mean([r.epoch_share for r in each])
+
+
+def test_the_default_grace_period_keeps_the_best_of_the_stored_real_records_baseline(tmp_path):
+    # bench/results/asha_baseline_cnn_warmup: the `cnn` baseline on 600 real CinC records under
+    # today's training defaults (one-epoch warm-up), whose replay chose the default grace period.
+    from pathlib import Path
+
+    from study import run
+
+    baseline = Path(__file__).resolve().parents[2] / "bench/results/asha_baseline_cnn_warmup"
+    frame = pd.read_parquet(baseline / "trials.parquet")
+    args = run.build_parser().parse_args(
+        ["--space", "cnn", "--dataset", "synthetic", "--name", "g", "--study-dir",
+         str(tmp_path / "study"), "--wandb-mode", "disabled", "--max-epochs", "6"])
+    default_grace = run.make_plan(args, wandb_mode="disabled").grace_period
+    summary = {s.grace_period: s for s in over_orders(
+        frame, study_metric="val/f1_cinc", study_mode="max", grace_periods=[1, default_grace],
+        rung_metrics=["val/f1_cinc"], reduction_factor=3.0, concurrency=2, orders=10)}
+    assert summary[default_grace].best_kept == 10 and summary[default_grace].gap_worst == 0.0
+    assert summary[1].best_kept <= 2  # a rung at the warm-up's end loses the best
