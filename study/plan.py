@@ -124,11 +124,15 @@ class Plan:
         """Ray Tune's experiment directory (or URI) of the search."""
         return self.experiment_dir("tune")
 
+    def experiment_name(self, stage: str) -> str:
+        """Ray Tune's experiment name of one stage of the study: "tune" (the search), "cv"
+        (cross-validation, or a fixed-configuration study's only stage) or "final" (the
+        test-set retraining)."""
+        return f"{self.name}-{stage}"
+
     def experiment_dir(self, stage: str) -> str:
-        """Ray Tune's experiment directory (or URI) of one stage of the study: "tune" (the
-        search), "cv" (cross-validation, or a fixed-configuration study's only stage) or
-        "final" (the test-set retraining)."""
-        return f"{self.storage_path.rstrip('/')}/{self.name}-{stage}"
+        """Ray Tune's experiment directory (or URI) of one stage (`experiment_name`)."""
+        return f"{self.storage_path.rstrip('/')}/{self.experiment_name(stage)}"
 
 
 STUDY_RECORD = "study.json"

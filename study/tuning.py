@@ -377,7 +377,7 @@ def search_tuner(plan: Plan, spec: StudySpec, *, milestones: list[int]) -> tune.
     """A new Tuner for the search, or the restored one when resuming (Ray restores its
     callbacks, the Optuna recorder included). ``milestones``: the scheduler's rungs."""
     fn = trainable(plan, spec)
-    experiment = f"{plan.name}-tune"
+    experiment = plan.experiment_name("tune")
     if plan.resume and tune.Tuner.can_restore(plan.tune_dir):
         check_restorable(plan.tune_dir)
         return tune.Tuner.restore(plan.tune_dir, trainable=fn, resume_errored=True,
@@ -429,7 +429,7 @@ def candidates_tuner(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any
         },
         tune_config=tune.TuneConfig(max_concurrent_trials=plan.concurrency),
         run_config=run_config(
-            plan, spec, name=f"{plan.name}-{stage}", milestones=[plan.max_epochs],
+            plan, spec, name=plan.experiment_name(stage), milestones=[plan.max_epochs],
             job_type=job_type,
             progress=_progress(plan, label=label, n_trials=len(candidates) * len(folds),
                                milestones=[plan.max_epochs],

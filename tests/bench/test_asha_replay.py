@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -99,8 +100,6 @@ def test_other_start_orders_change_the_decisions_and_are_summarised():
 def test_the_default_grace_period_keeps_the_best_of_the_stored_real_records_baseline(tmp_path):
     # bench/results/asha_baseline_cnn_warmup: the `cnn` baseline on 600 real CinC records under
     # today's training defaults (one-epoch warm-up), whose replay chose the default grace period.
-    from pathlib import Path
-
     from study import run
 
     baseline = Path(__file__).resolve().parents[2] / "bench/results/asha_baseline_cnn_warmup"
