@@ -110,6 +110,6 @@ def test_chrono_steps_in_the_config_reach_the_lstm_and_the_recorded_config():
     model = build_model({**SHAPE, "name": "convlstm", **TRUNK, "hidden_units": 50,
                          "chrono_steps": 20.0})
     lstm = model.rnn.rnn
-    u = (lstm.bias_ih_l0[50:100] + lstm.bias_hh_l0[50:100]).exp()
+    u = (lstm.bias_ih_l0[50:100] + lstm.bias_hh_l0[50:100]).detach().exp()
     assert float(u.min()) >= 1.0 and float(u.max()) <= 19.0 and float(u.std()) > 2.0
     assert model.config["chrono_steps"] == 20.0
