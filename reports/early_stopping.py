@@ -37,18 +37,28 @@ MIN_EXPECTED_FOR_CHI2 = 5.0
 
 # -- rung correlations ---------------------------------------------------------------------
 
+def milestone_metrics(study: StudyData) -> dict[int, tuple[str, str]]:
+    """(metric, mode) the audit reads at each milestone: at the rungs what ASHA ranked on
+    (`StudyData.rung`), at the full budget the study metric the study selects on."""
+    return {**{epoch: study.rung for epoch in study.milestones[:-1]},
+            study.milestones[-1]: (study.metric, study.mode)}
+
+
 def milestone_scores(study: StudyData) -> pd.DataFrame:
-    """Score of every trial at every ASHA milestone it reached.
+    """Score of every trial at every ASHA milestone it reached, on `milestone_metrics`.
 
     Returns:
         One row per trial (index ``trial_id``), one column per milestone epoch; NaN where the
         trial did not reach the milestone (or reported no score there).
     """
-    trials = study.trials
-    rows = trials[trials["epoch"].isin(study.milestones)].dropna(subset=[study.metric])
-    rows = rows.drop_duplicates(["trial_id", "epoch"], keep="last")
-    wide = rows.pivot(index="trial_id", columns="epoch", values=study.metric)
-    return wide.reindex(columns=study.milestones).astype(float)
+    trials = study.trials.drop_duplicates(["trial_id", "epoch"], keep="last")
+    columns = {}
+    for epoch, (metric, _) in milestone_metrics(study).items():
+        rows = trials[trials["epoch"] == epoch]
+        columns[epoch] = (rows.set_index("trial_id")[metric] if metric in rows
+                          else pd.Series(dtype=float))
+    wide = pd.DataFrame(columns, columns=study.milestones).astype(float)
+    return wide.dropna(how="all")
 
 
 def rung_pairs(study: StudyData) -> pd.DataFrame:
@@ -115,16 +125,19 @@ def rung_correlations(
         Fisher interval) or constant scores leave the correlation undefined.
     """
     pairs = rung_pairs(study)
+    modes = {epoch: mode for epoch, (_, mode) in milestone_metrics(study).items()}
     rows = []
     for comparison, rung_from, epoch_from, epoch_to in _pair_specs(study.milestones):
         sel = pairs[(pairs["comparison"] == comparison) & (pairs["epoch_from"] == epoch_from)]
+        # A rung ranked on a loss and a budget scored on F1: rho of "better" against "better".
+        sign = _better(modes[epoch_from]) * _better(modes[epoch_to])
         rows.append({
             "comparison": comparison,
             "rung_from": rung_from,
             "epoch_from": epoch_from,
             "epoch_to": epoch_to,
             "n_trials": len(sel),
-            **spearman_with_ci(sel["score_from"].to_numpy(), sel["score_to"].to_numpy(),
+            **spearman_with_ci(sign * sel["score_from"].to_numpy(), sel["score_to"].to_numpy(),
                                n_bootstrap=n_bootstrap, seed=seed, confidence=confidence),
             "caveat": (f"too few trials (n < {MIN_RANK_TRIALS}): not evidence"
                        if len(sel) < MIN_RANK_TRIALS else ""),
@@ -132,6 +145,11 @@ def rung_correlations(
     columns = ["comparison", "rung_from", "epoch_from", "epoch_to", "n_trials", "rho", "p_value",
                "ci_low", "ci_high", "boot_low", "boot_high", "caveat"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _better(mode: str) -> int:
+    """+1 where a higher score is better, -1 where a lower one is."""
+    return -1 if mode == "min" else 1
 
 
 def spearman_with_ci(
@@ -194,7 +212,7 @@ def _pair_specs(milestones: list[int]) -> list[tuple[str, int, int, int]]:
 
 # -- verdict -------------------------------------------------------------------------------
 
-WINNER_COLUMNS = ("epoch", "n_scored", "n_stopped_here", "kept_places", "winner_rank",
+WINNER_COLUMNS = ("epoch", "ranked_on", "n_scored", "n_stopped_here", "kept_places", "winner_rank",
                   "winner_kept", "winner_score", "best_stopped_score")
 
 
@@ -207,20 +225,23 @@ def winner_ranks(study: StudyData) -> pd.DataFrame:
     Returns:
         One row per milestone before the full budget, columns `WINNER_COLUMNS`: trials
         scored there, trials stopped there, the places ASHA keeps (ceil(n / reduction
-        factor)), the winner's rank (1 = best), whether it ranked within the kept places,
-        its score and the best score of a trial stopped there. Empty without a completed
-        trial.
+        factor)), the winner's rank (1 = best) on the metric ASHA ranked on there, whether
+        it ranked within the kept places, its score and the best score of a trial stopped
+        there. Empty without a completed trial.
     """
     final = study.final().dropna(subset=[study.metric])
     if final.empty:
         return pd.DataFrame(columns=list(WINNER_COLUMNS))
-    ascending = study.mode == "min"
-    winner = final.sort_values(study.metric, ascending=ascending, kind="stable").iloc[0]
+    winner = final.sort_values(study.metric, ascending=study.mode == "min",
+                               kind="stable").iloc[0]
     wide = milestone_scores(study)
+    metrics = milestone_metrics(study)
     per_trial = study.trials.drop_duplicates("trial_id", keep="last").set_index("trial_id")
     factor = float(study.record.get("plan", {}).get("reduction_factor") or 3.0)
     rows = []
     for rung, epoch in enumerate(study.milestones[:-1]):
+        metric, mode = metrics[epoch]
+        ascending = mode == "min"
         scored = wide[epoch].dropna()
         stopped_here = [t for t in scored.index
                         if per_trial.at[t, "stop_reason"] == STOPPED
@@ -230,7 +251,8 @@ def winner_ranks(study: StudyData) -> pd.DataFrame:
         kept = math.ceil(len(scored) / factor)
         stopped_scores = scored[stopped_here]
         rows.append({
-            "epoch": epoch, "n_scored": len(scored), "n_stopped_here": len(stopped_here),
+            "epoch": epoch, "ranked_on": metric, "n_scored": len(scored),
+            "n_stopped_here": len(stopped_here),
             "kept_places": kept, "winner_rank": rank,
             "winner_kept": None if rank is None else rank <= kept,
             "winner_score": float(scored.get(winner["trial_id"], math.nan)),
@@ -454,9 +476,11 @@ def _permutation_p(table: np.ndarray, observed: float, *, n_permutations: int, s
 
 # -- figures -------------------------------------------------------------------------------
 
-def rung_scatter_figure(pairs: pd.DataFrame, correlations: pd.DataFrame, *, metric: str
-                        ) -> go.Figure:
-    """Scores at consecutive milestones, one panel per pair, rho and its interval in titles."""
+def rung_scatter_figure(pairs: pd.DataFrame, correlations: pd.DataFrame, *,
+                        names: dict[int, str]) -> go.Figure:
+    """Scores at consecutive milestones, one panel per pair, rho and its interval in titles.
+    ``names``: the metric's name at each milestone epoch (the diagonal is drawn where both
+    axes show the same metric)."""
     specs = correlations[correlations["comparison"] == CONSECUTIVE].reset_index(drop=True)
     titles = [
         f"epoch {r.epoch_from} → {r.epoch_to}: ρ = {_fmt(r.rho)} [{_fmt(r.ci_low)}, "
@@ -473,13 +497,15 @@ def rung_scatter_figure(pairs: pd.DataFrame, correlations: pd.DataFrame, *, metr
             hovertemplate="%{text}<br>%{x:.3f} → %{y:.3f}<extra></extra>",
         ), row=1, col=col)
         values = pd.concat([sel["score_from"], sel["score_to"]])
-        if len(values):
+        if len(values) and names[spec.epoch_from] == names[spec.epoch_to]:
             low, high = float(values.min()), float(values.max())
             figure.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines",
                                         line={"dash": "dot", "color": "grey"}, showlegend=False,
                                         hoverinfo="skip"), row=1, col=col)
-        figure.update_xaxes(title_text=f"{metric} at epoch {spec.epoch_from}", row=1, col=col)
-        figure.update_yaxes(title_text=f"{metric} at epoch {spec.epoch_to}", row=1, col=col)
+        figure.update_xaxes(title_text=f"{names[spec.epoch_from]} at epoch {spec.epoch_from}",
+                            row=1, col=col)
+        figure.update_yaxes(title_text=f"{names[spec.epoch_to]} at epoch {spec.epoch_to}",
+                            row=1, col=col)
     figure.update_annotations(font_size=12)
     figure.update_layout(width=max(420 * len(specs), 460), height=420, template="simple_white",
                          margin={"t": 60})
@@ -544,6 +570,14 @@ def early_stopping_section(
     pair_sources = Sources(study=study.name, trials=tuple(sorted(set(pairs["trial_id"]))))
     winners = winner_ranks(study)
     notes.append(rung_verdict(correlations, winners))
+    names = {epoch: study.metric_display if metric == study.metric else metric
+             for epoch, (metric, _) in milestone_metrics(study).items()}
+    if study.rung[0] != study.metric:
+        notes.append(f"ASHA ranked its rungs on {study.rung[0]} (--rung-metric), so the audit "
+                     f"reads that at the rungs and {study.metric_display} at the full budget; "
+                     f"a rank correlation pairs better with better (a "
+                     f"{'lower' if study.rung[1] == 'min' else 'higher'} {study.rung[0]} with "
+                     f"a {'lower' if study.mode == 'min' else 'higher'} {study.metric_display}).")
     notes.append("Correlations to a later epoch use only the trials ASHA let continue: they "
                  "span a narrower range of scores than all trials (range restriction), which "
                  "pulls rho towards 0, so a low rho among survivors alone does not condemn a "
@@ -561,9 +595,9 @@ def early_stopping_section(
     if most_pairs >= MIN_SCATTER_TRIALS:
         figures.append(Figure(
             name="early_stop_rung_scatter",
-            title=f"{study.metric_display} of the same trials at consecutive ASHA milestones; "
+            title="Scores of the same trials at consecutive ASHA milestones; "
                   "ρ: Spearman, interval: 95% Fisher z with the Bonett-Wright standard error",
-            figure=rung_scatter_figure(pairs, correlations, metric=study.metric_display),
+            figure=rung_scatter_figure(pairs, correlations, names=names),
             sources=pair_sources,
         ))
     else:

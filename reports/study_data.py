@@ -101,6 +101,14 @@ class StudyData:
         return list(self.dataset.get("classes", []))
 
     @property
+    def rung(self) -> tuple[str, str]:
+        """(metric, mode) ASHA ranked the trials on at its rungs (``--rung-metric``). Studies
+        whose study.json does not record it (written before 2026-12-01) count as ranked on the
+        study metric."""
+        rung = self.record.get("asha_rung") or {"metric": self.metric, "mode": self.mode}
+        return rung["metric"], rung["mode"]
+
+    @property
     def metric_display(self) -> str:
         """The study metric's name in tables (e.g. ``CinC F1``, ``macro F1``)."""
         return self.dataset.get("metric", {}).get("display", self.metric.rsplit("/", 1)[-1])

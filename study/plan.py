@@ -91,7 +91,7 @@ class Plan:
     cv_all_folds: bool = False
     explain_records: int | None = None
     explain_sanity: bool = False
-    rung_metric: str = "metric"
+    rung_metric: str = "auroc"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -119,6 +119,7 @@ def study_record(plan: Plan, *, folds_sha256: str, n_records: int, dataset: Data
                   "unit": folds.unit, "notes": list(folds.notes)},
         "split": split,
         "asha_milestones": milestones(plan),
+        "asha_rung": dict(zip(("metric", "mode"), plan.rung, strict=True)),
         "created_unix": time.time(),
     }
 

@@ -100,15 +100,19 @@ class StudyProgress(tune.Callback):
         interval_s: seconds between summary lines.
         shown_as: the metric's name in the lines (default ``metric``; the final training
             reports its test-set score under the validation key).
+        rung_metric: what ASHA ranks on at its rungs when it is not ``metric``; the rung
+            lines then show it too, as the stops follow it.
     """
 
     def __init__(self, *, label: str, n_trials: int, metric: str, mode: str,
                  milestones: list[int], reduction_factor: float, concurrency: int,
-                 interval_s: float = SUMMARY_INTERVAL_S, shown_as: str | None = None) -> None:
+                 interval_s: float = SUMMARY_INTERVAL_S, shown_as: str | None = None,
+                 rung_metric: str | None = None) -> None:
         self.label = label
         self.n_trials = n_trials
         self.metric = metric
         self.shown_as = shown_as or metric
+        self.rung_metric = rung_metric if rung_metric != metric else None
         self.mode = mode
         self.milestones = list(milestones)
         self.reduction_factor = reduction_factor
@@ -153,8 +157,11 @@ class StudyProgress(tune.Callback):
         measured = result.get("trial_status", "running") == "running"  # diverged: no score
         if score is not None and measured and epoch in self.milestones[:-1]:
             rung = self.milestones.index(epoch)
+            ranked = result.get(self.rung_metric) if self.rung_metric else None
             self._say(f"{self._number(trial)} epoch {epoch} (rung {rung}): "
-                      f"{self.shown_as} {score:.4f}")
+                      f"{self.shown_as} {score:.4f}"
+                      + (f", ranked on {self.rung_metric} {ranked:.4f}"
+                         if ranked is not None else ""))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._last_seen.pop(trial.trial_id, None)

@@ -367,10 +367,11 @@ def run_config(plan: Plan, spec: StudySpec | None, *, name: str, milestones: lis
 
 
 def _progress(plan: Plan, *, label: str, n_trials: int, milestones: list[int],
-              shown_as: str | None = None) -> StudyProgress:
+              shown_as: str | None = None, rung_metric: str | None = None) -> StudyProgress:
     return StudyProgress(label=label, n_trials=n_trials, metric=plan.metric, mode=plan.mode,
                          milestones=milestones, reduction_factor=plan.reduction_factor,
-                         concurrency=plan.concurrency, shown_as=shown_as)
+                         concurrency=plan.concurrency, shown_as=shown_as,
+                         rung_metric=rung_metric)
 
 
 def search_tuner(plan: Plan, spec: StudySpec, *, milestones: list[int]) -> tune.Tuner:
@@ -391,7 +392,7 @@ def search_tuner(plan: Plan, spec: StudySpec, *, milestones: list[int]) -> tune.
             plan, spec, name=experiment, milestones=milestones, job_type="search",
             extra_callbacks=[optuna_recorder(plan, milestones=milestones)],
             progress=_progress(plan, label="search", n_trials=plan.num_samples,
-                               milestones=milestones)),
+                               milestones=milestones, rung_metric=plan.rung[0])),
     )
 
 

@@ -305,3 +305,33 @@ def test_uncorrelated_rungs_are_doubtful_and_few_trials_cannot_be_judged():
     assert any(n.startswith("Rung scatter not drawn: needs at least 3") for n in few.notes)
     assert any("needs at least 10 completed or stopped trials; this study has 3" in n
                for n in few.notes)
+
+
+def test_rungs_ranked_on_another_metric_are_audited_on_it():
+    """ASHA ranked epoch 1 on the validation loss (lower is better) and the study selects on
+    F1: the audit ranks epoch 1 on the loss and pairs a lower loss with a higher F1."""
+    n, survivors = 30, 12
+    noise = np.random.default_rng(3).normal(0, 0.05, n)  # swaps some neighbours' ranks
+    rows = []
+    for i in range(n):
+        loss = 1.0 - i / n  # trial i: the (i + 1)-th worst loss at epoch 1
+        scores = {1: 0.25}  # F1 at the rung: every trial still in one class, no ranking
+        if i >= n - survivors:
+            scores[3] = 0.5 + i / n + noise[i]
+        trial = trial_rows(f"t{i:02d}", scores, milestones=[1, 3])
+        trial[0]["val/loss"] = loss
+        rows += trial
+    study = make_study(rows, milestones=[1, 3])
+    study.record["asha_rung"] = {"metric": "val/loss", "mode": "min"}
+    correlations = rung_correlations(study, n_bootstrap=0).set_index("comparison")
+    assert correlations.at["consecutive", "rho"] > 0.9
+    section = early_stopping_section(study, n_bootstrap=0)
+    assert section.notes[0].startswith("Rungs trustworthy:")
+    assert any("ASHA ranked its rungs on val/loss" in note for note in section.notes)
+    winners = next(t for t in section.tables if t.name == "early_stop_winner_ranks").frame
+    assert winners[["ranked_on", "winner_rank"]].values.tolist() == [["val/loss", 1]]
+    assert winners["winner_score"].iloc[0] == pytest.approx(1.0 - (n - 1) / n)
+    scatter = next(f for f in section.figures if f.name == "early_stop_rung_scatter").figure
+    assert scatter.layout.xaxis.title.text == "val/loss at epoch 1"
+    assert scatter.layout.yaxis.title.text == "f1_cinc at epoch 3"
+    assert len(scatter.data) == 1  # no diagonal between a loss and an F1

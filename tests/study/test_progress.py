@@ -154,3 +154,15 @@ def test_a_candidate_trial_is_named_by_its_configuration_and_fold():
     assert short_config({"candidate": candidate, "fold": 1}) == "cnn7_gmp on fold 1"
     assert short_config({"candidate": candidate, "fold": "test"}) == (
         "cnn7_gmp on all non-test records")
+
+
+def test_a_rung_line_shows_the_metric_asha_ranks_on_when_it_is_another(capsys):
+    progress = StudyProgress(label="search", n_trials=1, metric="val/f1_cinc", mode="max",
+                             milestones=[2, 6], reduction_factor=3.0, concurrency=1,
+                             interval_s=3600, rung_metric="val/auroc_macro")
+    a = _trial("aaaa")
+    progress.on_trial_start(0, [a], a)
+    progress.on_trial_result(0, [a], a, {"epoch": 2, "val/f1_cinc": 0.25,
+                                         "val/auroc_macro": 0.71, "time_this_iter_s": 10})
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.endswith("epoch 2 (rung 0): val/f1_cinc 0.2500, ranked on val/auroc_macro 0.7100")

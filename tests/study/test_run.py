@@ -21,6 +21,7 @@ def test_study_writes_every_artefact(finished_study):
     record = json.loads((study_dir / "study.json").read_text())
     assert record["plan"]["space"] == "cnn" and record["folds"]["n_folds"] == 3
     assert record["data"]["fingerprint"] and record["versions"]["ray"]
+    assert record["asha_rung"] == {"metric": "val/auroc_macro", "mode": "max"}  # the default
     assert "best:" in out and "trials.parquet" in out
 
 
@@ -30,6 +31,7 @@ def test_terminal_shows_the_study_lines_and_ray_output_goes_to_the_log(finished_
     assert "Trial status" not in out and "trial_status" not in out
     assert "(1/6) starts:" in out and "finished after 3 epochs: val/f1_cinc" in out
     assert "stopped early by the scheduler after epoch 1" in out
+    assert "(rung 0): val/f1_cinc " in out and ", ranked on val/auroc_macro " in out
     assert "search: 6/6 trials done" in out
     assert "Started a local Ray instance" in (study_dir / "ray-driver.log").read_text()
     assert len(out.splitlines()) < 150, out  # no tables: lines per trial event, a summary a minute

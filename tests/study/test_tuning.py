@@ -54,7 +54,8 @@ def _trial(trial_id: str, directory, rows: list[dict]):
 
 
 def test_restored_asha_remembers_the_rungs_of_trials_before_the_kill(tmp_path, plan_fields):
-    metric = "val/f1_cinc"
+    plan = Plan(**plan_fields(scheduler="asha"))
+    metric, mode = plan.rung
     before_kill = [
         _trial("a", tmp_path / "a", [{"training_iteration": i, metric: 0.9} for i in (1, 2, 3)]),
         _trial("b", tmp_path / "b", [{"training_iteration": 1, metric: 0.8}]),
@@ -62,12 +63,12 @@ def test_restored_asha_remembers_the_rungs_of_trials_before_the_kill(tmp_path, p
     new = _trial("c", tmp_path / "c", [])
     weak_first_epoch = {"training_iteration": 1, metric: 0.1}
 
-    restored = tuning.scheduler(Plan(**plan_fields(scheduler="asha")))
+    restored = tuning.scheduler(plan)
     for trial in [*before_kill, new]:
         restored.on_trial_add(None, trial)
     assert restored.on_trial_result(None, new, weak_first_epoch) == "STOP"
 
-    forgetful = ASHAScheduler(time_attr="training_iteration", metric=metric, mode="max",
+    forgetful = ASHAScheduler(time_attr="training_iteration", metric=metric, mode=mode,
                               max_t=9, grace_period=1, reduction_factor=3)
     for trial in [*before_kill, new]:
         forgetful.on_trial_add(None, trial)
@@ -90,3 +91,8 @@ def test_the_ray_wandb_hooks_are_checked(monkeypatch):
     monkeypatch.delattr(tuning.WandbLoggerCallback, "_cleanup_logging_actor")
     with pytest.raises(RuntimeError, match=r"WandbLoggerCallback\._cleanup_logging_actor"):
         tuning.check_ray_wandb_hooks()
+
+
+def test_asha_ranks_its_rungs_on_the_macro_auroc_by_default(plan_fields):
+    asha = tuning.scheduler(Plan(**plan_fields(scheduler="asha")))
+    assert (asha._metric, asha._mode) == ("val/auroc_macro", "max")
