@@ -23,10 +23,11 @@ from ray import tune
 
 from search_spaces import training_config
 from study.data import final_split, fold_split, scoring
+from study.results import SCORE_PREFIXES
 from study.spec import StudySpec
 from study.trainer import train
 
-__all__ = ["CHECKPOINT_FILE", "fold_split", "run_trial", "trial_config"]
+__all__ = ["CHECKPOINT_FILE", "diverged_report", "fold_split", "run_trial", "trial_config"]
 
 CHECKPOINT_FILE = "checkpoint.pt"
 TEST_FOLD = "test"
@@ -85,19 +86,24 @@ def run_trial(config: dict[str, Any], *, spec: StudySpec) -> None:
             score_last_only=final,
         )
         if result.status == "diverged":
-            # No score was measured: NaN, which ASHA's rung cutoffs ignore (nanpercentile)
-            # and `study.results` keeps as NaN; the status and message tell what happened.
             last = result.history[-1] if result.history else {"epoch": 0}
-            tune.report(
-                {
-                    **_reportable(last, fold=fold, node=node, status="diverged"),
-                    "epoch": last["epoch"] + 1,
-                    metrics.key: math.nan,
-                    "message": result.message,
-                }
-            )
+            tune.report(diverged_report(last, study_metric=metrics.key, fold=fold, node=node,
+                                        message=result.message))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def diverged_report(last: dict[str, Any], *, study_metric: str, fold: int | str, node: str,
+                    message: str) -> dict[str, Any]:
+    """What a trial whose loss diverged reports for the epoch that diverged: its status and
+    message, and NaN for every score, the study metric and the one ASHA ranks its rungs on
+    alike (``last``, the previous epoch's row, would otherwise pass its scores off as this
+    epoch's). ASHA's rung cutoffs ignore NaN (nanpercentile); `study.results` keeps it."""
+    row = _reportable(last, fold=fold, node=node, status="diverged")
+    unmeasured = {key: math.nan for key, value in row.items()
+                  if key.startswith(SCORE_PREFIXES) and not isinstance(value, str)}
+    return {**row, **unmeasured, study_metric: math.nan, "epoch": last["epoch"] + 1,
+            "message": message}
 
 
 def _reportable(row: dict[str, Any], *, fold: int | str, node: str, status: str) -> dict[str, Any]:
