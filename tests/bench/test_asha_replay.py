@@ -123,7 +123,7 @@ def test_the_defaults_keep_the_best_of_the_stored_6_epoch_real_records_baseline(
                                      orders=10)
     assert grace == 2
     assert summary[grace].best_kept == 10 and summary[grace].gap_worst == 0.0
-    assert summary[1].gap_mean > 0.01  # a rung at the warm-up's end loses the best
+    assert summary[1].gap_mean > 0.01  # a rung at the warm-up's end loses the best in some orders
 
 
 def test_the_defaults_meet_the_target_on_the_stored_12_epoch_real_records_baseline(tmp_path):
