@@ -328,10 +328,11 @@ def stopped_early_by_value(
     first_rung = stopped & (per_trial["max_rung"].to_numpy() <= 0)
     overall = float(stopped.mean()) if len(stopped) else math.nan
     frames = []
+    unvaried = study.unvaried(per_trial)
     for name, spec in study.parameters.items():
         column = study.parameter_column(name)
-        if column not in per_trial:
-            continue
+        if column not in per_trial or (name in unvaried and not spec.get("conditional")):
+            continue  # one level: nothing to test (the section says so)
         levels = parameter_levels(per_trial[column], spec, n_bins=n_bins)
         table = pd.DataFrame({"value": levels, "stopped": stopped, "first": first_rung})
         counts = table.groupby("value", observed=True).agg(
@@ -613,6 +614,9 @@ def early_stopping_section(
         ))
     shares = stopped_early_by_value(study, seed=seed)
     audited = per_trial[per_trial["stop_reason"].isin(AUDITED)]
+    notes += [f"Who ASHA stops: {name} was {value} in every audited trial (not varied); not "
+              "tested" for name, value in study.unvaried(audited).items()
+              if not study.parameters[name].get("conditional")]
     if len(audited) < MIN_RANK_TRIALS:
         notes.append(f"Who ASHA stops, by parameter value: not computed; needs at least "
                      f"{MIN_RANK_TRIALS} completed or stopped trials; this study has "

@@ -65,15 +65,28 @@ def _fixed_svg_ids(data: bytes, *, name: str) -> bytes:
 DETERMINISTIC = {"pdf": _fixed_pdf_dates, "svg": _fixed_svg_ids}
 
 
+def browser_path() -> str | None:
+    """The Chrome or Chromium kaleido would drive (None: none installed), found as kaleido's
+    own browser library finds it."""
+    from choreographer.browsers.chromium import chromium_based_browsers, get_browser_path
+
+    return get_browser_path(chromium_based_browsers)
+
+
 @contextmanager
 def static_exporter(enabled: bool) -> Iterator[bool]:
-    """Start kaleido's browser once for all figures; yield whether static export works."""
+    """Start kaleido's browser once for all figures; yield whether static export works.
+
+    The browser is looked for first: kaleido's server thread dies on a missing browser while
+    the first export then waits for it forever."""
     if not enabled:
         yield False
         return
     try:
         import kaleido
 
+        if browser_path() is None:
+            raise RuntimeError("no Chrome or Chromium found")
         kaleido.start_sync_server(silence_warnings=True)
     except Exception as exc:  # no Chrome/Chromium, or kaleido missing
         warnings.warn(

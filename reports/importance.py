@@ -210,6 +210,10 @@ def _importance_table(
                         "branch": branch.label, "importance": estimate[method][name],
                         "ci_low": low, "ci_high": high, "n_trials": len(rows_in),
                     })
+    reported = {row["parameter"] for row in rows}
+    unvaried = study.unvaried(study.trials)
+    notes += [f"{name}: {value} in every trial (not varied); no importance"
+              for name, value in unvaried.items() if name not in reported]
     if missed:
         notes.append(f"{missed} of {len(rows)} bootstrap percentile intervals do not contain "
                      "their point estimate (a resample repeats trials, which biases a "

@@ -158,6 +158,7 @@ def marginal_effects(
     """
     chosen = scored_trials(study, min_trials=min_trials)
     points, curves, notes = [], [], []
+    unvaried = study.unvaried(chosen.frame)
     for position, (name, description) in enumerate(study.parameters.items()):
         column = study.parameter_column(name)
         rows = (chosen.frame[chosen.frame[column].notna()] if column in chosen.frame
@@ -165,6 +166,10 @@ def marginal_effects(
         if rows.empty:
             notes.append(f"{name}: not active in any trial scored at epoch "
                          f"{chosen.budget_epoch}; no marginal")
+            continue
+        if name in unvaried:
+            notes.append(f"{name}: {unvaried[name]} in every trial scored at epoch "
+                         f"{chosen.budget_epoch} (not varied); no marginal")
             continue
         description = as_drawn(description)
         kind = _KINDS[description["distribution"]]
@@ -504,7 +509,10 @@ def marginals_section(
                            "n_trials"]].reset_index(drop=True),
         sources=all_sources,
     ))
+    drawn = set(effects.points["parameter"])
     for x, y in interaction_pairs(study) if pairs is None else pairs:
+        if not {x, y} <= drawn:
+            continue  # a parameter that did not vary (its note says so) has no interaction
         table = interaction(study, x=x, y=y, n_bins=n_bins)
         name = f"interaction-{slug(x)}-x-{slug(y)}"
         words = f"{parameter_name(x)} and {parameter_name(y)}"

@@ -17,6 +17,8 @@ from reports.final_test import final_test, test_description, test_key, test_scor
 from reports.naming import config_value, parameter_name
 from reports.study_data import CONFIG_PREFIX, FINAL_TEST, StudyData
 
+BUDGET_OPTIONS = ("data/fs_hz", "epochs", "seed")
+"""Fixed options the overview shows in rows of their own (data set, epochs, the plan)."""
 RUNG_WORDS = {"loss": "the validation loss", "auroc": "the macro AUROC"}
 """How the summary names a rung metric other than the study's (``--rung-metric``)."""
 
@@ -107,10 +109,14 @@ def study_summary(study: StudyData) -> pd.DataFrame:
     fixed = bool(plan.get("presets"))
     folds = (f"folds {', '.join(str(f) for f in sorted(set(runs(study)['fold'])))}"
              if fixed and "fold" in runs(study) else f"search fold {plan.get('fold', '?')}")
+    fixed_options = ", ".join(f"{parameter_name(name)} {value}"
+                              for name, value in study.fixed_options.items()
+                              if name not in BUDGET_OPTIONS)
     rows = [
         ("Data set", f"{dataset}{records}{rate}; {folds} of {plan.get('n_folds', '?')}"),
         ("Search space", f"{study.space}: " + ", ".join(parameter_name(p)
                                                        for p in study.parameters)),
+        *([("Fixed in every trial", fixed_options)] if fixed_options and not fixed else []),
         ("Metric", f"{study.metric_display} ({study.metric}, {plan.get('mode', 'max')})"),
         ("Search", f"none: fixed configurations {', '.join(plan['presets'])}"
                    if plan.get("presets") else

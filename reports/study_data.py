@@ -128,6 +128,25 @@ class StudyData:
         return self.record["space"]["parameters"]
 
     @property
+    def fixed_options(self) -> dict[str, Any]:
+        """Options the study fixed in every trial (``--set``, ``--smoke``, the data set's
+        training settings, the budget), by flattened name; none of them is a parameter."""
+        space = self.record["space"]
+        return {name: space["fixed"].get(name) for name in space.get("fixed_by_study", ())}
+
+    def unvaried(self, frame: pd.DataFrame) -> dict[str, Any]:
+        """Sampled parameters that took one value in every row of ``frame`` where they are
+        active (name -> that value): an analysis of them has nothing to compare, and says so
+        instead of drawing it."""
+        found = {}
+        for name in self.parameters:
+            column = self.parameter_column(name)
+            values = frame[column].dropna() if column in frame else pd.Series(dtype=object)
+            if len(values) and values.astype(str).nunique() == 1:
+                found[name] = values.iloc[0]
+        return found
+
+    @property
     def optuna_storage(self) -> str:
         return self.record["plan"]["optuna_storage"]
 

@@ -11,6 +11,12 @@ form (``{"model/name": "cnn", ...}``). `unflatten` nests both the way Ray Tune d
 ``config["model"]`` goes straight to ``models.build_model``. Parameters under ``space/`` are a
 space's own coordinates (e.g. relative gate positions): Optuna learns on them and they are
 recorded with the trial, but they are no training options, and `training_config` drops them.
+
+A study may fix options in every trial (``--set``, ``--smoke``, a data set's training
+settings). `define_fixed` runs a space with those options fixed: a fixed parameter is never
+sampled (Optuna neither draws nor records it as a parameter; the trial keeps them as the user
+attribute `FIXED_ATTR`), the space branches on the fixed value, and the fixed values are
+returned with the space's own, so the trial's config is the configuration that trains.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import importlib
 import inspect
 import json
 import pkgutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -29,6 +35,8 @@ from optuna.distributions import BaseDistribution, distribution_to_json
 
 SPACE_SECTION = "space"
 """Config section holding a space's own coordinates, which are not training options."""
+FIXED_ATTR = "fixed_options"
+"""Optuna user attribute of a trial: the options the study fixed (flattened names -> values)."""
 
 
 def space_names() -> list[str]:
@@ -73,29 +81,101 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     return nested
 
 
+def flatten_options(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"optim": {"lr": 0.001}, "epochs": 3}`` -> ``{"optim/lr": 0.001, "epochs": 3}``:
+    every leaf under its path, the form of a space's parameter names (``data/augment/p``);
+    the inverse of `unflatten`. Values are copied."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten_options(value, prefix=f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = copy.deepcopy(value)
+    return flat
+
+
+class FixedOptionsTrial:
+    """An Optuna trial (or Ray Tune's wrapper of one) whose fixed options are answered with
+    their values instead of being sampled.
+
+    A space asks ``suggest_*("optim/lr", ...)``; for a name in ``fixed`` the fixed value comes
+    back and nothing is drawn or recorded as a parameter, so the space's branches and derived
+    values follow the value that trains. Everything else passes to the wrapped trial.
+
+    Raises (from the ``suggest_*`` methods):
+        ValueError: a fixed categorical value that is not one of the space's choices (the
+            space may branch or look values up on it).
+    """
+
+    def __init__(self, trial: Any, *, fixed: Mapping[str, Any]) -> None:
+        self._trial = trial
+        self._fixed = dict(fixed)
+
+    def suggest_float(self, name: str, *args: Any, **kwargs: Any) -> float:
+        if name in self._fixed:
+            return self._fixed[name]
+        return self._trial.suggest_float(name, *args, **kwargs)
+
+    def suggest_int(self, name: str, *args: Any, **kwargs: Any) -> int:
+        if name in self._fixed:
+            return self._fixed[name]
+        return self._trial.suggest_int(name, *args, **kwargs)
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        if name not in self._fixed:
+            return self._trial.suggest_categorical(name, choices)
+        value = self._fixed[name]
+        if value not in list(choices):
+            raise ValueError(f"{name}={json.dumps(value)} is not one of the space's choices "
+                             f"{json.dumps(list(choices))}")
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._trial, name)
+
+
+def define_fixed(trial: Any, *, space: str, fixed: Mapping[str, Any]) -> dict[str, Any]:
+    """Run space ``space``'s ``define`` on ``trial`` with the flattened options ``fixed``
+    fixed (see `FixedOptionsTrial`); returns the space's fixed values with ``fixed`` over
+    them, and records ``fixed`` on the trial as the user attribute `FIXED_ATTR`.
+
+    Module-level with plain-data arguments, so a `functools.partial` of it pickles (Ray
+    restores a study's searcher from its experiment snapshot)."""
+    returned = load_space(space).define(FixedOptionsTrial(trial, fixed=fixed)) or {}
+    if fixed:
+        trial.set_user_attr(FIXED_ATTR, copy.deepcopy(dict(fixed)))
+    return {**returned, **copy.deepcopy(dict(fixed))}
+
+
 def training_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """A nested sampled config without the ``space`` section: a partial training config."""
     return {key: value for key, value in config.items() if key != SPACE_SECTION}
 
 
-def describe_space(name: str, *, n_samples: int = 300, seed: int = 0) -> dict[str, Any]:
-    """A JSON-able description of a space, for ``--show-space``.
+def describe_space(name: str, *, n_samples: int = 300, seed: int = 0,
+                   fixed: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A JSON-able description of a space, for ``--show-space`` and a study's record.
 
     The parameters are found by running ``define`` ``n_samples`` times on a random sampler,
     so parameters that exist only in some branches are listed too (with the fraction of
     samples they were active in); a branch rarer than about 1 in ``n_samples`` could be missed.
+    With ``fixed`` (flattened options a study fixes), the space is run as the study runs it
+    (`define_fixed`): a fixed option is no parameter, it is listed under ``fixed``.
 
     Returns:
         ``name``, ``description`` (the module docstring), ``smoke``,
         ``parameters`` (name -> distribution, its attributes, ``conditional`` and
         ``active_fraction``, in sampling order), ``fixed`` (returned values that never
-        changed) and ``derived`` (names of returned values that depend on the sample).
+        changed, the study's fixed options included), ``fixed_by_study`` (the names of
+        ``fixed``) and ``derived`` (names of returned values that depend on the sample).
 
     Raises:
-        ValueError: for an unknown space, or a parameter sampled from different
-            distributions in different samples (which Optuna's samplers cannot model).
+        ValueError: for an unknown space, a fixed value the space cannot take, or a parameter
+            sampled from different distributions in different samples (which Optuna's
+            samplers cannot model).
     """
     space = load_space(name)
+    fixed = dict(fixed or {})
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     distributions: dict[str, BaseDistribution] = {}
     counts: dict[str, int] = {}
@@ -103,7 +183,7 @@ def describe_space(name: str, *, n_samples: int = 300, seed: int = 0) -> dict[st
     returned: dict[str, dict[str, Any]] = {}  # key -> {JSON text: value}
     for _ in range(n_samples):
         trial = study.ask()
-        fixed = space.define(trial)
+        values = define_fixed(trial, space=name, fixed=fixed)
         study.tell(trial, 0.0)
         _insert_in_order(order, list(trial.distributions))
         for param, distribution in trial.distributions.items():
@@ -113,7 +193,7 @@ def describe_space(name: str, *, n_samples: int = 300, seed: int = 0) -> dict[st
                     f"space {name!r} samples {param!r} from {first} and from {distribution}"
                 )
             counts[param] = counts.get(param, 0) + 1
-        for key, value in fixed.items():
+        for key, value in values.items():
             returned.setdefault(key, {})[json.dumps(value, sort_keys=True)] = value
     return {
         "name": name,
@@ -124,6 +204,7 @@ def describe_space(name: str, *, n_samples: int = 300, seed: int = 0) -> dict[st
             for param in order
         },
         "fixed": {key: next(iter(v.values())) for key, v in returned.items() if len(v) == 1},
+        "fixed_by_study": sorted(fixed),
         "derived": [key for key, values in returned.items() if len(values) > 1],
     }
 

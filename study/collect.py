@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from data_io.atomic import write_text_atomic
+from search_spaces import flatten_options
 from study.plan import Plan
 from study.results import trials_frame
 from study.spec import StudySpec
@@ -76,8 +77,9 @@ BEST_TRIAL = "best_trial.json"
 def write_best(plan: Plan, spec: StudySpec, *, ranked: pd.DataFrame,
                grid) -> dict[str, Any] | None:
     """`best_config.json`: the best full-budget trial's training config, as `study.train
-    --config` reads it; `best_trial.json` beside it: which trial, its score and its sampled
-    parameters. None (and nothing written) when no trial ran the full budget."""
+    --config` reads it; `best_trial.json` beside it: which trial, its score, its sampled
+    values (with the space's values that go with them) and the options the study fixed. None
+    (and nothing written) when no trial ran the full budget."""
     from study.trainable import trial_config
 
     if ranked.empty:
@@ -86,12 +88,22 @@ def write_best(plan: Plan, spec: StudySpec, *, ranked: pd.DataFrame,
     result = result_by_trial(grid)[row["trial_id"]]
     best = {"trial_id": row["trial_id"], plan.metric: float(row[plan.metric]),
             "epochs": int(row["epoch"]), "study": plan.name, "dataset": plan.dataset,
-            "fold": plan.fold, "sampled": result.config, "config_file": BEST_CONFIG}
+            "fold": plan.fold, "config_file": BEST_CONFIG,
+            **sampled_and_fixed(result.config, spec=spec)}
     study_dir = Path(plan.study_dir)
     write_text_atomic(study_dir / BEST_CONFIG,
                       json.dumps(trial_config(result.config, spec=spec), indent=2, default=str))
     write_text_atomic(study_dir / BEST_TRIAL, json.dumps(best, indent=2, default=str))
     return best
+
+
+def sampled_and_fixed(config: dict[str, Any], *, spec: StudySpec) -> dict[str, Any]:
+    """A search trial's config (unflattened, as Tune holds it) split into ``sampled`` (what
+    the space drew for it, with the values that go with the draw) and ``fixed`` (what the
+    study fixed in every trial), both flattened (``optim/lr``)."""
+    fixed = spec.fixed_options
+    return {"sampled": {k: v for k, v in flatten_options(config).items() if k not in fixed},
+            "fixed": fixed}
 
 
 def retrain_command(plan: Plan) -> str:

@@ -23,6 +23,25 @@ def default_config() -> dict[str, Any]:
     return json.loads(resources.files("study").joinpath("train_defaults.json").read_text())
 
 
+def merge_sections(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Later layers over earlier ones, key by key at every depth (``{"optim": {"lr": ..}}``
+    changes the rate and keeps the other optimiser options); a value that is not a dict on
+    either side is replaced. Nothing is shared with the inputs.
+
+    The one merge of partial configurations: a trial's sampled values, the data set's training
+    settings, ``--smoke``'s, ``--set``'s and the budget (`study.spec.StudySpec.trial_config`).
+    """
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+                merged[key] = merge_sections(merged[key], value)
+            else:
+                merged[key] = copy.deepcopy(dict(value) if isinstance(value, Mapping)
+                                            else value)
+    return merged
+
+
 def resolve_config(partial: Mapping[str, Any]) -> dict[str, Any]:
     """Merge ``partial`` over the defaults, section by section.
 

@@ -24,7 +24,7 @@ import torch
 from data_io.records import EcgArrays
 from models import FocalLoss, build_model
 from models.convlstm import pretraining_config
-from search_spaces import load_space, unflatten
+from search_spaces import define_fixed, unflatten
 from study.config import resolve_config
 from study.results import expected_epochs
 from study.runtime import Runtime
@@ -61,15 +61,14 @@ class EpochCost:
 
 def sample_configs(space: str, *, n: int, seed: int, spec: StudySpec) -> list[dict[str, Any]]:
     """``n`` resolved training configs drawn from the space like study trials get them."""
-    module = load_space(space)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     configs = []
     for _ in range(n):
         trial = study.ask()
-        fixed = module.define(trial)
+        values = define_fixed(trial, space=space, fixed=spec.fixed_options)
         study.tell(trial, 0.0)
         # OptunaSearch hands Ray the sampled parameters plus define's fixed values, nested.
-        configs.append(resolve_config(trial_config(unflatten({**trial.params, **fixed}),
+        configs.append(resolve_config(trial_config(unflatten({**trial.params, **values}),
                                                    spec=spec)))
     return configs
 
@@ -252,8 +251,10 @@ def probe_data(plan: Any, spec: StudySpec) -> tuple[EcgArrays, int, str]:
 
 
 def probe(plan: Any, spec: StudySpec, *, milestones: list[int], device: str) -> list[str]:
-    """Time ``PROBE_CONFIGS`` configurations of the plan's space on its data and return the
-    lines of the estimate (what was measured, wall time, CPU/GPU-hours, the range)."""
+    """Time the configurations the plan trains on its data and return the lines of the
+    estimate (what was measured, wall time, CPU/GPU-hours, the range): up to
+    ``PROBE_CONFIGS`` sampled from the space for a search, every preset for a study of fixed
+    configurations."""
     from study.runtime import select_runtime
 
     started = time.perf_counter()
@@ -262,12 +263,15 @@ def probe(plan: Any, spec: StudySpec, *, milestones: list[int], device: str) -> 
     pool = rng.permutation(len(arrays))[:PROBE_POOL]
     runtime = select_runtime(device=device, amp=True)
     threads = torch.get_num_threads()
+    fixed = plan.fixed_configurations
+    configs = (preset_configs(plan.presets, spec=spec) if fixed else
+               sample_configs(plan.space, n=PROBE_CONFIGS, seed=plan.seed, spec=spec))
     # A trial gets cpus_per_trial threads (Ray sets OMP_NUM_THREADS); time it the same way.
     torch.set_num_threads(max(1, int(plan.cpus_per_trial)))
     try:
         costs = []
-        for cfg in sample_configs(plan.space, n=PROBE_CONFIGS, seed=plan.seed, spec=spec):
-            if costs and time.perf_counter() - started > PROBE_BUDGET_S:
+        for cfg in configs:
+            if costs and not fixed and time.perf_counter() - started > PROBE_BUDGET_S:
                 break
             batch = cfg["optim"]["batch_size"]
             # A data set smaller than two batches is timed on its records repeated.
@@ -283,13 +287,18 @@ def probe(plan: Any, spec: StudySpec, *, milestones: list[int], device: str) -> 
         import os
 
         slots = min(slots, max(1, int((os.cpu_count() or 1) // plan.cpus_per_trial)))
+    per_device = plan.gpus_per_trial if runtime.device.type == "cuda" else plan.cpus_per_trial
+    unit = "GPU-hours" if runtime.device.type == "cuda" else "CPU-hours"
+    measured = (f"on {runtime.device} ({source}, {records} records); probe took "
+                f"{time.perf_counter() - started:.0f} s")
+    if fixed:
+        return _fixed_lines(plan, costs, slots=slots, per_device=per_device, unit=unit,
+                            measured=measured)
     found = estimate_study(costs, n_configs=plan.num_samples, milestones=milestones,
                            reduction_factor=plan.reduction_factor, concurrency=slots,
                            top_k=plan.cv_top_k, n_folds=len(plan.cv_folds),
                            n_final=n_final(plan))
     low, mid, high = found.wall_seconds
-    per_device = plan.gpus_per_trial if runtime.device.type == "cuda" else plan.cpus_per_trial
-    unit = "GPU-hours" if runtime.device.type == "cuda" else "CPU-hours"
     hours = [s * per_device / 3600 for s in found.trial_seconds]
     e_low, e_mean, e_high = found.epoch_seconds
     epochs = expected_epochs(milestones=milestones, reduction_factor=plan.reduction_factor)
@@ -297,9 +306,8 @@ def probe(plan: Any, spec: StudySpec, *, milestones: list[int], device: str) -> 
         f"estimate: {_hms(mid)} wall (range {_hms(low)} to {_hms(high)}) on {slots} "
         f"concurrent trial(s); {hours[1]:.2f} {unit} (range {hours[0]:.2f} to {hours[2]:.2f})",
         f"  from a probe of {found.n_probed} sampled configuration"
-        f"{'' if found.n_probed == 1 else 's'} on {runtime.device} "
-        f"({source}, {records} records): {e_mean:.1f} s per trial epoch "
-        f"(min {e_low:.1f}, max {e_high:.1f}); probe took {time.perf_counter() - started:.0f} s",
+        f"{'' if found.n_probed == 1 else 's'} {measured}: {e_mean:.1f} s per trial epoch "
+        f"(min {e_low:.1f}, max {e_high:.1f})",
         f"  model: {plan.num_samples} configs x {epochs:.2f} "
         + (f"expected epochs (ASHA; up to x{ASYNC_ASHA_FACTOR:g} with asynchronous promotion)"
            if len(milestones) > 1 else "epochs (no early stopping)")
@@ -307,6 +315,54 @@ def probe(plan: Any, spec: StudySpec, *, milestones: list[int], device: str) -> 
            if plan.cv_top_k else "")
         + (f" + {n_final(plan)} final training(s) x {plan.max_epochs} epochs"
            if n_final(plan) else "")
+        + f", {TRIAL_START_S:g} s start per trial, {STUDY_START_S:g} s per study; "
+        "explanation writing not included (docs/estimating-cost.md)",
+    ]
+
+
+def preset_configs(presets: tuple[str, ...], *, spec: StudySpec) -> list[dict[str, Any]]:
+    """The resolved training config of each preset, as a fixed-configuration study trains it."""
+    from models.presets import load_preset
+
+    return [resolve_config(spec.trial_config({"model": load_preset(name)})) for name in presets]
+
+
+def estimate_fixed(costs: list[ConfigCost], *, n_folds: int, max_epochs: int,
+                   concurrency: int, n_final: int) -> tuple[float, float]:
+    """(trial seconds, wall seconds) of a study of fixed configurations: every configuration
+    on ``n_folds`` folds for ``max_epochs`` epochs (no early stopping), then retrained
+    ``n_final`` times (0 or 1 each) on all non-test records, packed on ``concurrency`` slots."""
+    runs = [c.epoch_s * max_epochs + c.pretrain_s + TRIAL_START_S for c in costs]
+    slots = max(concurrency, 1)
+    stage_walls = []
+    trial_seconds = 0.0
+    for n_runs in (n_folds, n_final):
+        if not n_runs:
+            continue
+        work = [r for r in runs for _ in range(n_runs)]
+        trial_seconds += sum(work)
+        stage_walls.append(max(sum(work) / min(slots, len(work)), max(work)))
+    return trial_seconds, STUDY_START_S + sum(stage_walls)
+
+
+def _fixed_lines(plan: Any, costs: list[ConfigCost], *, slots: int, per_device: float,
+                 unit: str, measured: str) -> list[str]:
+    folds = len(plan.cv_folds) if plan.cv_all_folds else 1
+    finals = 1 if plan.test != "none" else 0
+    trial_s, wall_s = estimate_fixed(costs, n_folds=folds, max_epochs=plan.max_epochs,
+                                     concurrency=slots, n_final=finals)
+    per_preset = ", ".join(f"{name} {c.epoch_s:.1f} s"
+                           for name, c in zip(plan.presets, costs, strict=True))
+    n = len(plan.presets)
+    return [
+        f"estimate: {_hms(wall_s)} wall on {slots} concurrent trial(s); "
+        f"{trial_s * per_device / 3600:.2f} {unit}",
+        f"  from timing each of the {n} configuration{'s' if n != 1 else ''} {measured}: "
+        f"per trial epoch {per_preset}",
+        f"  model: {n} configuration{'s' if n != 1 else ''} x {folds} fold"
+        f"{'s' if folds != 1 else ''} x {plan.max_epochs} epochs (no early stopping)"
+        + (f" + {n} final training{'s' if n != 1 else ''} x {plan.max_epochs} epochs"
+           if finals else "")
         + f", {TRIAL_START_S:g} s start per trial, {STUDY_START_S:g} s per study; "
         "explanation writing not included (docs/estimating-cost.md)",
     ]

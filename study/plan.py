@@ -22,7 +22,7 @@ import torch
 from data_io.datasets import Dataset, dataset_names, load_dataset
 from data_io.datasets.mitdb_beats import check_mitdb_directory
 from data_io.errors import DatasetError
-from search_spaces import load_space, space_names, unflatten
+from search_spaces import describe_space, load_space, space_names, unflatten
 from study.config import default_config, resolve_config
 from study.results import asha_milestones
 
@@ -191,6 +191,8 @@ def make_plan(args: Any, *, wandb_mode: str) -> Plan:
     storage_path = _storage_path(args.storage_path, study_dir=study_dir)
     _check_gpus(args)
     fixed = parse_fixed(args.set or [])
+    if not presets:
+        check_fixed_in_space(args.space, fixed)
     return Plan(
         name=name,
         space=args.space,
@@ -346,6 +348,9 @@ def parse_fixed(assignments: list[str]) -> dict[str, Any]:
             fixed[key.strip()] = json.loads(raw)
         except json.JSONDecodeError:
             fixed[key.strip()] = raw
+    for key, flag in BUDGET_OPTIONS.items():
+        if key in fixed:
+            raise StudyError(f"--set {key}: the study's {flag} sets it in every trial")
     checked = {k: v for k, v in fixed.items() if not k.startswith("model/")}
     try:
         resolved = resolve_config(unflatten(checked))
@@ -358,6 +363,26 @@ def parse_fixed(assignments: list[str]) -> dict[str, Any]:
     except ValueError as exc:
         raise StudyError(f"--set {exc}") from None
     return fixed
+
+
+BUDGET_OPTIONS = {"data/fs_hz": "--fs-hz", "epochs": "--max-epochs", "seed": "--seed"}
+"""Options every trial takes from the study's own flags, never from ``--set``."""
+
+
+def check_fixed_in_space(space: str, fixed: dict[str, Any]) -> None:
+    """Run the space with ``--set``'s options fixed, as the search will: a value the space
+    cannot take (a choice it does not offer, which it may branch on) fails here, before any
+    trial.
+
+    Raises:
+        StudyError: naming the option and the space's choices.
+    """
+    if not fixed:
+        return
+    try:
+        describe_space(space, fixed=fixed, n_samples=20)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StudyError(f"--set: space {space} cannot run with {exc}") from None
 
 
 def _fs_hz(args: Any, *, smoke: dict[str, Any], dataset: Dataset) -> float:

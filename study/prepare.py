@@ -18,8 +18,9 @@ from data_io.cache import source_fingerprint
 from data_io.datasets import Dataset, load_dataset
 from data_io.errors import DatasetError
 from data_io.folds import FoldPlan, read_folds, write_folds
-from search_spaces import describe_space, load_space, unflatten
+from search_spaces import describe_space, flatten_options, load_space, unflatten
 from study import optuna_storage
+from study.config import merge_sections
 from study.data import load_arrays, split_summary
 from study.plan import Plan
 from study.spec import StudySpec
@@ -58,7 +59,7 @@ def prepare_study(plan: Plan, *, write: bool) -> tuple[Plan, StudySpec]:
             write_folds(folds_path, table)
         if not (study_dir / "study.json").is_file():
             record = study_record(plan, folds_sha256=table.sha256(), n_records=len(arrays),
-                                  dataset=dataset, folds=folds,
+                                  dataset=dataset, folds=folds, spec=spec,
                                   split=split_summary(arrays, spec=spec, dataset=dataset))
             write_text_atomic(study_dir / "study.json", json.dumps(record, indent=2))
     return plan, spec
@@ -85,15 +86,8 @@ def _spec(plan: Plan, *, folds: dict[str, int], fold_plan: FoldPlan | None = Non
     set's training settings, then with --smoke the space's and the data set's smoke settings,
     then --set), section by section."""
     dataset = load_dataset(plan.dataset)
-    overrides = dataset.training
     smoke = [dict(load_space(plan.space).SMOKE), dataset.smoke] if plan.smoke else []
-    layers = [*smoke, unflatten(plan.fixed)]
-    for layer in layers:
-        for section, values in layer.items():
-            if isinstance(values, dict):
-                overrides[section] = {**overrides.get(section, {}), **values}
-            else:
-                overrides[section] = values
+    overrides = merge_sections(dataset.training, *smoke, unflatten(plan.fixed))
     return StudySpec(data_dir=plan.data_dir, cache_dir=plan.cache_dir, fs_hz=plan.fs_hz,
                      folds=folds, fold=plan.fold, max_epochs=plan.max_epochs, seed=plan.seed,
                      overrides=overrides, dataset=plan.dataset,
@@ -104,11 +98,15 @@ def _spec(plan: Plan, *, folds: dict[str, int], fold_plan: FoldPlan | None = Non
 
 
 def study_record(plan: Plan, *, folds_sha256: str, n_records: int, dataset: Dataset,
-                 folds: FoldPlan, split: dict[str, Any]) -> dict[str, Any]:
-    """`study.json`: the resolved arguments and everything needed to reproduce the study."""
+                 folds: FoldPlan, split: dict[str, Any], spec: StudySpec) -> dict[str, Any]:
+    """`study.json`: the resolved arguments and everything needed to reproduce the study.
+
+    ``space`` describes the space as the study ran it: options the study fixed (``--set``,
+    ``--smoke``, the data set's training settings, the budget) are no parameters there but
+    ``fixed`` values, named in ``fixed_by_study``."""
     return {
         "plan": plan.to_dict(),
-        "space": describe_space(plan.space),
+        "space": describe_space(plan.space, fixed=spec.fixed_options),
         "dataset": {**dataset.describe(), "options": dict(plan.dataset_options)},
         "git_sha": _git_sha(),
         "versions": _versions(),
@@ -161,6 +159,14 @@ def test_set_text(plan: Plan) -> str:
     return f"fold {plan.test_fold}, seen by neither the search nor the cross-validation"
 
 
+def fixed_text(spec: StudySpec) -> str:
+    """The options every trial has fixed besides the budget (``--set``, ``--smoke``, the
+    data set's training settings), flattened: ``optim/lr=0.001 loss/focal_gamma=0``."""
+    budget = set(flatten_options(spec.budget))
+    return " ".join(f"{name}={json.dumps(value)}" for name, value in spec.fixed_options.items()
+                    if name not in budget)
+
+
 def render_plan(plan: Plan, spec: StudySpec) -> str:
     rungs = milestones(plan)
     options = ", ".join(f"{k}={v}" for k, v in plan.dataset_options.items())
@@ -174,7 +180,7 @@ def render_plan(plan: Plan, spec: StudySpec) -> str:
                if plan.scheduler == "asha" else "no early stopping"))
     return "\n".join([
         f"study {plan.name} ({'resume' if plan.resume else 'new'}): {what}",
-        *([f"fixed in every trial: {json.dumps(plan.fixed)}"] if plan.fixed else []),
+        *([f"fixed in every trial: {fixed_text(spec)}"] if spec.overrides else []),
         f"data: {plan.dataset} {plan.data_dir} at {plan.fs_hz:g} Hz, fold {plan.fold} of "
         f"{plan.n_folds}{', smoke settings' if plan.smoke else ''}"
         + (f" ({options})" if options else ""),
@@ -185,8 +191,9 @@ def render_plan(plan: Plan, spec: StudySpec) -> str:
         f"study directory: {plan.study_dir}",
         f"Ray Tune experiment: "
         f"{plan.experiment_dir('cv' if plan.fixed_configurations else 'tune')}",
-        f"Optuna: {optuna_storage.masked(plan.optuna_storage)} (study "
-        f"{plan.optuna_study_name}; watch it with python -m study.dashboard {plan.name})",
+        *([] if plan.fixed_configurations else [
+            f"Optuna: {optuna_storage.masked(plan.optuna_storage)} (study "
+            f"{plan.optuna_study_name}; watch it with python -m study.dashboard {plan.name})"]),
         f"W&B: {plan.wandb_mode}",
         *([f"MIT-BIH explanations of the best trials: windows with abnormal beats from "
            f"{plan.mitdb_dir}"] if plan.mitdb_dir else []),

@@ -13,12 +13,13 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
 from ray import tune
 
+from search_spaces import flatten_options
 from study.results import expected_remaining_epochs
 from study.trainable import TEST_FOLD
 
@@ -66,21 +67,24 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def short_config(config: dict[str, Any], *, width: int = CONFIG_WIDTH) -> str:
+def short_config(config: dict[str, Any], *, width: int = CONFIG_WIDTH,
+                 fixed: Collection[str] = ()) -> str:
     """``{"model": {"depth": 7}, "optim": {"lr": 0.00123}}`` -> ``"depth=7 lr=0.00123"``; a
-    cross-validation or final trial (a chosen candidate on a fold) -> ``"cnn7_gmp on fold 1"``."""
+    cross-validation or final trial (a chosen candidate on a fold) -> ``"cnn7_gmp on fold 1"``.
+
+    ``fixed``: flattened names (``loss/focal_gamma``) of options the study fixes in every
+    trial; they are printed once with the plan, so the line shows what varies."""
     if "candidate" in config:
         fold = config.get("fold")
         where = "all non-test records" if fold == TEST_FOLD else f"fold {fold}"
         return f"{config['candidate']['trial_id']} on {where}"
     parts = []
-    for section, values in config.items():
-        items = values.items() if isinstance(values, dict) else [(section, values)]
-        for key, value in items:
-            if key == "name":  # the model family: the space's, the same in every trial
-                continue
-            text = f"{value:.3g}" if isinstance(value, float) else str(value)
-            parts.append(f"{key}={text}")
+    for name, value in flatten_options(config).items():
+        key = name.rsplit("/", 1)[-1]
+        if key == "name" or name in fixed:  # the model family: the space's, in every trial
+            continue
+        text = f"{value:.3g}" if isinstance(value, float) else str(value)
+        parts.append(f"{key}={text}")
     line = " ".join(parts)
     return line if len(line) <= width else line[: width - 3] + "..."
 
@@ -102,13 +106,15 @@ class StudyProgress(tune.Callback):
             reports its test-set score under the validation key).
         rung_metric: what ASHA ranks on at its rungs when it is not ``metric``; the rung
             lines then show it too, as the stops follow it.
+        fixed: flattened names of the options every trial has fixed (`short_config`).
     """
 
     def __init__(self, *, label: str, n_trials: int, metric: str, mode: str,
                  milestones: list[int], reduction_factor: float, concurrency: int,
                  interval_s: float = SUMMARY_INTERVAL_S, shown_as: str | None = None,
-                 rung_metric: str | None = None) -> None:
+                 rung_metric: str | None = None, fixed: Collection[str] = ()) -> None:
         self.label = label
+        self.fixed = sorted(fixed)
         self.n_trials = n_trials
         self.metric = metric
         self.shown_as = shown_as or metric
@@ -144,7 +150,7 @@ class StudyProgress(tune.Callback):
         restarted = self._epochs.get(trial.trial_id, 0) or (trial.last_result or {}).get("epoch")
         verb = f"resumes after epoch {restarted}" if restarted else "starts"
         self._last_seen[trial.trial_id] = time.monotonic()
-        self._say(f"{self._number(trial)} {verb}: {short_config(trial.config)}")
+        self._say(f"{self._number(trial)} {verb}: {short_config(trial.config, fixed=self.fixed)}")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:

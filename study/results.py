@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from data_io.atomic import atomic_path
+from search_spaces import flatten_options
 
 STOP_REASONS = ("completed", "early_stopped", "diverged", "error")
 SCORE_PREFIXES = ("val/", "train/")
@@ -58,16 +59,8 @@ def expected_remaining_epochs(*, epoch: int, milestones: list[int],
 
 def flatten(config: dict[str, Any], prefix: str = "config/") -> dict[str, Any]:
     """``{"model": {"depth": 7}}`` -> ``{"config/model/depth": 7}``; lists become JSON text."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, prefix=f"{name}/"))
-        elif isinstance(value, list | tuple):
-            flat[name] = json.dumps(list(value))
-        else:
-            flat[name] = value
-    return flat
+    return {name: json.dumps(list(value)) if isinstance(value, list | tuple) else value
+            for name, value in flatten_options(config, prefix=prefix).items()}
 
 
 def stop_reason(*, history: list[dict[str, Any]], error: str | None, max_epochs: int) -> str:

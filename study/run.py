@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--space (or --presets) is required (see --list-spaces)")
     try:
         plan = _plan(args)
-        for line in optuna_storage.check(plan.optuna_storage):  # hook: before Ray starts
+        for line in ([] if plan.fixed_configurations  # a study of presets samples nothing
+                     else optuna_storage.check(plan.optuna_storage)):  # hook: before Ray starts
             print(line, file=sys.stderr)
         if plan.address:
             check_reachable(plan.address)
@@ -138,7 +139,9 @@ def _estimate(plan: Plan, spec: StudySpec) -> str:
     """The dry run's cost estimate, from a probe of a few sampled configurations."""
     from study.estimate import probe
 
-    print("measuring a few sampled configurations for the cost estimate ...", flush=True)
+    print("timing " + ("each configuration" if plan.fixed_configurations
+                       else "a few sampled configurations") + " for the cost estimate ...",
+          flush=True)
     device = "auto" if plan.gpus_per_trial else "cpu"
     return "\n".join(probe(plan, spec, milestones=milestones(plan), device=device))
 
@@ -238,7 +241,9 @@ def _finish_study(plan: Plan, spec: StudySpec, grid) -> int:
     candidates = _search_candidates(plan, ranked, grid)
     if plan.cv_top_k and candidates:
         _run_cv(plan, spec, candidates[:plan.cv_top_k])
-    _write_artifacts(plan, spec, ranked, grid)
+    results = result_by_trial(grid)
+    _write_artifacts(plan, spec, [(t, results[t]) for t in ranked["trial_id"].head(
+        plan.explain_top)])
     final = _run_final(plan, spec, candidates) if plan.test != "none" and candidates else None
     print(summary(plan, frame, best))
     if final is not None:
@@ -269,7 +274,7 @@ def run_fixed(plan: Plan, spec: StudySpec) -> int:
     """Fixed configurations: each preset on the cross-validation folds (`cv.parquet`), then,
     when a test set is held out, retrained on all non-test records and scored on it."""
     candidates = preset_candidates(plan)
-    frame = _run_cv(plan, spec, candidates)
+    frame = _run_cv(plan, spec, candidates, explain=True)
     final = _run_final(plan, spec, candidates) if plan.test != "none" else None
     print(fixed_summary(plan, frame))
     if final is not None:
@@ -320,8 +325,12 @@ def _raise_on_storage_errors(grid, *, plan: Plan) -> None:
             storage_state(path) or problem, path=path, plan=plan, trials=sorted(problems)))
 
 
-def _run_cv(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]):
-    """The candidates on the cross-validation folds; `cv.parquet`; returns its frame."""
+def _run_cv(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]], *,
+            explain: bool = False):
+    """The candidates on the cross-validation folds; `cv.parquet`; returns its frame. With
+    ``explain`` (a study of fixed configurations, which has no search trials), the
+    ``--explain-top`` best candidates on the study's fold are explained as a search's best
+    trials are, under their names (`trials/<preset>/`)."""
     from study import progress, tuning
 
     with progress.ray_output_to(Path(plan.study_dir) / progress.RAY_LOG):
@@ -329,12 +338,25 @@ def _run_cv(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]):
     _raise_on_storage_errors(cv_grid, plan=plan)
     frame = collect(cv_grid, milestones=[plan.max_epochs], identify=cv_identity)
     write_parquet(frame, Path(plan.study_dir) / "cv.parquet")
+    if explain:
+        _write_artifacts(plan, spec, best_on_fold(plan, frame=frame, grid=cv_grid))
     from study.checkpoints import prune_checkpoints
 
     # The fold retrainings only confirm the scores; their models are not used later.
     cv_pruned = prune_checkpoints({result.path: result for result in cv_grid}, keep=())
     print(f"cross-validation checkpoints: {cv_pruned.describe()}", flush=True)
     return frame
+
+
+def best_on_fold(plan: Plan, *, frame, grid) -> list[tuple[str, Any]]:
+    """The ``--explain-top`` candidates with the best full-budget score on the study's fold
+    (``--fold``), best first, each with its Tune result there."""
+    last = frame[(frame["epoch"] == plan.max_epochs) & (frame["fold"] == plan.fold)]
+    ranked = last.dropna(subset=[plan.metric]).sort_values(
+        plan.metric, ascending=plan.mode == "min", kind="stable")
+    results = {(r.config["candidate"]["trial_id"], r.config["fold"]): r for r in grid}
+    return [(name, results[(name, plan.fold)])
+            for name in ranked["config/candidate"].head(plan.explain_top)]
 
 
 def _run_final(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]) -> dict[str, Any]:
@@ -375,7 +397,9 @@ def _run_final(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]) ->
     return record
 
 
-def _write_artifacts(plan: Plan, spec: StudySpec, ranked, grid) -> None:
+def _write_artifacts(plan: Plan, spec: StudySpec, explained: list[tuple[str, Any]]) -> None:
+    """Predictions and explanation arrays of each (name, Tune result) in ``explained``
+    (the best trials, best first) into `trials/<name>/`, from its newest checkpoint."""
     from study import trainable
     from study.artifacts import write_trial_artifacts
     from study.checkpoints import checkpoint_exists
@@ -384,15 +408,14 @@ def _write_artifacts(plan: Plan, spec: StudySpec, ranked, grid) -> None:
     from study.metrics import Scoring
 
     dataset = load_dataset(plan.dataset)
-    results = result_by_trial(grid)
     _, val_split = trainable.fold_split(spec, fold=plan.fold)
     settings = merge_settings(smoke_overrides() if plan.smoke else None)
-    for best_id in ranked["trial_id"].head(plan.explain_top):
-        checkpoint = results[best_id].checkpoint
+    for name, result in explained:
+        checkpoint = result.checkpoint
         if checkpoint is None or not checkpoint_exists(checkpoint):
             continue  # removed by --keep-checkpoints when the study finished before a resume
-        print(f"writing predictions and explanation arrays of trial {best_id} ...", flush=True)
-        out_dir = Path(plan.study_dir) / "trials" / best_id
+        print(f"writing predictions and explanation arrays of trial {name} ...", flush=True)
+        out_dir = Path(plan.study_dir) / "trials" / name
         with checkpoint.as_directory() as directory:
             checkpoint_file = Path(directory) / trainable.CHECKPOINT_FILE
             write_trial_artifacts(checkpoint_file=checkpoint_file, split=val_split,
@@ -402,7 +425,7 @@ def _write_artifacts(plan: Plan, spec: StudySpec, ranked, grid) -> None:
                                   masks=mask_source(spec) if spec is not None else None,
                                   score_records=plan.explain_records,
                                   sanity=plan.explain_sanity, settings=settings,
-                                  progress=f"trial {best_id}")
+                                  progress=f"trial {name}")
             if plan.mitdb_dir:
                 mitdb_explanations.write_mitdb_explanations(
                     checkpoint_file=checkpoint_file, mitdb_dir=plan.mitdb_dir,

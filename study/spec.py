@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from search_spaces import flatten_options, training_config
+from study.config import merge_sections
+
 
 @dataclass(frozen=True)
 class StudySpec:
@@ -24,8 +27,10 @@ class StudySpec:
         fold: the validation fold of search trials (a config's ``fold`` key overrides it).
         max_epochs: the full budget of a trial.
         seed: training seed of every trial.
-        overrides: training-config sections merged over every sampled config (e.g. a space's
-            smoke settings).
+        overrides: training-config sections merged over every sampled config: the data set's
+            training settings, with ``--smoke`` the space's and the data set's smoke settings,
+            then ``--set``'s options (`study.prepare`); the budget (``fs_hz``,
+            ``max_epochs``, ``seed``) goes over them.
         dataset: the data set's name (`data_io.datasets`).
         dataset_options: its options, defaults filled in.
         fold_unit: what ``folds`` is keyed by: ``group`` or ``item``.
@@ -51,3 +56,23 @@ class StudySpec:
     held_out: tuple[str, ...] = ()
     test_fold: int | None = None
     test_dir: str | None = None
+
+    @property
+    def budget(self) -> dict[str, Any]:
+        """The budget sections every trial trains with: rate, epochs, seed."""
+        return {"data": {"fs_hz": self.fs_hz}, "epochs": self.max_epochs, "seed": self.seed}
+
+    @property
+    def fixed_options(self) -> dict[str, Any]:
+        """Every option the study fixes in all its trials, flattened (``optim/lr``,
+        ``epochs``): `overrides` then the `budget`. A search never samples them
+        (`search_spaces.define_fixed`), and they are what `trial_config` puts over a
+        trial's values."""
+        return flatten_options(merge_sections(self.overrides, self.budget))
+
+    def trial_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The training config of a trial whose (unflattened) values are ``config``: its
+        values, then `overrides` and the `budget` over them; without the ``space``
+        coordinates and a cross-validation trial's ``fold``."""
+        values = {k: v for k, v in config.items() if k != "fold"}
+        return training_config(merge_sections(values, self.overrides, self.budget))

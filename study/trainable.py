@@ -21,7 +21,6 @@ from typing import Any
 import ray
 from ray import tune
 
-from search_spaces import training_config
 from study.data import final_split, fold_split, scoring
 from study.results import SCORE_PREFIXES
 from study.spec import StudySpec
@@ -37,23 +36,15 @@ REPORT_EXCLUDES = ("val/confusion",)
 
 
 def trial_config(config: dict[str, Any], *, spec: StudySpec) -> dict[str, Any]:
-    """The partial training config of a trial: sampled values, study overrides, budget.
+    """The training config of a trial (`StudySpec.trial_config`): what the trainer builds
+    the model and optimiser from and what every record of the trial shows.
 
     A cross-validation trial carries the configuration under ``candidate`` (see
     `study.tuning.cv_tuner`); a search trial carries it directly.
     """
     if "candidate" in config:
         config = config["candidate"]["config"]
-    merged = training_config({k: v for k, v in config.items() if k != "fold"})
-    for section, values in spec.overrides.items():
-        if isinstance(values, dict):
-            merged[section] = {**merged.get(section, {}), **values}
-        else:
-            merged[section] = values
-    merged["data"] = {**merged.get("data", {}), "fs_hz": spec.fs_hz}
-    merged["epochs"] = spec.max_epochs
-    merged["seed"] = spec.seed
-    return merged
+    return spec.trial_config(config)
 
 
 def run_trial(config: dict[str, Any], *, spec: StudySpec) -> None:

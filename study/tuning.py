@@ -8,6 +8,7 @@ optuna-dashboard can read it, and ASHA compares trials on the per-epoch validati
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -21,7 +22,7 @@ from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 
-from search_spaces import load_space
+from search_spaces import define_fixed
 from study.optuna_storage import open_storage
 from study.optuna_truth import OptunaRecorder, SamplingOptunaSearch, error_text
 from study.plan import Plan, StudyError
@@ -60,12 +61,13 @@ SAMPLERS = {
 """`Plan.sampler` -> Optuna sampler class (each takes ``seed=``)."""
 
 
-def searcher(plan: Plan) -> ConcurrencyLimiter:
+def searcher(plan: Plan, spec: StudySpec) -> ConcurrencyLimiter:
     """The seeded sampler over the space's define-by-run function, persisted in the RDB
-    storage; `optuna_recorder` writes what the trials do."""
-    space = load_space(plan.space)
+    storage; `optuna_recorder` writes what the trials do. The options the study fixes are
+    not sampled: they come back with the space's own fixed values, so a trial's config is the
+    configuration it trains (`search_spaces.define_fixed`)."""
     search = SamplingOptunaSearch(
-        space=space.define,
+        space=functools.partial(define_fixed, space=plan.space, fixed=spec.fixed_options),
         metric=plan.metric,
         mode=plan.mode,
         sampler=SAMPLERS[plan.sampler](seed=plan.seed),
@@ -367,11 +369,12 @@ def run_config(plan: Plan, spec: StudySpec | None, *, name: str, milestones: lis
 
 
 def _progress(plan: Plan, *, label: str, n_trials: int, milestones: list[int],
-              shown_as: str | None = None, rung_metric: str | None = None) -> StudyProgress:
+              shown_as: str | None = None, rung_metric: str | None = None,
+              fixed: list[str] | None = None) -> StudyProgress:
     return StudyProgress(label=label, n_trials=n_trials, metric=plan.metric, mode=plan.mode,
                          milestones=milestones, reduction_factor=plan.reduction_factor,
                          concurrency=plan.concurrency, shown_as=shown_as,
-                         rung_metric=rung_metric)
+                         rung_metric=rung_metric, fixed=fixed or ())
 
 
 def search_tuner(plan: Plan, spec: StudySpec, *, milestones: list[int]) -> tune.Tuner:
@@ -386,13 +389,15 @@ def search_tuner(plan: Plan, spec: StudySpec, *, milestones: list[int]) -> tune.
     return tune.Tuner(
         fn,
         tune_config=tune.TuneConfig(
-            search_alg=searcher(plan), scheduler=scheduler(plan), num_samples=plan.num_samples
+            search_alg=searcher(plan, spec), scheduler=scheduler(plan),
+            num_samples=plan.num_samples
         ),
         run_config=run_config(
             plan, spec, name=experiment, milestones=milestones, job_type="search",
             extra_callbacks=[optuna_recorder(plan, milestones=milestones)],
             progress=_progress(plan, label="search", n_trials=plan.num_samples,
-                               milestones=milestones, rung_metric=plan.rung[0])),
+                               milestones=milestones, rung_metric=plan.rung[0],
+                               fixed=sorted(spec.fixed_options))),
     )
 
 

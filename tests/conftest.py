@@ -121,13 +121,13 @@ def kill_at_first_checkpoint_fixture():
     return kill_at_first_checkpoint
 
 
-@pytest.fixture(name="run_study_cli")
+@pytest.fixture(name="run_study_cli", scope="session")
 def run_study_cli_fixture():
     """`run_study_cli` itself, for tests that start and kill studies."""
     return run_study_cli
 
 
-@pytest.fixture(name="driver_output")
+@pytest.fixture(name="driver_output", scope="session")
 def driver_output_fixture():
     return driver_output
 

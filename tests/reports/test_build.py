@@ -178,3 +178,12 @@ def test_bootstrap_option_must_be_a_positive_number(three_trials, tmp_path, caps
         main(["--study", str(three_trials), "--out", str(tmp_path / "o"), "--bootstrap", "0"])
     assert exit_.value.code == 2
     assert "'0' is not a positive whole number of resamples" in capsys.readouterr().err
+
+
+def test_without_a_browser_static_export_is_off_with_a_warning_not_a_hang(monkeypatch):
+    from reports import export
+
+    monkeypatch.setattr(export, "browser_path", lambda: None)
+    with pytest.warns(UserWarning, match="static export .* is off: no Chrome or Chromium"), \
+            export.static_exporter(True) as static:
+        assert static is False

@@ -335,3 +335,19 @@ def test_rungs_ranked_on_another_metric_are_audited_on_it():
     assert scatter.layout.xaxis.title.text == "val/loss at epoch 1"
     assert scatter.layout.yaxis.title.text == "f1_cinc at epoch 3"
     assert len(scatter.data) == 1  # no diagonal between a loss and an F1
+
+
+def test_who_asha_stops_leaves_out_a_parameter_that_did_not_vary():
+    milestones = [1, 3, 9]
+    rows = []
+    for i in range(20):
+        scores = {1: 0.5} if i % 2 else {1: 0.5, 3: 0.6, 9: 0.7}
+        rows += trial_rows(f"t{i:02d}", scores, milestones=milestones,
+                           config={"model/depth": 7, "model/bidirectional": i % 4 < 2})
+    study = make_study(rows, milestones=milestones,
+                       parameters={"model/depth": DEPTH, "model/bidirectional": BIDIRECTIONAL})
+    shares = stopped_early_by_value(study)
+    assert set(shares["parameter"]) == {"model/bidirectional"}
+    notes = early_stopping_section(study, n_bootstrap=0).notes
+    assert ("Who ASHA stops: model/depth was 7 in every audited trial (not varied); not tested"
+            in notes)

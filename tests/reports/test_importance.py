@@ -273,3 +273,14 @@ def test_a_none_choice_stored_as_missing_in_parquet_is_that_choice():
     assert configs["config/loss/class_weights"].isna().any()
     top = table.sort_values("importance").groupby("method").tail(1)
     assert set(top["parameter"]) == {"loss/class_weights"}
+
+
+def test_a_parameter_that_did_not_vary_is_named_once_and_not_ranked():
+    rng = np.random.default_rng(0)
+    configs = sample_configs(30, rng).assign(**{"config/model/depth": 7})
+    first = rng.uniform(0.4, 0.6, 30)
+    study = make_study(asha_rows(configs, {1: first, 3: first + 0.1}), milestones=[1, 3])
+    section = importance_section(study, **FAST)
+    assert "model/depth: 7 in every trial (not varied); no importance" in section.notes
+    table = importance_by_budget(study, **FAST)
+    assert "model/depth" not in set(table["parameter"])

@@ -249,3 +249,17 @@ def test_a_section_on_few_trials_says_why_in_one_line_and_draws_nothing():
     drawn = marginals_section(many, n_bootstrap=5)
     assert not any(n.startswith("Not computed") for n in drawn.notes)
     assert drawn.figures and all("model/" not in f.title for f in drawn.figures)
+
+
+def test_a_parameter_that_did_not_vary_gets_one_line_instead_of_a_figure():
+    rng = np.random.default_rng(3)
+    configs = random_configs(24, rng).assign(**{"config/loss/focal_gamma": 1.5})
+    study = make_study(finished(configs, rng.uniform(0.4, 0.8, 24)))
+    effects = marginal_effects(study, n_bootstrap=10)
+    assert "loss/focal_gamma" not in set(effects.points["parameter"])
+    assert "loss/focal_gamma: 1.5 in every trial scored at epoch 3 (not varied); no marginal" \
+        in effects.notes
+    section = marginals_section(study, n_bootstrap=10,
+                                pairs=[("model/depth", "loss/focal_gamma")])
+    assert not any("focal" in f.name for f in section.figures)  # no marginal, no interaction
+    assert any("focal_gamma: 1.5 in every trial" in n for n in section.notes)

@@ -56,6 +56,18 @@ def test_summary_table_says_what_ran_and_what_it_spent():
     assert summary["Data set"].startswith("cinc2017, 600 records at 150 Hz; search fold 0 of 4")
     assert "CNN depth" in summary["Search space"] and "model/depth" not in summary["Search space"]
     assert summary["Wall time"] == "not recorded"  # no result file on disk
+    assert "Fixed in every trial" not in summary  # the study fixed nothing
+
+
+def test_summary_lists_the_options_fixed_in_every_trial():
+    study = make_study()
+    study.record["space"] = {**study.record["space"],
+                             "fixed": {"loss/focal_gamma": 0.0, "optim/batch_size": 8,
+                                       "epochs": 3, "model/name": "cnn"},
+                             "fixed_by_study": ["epochs", "loss/focal_gamma",
+                                                "optim/batch_size"]}
+    summary = study_summary(study).set_index("Item")["Value"]
+    assert summary["Fixed in every trial"] == "focal loss gamma 0.0, batch size 8"
 
 
 def test_leaderboard_ranks_completed_trials_and_reads_the_test_scores():

@@ -100,3 +100,35 @@ def test_help_states_each_default_once():
     text = build_parser().format_help()
     assert "(default: None)" not in text and "(default: False)" not in text
     assert text.count("150 Hz") == 1 and "(default: 20)" in text
+
+
+def test_a_study_of_fixed_configurations_is_estimated_from_presets_folds_and_epochs(
+        tmp_path, capsys, monkeypatch):
+    """No ASHA and no sampled configurations: each preset is timed, then presets x folds x
+    epochs plus the final trainings; the plan names no Optuna storage (none is written)."""
+    from study import estimate
+    from study.run import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(estimate, "PROBE_STEPS", 1)
+    assert main(["--presets", "cnn4_gap,cnn7_gmp", "--dataset", "synthetic", "--smoke",
+                 "--folds", "4", "--max-epochs", "8", "--cv", "--test-fold", "3",
+                 "--dry-run", "--name", "f"]) == 0
+    out = capsys.readouterr().out
+    assert ("model: 2 configurations x 3 folds x 8 epochs (no early stopping) + 2 final "
+            "trainings x 8 epochs") in out
+    assert "timing each of the 2 configurations on cpu" in out and "cnn4_gap " in out
+    assert "ASHA" not in out and "sampled" not in out and "Optuna" not in out
+    assert not (tmp_path / "runs" / "f" / "optuna.db").exists()
+
+
+def test_fixed_configurations_pack_every_run_of_every_stage():
+    from study.estimate import STUDY_START_S, TRIAL_START_S, ConfigCost, estimate_fixed
+
+    costs = [ConfigCost(epoch_s=10.0, pretrain_s=0.0, summary="a"),
+             ConfigCost(epoch_s=30.0, pretrain_s=6.0, summary="b")]
+    trial_s, wall_s = estimate_fixed(costs, n_folds=3, max_epochs=2, concurrency=2, n_final=1)
+    runs = [20.0 + TRIAL_START_S, 66.0 + TRIAL_START_S]
+    assert trial_s == pytest.approx(4 * sum(runs))
+    assert wall_s == pytest.approx(STUDY_START_S + 3 * sum(runs) / 2 + max(sum(runs) / 2,
+                                                                           runs[1]))

@@ -42,6 +42,7 @@ def test_every_preset_trains_on_every_fold_and_the_report_skips_the_search(fixed
     assert "fixed configurations cnn4_gap, cnn7_gmp on folds 0, 1, 1 epochs" in out
     assert "test set: none: fixed configurations select nothing, so every fold is scored" in out
     assert "Configuration for experiment" not in out and "tensorboard" not in out.lower()
+    assert "Optuna" not in out and not (study_dir / "optuna.db").exists()  # samples nothing
     assert f"Ray Tune experiment: {study_dir}/table-cv\n" in out  # its only Tune experiment
     assert (study_dir / "table-cv").is_dir() and not (study_dir / "table-tune").exists()
     assert "study table: 2 fixed configurations on folds 0, 1, 1 epochs" in out
@@ -49,6 +50,13 @@ def test_every_preset_trains_on_every_fold_and_the_report_skips_the_search(fixed
         score = cv.loc[cv["config/candidate"] == name, "val/f1_cinc"]
         assert f"  {name}: val/f1_cinc {score.mean():.4f} +- {score.std(ddof=1):.4f} over 2 " \
                "folds" in out
+    # --explain-top 1 (the default): the best preset on the study's fold is explained.
+    on_fold = cv[(cv["fold"] == 0) & (cv["epoch"] == 1)].set_index("config/candidate")
+    (best,) = [p.name for p in (study_dir / "trials").iterdir()]
+    assert on_fold.loc[best, "val/f1_cinc"] == on_fold["val/f1_cinc"].max()
+    assert f"writing predictions and explanation arrays of trial {best} ..." in out
+    for name in ("predictions.parquet", "explanations.npz", "scored_explanations.npz"):
+        assert (study_dir / "trials" / best / name).is_file(), name
     _the_report_skips_the_search_analyses(study_dir, out=tmp_path / "report")
 
 
@@ -85,3 +93,5 @@ def _the_report_skips_the_search_analyses(study_dir, *, out):
     assert "cross-validation folds 0, 1" in table.title
     (matrix,) = best.figures
     assert matrix.name.endswith("best-confusion")
+    assert by_title["explanation galleries"].figures  # the explained preset's records
+    assert by_title["explanation scores"].tables

@@ -9,7 +9,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-import pandas as pd
 import pyarrow.fs
 import pytest
 import torch
@@ -206,8 +205,8 @@ class _Checkpoint:
 
 def test_study_writes_mitdb_explanations_for_the_best_trials(mitdb_dir, checkpoint, tmp_path,
                                                              tiny_arrays, monkeypatch):
-    """`_write_artifacts` with a stand-in Ray result grid: the usual artefacts plus the
-    MIT-BIH file when the plan has a MIT-BIH directory."""
+    """`_write_artifacts` with a stand-in Ray result: the usual artefacts plus the MIT-BIH
+    file when the plan has a MIT-BIH directory."""
     from study import trainable
 
     arrays = tiny_arrays(n_records=8)
@@ -219,7 +218,7 @@ def test_study_writes_mitdb_explanations_for_the_best_trials(mitdb_dir, checkpoi
     plan = SimpleNamespace(study_dir=str(tmp_path / "study"), fold=0, explain_top=1,
                            dataset="cinc2017", explain_records=None, explain_sanity=False,
                            fs_hz=FS_HZ, mitdb_dir=str(mitdb_dir), smoke=True)
-    run._write_artifacts(plan, None, pd.DataFrame({"trial_id": ["abc12345"]}), [result])
+    run._write_artifacts(plan, None, [("abc12345", result)])
     trial_dir = tmp_path / "study" / "trials" / "abc12345"
     assert {p.name for p in trial_dir.iterdir()} == {
         "predictions.parquet", "explanations.npz", MITDB_EXPLANATIONS_FILE}

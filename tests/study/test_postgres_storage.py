@@ -16,6 +16,7 @@ import ray
 
 from study import optuna_truth, tuning
 from study.plan import Plan
+from study.prepare import _spec
 from study.run import main
 
 
@@ -76,7 +77,7 @@ def test_two_studies_in_one_database_keep_their_own_trials(postgres, pg_password
     histories = {"alice": {"a1": [0.5, 0.6, 0.7], "a2": [0.1]},
                  "bob": {"b1": [0.4, 0.2], "b2": [0.5, 0.6, 0.8], "b3": [0.3, 0.5, 0.6]}}
     for plan in plans:
-        search = tuning.searcher(plan)
+        search = tuning.searcher(plan, _spec(plan, folds={}))
         recorder = tuning.optuna_recorder(plan, milestones=[1, 2, 3])
         for trial_id, scores in histories[plan.name].items():
             _fake_trial(search, recorder, trial_id, scores)

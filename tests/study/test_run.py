@@ -157,7 +157,7 @@ def test_wandb_offline_runs_and_best_trial_artifacts(finished_study):
 def test_resume_after_the_driver_is_killed(tmp_path, run_study_cli, driver_output,
                                           small_study_args, kill_at_first_checkpoint):
     args = ["--space", "cnn", "--num-samples", "4", "--concurrency", "1", "--name", "killed",
-            *small_study_args]
+            "--set", "loss/focal_gamma=0.5", *small_study_args]
     proc = run_study_cli(args, tmp_path)
     kill_at_first_checkpoint(proc, tmp_path / "runs" / "killed" / "killed-tune")
     resumed = run_study_cli(["--resume", "--name", "killed"], tmp_path)
@@ -170,9 +170,11 @@ def test_resume_after_the_driver_is_killed(tmp_path, run_study_cli, driver_outpu
     assert set(per_trial["stop_reason"]) <= {"completed", "early_stopped"}
     storage = f"sqlite:///{tmp_path / 'runs' / 'killed' / 'optuna.db'}"
     (summary,) = optuna.get_all_study_summaries(storage)
-    states = [t.state for t in optuna.load_study(study_name=summary.study_name,
-                                                 storage=storage).trials]
-    assert optuna.trial.TrialState.RUNNING not in states
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+    assert optuna.trial.TrialState.RUNNING not in [t.state for t in trials]
+    # Resumed and restarted trials record the fixed option as they trained it, unsampled.
+    assert (frame["config/loss/focal_gamma"] == 0.5).all()
+    assert not any("loss/focal_gamma" in t.params for t in trials)
 
 
 @pytest.mark.parametrize("space", space_names())
@@ -242,7 +244,8 @@ def test_baseline_options_reach_the_plan_and_the_trial_spec(tmp_path, capsys, mo
                  "--set", "loss/focal_gamma=0", "--set", "optim/lr=0.002"]) == 0
     out = capsys.readouterr().out
     assert "(random)" in out and "no early stopping" in out
-    assert '"loss/focal_gamma": 0' in out
+    (fixed,) = [line for line in out.splitlines() if line.startswith("fixed in every trial: ")]
+    assert "loss/focal_gamma=0" in fixed and "optim/lr=0.002" in fixed
 
 
 def test_fixed_options_override_samples_and_smoke_settings_section_by_section(plan_fields):

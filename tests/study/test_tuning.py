@@ -10,6 +10,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from study import plan as plan_module
 from study import tuning
 from study.plan import Plan
+from study.prepare import _spec
 
 
 def test_every_plan_choice_has_a_builder():
@@ -35,7 +36,8 @@ def test_asha_ranks_its_rungs_on_the_chosen_metric(plan_fields, rung_metric, key
 
 
 def test_the_random_baseline_sampler_comes_from_the_plan(plan_fields):
-    search = tuning.searcher(Plan(**plan_fields(sampler="random", seed=7))).searcher
+    search = tuning.searcher(Plan(**plan_fields(sampler="random", seed=7)),
+                             _spec(Plan(**plan_fields()), folds={})).searcher
     assert isinstance(search._sampler, optuna.samplers.RandomSampler)
 
 
