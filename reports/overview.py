@@ -225,7 +225,32 @@ def leaderboard(study: StudyData, *, n_rows: int = LEADERBOARD_ROWS) -> pd.DataF
     tests = test_scores(study)  # NaN where the test set had no score
     if len(tests):
         table[f"{study.metric_display} test"] = [tests.get(t, np.nan) for t in table["Trial"]]
-    return table
+    return with_baselines(table, study=study, cv=cv, tests=tests)
+
+
+def baseline_names(study: StudyData) -> list[str]:
+    """The ``--baseline`` presets a search trained beside its chosen configurations (in its
+    cross-validation, its test set or both), in the order the study named them."""
+    names = list(study.record.get("plan", {}).get("baseline") or ())
+    return [str(n) for n in names]
+
+
+def with_baselines(table: pd.DataFrame, *, study: StudyData, cv: pd.Series,
+                   tests: pd.Series) -> pd.DataFrame:
+    """The leaderboard with a row per baseline preset under the search's trials: no search
+    score (it was not searched), its cross-validation and test scores beside theirs."""
+    names = baseline_names(study)
+    if not names:
+        return table
+    rows = pd.DataFrame({column: ["–"] * len(names) for column in table.columns})
+    rows["Rank"] = "baseline"
+    rows["Trial"] = names
+    rows[_search_header(study)] = np.nan
+    if len(cv):
+        rows[f"{study.metric_display} CV mean ± sd"] = [cv.get(n, "–") for n in names]
+    if len(tests):
+        rows[f"{study.metric_display} test"] = [tests.get(n, np.nan) for n in names]
+    return pd.concat([table.astype({"Rank": object}), rows], ignore_index=True)
 
 
 def fixed_leaderboard(study: StudyData) -> pd.DataFrame:
@@ -263,9 +288,13 @@ def leaderboard_section(study: StudyData) -> Section:
         return Section(title=title, notes=[
             f"No leaderboard: no trial completed the full budget of {study.max_epochs} epochs "
             f"({', '.join(f'{counts[r]} {w}' for r, w in OUTCOMES.items() if counts[r])})."])
-    notes = [f"The {len(board)} best of the {counts['completed']} trials that completed the "
+    searched = len(board) - len(baseline_names(study))
+    notes = [f"The {searched} best of the {counts['completed']} trials that completed the "
              f"full budget ({study.max_epochs} epochs), ranked on the search fold. Trials "
-             "stopped early are not ranked: their scores are at a smaller budget."]
+             "stopped early are not ranked: their scores are at a smaller budget."
+             + (f" Baseline ({', '.join(baseline_names(study))}): trained as the chosen "
+                "configurations are, on the same folds and test set, never searched."
+                if baseline_names(study) else "")]
     record = final_test(study)
     if record is not None:
         trained = record.get("trained_on", {})

@@ -95,6 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "full budget; the K best are then retrained on all non-test "
                              "records and scored once on the test set (the best alone "
                              "without this option)")
+    budget.add_argument("--cv-folds", type=whole_number(at_least=1), metavar="K",
+                        help="cross-validate on K folds only: the search fold (--fold) and the "
+                             "next K-1 non-test folds (default: every fold but the test fold); "
+                             "fewer folds cost less and give a wider spread")
+    budget.add_argument("--baseline", metavar="A,B,...",
+                        help="model presets (e.g. cnn7_gmp) trained beside the search's best "
+                             "configurations exactly as they are: on the same "
+                             "cross-validation folds (paired, with --cv-top-k) and retrained "
+                             "and scored on the same test set")
     budget.add_argument("--explain-top", type=int, default=1,
                         help="write predictions and explanation arrays of the N best trials")
     budget.add_argument("--explain-records", type=whole_number(at_least=0), metavar="N",

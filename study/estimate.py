@@ -296,7 +296,7 @@ def probe(plan: Any, spec: StudySpec, *, milestones: list[int], device: str) -> 
                             measured=measured)
     found = estimate_study(costs, n_configs=plan.num_samples, milestones=milestones,
                            reduction_factor=plan.reduction_factor, concurrency=slots,
-                           top_k=plan.cv_top_k, n_folds=len(plan.cv_folds),
+                           top_k=n_cv(plan), n_folds=len(plan.cv_folds),
                            n_final=n_final(plan))
     low, mid, high = found.wall_seconds
     hours = [s * per_device / 3600 for s in found.trial_seconds]
@@ -311,8 +311,8 @@ def probe(plan: Any, spec: StudySpec, *, milestones: list[int], device: str) -> 
         f"  model: {plan.num_samples} configs x {epochs:.2f} "
         + (f"expected epochs (ASHA; up to x{ASYNC_ASHA_FACTOR:g} with asynchronous promotion)"
            if len(milestones) > 1 else "epochs (no early stopping)")
-        + (f" + top {plan.cv_top_k} x {len(plan.cv_folds)} folds x {plan.max_epochs} epochs"
-           if plan.cv_top_k else "")
+        + (f" + top {plan.cv_top_k}{_baseline_text(plan)} x {len(plan.cv_folds)} folds x "
+           f"{plan.max_epochs} epochs" if plan.cv_top_k else "")
         + (f" + {n_final(plan)} final training(s) x {plan.max_epochs} epochs"
            if n_final(plan) else "")
         + f", {TRIAL_START_S:g} s start per trial, {STUDY_START_S:g} s per study; "
@@ -369,8 +369,19 @@ def _fixed_lines(plan: Any, costs: list[ConfigCost], *, slots: int, per_device: 
 
 
 def n_final(plan: Any) -> int:
-    """Configurations retrained and scored on the test set when the search ends."""
-    return max(plan.cv_top_k, 1) if plan.test != "none" else 0
+    """Configurations retrained and scored on the test set when the search ends (the
+    ``--baseline`` presets among them)."""
+    return max(plan.cv_top_k, 1) + len(plan.baseline) if plan.test != "none" else 0
+
+
+def n_cv(plan: Any) -> int:
+    """Configurations cross-validated when the search ends (the ``--baseline`` presets among
+    them); none without ``--cv-top-k``."""
+    return plan.cv_top_k + len(plan.baseline) if plan.cv_top_k else 0
+
+
+def _baseline_text(plan: Any) -> str:
+    return f" + {len(plan.baseline)} baseline" if plan.baseline else ""
 
 
 def _hms(seconds: float) -> str:

@@ -49,7 +49,8 @@ def final_test_record(
             ``directory``), ``fold``, ``directory``, ``n_records``.
         trained_on: ``n_records`` and ``epochs`` of the final training.
         candidates: ``trial_id``, ``config`` and ``search_score`` (None for fixed
-            configurations) of each configuration, best first.
+            configurations) of each configuration, best first, and ``baseline`` (true) for a
+            search's ``--baseline`` presets, which follow them.
         rows: trial id -> the final trial's last reported row.
         errors: trial id -> why its final trial failed (it then has no metrics).
     """
@@ -62,6 +63,7 @@ def final_test_record(
         "candidates": [
             {"rank": rank, "trial_id": c["trial_id"], "config": c["config"],
              "search_score": c.get("search_score"),
+             **({"baseline": True} if c.get("baseline") else {}),
              "metrics": test_metrics(rows.get(c["trial_id"], {})),
              **({"error": errors[c["trial_id"]]} if c["trial_id"] in errors else {})}
             for rank, c in enumerate(candidates, start=1)
@@ -85,7 +87,7 @@ def final_test_lines(record: dict[str, Any]) -> list[str]:
         shown = f"{record['metric']} {score:.4f}" if score is not None else \
             f"no score ({c.get('error', 'no metrics reported')})"
         search = (f" (search {c['search_score']:.4f})" if c["search_score"] is not None
-                  else "")
+                  else " (baseline)" if c.get("baseline") else "")
         lines.append(f"  {c['rank']}. {c['trial_id']}: {shown}{search}")
     return lines
 

@@ -92,6 +92,8 @@ class Plan:
     explain_records: int | None = None
     explain_sanity: bool = False
     rung_metric: str = "auroc"
+    baseline: tuple[str, ...] = ()
+    cv_n_folds: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,8 +118,13 @@ class Plan:
 
     @property
     def cv_folds(self) -> list[int]:
-        """The folds cross-validation trains on: every fold but the test fold."""
-        return [k for k in range(self.n_folds) if k != self.test_fold]
+        """The folds cross-validation trains on: every fold but the test fold, or with
+        ``cv_n_folds`` (``--cv-folds``) the search fold and the next non-test folds."""
+        folds = [k for k in range(self.n_folds) if k != self.test_fold]
+        if self.cv_n_folds is None:
+            return folds
+        start = folds.index(self.fold) if self.fold in folds else 0
+        return sorted((folds[start:] + folds[:start])[:self.cv_n_folds])
 
     @property
     def tune_dir(self) -> str:
@@ -142,7 +149,8 @@ STUDY_RECORD = "study.json"
 def load_plan(study_dir: Path) -> Plan:
     """The plan a study was started with, read from its `study.json`."""
     fields = json.loads((Path(study_dir) / STUDY_RECORD).read_text())["plan"]
-    return Plan(**{**fields, "presets": tuple(fields.get("presets", ()))})
+    return Plan(**{**fields, "presets": tuple(fields.get("presets", ())),
+                   "baseline": tuple(fields.get("baseline", ()))})
 
 
 def default_study_dir(name: str) -> Path:
@@ -161,6 +169,7 @@ def make_plan(args: Any, *, wandb_mode: str) -> Plan:
         StudyError: the first problem found, in words a user can act on.
     """
     presets = parse_presets(args.presets)
+    baseline = parse_presets(args.baseline, flag="--baseline")
     if presets and args.space is None:
         args.space = preset_space(presets)
     if args.space not in space_names():
@@ -177,6 +186,8 @@ def make_plan(args: Any, *, wandb_mode: str) -> Plan:
     except DatasetError as exc:
         raise StudyError(f"--data-option: {exc}") from None
     test, test_fold = _test_set(args, n_folds=n_folds, presets=presets)
+    _check_baseline(baseline, presets=presets, cv_top_k=args.cv_top_k, test=test)
+    _check_cv_folds(args.cv_folds, n_folds=n_folds, test_fold=test_fold)
     name = args.name or f"{args.space}-{args.dataset}-{secrets.token_hex(3)}"
     if not NAME_PATTERN.fullmatch(name):
         raise StudyError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
@@ -238,10 +249,12 @@ def make_plan(args: Any, *, wandb_mode: str) -> Plan:
         cv_all_folds=bool(args.cv),
         explain_records=args.explain_records,
         explain_sanity=args.explain_sanity,
+        baseline=baseline,
+        cv_n_folds=args.cv_folds,
     )
 
 
-def parse_presets(text: str | None) -> tuple[str, ...]:
+def parse_presets(text: str | None, *, flag: str = "--presets") -> tuple[str, ...]:
     """``"cnn7_gmp,cnn15_gmp"`` -> the preset names, checked against `models.presets`."""
     if not text:
         return ()
@@ -250,11 +263,33 @@ def parse_presets(text: str | None) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     unknown = [n for n in names if n not in preset_names()]
     if unknown or not names:
-        raise StudyError(f"--presets: unknown preset(s) {', '.join(unknown) or repr(text)}; "
+        raise StudyError(f"{flag}: unknown preset(s) {', '.join(unknown) or repr(text)}; "
                          f"presets: {', '.join(preset_names())}")
     if len(set(names)) != len(names):
-        raise StudyError(f"--presets {text}: a preset is listed twice")
+        raise StudyError(f"{flag} {text}: a preset is listed twice")
     return names
+
+
+def _check_baseline(baseline: tuple[str, ...], *, presets: tuple[str, ...], cv_top_k: int,
+                    test: str) -> None:
+    """A baseline stands beside a search's chosen configurations: in its cross-validation,
+    on its test set, or both."""
+    if not baseline:
+        return
+    if presets:
+        raise StudyError("--baseline belongs to a search; with --presets list the baseline "
+                         "among the presets")
+    if not cv_top_k and test == "none":
+        raise StudyError("--baseline needs --cv-top-k (to compare on the cross-validation "
+                         "folds) or a test set (it is scored on it): with --no-test and no "
+                         "--cv-top-k it would train nowhere")
+
+
+def _check_cv_folds(cv_folds: int | None, *, n_folds: int, test_fold: int | None) -> None:
+    available = n_folds - (test_fold is not None)
+    if cv_folds is not None and cv_folds > available:
+        raise StudyError(f"--cv-folds {cv_folds}: only {available} folds are not the test "
+                         "fold")
 
 
 def preset_space(presets: tuple[str, ...]) -> str:

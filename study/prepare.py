@@ -185,6 +185,12 @@ def render_plan(plan: Plan, spec: StudySpec) -> str:
         f"{plan.n_folds}{', smoke settings' if plan.smoke else ''}"
         + (f" ({options})" if options else ""),
         f"metric: {plan.metric} ({plan.mode})",
+        *([f"cross-validation: top {plan.cv_top_k}"
+           + "".join(f" + {name}" for name in plan.baseline)
+           + f" on folds {', '.join(map(str, plan.cv_folds))}"]
+          if plan.cv_top_k and not plan.fixed_configurations else []),
+        *([f"baseline: {', '.join(plan.baseline)}, trained and scored as the chosen "
+           "configurations are"] if plan.baseline else []),
         f"test set: {test_set_text(plan)}",
         f"resources: {plan.concurrency} concurrent trials x {plan.cpus_per_trial:g} CPU, "
         f"{plan.gpus_per_trial:g} GPU; Ray {plan.address or 'local'}",

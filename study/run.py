@@ -239,12 +239,14 @@ def _finish_study(plan: Plan, spec: StudySpec, grid) -> int:
     ranked = final_scores(frame, metric=plan.metric, mode=plan.mode, max_epochs=plan.max_epochs)
     best = write_best(plan, spec, ranked=ranked, grid=grid)
     candidates = _search_candidates(plan, ranked, grid)
+    baseline = preset_candidates(plan.baseline, baseline=True)
     if plan.cv_top_k and candidates:
-        _run_cv(plan, spec, candidates[:plan.cv_top_k])
+        _run_cv(plan, spec, candidates[:plan.cv_top_k] + baseline)
     results = result_by_trial(grid)
     _write_artifacts(plan, spec, [(t, results[t]) for t in ranked["trial_id"].head(
         plan.explain_top)])
-    final = _run_final(plan, spec, candidates) if plan.test != "none" and candidates else None
+    final = (_run_final(plan, spec, candidates + baseline)
+             if plan.test != "none" and candidates else None)
     print(summary(plan, frame, best))
     if final is not None:
         print("\n".join(final_test_lines(final)))
@@ -261,19 +263,20 @@ def _search_candidates(plan: Plan, ranked, grid) -> list[dict[str, Any]]:
                                 ranked[plan.metric].head(max(plan.cv_top_k, 1)), strict=True)]
 
 
-def preset_candidates(plan: Plan) -> list[dict[str, Any]]:
-    """Fixed configurations (``--presets``): each preset's model with the default training
-    settings, named by the preset."""
+def preset_candidates(names: tuple[str, ...], *, baseline: bool = False
+                      ) -> list[dict[str, Any]]:
+    """Fixed configurations (``--presets``, or a search's ``--baseline``): each preset's
+    model with the study's training settings, named by the preset."""
     from models.presets import load_preset
 
-    return [{"trial_id": name, "config": {"model": load_preset(name)}, "search_score": None}
-            for name in plan.presets]
+    return [{"trial_id": name, "config": {"model": load_preset(name)}, "search_score": None,
+             **({"baseline": True} if baseline else {})} for name in names]
 
 
 def run_fixed(plan: Plan, spec: StudySpec) -> int:
     """Fixed configurations: each preset on the cross-validation folds (`cv.parquet`), then,
     when a test set is held out, retrained on all non-test records and scored on it."""
-    candidates = preset_candidates(plan)
+    candidates = preset_candidates(plan.presets)
     frame = _run_cv(plan, spec, candidates, explain=True)
     final = _run_final(plan, spec, candidates) if plan.test != "none" else None
     print(fixed_summary(plan, frame))
@@ -386,8 +389,8 @@ def _run_final(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]) ->
         test={"source": source, "fold": plan.test_fold, "directory": plan.test_dir,
               "n_records": len(test_split.indices)},
         trained_on={"n_records": len(train_split.indices), "epochs": plan.max_epochs},
-        candidates=[{k: c[k] for k in ("trial_id", "config", "search_score")}
-                    for c in candidates],
+        candidates=[{k: c[k] for k in ("trial_id", "config", "search_score", "baseline")
+                     if k in c} for c in candidates],
         rows=rows, errors=errors)
     write_final_test(Path(plan.study_dir), record)
     kept = prune_checkpoints({result.path: result for result in grid},

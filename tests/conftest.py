@@ -139,12 +139,13 @@ def small_study_args_fixture() -> list[str]:
 
 @pytest.fixture(scope="session")
 def finished_study(tmp_path_factory) -> tuple[Path, str]:
-    """A real small study (local Ray, Optuna TPE, ASHA, W&B offline, CV of the best config)
-    on synthetic data, run once per test session: (study directory, its console output)."""
+    """A real small study (local Ray, Optuna TPE, ASHA, W&B offline, CV of the best config
+    beside the cnn4_gap baseline) on synthetic data, run once per test session: (study
+    directory, its console output)."""
     cwd = tmp_path_factory.mktemp("study")
     proc = run_study_cli(["--space", "cnn", "--num-samples", "6", "--concurrency", "1",
-                          "--folds", "3", "--cv-top-k", "1", "--name", "small", *SMALL_STUDY],
-                         cwd)
+                          "--folds", "3", "--cv-top-k", "1", "--baseline", "cnn4_gap",
+                          "--name", "small", *SMALL_STUDY], cwd)
     out = driver_output(proc, timeout=540)
     assert proc.returncode == 0, out[-4000:]
     return cwd / "runs" / "small", out

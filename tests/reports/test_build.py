@@ -77,6 +77,9 @@ def test_report_has_every_part(report, finished_study):
     assert board.loc[0, "Trial"] == final["trial_id"]  # the best, retrained, scored once
     assert float(board.loc[0, "CinC F1 test"]) == pytest.approx(
         final["metrics"]["test/f1_cinc"], abs=5e-4)
+    baseline = board.set_index("Trial").loc["cnn4_gap"]  # --baseline, under the search's rows
+    assert baseline["Rank"] == "baseline" and baseline["CinC F1 CV mean ± sd"].endswith(
+        "(2 folds)")
     assert any(n.startswith("small-importance") for n in names)
     assert any(n.startswith("small-gallery") for n in names)
     assert_no_empty_figure(report)

@@ -83,8 +83,11 @@ def test_cross_validation_retrains_the_best_configuration_on_every_fold(finished
     study_dir, _ = finished_study
     cv = pd.read_parquet(study_dir / "cv.parquet")
     best = json.loads((study_dir / "best_trial.json").read_text())
-    assert set(cv["config/candidate"]) == {best["trial_id"]}
+    assert set(cv["config/candidate"]) == {best["trial_id"], "cnn4_gap"}  # --baseline
     assert sorted(cv["fold"].unique().tolist()) == [0, 1]  # fold 2 is the test set
+    baseline = cv[cv["config/candidate"] == "cnn4_gap"]
+    assert sorted(baseline["fold"].unique().tolist()) == [0, 1]  # paired with the best
+    assert (baseline["config/model/depth"] == 4).all()
     assert (cv.groupby("trial_id")["epoch"].max() == 3).all()
     assert set(cv["stop_reason"]) == {"completed"}
 
@@ -99,8 +102,11 @@ def test_the_best_configuration_is_scored_once_on_the_held_out_test_fold(finishe
     best = json.loads((study_dir / "best_trial.json").read_text())
     assert final["test"] == {"source": "fold", "fold": 2, "directory": None, "n_records": n_test}
     assert final["trained_on"] == {"n_records": len(folds) - n_test, "epochs": 3}
-    (candidate,) = final["candidates"]
+    candidate, baseline = final["candidates"]
     assert candidate["trial_id"] == best["trial_id"] and candidate["rank"] == 1
+    assert baseline["trial_id"] == "cnn4_gap" and baseline["baseline"] is True
+    assert baseline["search_score"] is None and 0 <= baseline["metrics"]["test/f1_cinc"] <= 1
+    assert f"2. cnn4_gap: f1_cinc {baseline['metrics']['test/f1_cinc']:.4f} (baseline)" in out
     assert candidate["search_score"] == pytest.approx(best["val/f1_cinc"])
     metrics = candidate["metrics"]
     assert 0 <= metrics["test/f1_cinc"] <= 1
@@ -224,6 +230,18 @@ def test_dry_run_checks_and_runs_nothing(space, tmp_path, capsys, monkeypatch):
           "--dry-run"], "must be one of bucket, crop, pad_fixed"),
         (["--space", "cnn", "--dataset", "synthetic", "--set", "optim/batch_size=2.5",
           "--dry-run"], "must be an integer >= 1"),
+        (["--space", "cnn", "--dataset", "synthetic", "--set", "model/depth=9"],
+         "--set: space cnn cannot run with model/depth=9 is not one of the space's choices"),
+        (["--space", "cnn", "--dataset", "synthetic", "--set", "epochs=3"],
+         "--set epochs: the study's --max-epochs sets it in every trial"),
+        (["--dataset", "synthetic", "--presets", "cnn7_gmp", "--baseline", "cnn4_gap"],
+         "--baseline belongs to a search"),
+        (["--space", "cnn", "--dataset", "synthetic", "--baseline", "cnn4_gap", "--no-test"],
+         "--baseline needs --cv-top-k"),
+        (["--space", "cnn", "--dataset", "synthetic", "--baseline", "nope"],
+         "--baseline: unknown preset(s) nope"),
+        (["--space", "cnn", "--dataset", "synthetic", "--folds", "4", "--cv-folds", "4"],
+         "--cv-folds 4: only 3 folds are not the test fold"),
     ],
 )
 def test_bad_input_is_one_clear_error_before_any_trial(args, message, tmp_path, capsys,
@@ -258,3 +276,13 @@ def test_fixed_options_override_samples_and_smoke_settings_section_by_section(pl
     assert overrides["loss"] == {"focal_gamma": 0.0}
     assert overrides["data"]["crop_s"] == 10.0
 
+
+
+@pytest.mark.parametrize(("fold", "n", "expected"), [(0, None, [0, 1, 2, 3, 4, 5, 6]),
+                                                     (0, 3, [0, 1, 2]), (5, 3, [0, 5, 6])])
+def test_cv_folds_start_at_the_search_fold_and_skip_the_test_fold(plan_fields, fold, n,
+                                                                  expected):
+    from study.plan import Plan
+
+    plan = Plan(**plan_fields(n_folds=8, fold=fold, test_fold=7, cv_n_folds=n))
+    assert plan.cv_folds == expected

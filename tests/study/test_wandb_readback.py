@@ -108,7 +108,7 @@ def test_cross_validation_runs_name_their_candidate_and_fold(finished_study):
     cv = pd.read_parquet(study_dir / "cv.parquet")
     runs = {(run.config["candidate"], run.config["fold"]): run
             for run in _runs(study_dir, "small-cv").values()}
-    assert set(runs) == set(cv.groupby(["config/candidate", "fold"]).groups) and len(runs) == 2
+    assert set(runs) == set(cv.groupby(["config/candidate", "fold"]).groups) and len(runs) == 4
     for (candidate, fold), rows in cv.groupby(["config/candidate", "fold"]):
         run = runs[(candidate, fold)]
         assert run.group == plan.name and run.job_type == "cv" and run.exit_code == 0
