@@ -404,7 +404,7 @@ class SpectrogramEncoder(nn.Module):
         self.min_frames = 2 ** len(channels)  # one frame left after the last pooling
         max_frames = 1 + max_samples // hop  # `Spectrogram.frames` in plain integers
         self.padded_frames = max_frames if pad_to_max else None
-        if self.spectrogram.bins < self.min_frames // 2 or max_frames < self.min_frames:
+        if self.spectrogram.bins < self.min_frames or max_frames < self.min_frames:
             raise ValueError(
                 f"{len(channels)} stages pool the {self.spectrogram.bins} frequency bins of a "
                 f"{n_fft}-sample window (or the {max_frames} frames of max_samples) below one; "

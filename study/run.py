@@ -257,11 +257,12 @@ def _search_candidates(plan: Plan, ranked, grid) -> list[dict[str, Any]]:
 
 
 def preset_candidates(plan: Plan) -> list[dict[str, Any]]:
-    """Fixed configurations (``--presets``): each preset's model with the default training
-    settings, named by the preset."""
-    from models.presets import load_preset
+    """Fixed configurations (``--presets``): each preset's model with its published training
+    protocol where it has one (`study.protocols`), else the default training settings, named
+    by the preset. The study's budget and overrides still apply on top."""
+    from study.protocols import preset_config
 
-    return [{"trial_id": name, "config": {"model": load_preset(name)}, "search_score": None}
+    return [{"trial_id": name, "config": preset_config(name), "search_score": None}
             for name in plan.presets]
 
 

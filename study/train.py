@@ -29,6 +29,7 @@ from study.config import resolve_config
 from study.data import item_folds
 from study.metrics import Scoring
 from study.options import check_options
+from study.protocols import preset_config
 from study.spec import StudySpec
 from study.trainer import Split, TrainResult, train
 
@@ -56,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     what = parser.add_argument_group(
-        "what to train (at least one; with both, the preset replaces the config's model)"
+        "what to train (at least one; with both, the preset replaces the config's model; a "
+        "preset alone trains with its published protocol where it has one, e.g. dualnet_* "
+        "with study/configs/dualnet_published.json, else with the defaults)"
     )
     what.add_argument("--preset", choices=preset_names(), metavar="NAME", help=_preset_help())
     what.add_argument("--config", type=Path, metavar="FILE.json",
@@ -98,7 +101,9 @@ def partial_config(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError(f"cannot read config {args.config}: {exc}") from exc
         if "name" in config:  # a bare model config
             config = {"model": config}
-    if args.preset is not None:
+    if args.preset is not None and args.config is None:
+        config = preset_config(args.preset)  # its published protocol, if it has one
+    elif args.preset is not None:
         config["model"] = load_preset(args.preset)
     overrides = {"epochs": args.epochs, "seed": args.seed}
     config.update({k: v for k, v in overrides.items() if v is not None})
