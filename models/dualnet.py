@@ -229,10 +229,17 @@ class ConditionalBatchNorm2d(nn.Module):
         return scale[..., None, None] * y + shift[..., None, None]
 
 
-def _pool(x: Tensor, frames: Tensor) -> tuple[Tensor, Tensor]:
+def _masked(x: Tensor, frames: Tensor | None) -> Tensor:
+    """``x`` zero past each record's frames; ``frames=None``: no record of the batch is
+    padded (the common case of equal lengths), nothing to mask."""
+    return x if frames is None else mask_tail(x, frames)
+
+
+def _pool(x: Tensor, frames: Tensor | None) -> tuple[Tensor, Tensor | None]:
     """2x2 average pooling (floor); a pair of frames straddling a record's end is masked."""
-    frames = torch.div(frames, 2, rounding_mode="floor")
-    return mask_tail(F.avg_pool2d(x, 2), frames), frames
+    if frames is not None:
+        frames = torch.div(frames, 2, rounding_mode="floor")
+    return _masked(F.avg_pool2d(x, 2), frames), frames
 
 
 class ResidualBlock2d(nn.Module):
@@ -254,12 +261,14 @@ class ResidualBlock2d(nn.Module):
         self.act2 = PadeActivation()
         self.dropout2 = nn.Dropout2d(dropout)
 
-    def forward(self, x: Tensor, frames: Tensor, latent: Tensor | None) -> tuple[Tensor, Tensor]:
-        """(B, C_in, F, N), zero past ``frames`` -> (B, C_out, F // 2, N // 2) and its frames."""
+    def forward(self, x: Tensor, frames: Tensor | None,
+                latent: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """(B, C_in, F, N), zero past ``frames`` -> (B, C_out, F // 2, N // 2) and its frames
+        (None: no record padded)."""
         y = self.dropout1(self.act1(self.norm1(self.conv1(x), latent)))
-        y = self.norm2(self.conv2(mask_tail(y, frames)), latent)  # zeros past the end, as alone
+        y = self.norm2(self.conv2(_masked(y, frames)), latent)  # zeros past the end, as alone
         y = self.dropout2(self.act2(y + self.skip(x)))
-        return _pool(mask_tail(y, frames), frames)
+        return _pool(_masked(y, frames), frames)
 
 
 class AxialAttention(nn.Module):
@@ -297,21 +306,23 @@ class AxialAttention(nn.Module):
         self.similarity_norm = nn.BatchNorm2d(3 * groups)
         self.relative = nn.Parameter(torch.randn(2 * group_channels, 2 * span - 1))
 
-    def forward(self, x: Tensor, frames: Tensor) -> Tensor:
+    def forward(self, x: Tensor, frames: Tensor | None) -> Tensor:
+        """(B, C, F, N) -> (B, C, F, N); ``frames=None``: no record padded."""
         b, c, f, n = x.shape
+        valid = None
         if self.along_time:  # one sequence per (record, bin): (B * F, C, N)
             seq = x.permute(0, 2, 1, 3).reshape(b * f, c, n)
-            valid = time_mask(frames, n)[:, 0, :].repeat_interleave(f, dim=0)  # (B * F, N)
-        else:  # one sequence per (record, frame): (B * N, C, F)
+            if frames is not None:
+                valid = time_mask(frames, n)[:, 0, :].repeat_interleave(f, dim=0)  # (B * F, N)
+        else:  # one sequence per (record, frame): (B * N, C, F), every bin valid
             seq = x.permute(0, 3, 1, 2).reshape(b * n, c, f)
-            valid = torch.ones(b * n, f, dtype=torch.bool, device=x.device)
         out = self._attend(seq, valid)
         if self.along_time:
             return out.reshape(b, f, c, n).permute(0, 2, 1, 3)
         return out.reshape(b, n, c, f).permute(0, 2, 3, 1)
 
-    def _attend(self, seq: Tensor, valid: Tensor) -> Tensor:
-        """(S, C, L) sequences with valid positions (S, L) -> (S, C, L)."""
+    def _attend(self, seq: Tensor, valid: Tensor | None) -> Tensor:
+        """(S, C, L) sequences with valid positions (S, L) (None: all) -> (S, C, L)."""
         s, c, length = seq.shape
         if length > self.span:
             raise ValueError(f"axial attention over {length} positions, but its relative "
@@ -319,8 +330,9 @@ class AxialAttention(nn.Module):
         g, gc = self.groups, self.group_channels
         qkv = self.qkv(seq).reshape(s, g, 2 * gc, length)
         query, key, value = qkv.split([gc // 2, gc // 2, gc], dim=2)
-        keep = valid[:, None, None, :].to(qkv.dtype)  # (S, 1, 1, L)
-        query, key = query * keep, key * keep
+        if valid is not None:
+            keep = valid[:, None, None, :].to(qkv.dtype)  # (S, 1, 1, L)
+            query, key = query * keep, key * keep
         offsets = torch.arange(length, device=seq.device)
         index = (offsets[:, None] - offsets[None, :] + self.span - 1).reshape(-1)
         embedded = self.relative.index_select(1, index).view(2 * gc, length, length)
@@ -331,7 +343,8 @@ class AxialAttention(nn.Module):
         query_key = torch.einsum("sgmi,sgmj->sgij", query_embedded, key_embedded)
         similarity = torch.cat([query_key, query_embedded, key_embedded], dim=1)  # (S, 3G, L, L)
         similarity = self.similarity_norm(similarity).view(s, 3, g, length, length).sum(1)
-        similarity = similarity.masked_fill(~valid[:, None, None, :], float("-inf"))
+        if valid is not None:
+            similarity = similarity.masked_fill(~valid[:, None, None, :], float("-inf"))
         weights = similarity.softmax(dim=-1)  # (S, G, L, L)
         attended = torch.einsum("sgij,sgcj->sgci", weights, value)
         attended_rel = torch.einsum("sgij,cij->sgci", weights, value_rel)
@@ -363,13 +376,14 @@ class AxialBlock2d(nn.Module):
                                 else nn.Conv2d(in_channels, out_channels, 1, bias=False))
         self.act = PadeActivation()
 
-    def forward(self, x: Tensor, frames: Tensor, latent: Tensor | None) -> tuple[Tensor, Tensor]:
-        y = mask_tail(self.input_act(self.input_norm(self.input_conv(x), latent)), frames)
-        y = mask_tail(self.freq_attention(self.time_attention(y, frames), frames), frames)
+    def forward(self, x: Tensor, frames: Tensor | None,
+                latent: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        y = _masked(self.input_act(self.input_norm(self.input_conv(x), latent)), frames)
+        y = _masked(self.freq_attention(self.time_attention(y, frames), frames), frames)
         y, pooled = _pool(self.dropout(y), frames)
         y = self.output_norm(self.output_conv(y), latent)
         skip, _ = _pool(self.skip(x), frames)
-        return mask_tail(self.act(y + skip), pooled), pooled
+        return _masked(self.act(y + skip), pooled), pooled
 
 
 class SpectrogramEncoder(nn.Module):
@@ -429,9 +443,13 @@ class SpectrogramEncoder(nn.Module):
         if spec.shape[-1] < width:
             spec = F.pad(spec, (0, width - spec.shape[-1]))
         frames = frames.clamp(min=width)
+        # Equal lengths (most batches of 30-s records): no masking anywhere (None).
+        ragged: Tensor | None = frames if bool((frames < spec.shape[-1]).any()) else None
         for block in self.blocks:
-            spec, frames = block(spec, frames, latent)
-        return spec, frames
+            spec, ragged = block(spec, ragged, latent)
+        if ragged is None:
+            return spec, torch.full_like(frames, spec.shape[-1])
+        return spec, ragged
 
 
 # ---------------------------------------------------------------------------------------------
@@ -590,6 +608,18 @@ class DualNet(nn.Module):
         """(B, leads, T) -> logits (B, n_classes); ``lengths`` (B,) masks the padded tail."""
         return self.head(self._encode(x, lengths)["head_input"])
 
+    def parameter_parts(self) -> dict[str, int]:
+        """Trainable parameters per part: ``signal_encoder``, ``spectrogram_encoder`` and
+        ``head`` (the published split: its ``ecg_encoder`` (+ positional embedding),
+        ``spectrogram_encoder``, and ``linear_layer_1`` with its PAU + ``linear_layer_2``)."""
+        def count(*modules: nn.Module | None) -> int:
+            return sum(p.numel() for m in modules if m is not None for p in m.parameters()
+                       if p.requires_grad)
+
+        return {"signal_encoder": count(self.signal_encoder),
+                "spectrogram_encoder": count(self.spectrogram_encoder),
+                "head": count(self.project, self.project_act, self.head)}
+
     def explain(self, x: Tensor, lengths: Tensor | None = None) -> dict[str, Tensor]:
         """Logits and maps on the input's time axis, zero past ``lengths``.
 
@@ -634,15 +664,3 @@ def _on_input(maps: Tensor, steps: Tensor, *, used: Tensor, original: Tensor,
         n, length = int(steps[b]), int(used[b])
         out[b, :, :length] = upsample_time(maps[b : b + 1, :, :n], length)[0]
     return mask_tail(out[..., :width], original)
-
-
-def parameter_parts(model: DualNet) -> dict[str, int]:
-    """Trainable parameters per part: ``signal_encoder``, ``spectrogram_encoder``, ``head``
-    (the published split: the encoders' modules, and ``linear_layer_1`` + PAU +
-    ``linear_layer_2``)."""
-    def count(*modules: nn.Module | None) -> int:
-        return sum(p.numel() for m in modules if m is not None for p in m.parameters())
-
-    return {"signal_encoder": count(model.signal_encoder),
-            "spectrogram_encoder": count(model.spectrogram_encoder),
-            "head": count(model.project, model.project_act, model.head)}
