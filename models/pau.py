@@ -9,9 +9,9 @@ by every channel and position, initialised to the published fit of a leaky ReLU
 (``pade_optimized_leakyrelu``).
 
 No maintained library provides it for the CPU, so it is written here: a custom autograd
-function evaluates both polynomials by Horner's scheme, saves only its input and recomputes
-P, Q and their derivatives in the backward pass, which keeps the memory of a unit at one
-tensor (a naive autograd graph of the same formula keeps about a dozen).
+function evaluates both polynomials by Horner's scheme, mostly in place, and keeps three
+tensors for its hand-written backward (a naive autograd graph of the formula keeps about a
+dozen and takes about twice as long).
 """
 
 from __future__ import annotations
@@ -31,34 +31,22 @@ DENOMINATOR_INIT: tuple[float, ...] = (
 
 
 def _horner(x: Tensor, coefficients: list[float]) -> Tensor:
-    """sum_k c_k x^k for the coefficients c_0..c_n (plain floats), by Horner's scheme in
-    place: two passes over ``x`` per degree, one new tensor."""
+    """sum_k c_k x^k for the coefficients c_0..c_n (plain floats), by Horner's scheme.
+
+    One new tensor, every other step in place: on the CPU a freshly allocated tensor costs
+    page faults and cache misses that an in-place pass does not, and this runs in every block.
+    """
     if len(coefficients) == 1:
         return torch.full_like(x, coefficients[0])
-    out = x * coefficients[-1] + coefficients[-2]
+    out = torch.mul(x, coefficients[-1]).add_(coefficients[-2])
     for c in reversed(coefficients[:-2]):
         out.mul_(x).add_(c)
     return out
 
 
-def _numerator_and_denominator(
-    x: Tensor, numerator: list[float], denominator: list[float]
-) -> tuple[Tensor, Tensor, Tensor]:
-    """P(x), Q(x) = 1 + |x| (|b_1| + |x| (|b_2| + ...)) and |x|."""
-    ax = x.abs()
-    p = _horner(x, numerator)
-    q = _horner(ax, [abs(b) for b in denominator]).mul_(ax).add_(1.0)
-    return p, q, ax
-
-
-def _with_derivatives(
-    x: Tensor, numerator: list[float], denominator: list[float]
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """P, Q, |x|, dP/dx = sum_j j a_j x^(j-1) and dQ/dx = sign(x) sum_k k |b_k| |x|^(k-1)."""
-    p, q, ax = _numerator_and_denominator(x, numerator, denominator)
-    dp = _horner(x, [j * a for j, a in enumerate(numerator)][1:])
-    dq = _horner(ax, [k * abs(b) for k, b in enumerate(denominator, start=1)]).mul_(x.sign())
-    return p, q, ax, dp, dq
+def _denominator(ax: Tensor, denominator: list[float]) -> Tensor:
+    """Q = 1 + |x| (|b_1| + |x| (|b_2| + ...)) from |x|."""
+    return _horner(ax, [abs(b) for b in denominator]).mul_(ax).add_(1.0)
 
 
 def pau_reference(x: Tensor, numerator: Tensor, denominator: Tensor) -> Tensor:
@@ -79,28 +67,37 @@ def _power_sums(weights: Tensor, x: Tensor, n: int) -> Tensor:
 
 
 class _PadeFunction(torch.autograd.Function):
-    """P(x) / Q(x) with a hand-written backward that recomputes the polynomials."""
+    """y = P(x) / Q(x) with a hand-written backward.
+
+    Saves x, y and Q (three tensors; the backward then needs no second evaluation of P and
+    Q). With r = g / Q: dL/dx = r (P' - y Q'), dL/da_j = sum r x^j and
+    dL/db_k = -sign(b_k) sum r y |x|^k.
+    """
 
     @staticmethod
     def forward(ctx, x: Tensor, numerator: Tensor, denominator: Tensor) -> Tensor:
-        ctx.save_for_backward(x, numerator, denominator)
-        p, q, _ = _numerator_and_denominator(x, numerator.tolist(), denominator.tolist())
-        return p.div_(q)
+        q = _denominator(x.abs(), denominator.tolist())
+        y = _horner(x, numerator.tolist()).div_(q)
+        ctx.save_for_backward(x, y, q, numerator, denominator)
+        return y
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-        x, numerator, denominator = ctx.saved_tensors
+        x, y, q, numerator, denominator = ctx.saved_tensors
         a, b = numerator.tolist(), denominator.tolist()
-        p, q, ax, dp, dq = _with_derivatives(x, a, b)
+        ax = x.abs()
         r = grad / q  # dL/dP
-        s = p.mul_(r).div_(q).neg_()  # dL/dQ = -dL/dP * P / Q
-        grad_x = dp.mul_(r).addcmul_(s, dq) if ctx.needs_input_grad[0] else None
-        grad_a = grad_b = None
-        if ctx.needs_input_grad[1]:  # dL/da_j = sum r x^j
+        grad_x = grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            dp = _horner(x, [j * a_j for j, a_j in enumerate(a)][1:])  # P'(x)
+            # Q'(x) = sign(x) sum_k k |b_k| |x|^(k-1); the sum is >= 0, so copysign sets it.
+            dq = _horner(ax, [k * abs(b_k) for k, b_k in enumerate(b, start=1)]).copysign_(x)
+            grad_x = dp.sub_(dq.mul_(y)).mul_(r)
+        if ctx.needs_input_grad[2]:
+            s = (r * y).mul_(ax)  # -dL/dQ |x|
+            grad_b = (_power_sums(s, ax, len(b)) * -denominator.sign()).to(denominator.dtype)
+        if ctx.needs_input_grad[1]:
             grad_a = _power_sums(r, x, len(a)).to(numerator.dtype)
-        if ctx.needs_input_grad[2]:  # dL/db_k = sign(b_k) sum s |x|^k
-            grad_b = (_power_sums(s.mul_(ax), ax, len(b)) * denominator.sign()).to(
-                denominator.dtype)
         return grad_x, grad_a, grad_b
 
 
@@ -124,6 +121,10 @@ class PadeActivation(nn.Module):
     def derivative(self, x: Tensor) -> Tensor:
         """dPAU/dx at ``x`` (for explanations that linearise the head), no graph."""
         with torch.no_grad():
-            p, q, _, dp, dq = _with_derivatives(
-                x, self.numerator.tolist(), self.denominator.tolist())
-            return (dp * q - p * dq) / (q * q)
+            a, b = self.numerator.tolist(), self.denominator.tolist()
+            ax = x.abs()
+            q = _denominator(ax, b)
+            y = _horner(x, a).div_(q)
+            dp = _horner(x, [j * a_j for j, a_j in enumerate(a)][1:])
+            dq = _horner(ax, [k * abs(b_k) for k, b_k in enumerate(b, start=1)]).copysign_(x)
+            return dp.sub_(dq.mul_(y)).div_(q)
