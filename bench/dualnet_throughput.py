@@ -1,16 +1,17 @@
-"""Benchmark: training speed and memory of ECG-DualNet S against the 7-layer CNN, and the
-cost of the ECG-DualNet augmentation pipeline per epoch.
+"""Benchmark: the training-step time of ECG-DualNet S and ECG-DualNet++ S against the 7-layer
+CNN, as ratios measured in one run.
 
-    python -m bench.dualnet_throughput [--data-dir ../shared/data/cinc2017] [--records 240]
+    python -m bench.dualnet_throughput [--steps 8] [--batch 16] [--seconds 30] [--fs-hz 150]
 
-Each model trains one epoch with the trainer's own loader and epoch step (150 Hz, 30-s
-random crops, batch 16, the trainer's default precision unless ``--no-amp``) on the same
-records, each in a fresh process so that its peak resident memory is its own: the report
-gives samples/s, the ratio, the peak RSS of the process and how much of it one training
-batch adds (peak minus the RSS after the model and data were loaded). Two concurrent trials
-need about twice the peak RSS, plus Ray's ~1 GB. The augmentation cost is the time to build
-every training batch of one epoch (no model) with the pipeline off, at ``p`` = 0.2 and at
-``p`` = 1 (every step on every record), set against the epoch time of each model.
+One step is what the trainer does per batch (`study.trainer.train_epoch`): forward under the
+trainer's precision (bf16 autocast where the CPU computes it, `study.runtime`), the loss,
+backward and an optimiser step, here on a fixed batch of ``--batch`` records of ``--seconds``
+at ``--fs-hz`` (all of one length, so no padding; random normal samples, as z-scored records
+look to the model). Each model gets its own preset's optimiser (`study.protocols`). The
+models take turns step by step, so load from other processes falls on all of them alike; the
+median over ``--steps`` timed steps (after one warm-up step each) is reported, once with one
+thread and once with the trainer's threads (torch's default unless the runtime config sets
+``num_threads``). Targets (issue 35): dualnet_s / cnn7_gmp <= 1.0, dualnetpp_s / cnn7_gmp <= 2.0.
 """
 
 from __future__ import annotations
@@ -21,122 +22,88 @@ if not __package__:
     sys.exit("run it from the repository root as: python -m bench.dualnet_throughput")
 
 import argparse
-import multiprocessing
-import resource
+import statistics
 import time
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
-import numpy as np
 import torch
 
-from data_io.cache import load_cinc2017_cached
-from models import build_model, load_preset
+from models import build_model
 from models.losses import FocalLoss
 from study.config import resolve_config
+from study.protocols import preset_config
 from study.runtime import select_runtime
-from study.trainer import Split, split_loader, train_epoch
+from study.trainer import build_optimizer
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cinc2017"
-MODELS = ("cnn7_gmp", "dualnet_s")
-FS_HZ = 150.0
-AUGMENT_SETTINGS: dict[str, dict[str, Any] | None] = {
-    "off": None,
-    "p=0.2": {"pipeline": "ecg_dualnet", "p": 0.2},
-    "p=1.0": {"pipeline": "ecg_dualnet", "p": 1.0},
-}
+BASELINE = "cnn7_gmp"
+MODELS = (BASELINE, "dualnet_s", "dualnetpp_s")
+TARGETS = {"dualnet_s": 1.0, "dualnetpp_s": 2.0}
+N_CLASSES = 4
 
 
-def _rss_mib() -> float:
-    """Peak resident set size of this process so far, MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _split(data_dir: Path, n_records: int, seed: int) -> Split:
-    arrays = load_cinc2017_cached(data_dir, fs_hz=FS_HZ, progress=False)
-    rng = np.random.default_rng(seed)
-    indices = np.sort(rng.choice(len(arrays), size=min(n_records, len(arrays)), replace=False))
-    return Split(arrays, indices)
-
-
-def train_one_epoch(job: dict[str, Any]) -> dict[str, float]:
-    """In a fresh process: one training epoch of ``job["preset"]``; speed and memory."""
-    torch.set_num_threads(job["threads"])
-    split = _split(Path(job["data_dir"]), job["records"], job["seed"])
-    cfg = resolve_config({"model": load_preset(job["preset"]), "seed": job["seed"],
-                          "runtime": {"amp": job["amp"]}})
+def make_step(preset: str, *, batch: int, samples: int, seed: int) -> Callable[[], None]:
+    """One training step of ``preset`` on a fixed random batch, as a closure."""
+    cfg = resolve_config(preset_config(preset))
     runtime = select_runtime(device="cpu", amp=cfg["runtime"]["amp"])
-    torch.manual_seed(job["seed"])
-    model = build_model({"n_classes": len(split.arrays.classes), "n_leads": split.arrays.n_leads,
-                         **cfg["model"]})
-    loader = split_loader(split, cfg=cfg, training=True, epoch=0)
-    before_mib = _rss_mib()
-    start = time.perf_counter()
-    _, problem = train_epoch(
-        model=model, loader=loader, loss_fn=FocalLoss(gamma=0.0, alpha=None),
-        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
-        scaler=torch.amp.GradScaler("cpu", enabled=False), runtime=runtime,
-    )
-    seconds = time.perf_counter() - start
-    if problem:
-        raise RuntimeError(f"{job['preset']}: {problem}")
-    n = len(split.indices)
-    return {"samples_per_s": n / seconds, "epoch_s": seconds, "peak_mib": _rss_mib(),
-            "batch_mib": _rss_mib() - before_mib,
-            "parameters": sum(p.numel() for p in model.parameters())}
+    torch.manual_seed(seed)
+    model = build_model({**cfg["model"], "n_classes": N_CLASSES, "n_leads": 1}).train()
+    optimizer = build_optimizer(model, cfg)
+    loss_fn = FocalLoss(gamma=0.0, alpha=None)
+    x = torch.randn(batch, 1, samples)
+    lengths = torch.full((batch,), samples)
+    y = torch.arange(batch) % N_CLASSES
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with runtime.autocast():
+            logits = model(x, lengths=lengths)
+        loss_fn(logits.float(), y).backward()
+        optimizer.step()
+
+    return step
 
 
-def augmentation_epoch_seconds(split: Split, augment: dict[str, Any] | None, seed: int) -> float:
-    """Seconds to build every training batch of one epoch (30-s crops, batch 16)."""
-    cfg = resolve_config({"data": {"augment": augment}, "seed": seed})
-    start = time.perf_counter()
-    for _ in split_loader(split, cfg=cfg, training=True, epoch=0):
-        pass
-    return time.perf_counter() - start
+def median_step_seconds(steps: dict[str, Callable[[], None]], *, n: int) -> dict[str, float]:
+    """Median seconds per step of each model, the models taking turns step by step."""
+    for step in steps.values():  # warm-up: allocators, oneDNN primitives
+        step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(n):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.dualnet_throughput",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--records", type=int, default=240, help="records per epoch")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads per model")
-    parser.add_argument("--no-amp", action="store_true",
-                        help="train in fp32 (bf16 autocast is the trainer's default)")
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per model and setting")
+    parser.add_argument("--batch", type=int, default=16, help="records per batch")
+    parser.add_argument("--seconds", type=float, default=30.0, help="record length")
+    parser.add_argument("--fs-hz", type=float, default=150.0, help="sampling rate")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if not args.data_dir.is_dir():
-        print(f"error: no data at {args.data_dir} (pass --data-dir)", file=sys.stderr)
-        return 2
-    amp = not args.no_amp
-    print(f"{args.records} records, {FS_HZ:.0f} Hz, 30-s crops, batch 16, "
-          f"{'bf16 autocast' if amp else 'fp32'}, {args.threads} threads", flush=True)
-    results: dict[str, dict[str, float]] = {}
-    context = multiprocessing.get_context("spawn")
-    for preset in MODELS:
-        job = {"preset": preset, "data_dir": str(args.data_dir), "records": args.records,
-               "seed": args.seed, "threads": args.threads, "amp": amp}
-        with context.Pool(1) as pool:  # a fresh process: its own peak RSS
-            results[preset] = pool.apply(train_one_epoch, (job,))
-        r = results[preset]
-        print(f"{preset:>10}: {r['parameters'] / 1e6:.2f} M parameters, "
-              f"{r['samples_per_s']:.1f} records/s ({r['epoch_s']:.1f} s per epoch), "
-              f"peak RSS {r['peak_mib']:,.0f} MiB, of which training batches "
-              f"{r['batch_mib']:,.0f} MiB", flush=True)
-    base, dual = results["cnn7_gmp"], results["dualnet_s"]
-    print(f"ratio dualnet_s / cnn7_gmp: {dual['samples_per_s'] / base['samples_per_s']:.2f}x "
-          f"speed, {dual['peak_mib'] / base['peak_mib']:.2f}x peak RSS; two concurrent "
-          f"dualnet_s trials: ~{2 * dual['peak_mib'] / 1024 + 1:.1f} GiB with Ray's ~1 GB "
-          f"(of 24 GiB)")
-    split = _split(args.data_dir, args.records, args.seed)
-    off = None
-    for name, augment in AUGMENT_SETTINGS.items():
-        seconds = augmentation_epoch_seconds(split, augment, args.seed)
-        off = seconds if off is None else off
-        print(f"batches with augmentation {name:>5}: {seconds:.2f} s per epoch "
-              f"(+{seconds - off:.2f} s; {100 * (seconds - off) / dual['epoch_s']:.1f}% of a "
-              f"dualnet_s epoch, {100 * (seconds - off) / base['epoch_s']:.1f}% of a cnn7_gmp "
-              f"epoch)", flush=True)
+    samples = round(args.seconds * args.fs_hz)
+    trainer_threads = resolve_config({})["runtime"]["num_threads"] or torch.get_num_threads()
+    runtime = select_runtime(device="cpu", amp=resolve_config({})["runtime"]["amp"])
+    precision = "fp32" if runtime.amp_dtype is None else f"{runtime.amp_dtype} autocast"
+    print(f"batch {args.batch} x {args.seconds:g} s at {args.fs_hz:g} Hz ({samples} samples), "
+          f"{precision}, median of {args.steps} steps", flush=True)
+    steps = {name: make_step(name, batch=args.batch, samples=samples, seed=args.seed)
+             for name in MODELS}
+    for threads in dict.fromkeys((1, trainer_threads)):
+        torch.set_num_threads(threads)
+        seconds = median_step_seconds(steps, n=args.steps)
+        base = seconds[BASELINE]
+        cells = [f"{name} {value:.3f} s" for name, value in seconds.items()]
+        print(f"{threads} thread(s): " + ", ".join(cells), flush=True)
+        for name, target in TARGETS.items():
+            ratio = seconds[name] / base
+            verdict = "meets" if ratio <= target else "MISSES"
+            print(f"  {name} / {BASELINE}: {ratio:.2f} ({verdict} the target <= {target:g})",
+                  flush=True)
     return 0
 
 

@@ -2,15 +2,18 @@
 
 Every augmentation is a small function ``f(x, *, rng, fs_hz, **params) -> np.ndarray`` on one
 float32 record in millivolts (applied before normalization, so amplitudes such as the baseline
-wander's are physical). None modifies its input. `AUGMENTATIONS` maps config names to them; its
-order is the order of application, whatever the order of keys in a config, so one config always
-means one pipeline: geometry first (stretch, warp, shift), then amplitude, additive artefacts,
-the acquisition filter, and sample dropout and cutout last so that zeroed samples stay exactly
-zero.
+wander's are physical). None modifies its input. `AUGMENTATIONS` maps config names to them.
 
-Named pipelines (``augment_pipelines.json``; ``ecg_dualnet`` is the ECG-DualNet training
-pipeline: scaling, noise, random resampling and time warping, cutout, sample dropout, shift,
-sine baseline and low-pass filtering) are selected in a config as
+A config is an object ``{name: {p: ..., parameter: ...}}``, applied in the order of
+`AUGMENTATIONS` whatever the order of its keys, so one config always means one pipeline:
+geometry first (stretch, warp, shift, delay), then amplitude, additive artefacts, the
+acquisition filters, and sample dropout and cutout last so that zeroed samples stay exactly
+zero; or a list ``[{"name": name, "p": ..., parameter: ...}, ...]`` applied in its own order
+(a published pipeline's order).
+
+Named pipelines (``augment_pipelines.json``; ``ecg_dualnet`` is ECG-DualNet's training
+pipeline with its config values, in its order: cutout, sample drop, random resampling, resampling,
+scaling, delay, sine baseline, band-pass) are selected in a config as
 ``{"pipeline": NAME, "p": P}``, where ``P`` (optional) replaces every step's probability: one
 knob, the work's ``p_aug``, that a search space sweeps as the augmentation strength.
 """
@@ -28,7 +31,7 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-from scipy.signal import butter, sosfiltfilt
+from scipy.signal import butter, sosfilt, sosfiltfilt
 
 Augmentation = Callable[..., np.ndarray]
 """``(x, *, rng, fs_hz, **params) -> np.ndarray``: one random transformation of a record."""
@@ -116,6 +119,22 @@ def shift(
     else:
         out[:lag] = x[-lag:]
     return out
+
+
+def delay(
+    x: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    fs_hz: float,
+    max_delay_s: float = 1.0,
+) -> np.ndarray:
+    """Delay the record: prepend zeros for a lag drawn uniformly from [0, max_delay_s) (in
+    whole samples); the record grows by the lag (ECG-DualNet's shift: 0-3,999 samples at
+    300 Hz prepended to the record)."""
+    if max_delay_s < 0:
+        raise ValueError(f"delay: max_delay_s must be >= 0, got {max_delay_s}")
+    lag = int(rng.integers(0, max(1, round(max_delay_s * fs_hz))))
+    return np.concatenate([np.zeros(lag, dtype=np.float32), np.asarray(x, dtype=np.float32)])
 
 
 def amplitude_scale(
@@ -207,6 +226,33 @@ def low_pass(
     return sosfiltfilt(sos, x).astype(np.float32)
 
 
+def band_pass(
+    x: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    fs_hz: float,
+    low_hz: float = 0.5,
+    high_hz: float = 40.0,
+    order: int = 4,
+    zero_phase: bool = True,
+) -> np.ndarray:
+    """Butterworth band-pass of a fixed band (``order`` per edge, as scipy's ``butter``),
+    zero-phase (forward and back) or causal (one pass, as ECG-DualNet filters: order 10,
+    0.2-45 Hz). A high edge at or above 0.45 * fs_hz is lowered to it."""
+    del rng  # a fixed filter: nothing is drawn
+    high_hz = min(high_hz, 0.45 * fs_hz)
+    if not 0 < low_hz < high_hz or order < 1:
+        raise ValueError(f"band_pass: need 0 < low_hz < high_hz < 0.45 * fs_hz and order >= 1, "
+                         f"got {low_hz}, {high_hz}, {order} at {fs_hz} Hz")
+    sos = butter(order, (low_hz, high_hz), btype="bandpass", fs=fs_hz, output="sos")
+    if not zero_phase:
+        return sosfilt(sos, x).astype(np.float32)
+    padlen = 3 * (2 * len(sos) + 1)  # sosfiltfilt's default edge padding
+    if len(x) <= padlen:  # too short to filter both ways
+        return np.array(x, dtype=np.float32, copy=True)
+    return sosfiltfilt(sos, x).astype(np.float32)
+
+
 def sample_dropout(
     x: np.ndarray,
     *,
@@ -231,17 +277,25 @@ def cutout(
     fs_hz: float,
     n_windows: int = 1,
     max_window_s: float = 1.0,
+    window_fraction: float = 0.0,
 ) -> np.ndarray:
-    """Zero ``n_windows`` random windows, each 1 sample to ``max_window_s`` long (lead dropout)."""
-    if n_windows < 0 or max_window_s < 0:
+    """Zero ``n_windows`` random windows (lead dropout), each 1 sample to ``max_window_s``
+    long, or, with ``window_fraction`` > 0, each exactly that fraction of the record
+    (``int(len * fraction)`` samples starting in [0, len - width), ECG-DualNet's cutout)."""
+    if n_windows < 0 or max_window_s < 0 or not 0.0 <= window_fraction < 1.0:
         raise ValueError(
-            f"cutout: need n_windows >= 0 and max_window_s >= 0, got {n_windows}, {max_window_s}"
+            f"cutout: need n_windows >= 0, max_window_s >= 0 and 0 <= window_fraction < 1, got "
+            f"{n_windows}, {max_window_s}, {window_fraction}"
         )
     out = np.array(x, dtype=np.float32, copy=True)
     max_len = min(max(1, round(max_window_s * fs_hz)), len(x))
     for _ in range(n_windows if len(x) else 0):
-        width = int(rng.integers(1, max_len + 1))
-        start = int(rng.integers(0, len(x) - width + 1))
+        if window_fraction > 0:
+            width = int(len(x) * window_fraction)
+            start = int(rng.integers(0, max(1, len(x) - width)))
+        else:
+            width = int(rng.integers(1, max_len + 1))
+            start = int(rng.integers(0, len(x) - width + 1))
         out[start : start + width] = 0.0
     return out
 
@@ -251,18 +305,27 @@ AUGMENTATIONS: Mapping[str, Augmentation] = MappingProxyType(
         "time_stretch": time_stretch,
         "time_warp": time_warp,
         "shift": shift,
+        "delay": delay,
         "amplitude_scale": amplitude_scale,
         "baseline_wander": baseline_wander,
         "noise": noise,
         "low_pass": low_pass,
+        "band_pass": band_pass,
         "sample_dropout": sample_dropout,
         "cutout": cutout,
     }
 )
-"""Augmentation name (as written in configs) -> function, in order of application. Read-only."""
+"""Augmentation name (as written in configs) -> function, in the order an object config
+applies them. Read-only."""
 
 PIPELINE_KEY = "pipeline"
 """Config key that selects a named pipeline from ``augment_pipelines.json``."""
+
+STEP_NAME_KEY = "name"
+"""Key naming the augmentation of a step in a list config."""
+
+AugmentConfig = Mapping[str, Mapping[str, Any]] | list[Mapping[str, Any]]
+"""An object config ``{name: options}`` or a list config ``[{"name": name, **options}]``."""
 
 _CALL_ARGS = frozenset({"rng", "fs_hz"})
 
@@ -278,10 +341,9 @@ def pipeline_names() -> list[str]:
     return sorted(_pipelines())
 
 
-def resolve_pipeline(
-    config: Mapping[str, Any] | None,
-) -> Mapping[str, Mapping[str, Any]] | None:
-    """Expand ``{"pipeline": NAME, "p": P}`` into the stored pipeline's per-step config.
+def resolve_pipeline(config: Mapping[str, Any] | list | None) -> AugmentConfig | None:
+    """Expand ``{"pipeline": NAME, "p": P}`` into the stored pipeline's config (an object or,
+    for a pipeline with its own order, a list of steps).
 
     ``p`` (optional, in [0, 1]) replaces every step's probability. Any other config is
     returned unchanged.
@@ -290,7 +352,7 @@ def resolve_pipeline(
         ValueError: an unknown pipeline name (the message lists the stored ones), keys other
             than ``pipeline`` and ``p`` beside it, or ``p`` outside [0, 1].
     """
-    if not config or PIPELINE_KEY not in config:
+    if not config or not isinstance(config, Mapping) or PIPELINE_KEY not in config:
         return config
     extra = sorted(set(config) - {PIPELINE_KEY, "p"})
     if extra:
@@ -304,8 +366,30 @@ def resolve_pipeline(
         p = float(config["p"])
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"augmentation pipeline {name!r}: p must be in [0, 1], got {p}")
-        for options in steps.values():
+        for options in (steps.values() if isinstance(steps, dict) else steps):
             options["p"] = p
+    return steps
+
+
+def _named_steps(config: AugmentConfig) -> list[tuple[str, dict[str, Any]]]:
+    """(name, options) of every step in order of application (see the module docstring).
+
+    Raises:
+        ValueError: a list step without a name, or a config that is neither form.
+    """
+    if isinstance(config, Mapping):  # registry order; unknown names last (they are rejected)
+        order = [name for name in AUGMENTATIONS if name in config]
+        order += [name for name in config if name not in AUGMENTATIONS]
+        return [(name, dict(config[name] or {})) for name in order]
+    if not isinstance(config, list):
+        raise ValueError(f"an augmentation config is an object or a list, got {config!r}")
+    steps = []
+    for step in config:
+        if not isinstance(step, Mapping) or STEP_NAME_KEY not in step:
+            raise ValueError(f"every step of a list augmentation config needs "
+                             f"'{STEP_NAME_KEY}', got {step!r}")
+        options = dict(step)
+        steps.append((options.pop(STEP_NAME_KEY), options))
     return steps
 _PROBE_FS_HZ = 300.0  # a config is checked once on a 10 s sine at this rate
 
@@ -342,21 +426,23 @@ class Augmenter:
     steps: tuple[_Step, ...] = ()
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Mapping[str, Any]] | None) -> Augmenter:
-        """Build from plain JSON data, e.g. ``{"noise": {"p": 0.3, "snr_db": 20}}``, or a
+    def from_config(cls, config: AugmentConfig | None) -> Augmenter:
+        """Build from plain JSON data, e.g. ``{"noise": {"p": 0.3, "snr_db": 20}}``, a list
+        ``[{"name": "cutout", "p": 0.2}, {"name": "noise"}]`` (applied in its order), or a
         named pipeline, e.g. ``{"pipeline": "ecg_dualnet", "p": 0.3}`` (`resolve_pipeline`).
 
-        Each key names an augmentation in `AUGMENTATIONS`; its value holds ``p`` (probability
-        of applying it to a record, default 1) and any of the function's parameters (the
-        others keep their defaults). None or ``{}`` gives the identity.
+        Each key (or step ``name``) names an augmentation in `AUGMENTATIONS`; its options hold
+        ``p`` (probability of applying it to a record, default 1) and any of the function's
+        parameters (the others keep their defaults). None, ``{}`` or ``[]`` give the
+        identity.
 
         Raises:
             ValueError: an unknown augmentation or parameter (the message lists the known
                 ones), ``p`` outside [0, 1], or values the function rejects (each configured
                 augmentation is tried once on a 10 s probe sine at 300 Hz).
         """
-        config = resolve_pipeline(config) or {}
-        unknown = [name for name in config if name not in AUGMENTATIONS]
+        named = _named_steps(resolve_pipeline(config) or {})
+        unknown = [name for name, _ in named if name not in AUGMENTATIONS]
         if unknown:
             raise ValueError(
                 f"unknown augmentation(s) {unknown}; known: {', '.join(AUGMENTATIONS)} "
@@ -364,10 +450,8 @@ class Augmenter:
             )
         probe = np.sin(np.linspace(0.0, 20 * np.pi, 10 * int(_PROBE_FS_HZ))).astype(np.float32)
         steps = []
-        for name, function in AUGMENTATIONS.items():
-            if name not in config:
-                continue
-            options = dict(config[name] or {})
+        for name, options in named:
+            function = AUGMENTATIONS[name]
             p = float(options.pop("p", 1.0))
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"augmentation {name!r}: p must be in [0, 1], got {p}")

@@ -3,7 +3,10 @@
 
 A data set's definition in study.json lists the published tables that match it (file,
 protocol, which columns hold which of our metrics, their scale and their standard-deviation
-columns). Each published row is shown with its source and protocol and marked "published";
+columns; rows of a table that were measured otherwise name their own protocol and metric
+columns in ``row_protocols`` and ``row_metrics``, e.g. the ECG-DualNet slides quote
+baselines on the hidden test set with the 3-class CinC F1 beside their own 4-class macro F1).
+Each published row is shown with its source and protocol and marked "published";
 the study's rows are its cross-validated results (mean ± sd over folds) when it ran
 ``--cv-top-k``, else its best search trial on the validation fold. Numbers are read from the
 CSV files at report time and never copied into a study's results.
@@ -41,12 +44,13 @@ def published_rows(entry: dict, *, directory: Path) -> pd.DataFrame:
     sd_columns = entry.get("sd_columns", {})
     rows = []
     for _, source in table.iterrows():
-        row = {"Result": "published",
-               "Model": " / ".join(str(source[c]) for c in entry["label_columns"]
-                                   if c in source and pd.notna(source[c])),
+        label = " / ".join(str(source[c]) for c in entry["label_columns"]
+                           if c in source and pd.notna(source[c]))
+        row = {"Result": "published", "Model": label,
                "Source": str(source.get("source", entry["file"])),
-               "Protocol": entry["protocol"]}
-        for column, metric in entry["metrics"].items():
+               "Protocol": entry.get("row_protocols", {}).get(label, entry["protocol"])}
+        metrics = entry.get("row_metrics", {}).get(label, entry["metrics"])
+        for column, metric in metrics.items():
             if column not in source or pd.isna(source[column]):
                 continue
             scale = float(scales.get(column, entry.get("scale", 1.0)))
@@ -143,7 +147,9 @@ def published_section(study: StudyData, *, reference_dir: Path | None = None) ->
             notes.append(f"{directory / entry['file']} not found; pass --reference-results DIR "
                          "to python -m reports.build")
             continue
-        metrics = list(dict.fromkeys(entry["metrics"].values()))
+        metrics = list(dict.fromkeys(
+            [*entry["metrics"].values(),
+             *(m for row in entry.get("row_metrics", {}).values() for m in row.values())]))
         ours = study_rows(study, metrics)
         frame = side_by_side(published, ours, presets=_matched_presets(study, entry))
         if frame is None:

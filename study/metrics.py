@@ -10,7 +10,7 @@ predictions can be re-scored anywhere.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.stats import rankdata
@@ -31,6 +31,9 @@ class Scoring:
         per_class: per-class metrics reported: ``f1``, ``sensitivity``, ``ppv``.
         binary: report sensitivity and specificity with respect to ``positive``.
         mode: ``max`` or ``min``.
+        extra: further mean-F1 metrics reported beside the study metric, as (name, classes)
+            pairs (a data set's ``extra_metrics``, e.g. CinC 2017's macro F1 over all four
+            classes, the score ECG-DualNet publishes).
     """
 
     classes: tuple[str, ...]
@@ -42,6 +45,7 @@ class Scoring:
     per_class: tuple[str, ...] = ("f1",)
     binary: bool = False
     mode: str = "max"
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @classmethod
     def from_dataset(cls, dataset) -> Scoring:
@@ -58,6 +62,8 @@ class Scoring:
             per_class=dataset.per_class_metrics,
             binary=binary is not None,
             mode=metric.mode,
+            extra=tuple((m["name"], tuple(m["classes"]))
+                        for m in dataset.facts.get("extra_metrics", ())),
         )
 
     @property
@@ -121,11 +127,11 @@ def classification_metrics(
 ) -> dict:
     """Every metric the studies log, keyed `<split>/<name>`.
 
-    Always: the study metric, ``accuracy``, ``auroc_macro``, ``confusion`` and ``f1_<key>``
-    per class; with ``sensitivity``/``ppv`` in ``scoring.per_class`` also
-    ``sensitivity_<key>``, ``ppv_<key>`` and their macro means over the classes present (as
-    AAMI EC57 reports Se and +P); with ``scoring.binary`` also ``sensitivity`` and
-    ``specificity`` with respect to the positive class.
+    Always: the study metric, the data set's extra mean-F1 metrics, ``accuracy``,
+    ``auroc_macro``, ``confusion`` and ``f1_<key>`` per class; with ``sensitivity``/``ppv``
+    in ``scoring.per_class`` also ``sensitivity_<key>``, ``ppv_<key>`` and their macro means
+    over the classes present (as AAMI EC57 reports Se and +P); with ``scoring.binary`` also
+    ``sensitivity`` and ``specificity`` with respect to the positive class.
 
     Args:
         y_true: true class indices, shape (n,).
@@ -150,6 +156,9 @@ def classification_metrics(
         f"{split}/auroc_macro": float(np.mean(finite)) if finite else float("nan"),
         f"{split}/confusion": matrix.tolist(),
     }
+    for name, classes in scoring.extra:
+        metrics[f"{split}/{name}"] = mean_f1(f1=f1, matrix=matrix,
+                                             scoring=replace(scoring, averaged=classes))
     # A class with no items has no sensitivity, one never predicted no +P, and one with
     # neither no F1: NaN, not 0, so a fold without Q beats does not report "Se 0 for Q".
     tp, items, predicted = np.diag(matrix), matrix.sum(axis=1), matrix.sum(axis=0)

@@ -20,9 +20,10 @@ from data_io.augment import Augmenter
 from data_io.batching import BATCHING
 from data_io.preprocess import NORMALIZERS
 from study.schedules import LR_SCHEDULES
-from study.trainer import CLASS_WEIGHTS
+from study.trainer import CLASS_WEIGHTS, OPTIMIZERS
 
 CHOICES: Mapping[str, Mapping[str, Any]] = {
+    "optimizer": OPTIMIZERS,
     "lr_schedule": LR_SCHEDULES,
     "normalization": NORMALIZERS,
     "batching": BATCHING,
@@ -81,15 +82,23 @@ def _choice(value: Any, spec: Mapping[str, Any]) -> str:
 
 def _weights(value: Any, spec: Mapping[str, Any]) -> str:
     names = sorted(CHOICES[spec["choices"]])
-    ok = value is None or value in names or (
-        isinstance(value, list) and value and all(_is_number(v) and v >= 0 for v in value))
-    return "" if ok else (f"null, one of {', '.join(names)}, or a list of non-negative "
-                          "weights, one per class")
+    weights = list(value.values()) if isinstance(value, dict) else value
+    ok = (value is None or (isinstance(value, str) and value in names)) or (
+        isinstance(weights, list) and weights
+        and all(_is_number(v) and v >= 0 for v in weights))
+    return "" if ok else (f"null, one of {', '.join(names)}, or non-negative weights: a list, "
+                          "one per class, or an object {class label: weight}")
+
+
+def _fractions(value: Any, spec: Mapping[str, Any]) -> str:
+    ok = isinstance(value, list) and all(_is_number(v) and 0 < v < 1 for v in value)
+    return "" if ok else "a list of fractions, each > 0 and < 1"
 
 
 def _augment(value: Any, spec: Mapping[str, Any]) -> str:
-    if value is not None and not isinstance(value, dict):
-        return "null or an object {augmentation: {p: ..., parameter: ...}}"
+    if value is not None and not isinstance(value, dict | list):
+        return ("null, an object {augmentation: {p: ..., parameter: ...}} or a list "
+                "[{name: augmentation, p: ..., parameter: ...}]")
     try:
         Augmenter.from_config(value)
     except (ValueError, TypeError) as exc:
@@ -108,6 +117,7 @@ KINDS: Mapping[str, Callable[[Any, Mapping[str, Any]], str]] = {
     "boolean": _boolean,
     "choice": _choice,
     "weights": _weights,
+    "fractions": _fractions,
     "augment": _augment,
     "device": _device,
 }

@@ -62,6 +62,9 @@ from study.wandb_mode import offline_hint, resolve_mode
 __all__ = ["_spec", "build_parser", "main", "make_plan", "milestones", "prepare_study",
            "render_plan", "study_record", "summary"]
 
+DEFAULT_SHAPE_DATASET = "cinc2017"
+"""Whose class and lead counts ``--show-space`` sizes a family's presets for."""
+
 # ray, the trainer and the artefact writer are imported inside the functions that run a study,
 # so --help, --list-spaces, --show-space and bad-input errors answer in about a second.
 
@@ -90,8 +93,23 @@ def _listing(args: argparse.Namespace) -> int | None:
 
 
 def _show_space(name: str, *, as_json: bool) -> str:
+    """The space's description, and the presets of its model family with their parameters
+    (per part where the family defines parts) for the default data set's shape."""
+    from models.listing import preset_table, render_table
+
     description = describe_space(name)
-    return json.dumps(description, indent=2, default=str) if as_json else render_space(description)
+    dataset = load_dataset(DEFAULT_SHAPE_DATASET)
+    family = description["fixed"].get("model/name")
+    rows = preset_table(n_classes=dataset.n_classes, n_leads=dataset.n_leads or 1,
+                        family=family) if family else []
+    if as_json:
+        return json.dumps({**description, "presets": rows}, indent=2, default=str)
+    text = render_space(description)
+    if rows:
+        text += (f"\n\npresets of the {family} family, parameters for {dataset.name} "
+                 f"({dataset.n_classes} classes, {dataset.n_leads or 1} lead):\n  "
+                 + "\n  ".join(render_table(rows, parts=True)))
+    return text
 
 
 def _list(names: list[str], describe) -> str:
@@ -265,11 +283,17 @@ def _search_candidates(plan: Plan, ranked, grid) -> list[dict[str, Any]]:
 
 def preset_candidates(names: tuple[str, ...], *, baseline: bool = False
                       ) -> list[dict[str, Any]]:
-    """Fixed configurations (``--presets``, or a search's ``--baseline``): each preset's
-    model with the study's training settings, named by the preset."""
+    """Fixed configurations, named by the preset. ``--presets``: each preset's model with its
+    published training protocol where it has one (`study.protocols`). A search's
+    ``--baseline``: the preset's model only, so it trains as the chosen configurations do.
+    The study's budget and overrides apply on top of both."""
     from models.presets import load_preset
+    from study.protocols import preset_config
 
-    return [{"trial_id": name, "config": {"model": load_preset(name)}, "search_score": None,
+    def config(name: str) -> dict[str, Any]:
+        return {"model": load_preset(name)} if baseline else preset_config(name)
+
+    return [{"trial_id": name, "config": config(name), "search_score": None,
              **({"baseline": True} if baseline else {})} for name in names]
 
 

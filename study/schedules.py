@@ -1,6 +1,8 @@
 """Per-epoch learning-rate schedules, chosen by name in the config's ``optim`` section.
 
-``exponential`` is the reference thesis' protocol (x ``lr_decay`` per epoch). ``cosine``
+``exponential`` is the reference thesis' protocol (x ``lr_decay`` per epoch); ``multistep``
+ECG-DualNet's (x ``lr_decay`` after each of ``lr_milestones``, fractions of the epochs: its
+``MultiStepLR`` at epochs E // 4, 2E // 4 and 3E // 4 with factor 0.1). ``cosine``
 anneals every parameter group to ``lr_final_ratio`` of its own rate at the last epoch, so the
 final epoch (the one a study records) is trained at a small learning rate and its score
 fluctuates less.
@@ -33,9 +35,16 @@ def cosine(optimizer: torch.optim.Optimizer, optim: dict[str, Any], epochs: int)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=factor)
 
 
+def multistep(optimizer: torch.optim.Optimizer, optim: dict[str, Any], epochs: int) -> Scheduler:
+    milestones = sorted({int(fraction * epochs) for fraction in optim["lr_milestones"]})
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones,
+                                                gamma=optim["lr_decay"])
+
+
 LR_SCHEDULES: dict[str, Callable[[torch.optim.Optimizer, dict[str, Any], int], Scheduler]] = {
     "exponential": exponential,
     "cosine": cosine,
+    "multistep": multistep,
 }
 
 

@@ -54,7 +54,7 @@ DISTRIBUTIONS: Mapping[str, tuple[str, Callable[[Mapping[str, Any]], str]]] = {
 def render_space(description: Mapping[str, Any]) -> str:
     """`search_spaces.describe_space`'s dict as readable text."""
     params = description["parameters"]
-    width = max((len(p) for p in params), default=10) + 2
+    width = max((len(p) for p in [*params, *description["fixed"]]), default=10) + 2
     lines = [description["name"], "", description["description"], "",
              "score: the data set's study metric (--show-dataset NAME)", "",
              "parameters, in sampling order:"]

@@ -29,6 +29,8 @@ from study.config import resolve_config
 from study.data import item_folds
 from study.metrics import Scoring
 from study.options import check_options
+from study.plan import StudyError, parse_options
+from study.protocols import preset_config
 from study.spec import StudySpec
 from study.trainer import Split, TrainResult, train
 
@@ -56,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     what = parser.add_argument_group(
-        "what to train (at least one; with both, the preset replaces the config's model)"
+        "what to train (at least one; with both, the preset replaces the config's model; a "
+        "preset alone trains with its published protocol where it has one, e.g. dualnet_* "
+        "with study/configs/dualnet_published.json, else with the defaults)"
     )
     what.add_argument("--preset", choices=preset_names(), metavar="NAME", help=_preset_help())
     what.add_argument("--config", type=Path, metavar="FILE.json",
@@ -76,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="validation fold when --eval-dir is not given (default 0)")
     parser.add_argument("--n-folds", type=int,
                         help="number of folds (default: the data set's, 8 for CinC 2017)")
+    parser.add_argument("--data-option", action="append", metavar="OPTION=VALUE",
+                        help="a data-set option, repeatable (`python -m study.run "
+                             "--show-dataset NAME` lists them), e.g. split=dualnet: CinC 2017 "
+                             "validated on ECG-DualNet's share of the records (fold 0)")
     parser.add_argument("--epochs", type=int, help="training epochs (default from the config)")
     parser.add_argument("--fs-hz", type=float, help="resample records to this rate (default 150)")
     parser.add_argument("--seed", type=int, help="training seed (default 0)")
@@ -98,7 +106,9 @@ def partial_config(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError(f"cannot read config {args.config}: {exc}") from exc
         if "name" in config:  # a bare model config
             config = {"model": config}
-    if args.preset is not None:
+    if args.preset is not None and args.config is None:
+        config = preset_config(args.preset)  # its published protocol, if it has one
+    elif args.preset is not None:
         config["model"] = load_preset(args.preset)
     overrides = {"epochs": args.epochs, "seed": args.seed}
     config.update({k: v for k, v in overrides.items() if v is not None})
@@ -127,8 +137,8 @@ def splits(args: argparse.Namespace, *, fs_hz: float) -> tuple[Split, Split]:
     n_folds = args.n_folds or dataset.n_folds
     if not 0 <= args.fold < n_folds:
         raise DatasetError(f"fold {args.fold} does not exist; the split has folds 0-{n_folds - 1}")
-    plan = dataset.fold_plan(train_arrays, n_folds=n_folds, seed=DEFAULT_SEED,
-                             options=dataset.resolve_options({}))
+    options = dataset.resolve_options(parse_options(args.data_option or []))
+    plan = dataset.fold_plan(train_arrays, n_folds=n_folds, seed=DEFAULT_SEED, options=options)
     if args.out is not None:
         write_folds(args.out / "folds.csv", plan.table)
     spec = StudySpec(data_dir=str(args.data_dir), cache_dir=None, fs_hz=fs_hz,
@@ -195,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             log=lambda line: print(line, file=sys.stderr, flush=True),
             progress=True,
         )
-    except (DatasetError, ValueError, TypeError) as exc:
+    except (DatasetError, StudyError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     payload = summary(

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -86,10 +87,22 @@ CLASS_WEIGHTS: dict[str, Callable[[np.ndarray, int], list[float]]] = {
 }
 
 
-def class_weights(spec: str | list[float] | None, *, labels: np.ndarray, n_classes: int):
-    """Resolve the loss' ``class_weights`` option: a rule name, explicit weights or None."""
+def class_weights(spec: str | list[float] | Mapping[str, float] | None, *, labels: np.ndarray,
+                  classes: tuple[str, ...]):
+    """Resolve the loss' ``class_weights`` option: a rule name, explicit weights in class
+    order, weights by class label (every class named), or None.
+
+    Raises:
+        ValueError: an unknown rule, or a label mapping that misses or adds a class.
+    """
+    n_classes = len(classes)
     if spec is None or isinstance(spec, list):
         return spec
+    if isinstance(spec, Mapping):
+        if set(spec) != set(classes):
+            raise ValueError(f"class_weights {dict(spec)} must name every class of the data set "
+                             f"({', '.join(classes)}) and no other")
+        return [float(spec[label]) for label in classes]
     if spec not in CLASS_WEIGHTS:
         raise ValueError(f"unknown class_weights {spec!r}; known: {sorted(CLASS_WEIGHTS)}")
     return CLASS_WEIGHTS[spec](labels, n_classes)
@@ -136,16 +149,11 @@ def train(
     if cfg["pretrain_epochs"] and not resuming:
         _pretrain_trunk(model, cfg=cfg, train_split=train_split, val_split=val_split,
                         scoring=scoring, log=log, progress=progress)
-    # every group carries its own lr (`_parameter_groups`)
-    optimizer = torch.optim.Adam(
-        _parameter_groups(model, cfg), weight_decay=cfg["optim"]["weight_decay"]
-    )
+    optimizer = build_optimizer(model, cfg)
     scheduler = build_schedule(optimizer, optim=cfg["optim"], epochs=cfg["epochs"])
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.use_grad_scaler)
     train_labels = train_split.arrays.labels[train_split.indices]
-    weights = class_weights(
-        cfg["loss"]["class_weights"], labels=train_labels, n_classes=len(classes)
-    )
+    weights = class_weights(cfg["loss"]["class_weights"], labels=train_labels, classes=classes)
     loss_fn = FocalLoss(gamma=cfg["loss"]["focal_gamma"], alpha=weights).to(runtime.device)
 
     history: list[dict[str, Any]] = []
@@ -229,6 +237,20 @@ def train(
         status="completed", history=history, config=cfg, predictions=predictions,
         model=model.cpu(),
     )
+
+
+OPTIMIZERS: Mapping[str, type[torch.optim.Optimizer]] = MappingProxyType(
+    {"adam": torch.optim.Adam, "radam": torch.optim.RAdam}
+)
+"""``optim.optimizer`` -> optimiser class: Adam (our default) or RAdam (Liu et al. 2020,
+ECG-DualNet's ``torch_optimizer.RAdam``), both with torch's default betas and eps."""
+
+
+def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
+    """The optimiser ``cfg["optim"]["optimizer"]`` names over ``model``'s parameter groups,
+    every group at its own rate (`_parameter_groups`)."""
+    optimizer = OPTIMIZERS[cfg["optim"]["optimizer"]]
+    return optimizer(_parameter_groups(model, cfg), weight_decay=cfg["optim"]["weight_decay"])
 
 
 def split_loader(split: Split, *, cfg: dict[str, Any], training: bool, epoch: int):

@@ -3,7 +3,8 @@
 A data set ``data_io/datasets/<module>.py`` sits next to ``<module>.json``, which holds its
 facts as data: ``name``, ``description``, its ``classes`` (label, metric key, display name),
 the ``normal_class``, the study ``metric`` (name, kind, mode and the classes it averages or
-its positive class), the ``per_class_metrics`` reported beside it, the ``group`` that folds
+its positive class), further mean-F1 ``extra_metrics`` reported beside it (name, classes), the
+``per_class_metrics`` reported beside it, the ``group`` that folds
 keep together (record or patient) and how an item id names its group, the default sampling
 rate ``fs_hz`` (and whether a study may ``resample``), the ``input_samples`` of a fixed-length
 item, ``n_leads`` (null: from the data), the default ``n_folds``, user ``options`` with their
@@ -257,7 +258,13 @@ def _check_facts(name: str, facts: dict[str, Any]) -> None:
     if metric["kind"] not in METRIC_KINDS:
         raise ValueError(f"data set {name}: metric kind {metric['kind']!r} is not one of "
                          f"{METRIC_KINDS}")
-    named = [*metric.get("classes", ()), *([metric["positive"]] if "positive" in metric else []),
+    for extra in facts.get("extra_metrics", ()):
+        if extra.get("kind") != "mean_f1":
+            raise ValueError(f"data set {name}: extra metric {extra.get('name')!r} must be of "
+                             "kind mean_f1")
+    extra_classes = [c for extra in facts.get("extra_metrics", ()) for c in extra["classes"]]
+    named = [*metric.get("classes", ()), *extra_classes,
+             *([metric["positive"]] if "positive" in metric else []),
              *([facts["normal_class"]] if facts["normal_class"] is not None else [])]
     unknown = sorted(set(named) - set(labels))
     if unknown:

@@ -104,3 +104,49 @@ def test_a_fixed_configuration_study_sits_beside_the_rows_it_reproduces():
     assert frame["val/f1_cinc"].tolist() == ["0.820 ± 0.010", "0.7", "0.6"]
     assert side_by_side(published, ours, presets={}) is None
     assert side_by_side(published, ours, presets={"cnn7_gmp": "5.9 / none"}) is None
+
+
+def cinc_study(*, presets: list[str]) -> StudyData:
+    """A CinC 2017 study on ECG-DualNet's split: of ``presets``, or a search (none)."""
+    rows = [{"trial_id": "dualnet_s", "epoch": 12, "fold": 0, "stop_reason": "completed",
+             "val/f1_cinc": 0.81, "val/f1_macro4": 0.74, "val/accuracy": 0.84}]
+    record = {"plan": {"name": "dn", "metric": "val/f1_cinc", "mode": "max", "max_epochs": 12,
+                       "dataset": "cinc2017", "fs_hz": 150.0, "n_folds": 8,
+                       "presets": presets},
+              "asha_milestones": [12], "space": {"parameters": {}},
+              "dataset": {**load_dataset("cinc2017").describe(), "options": {"split": "dualnet"}}}
+    return StudyData(directory=Path("/nonexistent/dn"), name="dn", record=record,
+                     trials=pd.DataFrame(rows), cv=None)
+
+
+def test_dualnet_rows_name_their_protocol_and_their_f1(tmp_path):
+    (tmp_path / "ecg_dualnet_cinc2017.csv").write_text(
+        "source,model,accuracy,f1_4class,params_millions,note\n"
+        "ECG-DualNet slides,CNN baseline (Zihlmann 2017),0.812,0.790,3.5,hidden test set\n"
+        "ECG-DualNet slides,ECG-DualNet S,0.8527,0.8049,1.8,same split\n")
+    section = published_section(cinc_study(presets=[]), reference_dir=tmp_path)
+    frame = next(t.frame for t in section.tables if "ecg_dualnet" in t.name)
+    rows = {row["Model"]: row for _, row in frame.iterrows()}
+    baseline, published, ours = (rows["CNN baseline (Zihlmann 2017)"], rows["ECG-DualNet S"],
+                                 frame.iloc[-1])
+    # The baselines' F1 is over N, A, O on the hidden test set: it goes in the CinC F1 column.
+    assert "hidden test set" in baseline["Protocol"] and baseline["val/f1_cinc"] == "0.790"
+    assert baseline["val/f1_macro4"] == "–"
+    # ECG-DualNet's own F1 is the 4-class macro F1 on its validation split.
+    assert published["val/f1_macro4"] == "0.805" and published["val/f1_cinc"] == "–"
+    assert "7,000 train / 1,528 validation" in published["Protocol"]
+    assert ours["Result"].startswith("this study") and "split=dualnet" in ours["Protocol"]
+    assert ours["val/f1_macro4"] == "0.740" and ours["val/f1_cinc"] == "0.810"
+
+
+@pytest.mark.shared_data
+def test_the_shared_dualnet_table_reads_with_the_cinc_definition():
+    folder = Path(__file__).resolve().parents[3] / "shared" / "reference-results"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not found")
+    section = published_section(cinc_study(presets=["dualnet_s"]), reference_dir=folder)
+    frame = next(t.frame for t in section.tables if "ecg_dualnet" in t.name)
+    # A study of the dualnet_s preset sits right below the row it reproduces.
+    assert frame["Model"].tolist() == ["ECG-DualNet S", "dualnet_s"]
+    assert frame["val/f1_macro4"].tolist() == ["0.805", "0.740"]
+    assert frame["val/accuracy"].tolist() == ["0.853", "0.840"]

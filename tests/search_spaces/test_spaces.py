@@ -305,28 +305,30 @@ EXPECTED = {
             "space/variant": "plus",
             "model/encoders": "spectrogram",
             "model/stft_window": 128,
-            "space/stft_hop_fraction": 0.25,
-            "model/fusion_heads": 2,
             "model/dropout": 0.1,
             "space/augment": True,
             "data/augment/p": 0.3,
-            "loss/focal_gamma": 1.0,
             "optim/lr": 5e-4,
         },
         {
-            "space": {"size": "m", "variant": "plus", "stft_hop_fraction": 0.25, "augment": True},
+            "space": {"size": "m", "variant": "plus", "augment": True},
             "model": {
                 "name": "dualnet",
                 "preset": "dualnetpp_m",
                 "encoders": "spectrogram",
                 "stft_window": 128,
-                "stft_hop": 32,
-                "fusion_heads": 2,
+                "stft_hop": 64,
                 "dropout": 0.1,
             },
-            "data": {"augment": {"pipeline": "ecg_dualnet", "p": 0.3}},
-            "loss": {"focal_gamma": 1.0},
-            "optim": {"lr": 5e-4},
+            "data": {"augment": {"pipeline": "ecg_dualnet", "p": 0.3},
+                     "normalization": "zscore", "train_batching": "bucket",
+                     "eval_batching": "bucket"},
+            "loss": {"focal_gamma": 0.0,
+                     "class_weights": {"N": 0.4, "O": 0.7, "A": 0.9, "~": 0.9}},
+            "optim": {"lr": 5e-4, "optimizer": "radam", "lr_schedule": "multistep",
+                      "lr_decay": 0.1, "lr_milestones": [0.25, 0.5, 0.75], "batch_size": 24,
+                      "weight_decay": 0.0, "warmup_epochs": 0, "conv_lr_fan_in": 0,
+                      "lr_depth": 0, "pool_mean_fraction": 0},
         },
     ),
 }
@@ -505,10 +507,23 @@ def test_dualnet_samples_pick_a_preset_and_switch_the_augmentation(sampled):
         prefix = {"plain": "dualnet", "plus": "dualnetpp"}[params["space/variant"]]
         assert model["preset"] == f"{prefix}_{params['space/size']}"
         assert model["preset"] in preset_names()
-        assert model["stft_hop"] == int(model["stft_window"] * params["space/stft_hop_fraction"])
+        assert model["stft_hop"] == model["stft_window"] // 2  # the published rule
         augment = config["data"]["augment"]
         if params["space/augment"]:
             assert augment == {"pipeline": "ecg_dualnet", "p": params["data/augment/p"]}
         else:
             assert augment is None
     assert {p["model/encoders"] for p, _ in samples} == {"both", "signal", "spectrogram"}
+
+
+def test_dualnet_trials_train_with_the_published_protocol():
+    # The space's fixed training values are the protocol study.train --preset dualnet_* uses,
+    # less what the space samples (rate, augmentation) and what the study sets (epochs).
+    from search_spaces.dualnet import PUBLISHED_TRAINING
+    from study.protocols import load_protocol
+
+    protocol = load_protocol("dualnet_published")
+    flat = {f"{section}/{key}": value for section, values in protocol.items()
+            if isinstance(values, dict) for key, value in values.items()}
+    sampled_or_set = {"optim/lr", "data/augment"}
+    assert dict(PUBLISHED_TRAINING) == {k: v for k, v in flat.items() if k not in sampled_or_set}

@@ -106,3 +106,16 @@ def test_pvc_apb_metrics_are_with_respect_to_pvc():
     assert metrics["val/specificity"] == pytest.approx(1 / 2)
     # PVC scores 0.9, 0.8, 0.3 against APB 0.7, 0.1: pairs won 2 + 2 + 1 = 5 of 6.
     assert metrics["val/auroc"] == pytest.approx(5 / 6)
+
+
+def test_cinc_reports_the_four_class_macro_f1_beside_the_cinc_f1():
+    scoring = Scoring.from_dataset(load_dataset("cinc2017"))
+    y_true = np.array([0, 0, 1, 2, 3, 3])  # N N A O ~ ~
+    predicted = np.array([0, 1, 1, 2, 3, 0])
+    probabilities = np.eye(4)[predicted]
+    metrics = classification_metrics(y_true=y_true, probabilities=probabilities,
+                                      scoring=scoring)
+    f1 = [metrics[f"val/f1_{key}"] for key in ("normal", "af", "other", "noisy")]
+    assert metrics["val/f1_cinc"] == pytest.approx(np.mean(f1[:3]))
+    assert metrics["val/f1_macro4"] == pytest.approx(np.mean(f1))
+    assert metrics["val/f1_macro4"] != metrics["val/f1_cinc"]

@@ -67,3 +67,23 @@ def test_a_checkpoint_of_torchs_cosine_annealing_resumes_where_it_stopped():
         resumed.append((optimizer.param_groups[0]["lr"], old_optimizer.param_groups[0]["lr"]))
     assert [new for new, _ in resumed] == pytest.approx([o for _, o in resumed], rel=1e-6)
     assert resumed[-1][0] == pytest.approx(2e-5)
+
+
+@pytest.mark.parametrize("epochs", [12, 100])
+def test_multistep_is_the_published_milestones_at_quarters(epochs):
+    # ECG-DualNet: MultiStepLR(milestones=[E // 4, 2E // 4, 3E // 4], gamma=0.1), stepped
+    # after every epoch.
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([param], lr=1e-3)
+    scheduler = build_schedule(optimizer, optim={"lr_schedule": "multistep", "lr_decay": 0.1,
+                                                 "lr_milestones": [0.25, 0.5, 0.75]},
+                               epochs=epochs)
+    rates = []
+    for _ in range(epochs):  # the rate each epoch trains at
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    milestones = [epochs // 4, 2 * epochs // 4, 3 * epochs // 4]
+    expected = [1e-3 * 0.1 ** sum(e >= m for m in milestones) for e in range(epochs)]
+    assert rates == pytest.approx(expected, rel=1e-9)
+    assert rates[-1] == pytest.approx(1e-6)

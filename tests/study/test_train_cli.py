@@ -79,3 +79,25 @@ def test_unknown_preset_lists_the_known_ones(capsys):
     with pytest.raises(SystemExit):
         main(["--preset", "cnn8_gmp", "--data-dir", "x", "--epochs", "1"])
     assert "cnn7_gmp" in capsys.readouterr().err
+
+
+def test_the_dualnet_split_validates_on_its_share_and_the_preset_trains_as_published(
+        synthetic_dirs, tmp_path, capsys):
+    # dualnet_s by name: its protocol (batch 24, RAdam, ...) over --epochs; 4 of the 24
+    # records (1,528 / 8,528 of each class, rounded) in fold 0.
+    train_dir, _ = synthetic_dirs
+    out = tmp_path / "out"
+    code = main(["--preset", "dualnet_s", "--data-dir", str(train_dir), "--epochs", "1",
+                 "--fs-hz", "100", "--data-option", "split=dualnet", "--out", str(out),
+                 "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    result = json.loads(captured.out)
+    folds = [line.split(",")[1] for line in (out / "folds.csv").read_text().splitlines()[1:]]
+    assert sum(map(sum, result["val/confusion"])) == folds.count("0") == 4
+    assert 0.0 <= result["val/f1_macro4"] <= 1.0
+    config = json.loads((out / "config.json").read_text())
+    assert config["optim"]["optimizer"] == "radam" and config["optim"]["batch_size"] == 24
+    assert main(["--preset", "dualnet_s", "--data-dir", str(train_dir), "--epochs", "1",
+                 "--data-option", "split=random"]) == 2
+    assert "split='random' is not one of folds, dualnet" in capsys.readouterr().err

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import types
 
+import numpy as np
 import pytest
 
 from data_io.datasets import dataset_names, load_dataset
@@ -87,3 +89,23 @@ def test_aami_mapping_is_the_ec57_grouping():
 def test_group_of_reads_the_record_from_an_item_id():
     assert load_dataset("mitdb-beats").group_of("208_000017") == "208"
     assert load_dataset("cinc2017").group_of("A00001") == "A00001"
+
+
+def test_the_dualnet_split_validates_on_the_published_share_of_each_class():
+    cinc = load_dataset("cinc2017")
+    rng = np.random.default_rng(0)
+    labels = rng.choice(4, size=3000, p=[0.59, 0.09, 0.28, 0.04])
+    arrays = types.SimpleNamespace(record_ids=[f"A{i + 1:05d}" for i in range(3000)],
+                                   labels=labels)
+    plan = cinc.fold_plan(arrays, n_folds=8, seed=0, options=cinc.resolve_options(
+        {"split": "dualnet"}))
+    folds = np.array([plan.table.as_dict()[r] for r in arrays.record_ids])
+    share = 1528 / 8528
+    assert abs((folds == 0).mean() - share) < 0.002
+    for k in range(4):  # stratified: every class in the same proportion
+        assert abs((folds[labels == k] == 0).mean() - share) < 0.01
+    assert set(folds) == set(range(8)) and "fold 0 validates" in plan.notes[0]
+    again = cinc.fold_plan(arrays, n_folds=8, seed=0, options={"split": "dualnet"})
+    assert again.table == plan.table
+    default = cinc.fold_plan(arrays, n_folds=8, seed=0, options=cinc.resolve_options({}))
+    assert default.table != plan.table and not default.notes
