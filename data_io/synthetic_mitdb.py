@@ -28,12 +28,21 @@ def load_params() -> dict[str, Any]:
     return json.loads(resources.files(__package__).joinpath(PARAMS_FILE).read_text("utf-8"))
 
 
-def record_names(n_records: int) -> list[str]:
-    """``n_records`` MIT-BIH record names: DS1 first, then DS2 (from the mitdb-beats facts)."""
+def max_records() -> int:
+    """The most synthetic MIT-BIH records: one per non-paced record name (DS1 and DS2)."""
+    return len(_all_names())
+
+
+def _all_names() -> list[str]:
     from data_io.datasets import load_dataset
 
     splits = load_dataset("mitdb-beats").facts["splits"]
-    names = [*splits["DS1"], *splits["DS2"]]
+    return [*splits["DS1"], *splits["DS2"]]
+
+
+def record_names(n_records: int) -> list[str]:
+    """``n_records`` MIT-BIH record names: DS1 first, then DS2 (from the mitdb-beats facts)."""
+    names = _all_names()
     if n_records > len(names):
         raise ValueError(f"at most {len(names)} synthetic MIT-BIH records (one per non-paced "
                          f"record name), asked for {n_records}")

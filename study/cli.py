@@ -9,7 +9,7 @@ from data_io.datasets import dataset_names
 from search_spaces import space_names
 from study import mitdb_explanations
 from study.cli_help import DefaultsHelpFormatter
-from study.plan import RUNG_METRICS, SAMPLERS, SCHEDULERS
+from study.plan import DEFAULT_SYNTHETIC_RECORDS, RUNG_METRICS, SAMPLERS, SCHEDULERS
 from study.wandb_mode import MODES
 
 
@@ -53,8 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--data-option", action="append", metavar="OPTION=VALUE",
                       help="a data set option (repeatable), e.g. window=centred or "
                            "split=beat-random for mitdb-beats (--show-dataset lists them)")
-    what.add_argument("--synthetic-records", type=int, default=200,
-                      help="records generated for a synthetic data set")
+    what.add_argument("--synthetic-records", type=int,
+                      help=f"records generated for a synthetic data set (default: "
+                           f"{DEFAULT_SYNTHETIC_RECORDS}, or all the set can make when that is "
+                           f"fewer: 44 for the synthetic MIT-BIH sets)")
     what.add_argument("--fs-hz", type=float,
                       help="records resampled to this rate (default: the data set's rate, "
                            "150 Hz for CinC 2017, or the space's SMOKE rate with --smoke where "

@@ -34,6 +34,10 @@ RUNG_METRICS = {"metric": None, "loss": ("val/loss", "min"), "auroc": ("val/auro
 """What ASHA ranks trials on at its rungs: the study metric, the validation loss or the macro
 AUROC (the study still selects and reports on the study metric)."""
 TEST_SETS = ("fold", "directory", "none")
+
+DEFAULT_SYNTHETIC_RECORDS = 200
+"""Records a synthetic set generates when --synthetic-records is not given (fewer where the
+set can make fewer)."""
 """Where a study's test set comes from: a fold of the split (or the data set's held-out
 groups), a directory of separate records, or nowhere (``--no-test``)."""
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -230,7 +234,7 @@ def make_plan(args: Any, *, wandb_mode: str) -> Plan:
         address=args.address,
         wandb_mode=wandb_mode,
         smoke=args.smoke,
-        synthetic_records=args.synthetic_records,
+        synthetic_records=synthetic_records(args.synthetic_records, dataset=dataset),
         cv_top_k=args.cv_top_k,
         explain_top=args.explain_top,
         max_failures=args.max_failures,
@@ -467,9 +471,9 @@ def _check_numbers(args: Any, *, n_folds: int, dataset: Dataset) -> None:
         (args.keep_checkpoints >= 0, "--keep-checkpoints must be zero or positive"),
         (args.cv_top_k <= args.num_samples, "--cv-top-k cannot exceed --num-samples"),
         (args.fs_hz is None or args.fs_hz > 0, "--fs-hz must be positive"),
-        (not dataset.generates or args.data_dir or args.synthetic_records >= 2 * n_folds,
-         "--synthetic-records must be at least twice --folds (records per fold)"),
     ]
+    if dataset.generates and not args.data_dir:
+        _check_synthetic_records(args.synthetic_records, dataset=dataset, n_folds=n_folds)
     for ok, message in checks:
         if not ok:
             raise StudyError(message)
@@ -518,6 +522,26 @@ def _storage_path(value: str | None, *, study_dir: Path) -> str:
     if not os.access(path, os.W_OK):
         raise StudyError(f"--storage-path {path} is not writable")
     return str(path)
+
+
+def synthetic_records(given: int | None, *, dataset: Dataset) -> int:
+    """The records a synthetic set generates: ``--synthetic-records``, else the default
+    capped at what the set can make."""
+    if given is not None:
+        return given
+    limit = dataset.max_generated
+    return DEFAULT_SYNTHETIC_RECORDS if limit is None else min(DEFAULT_SYNTHETIC_RECORDS, limit)
+
+
+def _check_synthetic_records(given: int | None, *, dataset: Dataset, n_folds: int) -> None:
+    n_records = synthetic_records(given, dataset=dataset)
+    limit = dataset.max_generated
+    if limit is not None and n_records > limit:
+        raise StudyError(f"--synthetic-records {n_records}: {dataset.name} generates at most "
+                         f"{limit} records (one per MIT-BIH record name)")
+    if n_records < 2 * n_folds:
+        raise StudyError(f"--synthetic-records {n_records}: must be at least twice --folds "
+                         f"({n_folds}), so that every fold has records")
 
 
 def _check_gpus(args: Any) -> None:

@@ -154,6 +154,12 @@ class Dataset:
         return hasattr(self.module, "generate")
 
     @property
+    def max_generated(self) -> int | None:
+        """The most records a synthetic set can generate (None: no limit)."""
+        limit = getattr(self.module, "max_records", None)
+        return None if limit is None else int(limit())
+
+    @property
     def training(self) -> dict[str, Any]:
         """Training-config sections merged under every trial (e.g. batching)."""
         return copy.deepcopy(dict(self.facts.get("training", {})))

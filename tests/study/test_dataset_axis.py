@@ -171,3 +171,26 @@ def test_segment_explanations_carry_their_annotated_abnormal_beats(mitdb_records
                                            explanations=Path(written["explanations"])),
                             data_truth=None)
     assert [truth.name for truth, _ in found] == ["annotations"]
+
+
+def test_synthetic_record_counts_default_to_what_the_set_can_make(tmp_path):
+    """The synthetic MIT-BIH sets make one record per MIT-BIH record name: the default asks for
+    all of them, and asking for more is one error naming the option, before any directory."""
+    def plan_of(*extra):
+        args = run.build_parser().parse_args(
+            ["--space", "hadln", "--name", "x", "--study-dir", str(tmp_path / "study"),
+             "--wandb-mode", "disabled", *extra])
+        return run.make_plan(args, wandb_mode="disabled")
+
+    assert plan_of("--dataset", "synthetic-mitdb-beats").synthetic_records == 44
+    assert plan_of("--dataset", "synthetic").synthetic_records == 200
+    with pytest.raises(StudyError, match=r"--synthetic-records 45: synthetic-mitdb-beats "
+                                         r"generates at most 44 records"):
+        plan_of("--dataset", "synthetic-mitdb-beats", "--synthetic-records", "45")
+    with pytest.raises(StudyError, match=r"--synthetic-records 9: must be at least twice "
+                                         r"--folds \(5\)"):
+        plan_of("--dataset", "synthetic-mitdb-pvc-apb", "--synthetic-records", "9")
+    assert run.main(["--space", "hadln", "--dataset", "synthetic-mitdb-beats", "--name", "y",
+                     "--study-dir", str(tmp_path / "refused"), "--synthetic-records", "45",
+                     "--wandb-mode", "disabled"]) == 2
+    assert not (tmp_path / "refused").exists()
