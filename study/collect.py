@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -106,9 +107,18 @@ def sampled_and_fixed(config: dict[str, Any], *, spec: StudySpec) -> dict[str, A
             "fixed": fixed}
 
 
+def report_command(plan: Plan) -> str:
+    """The command that builds the study's report."""
+    return shlex.join(["python", "-m", "reports.build", "--study", str(plan.study_dir)])
+
+
 def retrain_command(plan: Plan) -> str:
-    """The command that retrains the best configuration on all the study's data and scores
-    it on a held-out directory (docs/best-trial-to-test-score.md)."""
-    return (f"python -m study.train --config {Path(plan.study_dir) / BEST_CONFIG} "
-            f"--dataset {plan.dataset} --data-dir {plan.data_dir} --eval-dir TEST_DIR "
-            f"--out {Path(plan.study_dir) / 'final'} --json")
+    """The command that retrains the best configuration alone, on the study's data and folds
+    and validated on its search fold, as it pastes (docs/best-trial-to-test-score.md)."""
+    options = [word for key, value in sorted(plan.dataset_options.items())
+               for word in ("--data-option", f"{key}={value}")]
+    return shlex.join(["python", "-m", "study.train",
+                       "--config", str(Path(plan.study_dir) / BEST_CONFIG),
+                       "--dataset", plan.dataset, "--data-dir", str(plan.data_dir),
+                       "--fold", str(plan.fold), "--n-folds", str(plan.n_folds), *options,
+                       "--out", str(Path(plan.study_dir) / "retrain"), "--json"])

@@ -37,6 +37,7 @@ from study.collect import (
     BEST_TRIAL,
     collect,
     cv_identity,
+    report_command,
     result_by_trial,
     retrain_command,
     trial_id,
@@ -269,6 +270,7 @@ def _finish_study(plan: Plan, spec: StudySpec, grid) -> int:
     if final is not None:
         print("\n".join(final_test_lines(final)))
     print(_prune(plan, ranked, grid))
+    print(next_steps(plan, best=best))
     return 0
 
 
@@ -306,6 +308,7 @@ def run_fixed(plan: Plan, spec: StudySpec) -> int:
     print(fixed_summary(plan, frame))
     if final is not None:
         print("\n".join(final_test_lines(final)))
+    print(next_steps(plan, best=None))
     return 0
 
 
@@ -321,8 +324,7 @@ def fixed_summary(plan: Plan, frame) -> str:
         lines.append(f"  {name}: {plan.metric} {scores.mean():.4f} +- {scores.std(ddof=1):.4f} "
                      f"over {scores.notna().sum()} folds" if len(scores) > 1 else
                      f"  {name}: {plan.metric} {scores.mean():.4f} on 1 fold")
-    lines.append(f"per-fold results: {plan.study_dir}/cv.parquet; report: python -m "
-                 f"reports.build --study {plan.study_dir}")
+    lines.append(f"per-fold results: {plan.study_dir}/cv.parquet")
     return "\n".join(lines)
 
 
@@ -483,9 +485,18 @@ def summary(plan: Plan, frame, best: dict[str, Any] | None) -> str:
         lines.append(f"best: {best['trial_id']} {plan.metric} {best[plan.metric]:.4f} after "
                      f"{best['epochs']} epochs; config in {plan.study_dir}/{BEST_CONFIG} "
                      f"(trial details in {BEST_TRIAL})")
-        lines.append(f"retrain it on all the data and score a test directory:\n  "
-                     f"{retrain_command(plan)}")
     lines.append(f"per-epoch results: {plan.study_dir}/trials.parquet")
+    return "\n".join(lines)
+
+
+def next_steps(plan: Plan, *, best: dict[str, Any] | None) -> str:
+    """The closing commands, as they paste: the report, then (after a search with a best
+    trial) the best configuration's retraining."""
+    lines = [f"next, the report:\n  {report_command(plan)}"]
+    if best is not None:
+        lines.append(f"retrain the best configuration alone (validated on fold {plan.fold} "
+                     f"as in the search; add --eval-dir DIR to train on all of --data-dir and "
+                     f"score records you hold out):\n  {retrain_command(plan)}")
     return "\n".join(lines)
 
 

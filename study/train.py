@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -165,10 +166,36 @@ def summary(result: TrainResult, *, classes: tuple[str, ...], seconds: float) ->
     }
 
 
+UNDEFINED_REASON = ("not defined on this validation set (a class without records, or a score "
+                    "of an epoch that diverged)")
+
+
+def strict_json(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` with every NaN or infinite number replaced by null, and the keys that held
+    one listed under ``undefined`` with the reason, so the output parses as strict JSON."""
+    undefined: list[str] = []
+
+    def clean(value: Any, path: str) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v, f"{path}{k}" if not path else f"{path}.{k}")
+                    for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, float) and not math.isfinite(value):
+            undefined.append(path)
+            return None
+        return value
+
+    cleaned = clean(payload, "")
+    if undefined:
+        cleaned["undefined"] = {"keys": undefined, "reason": UNDEFINED_REASON}
+    return cleaned
+
+
 def write_outputs(out: Path, result: TrainResult, payload: dict[str, Any]) -> None:
     """Metrics and per-record predictions next to the checkpoint."""
     (out / "config.json").write_text(json.dumps(result.config, indent=2))
-    (out / "metrics.json").write_text(json.dumps(payload, indent=2))
+    (out / "metrics.json").write_text(json.dumps(payload, indent=2, allow_nan=False))
     preds = result.predictions
     if not preds:
         return
@@ -208,13 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetError, StudyError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    payload = summary(
+    payload = strict_json(summary(
         result, classes=train_split.arrays.classes, seconds=time.perf_counter() - started
-    )
+    ))
     if args.out is not None:
         write_outputs(args.out, result, payload)
     if args.json:
-        print(json.dumps(payload, indent=2))
+        print(json.dumps(payload, indent=2, allow_nan=False))
     else:
         metric = load_dataset(args.dataset).metric.key
         print(f"{result.status}: {metric} {result.final.get(metric, float('nan')):.4f}")

@@ -4,6 +4,10 @@ data, resume after the driver is SIGKILLed, dry runs and bad input."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -48,20 +52,35 @@ def test_only_the_best_trials_keep_their_checkpoints(finished_study):
     assert any(best["trial_id"] in name for name in checkpoints)
 
 
-def test_best_config_trains_again_with_study_train(finished_study, capsys):
-    from study.config import resolve_config
-    from study.train import main as train_main
+def _printed_command(out: str, *, after: str) -> str:
+    """The indented command on the line after the one that starts with ``after``."""
+    lines = out.splitlines()
+    index = next(i for i, line in enumerate(lines) if line.startswith(after))
+    return lines[index + 1].strip()
 
+
+def test_the_closing_commands_run_as_printed(finished_study, tmp_path):
+    """The study's last lines are the report command, then the best configuration's retraining;
+    each runs exactly as printed, from another directory, and the retraining's JSON is strict
+    (no NaN)."""
     study_dir, out = finished_study
-    config = json.loads((study_dir / "best_config.json").read_text())
-    resolved = resolve_config(config)  # the schema study.train reads
-    assert resolved["data"]["fs_hz"] == 100.0 and resolved["epochs"] == 3
-    assert f"--config {study_dir / 'best_config.json'}" in out
-    code = train_main(["--config", str(study_dir / "best_config.json"), "--data-dir",
-                       str(study_dir / "data"), "--epochs", "1", "--json"])
-    assert code == 0
-    result = json.loads(capsys.readouterr().out)
-    assert result["epochs_completed"] == 1 and 0.0 <= result["val/f1_cinc"] <= 1.0
+    closing = out.splitlines()[-4:]
+    assert closing[0] == "next, the report:" and closing[2].startswith("retrain the best")
+    report = _printed_command(out, after="next, the report:")
+    retrain = _printed_command(out, after="retrain the best configuration alone")
+    assert report == f"python -m reports.build --study {study_dir}"
+    assert "TEST_DIR" not in retrain and "--eval-dir" not in retrain
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(retrain, shell=True, cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout, parse_constant=lambda word: pytest.fail(f"JSON has {word}"))
+    best = json.loads((study_dir / "best_trial.json").read_text())
+    assert result["epochs_completed"] == best["epochs"] and 0.0 <= result["val/f1_cinc"] <= 1.0
+    done = subprocess.run(report, shell=True, cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "reports" / "_build" / "index.html").is_file()
 
 
 def test_asha_stops_trials_early_and_rows_record_why(finished_study):

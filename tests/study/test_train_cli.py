@@ -101,3 +101,16 @@ def test_the_dualnet_split_validates_on_its_share_and_the_preset_trains_as_publi
     assert main(["--preset", "dualnet_s", "--data-dir", str(train_dir), "--epochs", "1",
                  "--data-option", "split=random"]) == 2
     assert "split='random' is not one of folds, dualnet" in capsys.readouterr().err
+
+
+def test_json_output_is_strict_and_names_the_undefined_scores():
+    from study.train import UNDEFINED_REASON, strict_json
+
+    payload = {"val/f1_cinc": 0.5, "val/auroc_A": float("nan"),
+               "history": [{"val/loss": float("inf"), "epoch": 1}]}
+    cleaned = strict_json(payload)
+    assert json.loads(json.dumps(cleaned, allow_nan=False)) == cleaned
+    assert cleaned["val/auroc_A"] is None and cleaned["history"][0]["val/loss"] is None
+    assert cleaned["undefined"] == {"keys": ["val/auroc_A", "history[0].val/loss"],
+                                    "reason": UNDEFINED_REASON}
+    assert "undefined" not in strict_json({"val/f1_cinc": 0.5})
