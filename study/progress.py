@@ -175,18 +175,16 @@ class StudyProgress(tune.Callback):
         epoch = int(last.get("epoch", 0))
         score = last.get(self.metric)
         scored = f"{self.shown_as} {score:.4f}" if score is not None else "no score"
-        if last.get("trial_status") == "diverged":
-            self._ended[trial.trial_id] = "diverged"
+        outcome = self._ended[trial.trial_id] = self._outcome(last)
+        if outcome == "diverged":
             message = last.get("message") or "loss not finite"
             self._say(f"{self._number(trial)} diverged: {message}")
-        elif epoch >= self.milestones[-1]:
-            self._ended[trial.trial_id] = "finished"
+        elif outcome == "finished":
             if score is not None:
                 self._note_best(float(score), trial.trial_id)
             self._say(f"{self._number(trial)} finished after {epoch} epochs: "
                       f"{scored}{self._best_note(trial.trial_id)}")
         else:
-            self._ended[trial.trial_id] = "stopped"
             self._say(f"{self._number(trial)} stopped early by the scheduler after epoch "
                       f"{epoch}: {scored}")
         self._summary_if_due(trials, force=False)
@@ -221,7 +219,27 @@ class StudyProgress(tune.Callback):
         if not force and now - self._last_summary < self.interval_s:
             return
         self._last_summary = now
+        self._adopt_ended(trials)
         self._say(self.summary_line(running=sum(t.status == "RUNNING" for t in trials)))
+
+    def _adopt_ended(self, trials: list) -> None:
+        """Count the trials that ended before this driver saw them (a resumed study restores
+        them already terminated, and Tune calls no completion hook for them)."""
+        for trial in trials:
+            if trial.trial_id in self._ended or trial.status not in ("TERMINATED", "ERROR"):
+                continue
+            last = trial.last_result or {}
+            self._ended[trial.trial_id] = ("failed" if trial.status == "ERROR"
+                                           else self._outcome(last))
+            score = last.get(self.metric)
+            if self._ended[trial.trial_id] == "finished" and score is not None:
+                self._note_best(float(score), trial.trial_id)
+
+    def _outcome(self, last: dict) -> str:
+        """finished / stopped / diverged, from a trial's last result."""
+        if last.get("trial_status") == "diverged":
+            return "diverged"
+        return "finished" if int(last.get("epoch", 0)) >= self.milestones[-1] else "stopped"
 
     def summary_line(self, *, running: int) -> str:
         """``3/8 trials done (1 finished, 2 stopped), 2 running, best ... ; ETA ~4 min``."""

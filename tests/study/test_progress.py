@@ -166,3 +166,17 @@ def test_a_rung_line_shows_the_metric_asha_ranks_on_when_it_is_another(capsys):
                                          "val/auroc_macro": 0.71, "time_this_iter_s": 10})
     line = capsys.readouterr().out.splitlines()[-1]
     assert line.endswith("epoch 2 (rung 0): val/f1_cinc 0.2500, ranked on val/auroc_macro 0.7100")
+
+
+def test_a_resumed_study_counts_the_trials_that_ended_before_it(progress, capsys):
+    """Tune restores finished trials as TERMINATED and calls no completion hook for them: the
+    summary still counts them, with their outcomes and the best score among them."""
+    done = _trial("aaaa", epoch=9, **{"val/f1_cinc": 0.7})
+    stopped = _trial("bbbb", epoch=1, **{"val/f1_cinc": 0.2})
+    failed = _trial("cccc")
+    done.status = stopped.status = "TERMINATED"
+    failed.status = "ERROR"
+    progress.on_experiment_end([done, stopped, failed])
+    line = capsys.readouterr().out.strip()
+    assert ("search: 3/3 trials done (1 failed, 1 finished, 1 stopped), 0 running, "
+            "best val/f1_cinc 0.7000 (aaaa); took ") in line
