@@ -25,7 +25,14 @@ from reports.cv_tables import cv_section
 from reports.early_stopping import early_stopping_section
 from reports.explanation_sanity import sanity_section
 from reports.explanation_scores import explanation_scores_section
-from reports.export import Manifest, render_index, static_exporter, write_figure, write_table
+from reports.export import (
+    STATIC_FORMATS,
+    Manifest,
+    render_index,
+    static_exporter,
+    write_figure,
+    write_table,
+)
 from reports.galleries import galleries_section
 from reports.importance import importance_section
 from reports.marginals import marginals_section
@@ -105,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "cost time in proportion)")
     parser.add_argument("--no-static", action="store_true",
                         help="skip PDF/SVG export (HTML, CSV and LaTeX only)")
+    parser.add_argument("--png", action="store_true",
+                        help="also export every figure as PNG (for Markdown pages such as "
+                             "docs/showcase.md)")
     parser.add_argument("--wandb", action="store_true",
                         help="also log the figures and tables to each study's W&B group")
     return parser
@@ -154,7 +164,7 @@ def study_sections(study: StudyData, *, reference_dir: Path | None = None,
 
 def build(
     studies: list[Path], *, out: Path, static: bool, reference_dir: Path | None = None,
-    n_bootstrap: int = DEFAULT_RESAMPLES,
+    n_bootstrap: int = DEFAULT_RESAMPLES, formats: tuple[str, ...] = STATIC_FORMATS,
 ) -> tuple[Manifest, list[tuple[str, list[Section]]]]:
     """Write the report of ``studies`` into ``out`` (replaced); returns the manifest and the
     sections it drew."""
@@ -174,7 +184,8 @@ def build(
                 for section in sections:
                     for figure in section.figures:
                         manifest.figures.append(write_figure(figure, out=out,
-                                                             static=can_export))
+                                                             static=can_export,
+                                                             formats=formats))
                     manifest.tables.extend(write_table(t, out=out) for t in section.tables)
     manifest.warnings = sorted({str(w.message) for w in caught if "static export" in
                                 str(w.message)})
@@ -213,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
               "sets it)", file=sys.stderr)
         manifest, sections = build(studies, out=args.out, static=not args.no_static,
                                    reference_dir=args.reference_results,
-                                   n_bootstrap=args.bootstrap)
+                                   n_bootstrap=args.bootstrap,
+                                   formats=STATIC_FORMATS + (("png",) if args.png else ()))
         if args.wandb:
             modes = {s.name: s.record["plan"].get("wandb_mode", "offline")
                      for s in map(load_study, studies)}

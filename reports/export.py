@@ -62,7 +62,11 @@ def _fixed_svg_ids(data: bytes, *, name: str) -> bytes:
     return data.replace(found.group(1), fixed)
 
 
-DETERMINISTIC = {"pdf": _fixed_pdf_dates, "svg": _fixed_svg_ids}
+DETERMINISTIC = {"pdf": _fixed_pdf_dates, "svg": _fixed_svg_ids, "png": lambda data, name: data}
+"""Per format: the exported bytes made independent of the moment and the run (PNG already is)."""
+
+RASTER_SCALE = 2
+"""PNG pixels per layout pixel: sharp on high-density screens and in a Markdown page."""
 
 
 def browser_path() -> str | None:
@@ -103,8 +107,10 @@ def static_exporter(enabled: bool) -> Iterator[bool]:
         kaleido.stop_sync_server(silence_warnings=True)
 
 
-def write_figure(figure: Figure, *, out: Path, static: bool) -> dict:
-    """Static files of one figure; returns its manifest entry."""
+def write_figure(figure: Figure, *, out: Path, static: bool,
+                 formats: tuple[str, ...] = STATIC_FORMATS) -> dict:
+    """Static files of one figure (``formats``, when ``static``); returns its manifest
+    entry."""
     if not FIGURE_NAME.fullmatch(figure.name):
         raise ValueError(f"figure name {figure.name!r}: use lowercase letters, digits, . _ -")
     # Plotly's own JSON, always: what `python -m study.wandb_report` logs as an interactive
@@ -117,10 +123,11 @@ def write_figure(figure: Figure, *, out: Path, static: bool) -> dict:
         drawn = go.Figure(figure.figure)
         for number, trace in enumerate(drawn.data):
             trace.uid = f"{number}"  # plotly.js would draw random trace ids into the SVG
-        for fmt in STATIC_FORMATS:
+        for fmt in formats:
             path = out / "figures" / f"{figure.name}.{fmt}"
             path.parent.mkdir(parents=True, exist_ok=True)
-            data = pio.to_image(drawn, format=fmt)
+            data = pio.to_image(drawn, format=fmt, **({"scale": RASTER_SCALE}
+                                                      if fmt == "png" else {}))
             data = DETERMINISTIC[fmt](data, name=figure.name)
             path.write_bytes(data)
             files[fmt] = str(path.relative_to(out))

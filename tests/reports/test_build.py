@@ -190,3 +190,22 @@ def test_without_a_browser_static_export_is_off_with_a_warning_not_a_hang(monkey
     with pytest.warns(UserWarning, match="static export .* is off: no Chrome or Chromium"), \
             export.static_exporter(True) as static:
         assert static is False
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chrome/Chromium for static export")
+def test_png_export_is_a_real_image_at_twice_the_layout_size(tmp_path):
+    import plotly.graph_objects as go
+
+    from reports import export
+    from reports.artifact import Figure, Sources
+
+    drawn = go.Figure(go.Scatter(y=[1, 3, 2]), layout={"width": 300, "height": 200})
+    figure = Figure(name="curve", title="a curve", figure=drawn, sources=Sources(study="s"))
+    with export.static_exporter(True) as static:
+        entry = export.write_figure(figure, out=tmp_path, static=static,
+                                    formats=(*export.STATIC_FORMATS, "png"))
+    png = (tmp_path / entry["files"]["png"]).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (300 * export.RASTER_SCALE, 200 * export.RASTER_SCALE)
+    assert set(entry["files"]) == {"json", "pdf", "svg", "png"}
