@@ -51,9 +51,11 @@ def suggest_focal_gamma(trial: BaseTrial) -> float:
     return trial.suggest_float("loss/focal_gamma", 0.0, FOCAL_GAMMA_MAX, step=FOCAL_GAMMA_STEP)
 
 
-CLASS_WEIGHTINGS: tuple[str | None, ...] = (None, "sqrt_inverse_frequency", "inverse_frequency")
+CLASS_WEIGHTINGS: tuple[str | None, ...] = (
+    None, "sqrt_inverse_frequency", "inverse_frequency", "complement_frequency")
 """Loss class weighting: none, or a rule of `study.trainer.CLASS_WEIGHTS` (rare classes gain
-weight; the square root less extremely)."""
+weight; the square root less extremely; 1 - class share, the HADLN reproduction's, only
+lightens a dominant class)."""
 
 
 def suggest_class_weights(trial: BaseTrial) -> str | None:

@@ -29,7 +29,7 @@ import optuna
 
 from data_io.datasets import dataset_names, load_dataset
 from data_io.errors import DatasetError
-from search_spaces import describe_space, space_names
+from search_spaces import describe_space, load_space, space_names, unflatten
 from study import mitdb_explanations, optuna_storage
 from study.cli import build_parser
 from study.collect import (
@@ -257,12 +257,14 @@ def _search_candidates(plan: Plan, ranked, grid) -> list[dict[str, Any]]:
 
 
 def preset_candidates(plan: Plan) -> list[dict[str, Any]]:
-    """Fixed configurations (``--presets``): each preset's model with the default training
-    settings, named by the preset."""
+    """Fixed configurations (``--presets``): each preset's model, named by the preset, with
+    its family's published training where the space gives one (``PUBLISHED_TRAINING``, e.g.
+    HADLN's) and the default training settings otherwise."""
     from models.presets import load_preset
 
-    return [{"trial_id": name, "config": {"model": load_preset(name)}, "search_score": None}
-            for name in plan.presets]
+    training = unflatten(dict(getattr(load_space(plan.space), "PUBLISHED_TRAINING", {})))
+    return [{"trial_id": name, "config": {**training, "model": load_preset(name)},
+             "search_score": None} for name in plan.presets]
 
 
 def run_fixed(plan: Plan, spec: StudySpec) -> int:
