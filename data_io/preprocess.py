@@ -137,13 +137,24 @@ def robust(x: np.ndarray) -> np.ndarray:
     )
 
 
+def amplitude_range(x: np.ndarray) -> np.ndarray:
+    """Each lead divided by its range (max - min), not centred: the attention-segmenter
+    code's amplitude scaling (``datasets/preprocess.py``, ``normalize_ecg``). A lead whose
+    range is (nearly) zero is left as it is."""
+    x64 = np.asarray(x, dtype=np.float64)
+    if x64.shape[-1] == 0:
+        return x64.astype(np.float32)
+    spread = x64.max(axis=-1, keepdims=True) - x64.min(axis=-1, keepdims=True)
+    return (x64 / np.where(spread > _EPS, spread, 1.0)).astype(np.float32)
+
+
 def identity(x: np.ndarray) -> np.ndarray:
     """No normalization: millivolts as recorded (a float32 copy)."""
     return np.array(x, dtype=np.float32, copy=True)
 
 
 NORMALIZERS: Mapping[str, Normalizer] = MappingProxyType(
-    {"zscore": zscore, "robust": robust, "none": identity}
+    {"zscore": zscore, "robust": robust, "range": amplitude_range, "none": identity}
 )
 """Normalizer name (as written in configs) -> function. Read-only."""
 

@@ -5,7 +5,8 @@ anneals every parameter group to ``lr_final_ratio`` of its own rate at the last 
 final epoch (the one a study records) is trained at a small learning rate and its score
 fluctuates less. ``plateau`` is the HADLN reproduction's: every rate x ``lr_plateau_factor``
 once the validation loss has not improved for ``lr_plateau_patience`` epochs; it is the one
-schedule stepped with a loss (`step_schedule`).
+schedule stepped with a loss (`step_schedule`). ``constant`` keeps every rate (the
+attention-segmenter paper's Adam at 1e-5 throughout).
 """
 
 from __future__ import annotations
@@ -43,10 +44,19 @@ def plateau(optimizer: torch.optim.Optimizer, optim: dict[str, Any], epochs: int
         patience=optim["lr_plateau_patience"])
 
 
+def constant(optimizer: torch.optim.Optimizer, optim: dict[str, Any], epochs: int) -> Scheduler:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=_unchanged)
+
+
+def _unchanged(epoch: int) -> float:
+    return 1.0
+
+
 LR_SCHEDULES: dict[str, Callable[[torch.optim.Optimizer, dict[str, Any], int], Scheduler]] = {
     "exponential": exponential,
     "cosine": cosine,
     "plateau": plateau,
+    "constant": constant,
 }
 
 

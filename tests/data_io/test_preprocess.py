@@ -151,9 +151,15 @@ def test_none_returns_millivolts_unchanged() -> None:
 
 def test_unknown_normalizer_lists_the_known_names() -> None:
     # the list includes the data-set-wide normalizations fitted on training records
-    with pytest.raises(ValueError, match=r"'minmax'.*none, robust, train_zscore, "
+    with pytest.raises(ValueError, match=r"'minmax'.*none, range, robust, train_zscore, "
                                          r"train_zscore_position, zscore"):
         normalizer("minmax")
+
+
+def test_range_divides_each_lead_by_its_range_without_centring() -> None:
+    # datasets/preprocess.py of the attention segmenter: ecg[k] / (ecg[k].max() - ecg[k].min())
+    x = np.array([[1.0, 3.0, 2.0], [-2.0, 2.0, 0.0]], dtype=np.float32)
+    np.testing.assert_allclose(normalizer("range")(x), [[0.5, 1.5, 1.0], [-0.5, 0.5, 0.0]])
 
 
 def _two_lead_arrays(signals_mv: list[np.ndarray]) -> EcgArrays:

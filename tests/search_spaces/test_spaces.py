@@ -295,8 +295,11 @@ EXPECTED = {
         },
         {
             "model": {"name": "segmenter", "variant": "classifier_only"},
-            "loss": {"focal_gamma": 1.0},
-            "optim": {"lr": 1e-3},
+            "loss": {"focal_gamma": 1.0, "class_weights": "inverse_frequency"},
+            "optim": {"lr": 1e-3, "batch_size": 16, "lr_schedule": "constant",
+                      "weight_decay": 0.0, "warmup_epochs": 0, "conv_lr_fan_in": 0,
+                      "lr_depth": 0, "pool_mean_fraction": 0},
+            "data": {"normalization": "range"},
         },
     ),
     "hadln": (
