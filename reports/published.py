@@ -70,7 +70,7 @@ def study_rows(study: StudyData, metrics: list[str], *, entry: dict | None = Non
     their protocol is labelled against ``entry``'s (the published table's) where given."""
     protocol = _protocol(study, entry or {})
     if study.cv is not None:
-        folds = fold_scores(study)
+        folds = fold_scores(study, also=metrics)
         rows = []
         for candidate in cv_summary(study)["candidate"]:
             mine = folds[folds["candidate"] == candidate]

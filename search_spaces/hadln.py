@@ -18,6 +18,7 @@ from typing import Any
 from optuna.trial import BaseTrial
 
 from search_spaces._common import (
+    WITHOUT_OUR_AIDS,
     smoke_settings,
     suggest_class_weights,
     suggest_focal_gamma,
@@ -32,11 +33,7 @@ PUBLISHED_TRAINING = MappingProxyType({
     "optim/lr_schedule": "plateau",
     "optim/lr_plateau_factor": 0.5,
     "optim/lr_plateau_patience": 5,
-    "optim/weight_decay": 0.0,
-    "optim/warmup_epochs": 0,
-    "optim/conv_lr_fan_in": 0,
-    "optim/lr_depth": 0,
-    "optim/pool_mean_fraction": 0,
+    **WITHOUT_OUR_AIDS,
     "loss/focal_gamma": 2.0,
     "loss/class_weights": "complement_frequency",
     "data/normalization": "train_zscore",

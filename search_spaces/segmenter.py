@@ -21,7 +21,7 @@ from typing import Any
 
 from optuna.trial import BaseTrial
 
-from search_spaces._common import smoke_settings, suggest_focal_gamma
+from search_spaces._common import WITHOUT_OUR_AIDS, smoke_settings, suggest_focal_gamma
 
 __all__ = ["PUBLISHED_TRAINING", "SMOKE", "define"]
 
@@ -29,11 +29,7 @@ PUBLISHED_TRAINING = MappingProxyType({
     "optim/lr": 1e-5,
     "optim/batch_size": 16,
     "optim/lr_schedule": "constant",
-    "optim/weight_decay": 0.0,
-    "optim/warmup_epochs": 0,
-    "optim/conv_lr_fan_in": 0,
-    "optim/lr_depth": 0,
-    "optim/pool_mean_fraction": 0,
+    **WITHOUT_OUR_AIDS,
     "loss/focal_gamma": 0.0,
     "loss/class_weights": "inverse_frequency",
     "data/normalization": "range",

@@ -148,3 +148,24 @@ def test_a_fixed_configuration_study_sits_beside_the_rows_it_reproduces():
     assert frame["val/f1_cinc"].tolist() == ["0.820 ± 0.010", "0.7", "0.6"]
     assert side_by_side(published, ours, presets={}) is None
     assert side_by_side(published, ours, presets={"cnn7_gmp": "5.9 / none"}) is None
+
+
+def test_a_preset_cross_validation_sits_under_the_row_it_reproduces_with_weighted_scores(
+        tmp_path):
+    # `--presets hadln_mitbih --cv`: the CV mean of the weighted F1 beside the published one
+    (tmp_path / "hadln_mitbih_beats.csv").write_text(
+        "source,model,precision_pct,recall_pct,f1_pct,accuracy_pct,note\n"
+        "HADLN reproduction Table 1,fully connected,88.80,89.38,89.08,88.41,same split\n"
+        "HADLN reproduction Table 1,HADLN (reproduction),92.23,93.97,92.86,94.00,"
+        "same split; weighted focal loss gamma 2\n")
+    cv = pd.DataFrame([{"config/candidate": "hadln_mitbih", "fold": fold, "epoch": 1,
+                        "trial_id": f"t{fold}", "stop_reason": "completed", METRIC: 0.5,
+                        "val/f1_weighted": 0.6 + fold / 10, "val/accuracy": 0.7}
+                       for fold in (0, 1)])
+    study = beats_study(cv=cv)
+    study.record["plan"]["presets"] = ["hadln_mitbih"]
+    frame = published_section(study, reference_dir=tmp_path).tables[0].frame
+    assert frame["Model"].tolist() == [
+        "HADLN (reproduction) / same split; weighted focal loss gamma 2", "hadln_mitbih"]
+    assert frame["val/f1_weighted"].tolist() == ["0.929", "0.650 ± 0.071"]
+    assert frame["val/accuracy"].tolist() == ["0.940", "0.700 ± 0.000"]

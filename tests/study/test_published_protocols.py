@@ -14,6 +14,7 @@ from models import load_preset, preset_names
 from search_spaces import load_space
 from study.config import resolve_config
 from study.plan import Plan
+from study.results import flatten
 from study.run import preset_candidates
 
 CONFIGS = Path(__file__).resolve().parents[2] / "study" / "configs"
@@ -21,20 +22,11 @@ FAMILIES = {"hadln": ("hadln_mitbih.json", "mitdb-beats"),
             "segmenter": ("segmenter_mitdb.json", "mitdb-pvc-apb")}
 
 
-def _flat(config: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}/"))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 @pytest.mark.parametrize("space", sorted(FAMILIES))
 def test_the_shipped_config_is_the_spaces_published_training(space):
     config_file, _ = FAMILIES[space]
-    shipped = _flat(resolve_config(json.loads((CONFIGS / config_file).read_text())))
+    shipped = flatten(resolve_config(json.loads((CONFIGS / config_file).read_text())),
+                      prefix="")
     published = dict(load_space(space).PUBLISHED_TRAINING)
     assert {key: shipped[key] for key in published} == published
     assert json.loads((CONFIGS / config_file).read_text())["model"]["preset"] in preset_names()
@@ -50,7 +42,7 @@ def test_a_preset_study_trains_with_the_published_training(space, plan_fields):
     for candidate in candidates:
         config = candidate["config"]
         assert config["model"] == load_preset(candidate["trial_id"])
-        flat = _flat({k: v for k, v in config.items() if k != "model"})
+        flat = flatten({k: v for k, v in config.items() if k != "model"}, prefix="")
         assert flat == dict(load_space(space).PUBLISHED_TRAINING)
 
 
