@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from data_io.augment import Augmenter
-from data_io.preprocess import normalizer
+from data_io.preprocess import Normalizer, normalizer
 from data_io.records import EcgArrays
 
 # First words of the seed sequences, so order, crops and augmentations draw independent streams.
@@ -58,7 +58,8 @@ class EcgDataset(Dataset):
     Args:
         arrays: the data set.
         indices: records of ``arrays`` this data set serves, in item order.
-        normalization: a name in `data_io.preprocess.NORMALIZERS`.
+        normalization: a name in `data_io.preprocess.NORMALIZERS`, or a normalizer (e.g.
+            one fitted on the training records, `data_io.preprocess.fit_normalizer`).
         augmenter: random augmentations; None or an identity augmenter leaves records as read.
         crop_samples: records longer than this are cropped to it; None keeps every sample.
         random_crop: crop at a random offset; otherwise take the centre.
@@ -71,7 +72,7 @@ class EcgDataset(Dataset):
         arrays: EcgArrays,
         indices: Sequence[int] | np.ndarray,
         *,
-        normalization: str = "zscore",
+        normalization: str | Normalizer = "zscore",
         augmenter: Augmenter | None = None,
         crop_samples: int | None = None,
         random_crop: bool = False,
@@ -83,7 +84,7 @@ class EcgDataset(Dataset):
             raise ValueError(f"crop_samples must be >= 1, got {crop_samples}")
         self.arrays = arrays
         self.indices = _as_indices(indices, n_records=len(arrays))
-        self.normalize = normalizer(normalization)
+        self.normalize = normalization if callable(normalization) else normalizer(normalization)
         self.augmenter = augmenter if augmenter is not None and not augmenter.is_identity else None
         self.crop_samples = crop_samples
         self.random_crop = random_crop
@@ -354,7 +355,7 @@ def make_loader(
     batch_size: int,
     shuffle: bool,
     seed: int,
-    normalization: str = "zscore",
+    normalization: str | Normalizer = "zscore",
     augment: Mapping[str, Mapping[str, Any]] | None = None,
     fixed_length_s: float = 61.0,
     crop_s: float = 30.0,
@@ -375,7 +376,7 @@ def make_loader(
         batch_size: records per batch.
         shuffle: random order (training); False gives a fixed order and centred crops.
         seed: base seed of order, crops and augmentations (>= 0).
-        normalization: a name in `data_io.preprocess.NORMALIZERS`.
+        normalization: a name in `data_io.preprocess.NORMALIZERS`, or a normalizer.
         augment: JSON config for `Augmenter.from_config`; None means no augmentation.
         fixed_length_s: row length for ``pad_fixed``.
         crop_s: window length for ``crop``.

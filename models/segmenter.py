@@ -116,6 +116,19 @@ _WINDOW_POOLS: Mapping[str, Callable[[Tensor, int], Tensor]] = MappingProxyType(
 )
 
 
+def _unscaled(pooled: Tensor) -> Tensor:
+    return pooled  # the paper's attention: the pooled map itself
+
+
+def _record_max_scaled(pooled: Tensor) -> Tensor:
+    # (B, 1, T) / its maximum over the record: in [0, 1] whatever the scale of the map
+    return pooled / (pooled.amax(dim=-1, keepdim=True) + _EPS)
+
+
+_ATTENTION_SCALES: Mapping[str, Callable[[Tensor], Tensor]] = MappingProxyType(
+    {"none": _unscaled, "record_max": _record_max_scaled})
+
+
 def _attended(x: Tensor, attention: Tensor) -> Tensor:
     return attention * x  # (B, 1, T) * (B, leads, T) -> (B, leads, T)
 
@@ -147,16 +160,17 @@ _VARIANTS: Mapping[str, _Variant] = MappingProxyType(
 
 @register("segmenter")
 class AttentionSegmenter(nn.Module):
-    """Joint segmenter + classifier.
+    """Joint segmenter + classifier; the defaults are the published model where the paper or
+    its code gives a value (``docs/fidelity.md``).
 
     The U-Net produces a map L (B, 1, T); a stride-1 window pooling of ``pool_kernel`` samples
-    (zero-padded, so the length is kept) turns it into a non-negative map, which is divided
-    by its maximum over the record's valid samples to give the attention A in [0, 1] (a
-    per-record normalization, so A does not depend on the scale of L or on padding). The
+    (zero-padded, so the length is kept) turns it into the non-negative attention A, as
+    published (``attention_scale="none"``); ``"record_max"`` divides A by its maximum over the
+    record's valid samples (a switch of ours: A in [0, 1] whatever the scale of L). The
     classifier sees A * x (``"joint"``), x (``"classifier_only"``, no U-Net) or A alone
     (``"cascaded"``): a pointwise conv, ``len(classifier_channels)`` blocks of two Conv + BN +
     ReLU with average pooling (kernel 2) between blocks, masked global average pooling and a
-    two-layer perceptron.
+    two-layer perceptron (hidden 128, no dropout, as published).
 
     Args:
         n_classes: output classes (the data set's count: required, no data set is assumed).
@@ -167,10 +181,12 @@ class AttentionSegmenter(nn.Module):
         unet_kernel_size: odd U-Net kernel length.
         pool_kernel: window (samples) of the attention's window pooling.
         window_pooling: ``"l2"`` (L2-norm pooling) or ``"relu_max"`` (ReLU then max pooling).
+        attention_scale: ``"none"`` (published) or ``"record_max"`` (divide by the record's
+            maximum).
         classifier_channels: channels of each classifier block (four in the paper).
         classifier_kernel_size: odd classifier kernel length.
-        hidden_units: width of the perceptron's hidden layer.
-        dropout: dropout before the perceptron's output layer.
+        hidden_units: width of the perceptron's hidden layer (128 published).
+        dropout: dropout before the perceptron's output layer (none published).
     """
 
     def __init__(
@@ -184,14 +200,16 @@ class AttentionSegmenter(nn.Module):
         unet_kernel_size: int = 9,
         pool_kernel: int = 63,
         window_pooling: str = "l2",
+        attention_scale: str = "none",
         classifier_channels: Sequence[int] = (16, 32, 64, 128),
         classifier_kernel_size: int = 7,
-        hidden_units: int = 64,
-        dropout: float = 0.2,
+        hidden_units: int = 128,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self._variant = choose(_VARIANTS, variant, what="segmenter variant")
         self._window_pool = choose(_WINDOW_POOLS, window_pooling, what="window pooling")
+        self._scale = choose(_ATTENTION_SCALES, attention_scale, what="attention scale")
         if pool_kernel < 1:
             raise ValueError(f"pool_kernel must be >= 1, got {pool_kernel}")
         if not classifier_channels:
@@ -222,13 +240,14 @@ class AttentionSegmenter(nn.Module):
         )
 
     def attention(self, x: Tensor, lengths: Tensor) -> Tensor:
-        """The attention A (B, 1, T) in [0, 1], zero beyond ``lengths`` (ones without a U-Net)."""
+        """The attention A (B, 1, T) >= 0 (in [0, 1] with ``record_max``), zero beyond
+        ``lengths`` (ones without a U-Net)."""
         if self.unet is None:
             return time_mask(lengths, x.shape[-1]).to(x.dtype)
         segment_map = self.unet(x, lengths)  # (B, leads, T) -> (B, 1, T), zero in the tail
         # (B, 1, T) >= 0; windows reaching past the end spread into the tail, which is cut.
         pooled = mask_tail(self._window_pool(segment_map, self.pool_kernel), lengths)
-        return pooled / (pooled.amax(dim=-1, keepdim=True) + _EPS)
+        return self._scale(pooled)
 
     def _classify(self, x: Tensor, attention: Tensor, lengths: Tensor) -> Tensor:
         """Classifier on the variant's input: (B, C, T) -> logits (B, K)."""
@@ -246,7 +265,7 @@ class AttentionSegmenter(nn.Module):
         """Logits and the attention.
 
         Returns:
-            ``logits`` (B, K); ``attention`` (B, 1, T) in [0, 1] (all ones for
+            ``logits`` (B, K); ``attention`` (B, 1, T) >= 0 (all ones for
             ``"classifier_only"``); ``attended_signal`` (B, leads, T) = A * x. Both are zero
             beyond ``lengths``.
         """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -64,14 +65,18 @@ CV_HINT = ("This study has no cv.parquet, so there are no cross-validation table
 
 # -- data ----------------------------------------------------------------------------------
 
-def fold_scores(study: StudyData) -> pd.DataFrame:
+def fold_scores(study: StudyData, *, also: Sequence[str] = ()) -> pd.DataFrame:
     """One row per (candidate, fold): the fold's last epoch.
 
     Folds whose last row has no score (an errored trial) are left out.
 
+    Args:
+        also: further metrics to carry where `cv.parquet` has them (e.g. the weighted
+            scores a published table reports).
+
     Returns:
         Columns ``candidate``, ``fold``, ``trial_id``, ``epoch``, ``stop_reason``, the score
-        columns present in `cv.parquet` and ``val/confusion_json``.
+        columns and ``also`` present in `cv.parquet` and ``val/confusion_json``.
 
     Raises:
         ReportError: the study has no `cv.parquet`.
@@ -79,7 +84,7 @@ def fold_scores(study: StudyData) -> pd.DataFrame:
     if study.cv is None:
         raise ReportError(f"{study.directory} has no cv.parquet. {CV_HINT}")
     cv = study.cv
-    metrics = [m for m in _score_metrics(study) if m in cv]
+    metrics = [m for m in dict.fromkeys([*_score_metrics(study), *also]) if m in cv]
     last = (cv.sort_values("epoch", kind="stable")
             .groupby([CANDIDATE, "fold"], sort=False, dropna=True).tail(1))
     last = last.dropna(subset=[study.metric])

@@ -296,7 +296,8 @@ SCORED_METHODS: Mapping[str, ScoredMethod] = MappingProxyType({
         note="absolute value: attribution in either direction marks a relevant sample"),
     "attention": ScoredMethod(
         keys=("map/attention",), reduce=_channel, transform=_absolute,
-        note="attention weights, already non-negative (segmenter: sigmoid; HADLN: softmax)"),
+        note="attention weights, already non-negative (segmenter: window pooling; HADLN: "
+             "sigmoid)"),
     "cam": ScoredMethod(
         keys=("map/cam",), reduce=_true_class, transform=_positive_part,
         note="CAM of the true class, positive part (evidence for the class, as in Grad-CAM)"),

@@ -10,6 +10,10 @@ Each published row is shown with its source and protocol and marked "published";
 the study's rows are its cross-validated results (mean ± sd over folds) when it ran
 ``--cv-top-k``, else its best search trial on the validation fold. Numbers are read from the
 CSV files at report time and never copied into a study's results.
+
+Where a table names its protocol as data (``protocol_name``, the ``data_options`` and the
+``datasets`` it holds on), the study's rows say whether they followed it or ours, and what
+the published one would take.
 """
 
 from __future__ import annotations
@@ -64,11 +68,13 @@ def published_rows(entry: dict, *, directory: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def study_rows(study: StudyData, metrics: list[str]) -> pd.DataFrame:
-    """This study's result rows for ``metrics``: CV candidates, else the best search trial."""
-    protocol = _protocol(study)
+def study_rows(study: StudyData, metrics: list[str], *, entry: dict | None = None
+               ) -> pd.DataFrame:
+    """This study's result rows for ``metrics``: CV candidates, else the best search trial;
+    their protocol is labelled against ``entry``'s (the published table's) where given."""
+    protocol = _protocol(study, entry or {})
     if study.cv is not None:
-        folds = fold_scores(study)
+        folds = fold_scores(study, also=metrics)
         rows = []
         for candidate in cv_summary(study)["candidate"]:
             mine = folds[folds["candidate"] == candidate]
@@ -120,14 +126,31 @@ def side_by_side(published: pd.DataFrame, ours: pd.DataFrame, *,
     return pd.DataFrame(rows) if matched else None
 
 
-def _protocol(study: StudyData) -> str:
+def _protocol(study: StudyData, entry: dict) -> str:
     plan = study.record.get("plan", {})
     options = study.dataset.get("options", {})
     chosen = ", ".join(f"{k}={v}" for k, v in options.items() if isinstance(v, str))
     split = study.record.get("split", {})
     leak = " (patients on both sides)" if split.get("groups_in_both") else ""
-    return (f"{plan.get('dataset', '?')} at {plan.get('fs_hz', '?')} Hz"
-            + (f", {chosen}" if chosen else "") + leak)
+    described = (f"{plan.get('dataset', '?')} at {plan.get('fs_hz', '?')} Hz"
+                 + (f", {chosen}" if chosen else "") + leak)
+    if "data_options" not in entry:  # a table that does not name its protocol as data
+        return described
+    name = entry.get("protocol_name", "published")
+    if follows_protocol(dataset=plan.get("dataset"), options=options, entry=entry):
+        return f"the {name} protocol: {described}"
+    wanted = ", ".join(f"{k}={v}" for k, v in entry["data_options"].items())
+    return (f"ours, not the {name} protocol ({wanted or 'its data'} on "
+            f"{' or '.join(entry.get('datasets', ['its data set']))}): {described}")
+
+
+def follows_protocol(*, dataset: str | None, options: dict, entry: dict) -> bool:
+    """Whether a study of ``dataset`` with these resolved data ``options`` ran a published
+    table's protocol: one of its ``datasets``, with its ``data_options`` where the data set
+    has the option (the Kaggle beat files have none: they are the published split)."""
+    return dataset in entry.get("datasets", ()) and all(
+        options.get(option, value) == value
+        for option, value in entry.get("data_options", {}).items())
 
 
 def published_section(study: StudyData, *, reference_dir: Path | None = None) -> Section:
@@ -150,7 +173,7 @@ def published_section(study: StudyData, *, reference_dir: Path | None = None) ->
         metrics = list(dict.fromkeys(
             [*entry["metrics"].values(),
              *(m for row in entry.get("row_metrics", {}).values() for m in row.values())]))
-        ours = study_rows(study, metrics)
+        ours = study_rows(study, metrics, entry=entry)
         frame = side_by_side(published, ours, presets=_matched_presets(study, entry))
         if frame is None:
             frame = pd.concat([published, ours], ignore_index=True)

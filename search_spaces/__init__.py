@@ -1,8 +1,10 @@
 """Search spaces: one define-by-run Optuna space per module, found and loaded by name.
 
 A space ``search_spaces/<name>.py`` exposes ``define(trial) -> dict`` (it only samples: no
-I/O, no torch) and ``SMOKE`` (training-config overrides that make a trial tiny). The metric a
-study optimises belongs to its data set (`data_io.datasets`), not to the space. Modules whose
+I/O, no torch) and ``SMOKE`` (training-config overrides that make a trial tiny); a space of a
+published family may expose ``PUBLISHED_TRAINING`` (its published training as flattened
+config values), which a study of the family's presets trains with. The metric a study
+optimises belongs to its data set (`data_io.datasets`), not to the space. Modules whose
 names start with ``_`` hold shared fragments.
 
 Parameter names are flattened training-config paths (``model/depth``, ``optim/lr``,

@@ -33,6 +33,17 @@ FOCAL_GAMMA_STEP = 0.5  # a grid that holds gamma = 0 (plain cross-entropy) exac
 
 LR_RANGE: tuple[float, float] = (1e-4, 3e-3)
 
+WITHOUT_OUR_AIDS = MappingProxyType({
+    "optim/weight_decay": 0.0,
+    "optim/warmup_epochs": 0,
+    "optim/conv_lr_fan_in": 0,
+    "optim/lr_depth": 0,
+    "optim/pool_mean_fraction": 0,
+})
+"""Our training aids switched off, as a published model's training had none of them: no
+weight decay, no warm-up, no per-layer rates by fan-in or depth, no mean start of global
+pooling (flattened config values, for a space's ``PUBLISHED_TRAINING``)."""
+
 
 def suggest_cnn_trunk(trial: BaseTrial) -> tuple[int, dict[str, Any]]:
     """Sample the CNN trunk depth (``model/depth``) shared by the cnn, convlstm and
@@ -51,9 +62,11 @@ def suggest_focal_gamma(trial: BaseTrial) -> float:
     return trial.suggest_float("loss/focal_gamma", 0.0, FOCAL_GAMMA_MAX, step=FOCAL_GAMMA_STEP)
 
 
-CLASS_WEIGHTINGS: tuple[str | None, ...] = (None, "sqrt_inverse_frequency", "inverse_frequency")
+CLASS_WEIGHTINGS: tuple[str | None, ...] = (
+    None, "sqrt_inverse_frequency", "inverse_frequency", "complement_frequency")
 """Loss class weighting: none, or a rule of `study.trainer.CLASS_WEIGHTS` (rare classes gain
-weight; the square root less extremely)."""
+weight; the square root less extremely; 1 - class share, the HADLN reproduction's, only
+lightens a dominant class)."""
 
 
 def suggest_class_weights(trial: BaseTrial) -> str | None:

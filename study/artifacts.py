@@ -29,7 +29,7 @@ from study.explanation_methods import METHODS, Batch, explain_batch, merge_setti
 from study.metrics import Scoring
 from study.results import write_parquet
 from study.runtime import select_runtime
-from study.trainer import Split, evaluate
+from study.trainer import Split, data_normalizer, evaluate
 
 MaskSource = Callable[..., np.ndarray]
 """``masks(item_ids, fs_hz=..., n_samples=...)`` -> (B, n_samples) uint8 abnormal-beat masks."""
@@ -110,7 +110,7 @@ def explain_records(
         raise ValueError("no records to explain")
     loader = make_loader(arrays=arrays, indices=indices, batching="bucket",
                          batch_size=len(indices), shuffle=False, seed=0,
-                         normalization=cfg["data"]["normalization"])
+                         normalization=data_normalizer(cfg, split=Split(arrays, indices)))
     batch = next(iter(loader))
     x, lengths = batch["x"], batch["lengths"]  # (B, leads, T), (B,)
     explained = explain_batch(

@@ -3,8 +3,9 @@
 A `Scoring` is built from a data set's facts (`data_io.datasets`): the study metric (mean F1
 over listed classes, e.g. the CinC 2017 score over N, A and O or macro F1 over the AAMI
 classes; or the AUROC of a positive class), the per-class metrics it reports (F1,
-sensitivity, positive predictivity) and, for a two-class task, sensitivity and specificity
-with respect to its positive class. Every metric is computed from plain numpy arrays so saved
+sensitivity, positive predictivity), where a published table needs them their
+class-frequency-weighted means, and, for a two-class task, sensitivity and specificity with
+respect to its positive class. Every metric is computed from plain numpy arrays so saved
 predictions can be re-scored anywhere.
 """
 
@@ -34,6 +35,8 @@ class Scoring:
         extra: further mean-F1 metrics reported beside the study metric, as (name, classes)
             pairs (a data set's ``extra_metrics``, e.g. CinC 2017's macro F1 over all four
             classes, the score ECG-DualNet publishes).
+        weighted: report F1, sensitivity (recall) and positive predictivity (precision)
+            averaged over the classes weighted by their number of items (`weighted_means`).
     """
 
     classes: tuple[str, ...]
@@ -46,6 +49,7 @@ class Scoring:
     binary: bool = False
     mode: str = "max"
     extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    weighted: bool = False
 
     @classmethod
     def from_dataset(cls, dataset) -> Scoring:
@@ -64,6 +68,7 @@ class Scoring:
             mode=metric.mode,
             extra=tuple((m["name"], tuple(m["classes"]))
                         for m in dataset.facts.get("extra_metrics", ())),
+            weighted=bool(dataset.facts.get("weighted_metrics", False)),
         )
 
     @property
@@ -118,6 +123,25 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
 
 
+def weighted_means(matrix: np.ndarray) -> dict[str, float]:
+    """F1, sensitivity (recall) and positive predictivity (precision) averaged over the
+    classes, each weighted by its number of true items (scikit-learn's ``average="weighted"``
+    with ``zero_division=0``, as the HADLN reproduction reports them): a class never predicted
+    counts precision 0, a class without items weighs nothing.
+
+    Returns:
+        ``f1_weighted``, ``sensitivity_weighted`` and ``ppv_weighted``; 0.0 with no items.
+    """
+    tp = np.diag(matrix).astype(np.float64)
+    items, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
+    total = items.sum()
+    if total == 0:
+        return {"f1_weighted": 0.0, "sensitivity_weighted": 0.0, "ppv_weighted": 0.0}
+    per_class = {"f1_weighted": f1_per_class(matrix), "sensitivity_weighted": _ratio(tp, items),
+                 "ppv_weighted": _ratio(tp, predicted)}
+    return {name: float((values * items).sum() / total) for name, values in per_class.items()}
+
+
 def classification_metrics(
     *,
     y_true: np.ndarray,
@@ -130,8 +154,10 @@ def classification_metrics(
     Always: the study metric, the data set's extra mean-F1 metrics, ``accuracy``,
     ``auroc_macro``, ``confusion`` and ``f1_<key>`` per class; with ``sensitivity``/``ppv``
     in ``scoring.per_class`` also ``sensitivity_<key>``, ``ppv_<key>`` and their macro means
-    over the classes present (as AAMI EC57 reports Se and +P); with ``scoring.binary`` also
-    ``sensitivity`` and ``specificity`` with respect to the positive class.
+    over the classes present (as AAMI EC57 reports Se and +P); with ``scoring.weighted`` also
+    ``f1_weighted``, ``sensitivity_weighted`` and ``ppv_weighted`` (`weighted_means`); with
+    ``scoring.binary`` also ``sensitivity`` and ``specificity`` with respect to the positive
+    class.
 
     Args:
         y_true: true class indices, shape (n,).
@@ -174,6 +200,8 @@ def classification_metrics(
             metrics[f"{split}/{name}_{key}"] = float(value)
         present = np.isfinite(values)
         metrics[f"{split}/{name}_macro"] = float(values[present].mean()) if present.any() else 0.0
+    if scoring.weighted:
+        metrics.update({f"{split}/{name}": value for name, value in weighted_means(matrix).items()})
     if scoring.binary:
         k = scoring.classes.index(scoring.positive)
         positive, predicted = y_true == k, y_pred == k

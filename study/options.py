@@ -12,20 +12,20 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from importlib import resources
 from typing import Any
 
 from data_io.augment import Augmenter
 from data_io.batching import BATCHING
-from data_io.preprocess import NORMALIZERS
+from data_io.preprocess import NORMALIZATION_NAMES
 from study.schedules import LR_SCHEDULES
 from study.trainer import CLASS_WEIGHTS, OPTIMIZERS
 
-CHOICES: Mapping[str, Mapping[str, Any]] = {
+CHOICES: Mapping[str, Collection[str]] = {
     "optimizer": OPTIMIZERS,
     "lr_schedule": LR_SCHEDULES,
-    "normalization": NORMALIZERS,
+    "normalization": NORMALIZATION_NAMES,
     "batching": BATCHING,
     "class_weights": CLASS_WEIGHTS,
 }
@@ -106,6 +106,12 @@ def _augment(value: Any, spec: Mapping[str, Any]) -> str:
     return ""
 
 
+def _stats(value: Any, spec: Mapping[str, Any]) -> str:
+    ok = value is None or (isinstance(value, dict) and set(value) == {"mean", "std"}
+                           and all(isinstance(v, list) for v in value.values()))
+    return "" if ok else "null or {mean: [[...]], std: [[...]]} (the trainer writes it)"
+
+
 def _device(value: Any, spec: Mapping[str, Any]) -> str:
     ok = isinstance(value, str) and DEVICE_PATTERN.fullmatch(value)
     return "" if ok else "auto, cpu, cuda, cuda:N or mps"
@@ -119,6 +125,7 @@ KINDS: Mapping[str, Callable[[Any, Mapping[str, Any]], str]] = {
     "weights": _weights,
     "fractions": _fractions,
     "augment": _augment,
+    "stats": _stats,
     "device": _device,
 }
 """Option kind -> check returning '' when the value is allowed, else what is allowed."""

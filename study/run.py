@@ -29,7 +29,7 @@ import optuna
 
 from data_io.datasets import dataset_names, load_dataset
 from data_io.errors import DatasetError
-from search_spaces import describe_space, space_names
+from search_spaces import describe_space, load_space, space_names, unflatten
 from study import mitdb_explanations, optuna_storage
 from study.cli import build_parser
 from study.collect import (
@@ -43,6 +43,7 @@ from study.collect import (
     trial_id,
     write_best,
 )
+from study.config import merge_sections
 from study.final_test import final_test_lines, final_test_record, write_final_test
 from study.plan import Plan, StudyError, make_plan, resolve_study_dir
 from study.prepare import _spec, milestones, prepare_study, render_plan, study_record
@@ -258,7 +259,7 @@ def _finish_study(plan: Plan, spec: StudySpec, grid) -> int:
     ranked = final_scores(frame, metric=plan.metric, mode=plan.mode, max_epochs=plan.max_epochs)
     best = write_best(plan, spec, ranked=ranked, grid=grid)
     candidates = _search_candidates(plan, ranked, grid)
-    baseline = preset_candidates(plan.baseline, baseline=True)
+    baseline = preset_candidates(plan.baseline, space=plan.space, baseline=True)
     if plan.cv_top_k and candidates:
         _run_cv(plan, spec, candidates[:plan.cv_top_k] + baseline)
     results = result_by_trial(grid)
@@ -283,17 +284,22 @@ def _search_candidates(plan: Plan, ranked, grid) -> list[dict[str, Any]]:
                                 ranked[plan.metric].head(max(plan.cv_top_k, 1)), strict=True)]
 
 
-def preset_candidates(names: tuple[str, ...], *, baseline: bool = False
+def preset_candidates(names: tuple[str, ...], *, space: str, baseline: bool = False
                       ) -> list[dict[str, Any]]:
     """Fixed configurations, named by the preset. ``--presets``: each preset's model with its
-    published training protocol where it has one (`study.protocols`). A search's
+    published training: its protocol file where it has one (`study.protocols`, e.g.
+    ECG-DualNet's), over its space's ``PUBLISHED_TRAINING`` (e.g. HADLN's). A search's
     ``--baseline``: the preset's model only, so it trains as the chosen configurations do.
     The study's budget and overrides apply on top of both."""
     from models.presets import load_preset
     from study.protocols import preset_config
 
+    published = unflatten(dict(getattr(load_space(space), "PUBLISHED_TRAINING", {})))
+
     def config(name: str) -> dict[str, Any]:
-        return {"model": load_preset(name)} if baseline else preset_config(name)
+        if baseline:
+            return {"model": load_preset(name)}
+        return merge_sections(published, preset_config(name))
 
     return [{"trial_id": name, "config": config(name), "search_score": None,
              **({"baseline": True} if baseline else {})} for name in names]
@@ -302,7 +308,7 @@ def preset_candidates(names: tuple[str, ...], *, baseline: bool = False
 def run_fixed(plan: Plan, spec: StudySpec) -> int:
     """Fixed configurations: each preset on the cross-validation folds (`cv.parquet`), then,
     when a test set is held out, retrained on all non-test records and scored on it."""
-    candidates = preset_candidates(plan.presets)
+    candidates = preset_candidates(plan.presets, space=plan.space)
     frame = _run_cv(plan, spec, candidates, explain=True)
     final = _run_final(plan, spec, candidates) if plan.test != "none" else None
     print(fixed_summary(plan, frame))

@@ -5,7 +5,10 @@ ECG-DualNet's (x ``lr_decay`` after each of ``lr_milestones``, fractions of the 
 ``MultiStepLR`` at epochs E // 4, 2E // 4 and 3E // 4 with factor 0.1). ``cosine``
 anneals every parameter group to ``lr_final_ratio`` of its own rate at the last epoch, so the
 final epoch (the one a study records) is trained at a small learning rate and its score
-fluctuates less.
+fluctuates less. ``plateau`` is the HADLN reproduction's: every rate x ``lr_plateau_factor``
+once the validation loss has not improved for ``lr_plateau_patience`` epochs; it is the one
+schedule stepped with a loss (`step_schedule`). ``constant`` keeps every rate (the
+attention-segmenter paper's Adam at 1e-5 throughout).
 """
 
 from __future__ import annotations
@@ -39,12 +42,28 @@ def multistep(optimizer: torch.optim.Optimizer, optim: dict[str, Any], epochs: i
     milestones = sorted({int(fraction * epochs) for fraction in optim["lr_milestones"]})
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones,
                                                 gamma=optim["lr_decay"])
+def plateau(optimizer: torch.optim.Optimizer, optim: dict[str, Any], epochs: int) -> Scheduler:
+    # torch's ReduceLROnPlateau, as the published code uses it (mode min, default threshold):
+    # the rate drops after ``patience`` epochs in a row without a new best loss.
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=optim["lr_plateau_factor"],
+        patience=optim["lr_plateau_patience"])
+
+
+def constant(optimizer: torch.optim.Optimizer, optim: dict[str, Any], epochs: int) -> Scheduler:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=_unchanged)
+
+
+def _unchanged(epoch: int) -> float:
+    return 1.0
 
 
 LR_SCHEDULES: dict[str, Callable[[torch.optim.Optimizer, dict[str, Any], int], Scheduler]] = {
     "exponential": exponential,
     "cosine": cosine,
     "multistep": multistep,
+    "plateau": plateau,
+    "constant": constant,
 }
 
 
@@ -58,6 +77,15 @@ def build_schedule(optimizer: torch.optim.Optimizer, *, optim: dict[str, Any], e
     if name not in LR_SCHEDULES:
         raise ValueError(f"unknown lr_schedule {name!r}; known: {sorted(LR_SCHEDULES)}")
     return LR_SCHEDULES[name](optimizer, optim, epochs)
+
+
+def step_schedule(scheduler: Scheduler, *, loss: float) -> None:
+    """Advance ``scheduler`` by one epoch; ``loss`` (the epoch's validation loss) is what a
+    plateau schedule watches, the others ignore it."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(loss)
+    else:
+        scheduler.step()
 
 
 def load_schedule_state(scheduler: Scheduler, state: dict[str, Any]) -> None:

@@ -98,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def partial_config(args: argparse.Namespace) -> dict[str, Any]:
-    """The configuration asked for on the command line (defaults fill the rest later)."""
+    """The configuration asked for on the command line over the data set's own training
+    settings (e.g. length-bucketed batches of fixed-length beats, as a study uses them);
+    defaults fill the rest later."""
     config: dict[str, Any] = {}
     if args.config is not None:
         try:
@@ -117,6 +119,10 @@ def partial_config(args: argparse.Namespace) -> dict[str, Any]:
         config["data"] = {**config.get("data", {}), "fs_hz": args.fs_hz}
     if args.device is not None:
         config["runtime"] = {**config.get("runtime", {}), "device": args.device}
+    for section, values in load_dataset(args.dataset).training.items():
+        given = config.get(section)
+        config[section] = {**values, **given} if isinstance(values, dict) and isinstance(
+            given, dict) else values if given is None else given
     return config
 
 

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from data_io.batching import make_loader
+from data_io.preprocess import FITTED_NORMALIZERS, Normalizer, TrainingZscore, fit_normalizer
 from data_io.records import EcgArrays
 from models import build_model
 from models.convlstm import pretraining_config
@@ -33,7 +34,7 @@ from study.config import resolve_config
 from study.layer_rates import depth_scale, split_by_fan_in
 from study.metrics import Scoring, classification_metrics
 from study.runtime import Runtime, select_runtime
-from study.schedules import build_schedule, load_schedule_state
+from study.schedules import build_schedule, load_schedule_state, step_schedule
 
 EpochCallback = Callable[[dict[str, Any], Path | None], None]
 
@@ -81,9 +82,17 @@ def sqrt_inverse_frequency(labels: np.ndarray, n_classes: int) -> list[float]:
     return np.sqrt(inverse_frequency(labels, n_classes)).tolist()
 
 
+def complement_frequency(labels: np.ndarray, n_classes: int) -> list[float]:
+    """Class weights 1 - count / n (the HADLN reproduction's focal-loss weights): every
+    class but a dominant one weighs nearly 1, the dominant one less."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    return (1.0 - counts / max(len(labels), 1)).tolist()
+
+
 CLASS_WEIGHTS: dict[str, Callable[[np.ndarray, int], list[float]]] = {
     "inverse_frequency": inverse_frequency,
     "sqrt_inverse_frequency": sqrt_inverse_frequency,
+    "complement_frequency": complement_frequency,
 }
 
 
@@ -141,6 +150,12 @@ def train(
         torch.set_num_threads(int(cfg["runtime"]["num_threads"]))
     classes = train_split.arrays.classes
     torch.manual_seed(cfg["seed"])
+    # A data-set-wide normalization is fitted on the training split alone; its statistics
+    # go into the config (and so into the checkpoint) for every loader after this one.
+    normalize = fit_normalizer(cfg["data"]["normalization"], arrays=train_split.arrays,
+                               indices=train_split.indices)
+    cfg["data"]["normalization_stats"] = (
+        normalize.stats() if isinstance(normalize, TrainingZscore) else None)
     # The data set fixes the output classes and input leads; a model config may not differ.
     model = build_model(
         {**cfg["model"], "n_classes": len(classes), "n_leads": train_split.arrays.n_leads}
@@ -190,7 +205,6 @@ def train(
                 log(message)
             return TrainResult(status="diverged", history=history, config=cfg, message=message,
                                predictions=predictions, model=model.cpu())
-        scheduler.step()
         metrics: dict[str, Any] = {}
         if not score_last_only or epoch + 1 == cfg["epochs"]:
             metrics, predictions = evaluate(
@@ -198,6 +212,9 @@ def train(
                 scoring=scoring,
                 progress=progress and f"epoch {epoch + 1}/{cfg['epochs']} evaluation",
             )
+        # A plateau schedule watches the validation loss; an epoch not scored (a test set,
+        # scored once) gives it the training loss, so the test set never steers training.
+        step_schedule(scheduler, loss=metrics.get("val/loss", train_loss))
         row = {
             "epoch": epoch + 1,
             "train/loss": train_loss,
@@ -253,6 +270,16 @@ def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Opt
     return optimizer(_parameter_groups(model, cfg), weight_decay=cfg["optim"]["weight_decay"])
 
 
+def data_normalizer(cfg: Mapping[str, Any], *, split: Split) -> Normalizer:
+    """The normalization ``cfg["data"]`` names: a per-record one, or a data-set-wide one from
+    the statistics the config carries (those `train` fitted on its training split), else
+    fitted on ``split`` itself (timing and checks; training always fits its training split)."""
+    data = cfg["data"]
+    if data["normalization"] in FITTED_NORMALIZERS and data.get("normalization_stats"):
+        return TrainingZscore.from_stats(data["normalization_stats"])
+    return fit_normalizer(data["normalization"], arrays=split.arrays, indices=split.indices)
+
+
 def split_loader(split: Split, *, cfg: dict[str, Any], training: bool, epoch: int):
     """Batches of ``split``: shuffled, augmented training batches, or evaluation batches in a
     fixed order without augmentation."""
@@ -265,7 +292,7 @@ def split_loader(split: Split, *, cfg: dict[str, Any], training: bool, epoch: in
         shuffle=training,
         seed=cfg["seed"],
         epoch=epoch,
-        normalization=data["normalization"],
+        normalization=data_normalizer(cfg, split=split),
         augment=data["augment"] if training else None,
         crop_s=data["crop_s"],
         fixed_length_s=data["fixed_length_s"],

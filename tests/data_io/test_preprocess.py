@@ -1,4 +1,5 @@
-"""Tests for data_io.preprocess: resampling a whole EcgArrays and the normalizer registry."""
+"""Tests for data_io.preprocess: resampling a whole EcgArrays, the normalizer registry and the
+normalizers fitted on training records."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ import numpy as np
 import pytest
 
 from data_io.datasets import load_dataset
-from data_io.preprocess import NORMALIZERS, normalizer, resample_arrays, robust, zscore
+from data_io.preprocess import (
+    NORMALIZERS,
+    TrainingZscore,
+    fit_normalizer,
+    normalizer,
+    resample_arrays,
+    robust,
+    zscore,
+)
 from data_io.records import EcgArrays, pack_records
 
 CINC_CLASSES = load_dataset("cinc2017").labels
@@ -141,5 +150,68 @@ def test_none_returns_millivolts_unchanged() -> None:
 
 
 def test_unknown_normalizer_lists_the_known_names() -> None:
-    with pytest.raises(ValueError, match=r"'minmax'.*none, robust, zscore"):
+    # the list includes the data-set-wide normalizations fitted on training records
+    with pytest.raises(ValueError, match=r"'minmax'.*none, range, robust, train_zscore, "
+                                         r"train_zscore_position, zscore"):
         normalizer("minmax")
+
+
+def test_range_divides_each_lead_by_its_range_without_centring() -> None:
+    # datasets/preprocess.py of the attention segmenter: ecg[k] / (ecg[k].max() - ecg[k].min())
+    x = np.array([[1.0, 3.0, 2.0], [-2.0, 2.0, 0.0]], dtype=np.float32)
+    np.testing.assert_allclose(normalizer("range")(x), [[0.5, 1.5, 1.0], [-0.5, 0.5, 0.0]])
+
+
+def _two_lead_arrays(signals_mv: list[np.ndarray]) -> EcgArrays:
+    # each signal (T, 2) in mV
+    return pack_records(
+        digital_signals=[np.rint(s * GAIN).astype(np.int16) for s in signals_mv],
+        record_ids=[f"r{i}" for i in range(len(signals_mv))], labels=[0] * len(signals_mv),
+        classes=("N",), fs_hz=125.0, adc_gain=GAIN)
+
+
+def test_train_zscore_uses_the_training_records_alone_one_mean_and_std_per_lead() -> None:
+    rng = np.random.default_rng(3)
+    train = [np.stack([rng.normal(1.0, 0.5, 300), rng.normal(-2.0, 2.0, 300)], axis=1)
+             for _ in range(4)]
+    far_away = np.full((300, 2), 9.0)  # a validation record: must not move the statistics
+    arrays = _two_lead_arrays([*train, far_away])
+    fitted = fit_normalizer("train_zscore", arrays=arrays, indices=np.arange(4))
+    pooled = np.concatenate([arrays.signal(i) for i in range(4)], axis=1).astype(np.float64)
+    assert isinstance(fitted, TrainingZscore) and fitted.mean.shape == (2, 1)
+    np.testing.assert_allclose(fitted.mean[:, 0], pooled.mean(axis=1), rtol=1e-9)
+    np.testing.assert_allclose(fitted.std[:, 0], pooled.std(axis=1), rtol=1e-9)
+    out = np.concatenate([fitted(arrays.signal(i)) for i in range(4)], axis=1)
+    np.testing.assert_allclose(out.mean(axis=1), 0.0, atol=1e-5)
+    np.testing.assert_allclose(out.std(axis=1), 1.0, atol=1e-5)
+    # the validation record keeps its offset from the training data: it is not re-centred
+    assert float(fitted(arrays.signal(4))[0].mean()) == pytest.approx(
+        (9.0 - fitted.mean[0, 0]) / fitted.std[0, 0], rel=1e-4)
+
+
+def test_train_zscore_position_has_statistics_per_sample_position_as_published() -> None:
+    # transform-data.py of the HADLN reproduction: np.mean(train_x, axis=0) over the beats
+    rng = np.random.default_rng(4)
+    beats = [np.stack([rng.normal(size=187) + np.linspace(0, 3, 187)] * 2, axis=1)
+             for _ in range(6)]
+    arrays = _two_lead_arrays(beats)
+    fitted = fit_normalizer("train_zscore_position", arrays=arrays, indices=np.arange(6))
+    stacked = np.stack([arrays.signal(i) for i in range(6)]).astype(np.float64)  # (6, 2, 187)
+    np.testing.assert_allclose(fitted.mean, stacked.mean(axis=0), rtol=1e-9)
+    np.testing.assert_allclose(fitted.std, stacked.std(axis=0), rtol=1e-9)
+    normalized = np.stack([fitted(arrays.signal(i)) for i in range(6)])
+    np.testing.assert_allclose(normalized.mean(axis=0), 0.0, atol=1e-5)
+    with pytest.raises(ValueError, match="187-sample items"):
+        fitted(np.zeros((2, 100), dtype=np.float32))
+
+
+def test_fitted_statistics_round_trip_and_per_position_refuses_mixed_lengths() -> None:
+    arrays = _two_lead_arrays([np.ones((50, 2)), np.zeros((60, 2))])
+    fitted = fit_normalizer("train_zscore", arrays=arrays, indices=np.arange(2))
+    again = TrainingZscore.from_stats(fitted.stats())
+    x = np.random.default_rng(5).normal(size=(2, 40)).astype(np.float32)
+    np.testing.assert_array_equal(again(x), fitted(x))
+    with pytest.raises(ValueError, match="one length"):
+        fit_normalizer("train_zscore_position", arrays=arrays, indices=np.arange(2))
+    with pytest.raises(ValueError, match="fitted on the training records"):
+        normalizer("train_zscore")

@@ -43,15 +43,34 @@ def test_classifier_only_has_no_segmenter(make_batch):
     torch.testing.assert_close(explanation["attended_signal"], x)
 
 
-def test_attention_is_normalized_to_unit_maximum(make_batch):
+def test_the_published_attention_is_the_pooled_map_itself(make_batch):
+    # the paper (and its code, ECGUNet.forward): x * l2_pooling(unet(x)), no rescaling
     model = build_model({**BASE, "variant": "joint"}).eval()
     x, lengths = make_batch([1001, 1500])
     with torch.no_grad():
         explanation = model.explain(x, lengths)
+        segment_map = model.unet(x, lengths)
     attention = explanation["attention"]
+    padded = F.pad(segment_map.square(), (7, 8))  # window 16: 7 samples left, 8 right
+    l2 = torch.sqrt(F.avg_pool1d(padded, 16, stride=1) * 16 + 1e-6)
+    torch.testing.assert_close(attention[1], l2[1])
+    assert (attention >= 0).all() and not torch.allclose(attention.amax(-1), torch.ones(2, 1))
+    torch.testing.assert_close(explanation["attended_signal"], attention * x)
+
+
+def test_record_max_scaling_is_a_named_switch(make_batch):
+    model = build_model({**BASE, "variant": "joint", "attention_scale": "record_max"}).eval()
+    x, lengths = make_batch([1001, 1500])
+    with torch.no_grad():
+        attention = model.explain(x, lengths)["attention"]
     assert ((attention >= 0) & (attention <= 1)).all()
     torch.testing.assert_close(attention.amax(-1), torch.ones(2, 1), atol=1e-4, rtol=0)
-    torch.testing.assert_close(explanation["attended_signal"], attention * x)
+
+
+def test_published_perceptron_is_128_wide_without_dropout():
+    model = build_model({**SHAPE, "name": "segmenter"})
+    hidden, dropout = model.perceptron[0], model.perceptron[2]
+    assert hidden.out_features == 128 and dropout.p == 0.0
 
 
 @pytest.mark.parametrize("size", [1, 7, 33, 250, 2701])

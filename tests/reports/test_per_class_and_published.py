@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -26,6 +27,7 @@ def beats_study(*, cv: pd.DataFrame | None = None) -> StudyData:
                "val/confusion_json": json.dumps([[5, 0, 0, 0, 0], [1, 2, 0, 0, 0],
                                                  [0, 0, 4, 0, 0], [0, 0, 1, 1, 0],
                                                  [0, 0, 0, 0, 1]])}
+        row["val/f1_weighted"] = score + 0.05
         for k, key in enumerate(keys):
             row[f"val/f1_{key}"] = score - k / 100
             row[f"val/sensitivity_{key}"] = 0.5 + k / 10
@@ -34,7 +36,7 @@ def beats_study(*, cv: pd.DataFrame | None = None) -> StudyData:
     record = {"plan": {"name": "beats", "metric": METRIC, "mode": "max", "max_epochs": 3,
                        "dataset": "mitdb-beats", "fs_hz": 125.0, "n_folds": 5},
               "asha_milestones": [1, 3], "space": {"parameters": {}},
-              "dataset": {**BEATS, "options": {"split": "inter-patient"}}}
+              "dataset": {**copy.deepcopy(BEATS), "options": {"split": "inter-patient"}}}
     return StudyData(directory=Path("/nonexistent/beats"), name="beats", record=record,
                      trials=pd.DataFrame(rows), cv=cv)
 
@@ -64,11 +66,53 @@ def test_published_rows_sit_beside_the_best_trial_and_are_labelled(tmp_path):
     section = published_section(beats_study(), reference_dir=tmp_path)
     frame = section.tables[0].frame
     published = frame[frame["Result"] == "published"].iloc[0]
-    assert published[METRIC] == "0.929" and published["val/accuracy"] == "0.940"
+    # the reproduction's F1 is weighted by class frequency (its report, section 6.1), so it
+    # sits in our weighted F1 column, not beside our macro F1
+    assert published["val/f1_weighted"] == "0.929" and published["val/accuracy"] == "0.940"
     assert "random beat-level split" in published["Protocol"]
     ours = frame[frame["Result"] != "published"].iloc[0]
-    assert ours["Result"].startswith("this study") and ours[METRIC] == "0.800"
+    assert ours["Result"].startswith("this study") and ours["val/f1_weighted"] == "0.850"
     assert ours["Model"] == "good"
+    assert ours["Protocol"].startswith(
+        "ours, not the HADLN reproduction protocol (paced=include, split=beat-random on "
+        "mitdb-beats or mitdb-beats-kaggle): mitdb-beats at 125.0 Hz, split=inter-patient")
+
+
+def test_a_study_on_the_published_protocol_is_labelled_so(tmp_path):
+    (tmp_path / "hadln_mitbih_beats.csv").write_text(
+        "source,model,precision_pct,recall_pct,f1_pct,accuracy_pct,note\n"
+        "HADLN reproduction Table 1,HADLN (reproduction),92.23,93.97,92.86,94.00,same split\n")
+    study = beats_study()
+    study.record["dataset"]["options"] = {"window": "rpeak", "paced": "include",
+                                          "split": "beat-random"}
+    frame = published_section(study, reference_dir=tmp_path).tables[0].frame
+    ours = frame[frame["Result"] != "published"].iloc[0]
+    assert ours["Protocol"].startswith("the HADLN reproduction protocol: mitdb-beats at 125.0 Hz")
+    # the Kaggle files have no options: they are the published split itself
+    study.record["plan"]["dataset"] = "mitdb-beats-kaggle"
+    study.record["dataset"]["options"] = {}
+    frame = published_section(study, reference_dir=tmp_path).tables[0].frame
+    assert frame["Protocol"].iloc[-1].startswith("the HADLN reproduction protocol")
+    # synthetic records never are, whatever their options
+    study.record["plan"]["dataset"] = "synthetic-mitdb-beats"
+    frame = published_section(study, reference_dir=tmp_path).tables[0].frame
+    assert frame["Protocol"].iloc[-1].startswith("ours, not the HADLN reproduction protocol")
+
+
+def test_a_study_recorded_before_protocols_were_data_keeps_its_labels(tmp_path):
+    # study.json holds the data set's definition as it was: an old one names no protocol
+    (tmp_path / "hadln_mitbih_beats.csv").write_text(
+        "source,model,precision_pct,recall_pct,f1_pct,accuracy_pct,note\n"
+        "HADLN reproduction Table 1,HADLN (reproduction),92.23,93.97,92.86,94.00,same split\n")
+    study = beats_study()
+    (entry,) = study.record["dataset"]["published"]
+    for key in ("protocol_name", "datasets", "data_options", "presets"):
+        del entry[key]
+    entry["metrics"] = {"f1_pct": METRIC}
+    frame = published_section(study, reference_dir=tmp_path).tables[0].frame
+    assert frame[METRIC].tolist() == ["0.929", "0.800"]
+    assert frame["Protocol"].iloc[-1] == ("mitdb-beats at 125.0 Hz, split=inter-patient, "
+                                          "validation fold 0, epoch 3")
 
 
 def test_a_missing_reference_folder_is_a_note_not_a_crash(tmp_path):
@@ -150,3 +194,24 @@ def test_the_shared_dualnet_table_reads_with_the_cinc_definition():
     assert frame["Model"].tolist() == ["ECG-DualNet S", "dualnet_s"]
     assert frame["val/f1_macro4"].tolist() == ["0.805", "0.740"]
     assert frame["val/accuracy"].tolist() == ["0.853", "0.840"]
+
+
+def test_a_preset_cross_validation_sits_under_the_row_it_reproduces_with_weighted_scores(
+        tmp_path):
+    # `--presets hadln_mitbih --cv`: the CV mean of the weighted F1 beside the published one
+    (tmp_path / "hadln_mitbih_beats.csv").write_text(
+        "source,model,precision_pct,recall_pct,f1_pct,accuracy_pct,note\n"
+        "HADLN reproduction Table 1,fully connected,88.80,89.38,89.08,88.41,same split\n"
+        "HADLN reproduction Table 1,HADLN (reproduction),92.23,93.97,92.86,94.00,"
+        "same split; weighted focal loss gamma 2\n")
+    cv = pd.DataFrame([{"config/candidate": "hadln_mitbih", "fold": fold, "epoch": 1,
+                        "trial_id": f"t{fold}", "stop_reason": "completed", METRIC: 0.5,
+                        "val/f1_weighted": 0.6 + fold / 10, "val/accuracy": 0.7}
+                       for fold in (0, 1)])
+    study = beats_study(cv=cv)
+    study.record["plan"]["presets"] = ["hadln_mitbih"]
+    frame = published_section(study, reference_dir=tmp_path).tables[0].frame
+    assert frame["Model"].tolist() == [
+        "HADLN (reproduction) / same split; weighted focal loss gamma 2", "hadln_mitbih"]
+    assert frame["val/f1_weighted"].tolist() == ["0.929", "0.650 ± 0.071"]
+    assert frame["val/accuracy"].tolist() == ["0.940", "0.700 ± 0.000"]

@@ -73,7 +73,12 @@ HEAVY_SPACES = {"dualnet"}
     [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY_SPACES else n for n in SPACES],
 )
 def test_samples_build_models_that_run(name, sampled):
-    _check_samples_build(sampled(name), name)
+    _check_samples_build(sampled(name), name,
+                         samples_per_record=INPUT_SAMPLES.get(name, 1500))
+
+
+# HADLN's published flatten readout reads the 187-sample beats of mitdb-beats.
+INPUT_SAMPLES = {"hadln": 187}
 
 
 def test_dualnet_small_samples_build_models_that_run(sampled):
@@ -82,9 +87,9 @@ def test_dualnet_small_samples_build_models_that_run(sampled):
     _check_samples_build(small, "dualnet")
 
 
-def _check_samples_build(samples, name):
-    x = torch.randn(2, 1, 1500)
-    lengths = torch.tensor([1500, 1100])
+def _check_samples_build(samples, name, *, samples_per_record: int = 1500):
+    x = torch.randn(2, 1, samples_per_record)
+    lengths = torch.tensor([samples_per_record, samples_per_record * 11 // 15])
     for _, config in samples:
         cfg = training_config(config)
         resolve_config(cfg)  # every sampled section and key exists in the trainer's config
@@ -109,8 +114,23 @@ def test_segmenter_samples_run_on_two_lead_segments(sampled):
 def test_hadln_space_sweeps_class_weighting_and_gamma(sampled):
     weightings = {config["loss"]["class_weights"] for _, config in sampled("hadln")}
     gammas = {config["loss"]["focal_gamma"] for _, config in sampled("hadln")}
-    assert weightings == {None, "inverse_frequency", "sqrt_inverse_frequency"}
+    assert weightings == {None, "inverse_frequency", "sqrt_inverse_frequency",
+                          "complement_frequency"}
     assert len(gammas) > 2
+
+
+def test_hadln_space_trains_as_published_where_it_does_not_sample(sampled):
+    # the published ranges hold the published values, and every trial keeps the published
+    # batch, schedule, normalisation and the absence of our warm-up and per-layer rates
+    space = load_space("hadln")
+    assert space.LSTM_UNITS_RANGE[0] <= 172 <= space.LSTM_UNITS_RANGE[1]
+    assert space.BLOCKS_PER_STAGE_RANGE[1] == 4
+    for _, config in sampled("hadln"):
+        assert config["optim"]["batch_size"] == 32
+        assert config["optim"]["lr_schedule"] == "plateau"
+        assert config["optim"]["warmup_epochs"] == 0 and config["optim"]["conv_lr_fan_in"] == 0
+        assert config["data"]["normalization"] == "train_zscore"
+        assert set(config["model"]) == {"name", "lstm_units", "blocks_per_stage", "dropout"}
 
 
 @pytest.mark.parametrize("name", SPACES)
@@ -275,28 +295,30 @@ EXPECTED = {
         },
         {
             "model": {"name": "segmenter", "variant": "classifier_only"},
-            "loss": {"focal_gamma": 1.0},
-            "optim": {"lr": 1e-3},
+            "loss": {"focal_gamma": 1.0, "class_weights": "inverse_frequency"},
+            "optim": {"lr": 1e-3, "batch_size": 16, "lr_schedule": "constant",
+                      "weight_decay": 0.0, "warmup_epochs": 0, "conv_lr_fan_in": 0,
+                      "lr_depth": 0, "pool_mean_fraction": 0},
+            "data": {"normalization": "range"},
         },
     ),
     "hadln": (
         {
-            "model/residual_depth": 4,
             "model/lstm_units": 32,
-            "model/attention_size": 64,
+            "model/blocks_per_stage": 2,
+            "model/dropout": 0.1,
             "loss/class_weights": "inverse_frequency",
             "loss/focal_gamma": 0.5,
             "optim/lr": 2e-3,
         },
         {
-            "model": {
-                "name": "hadln",
-                "residual_depth": 4,
-                "lstm_units": 32,
-                "attention_size": 64,
-            },
+            "model": {"name": "hadln", "lstm_units": 32, "blocks_per_stage": 2, "dropout": 0.1},
             "loss": {"class_weights": "inverse_frequency", "focal_gamma": 0.5},
-            "optim": {"lr": 2e-3},
+            "optim": {"lr": 2e-3, "batch_size": 32, "lr_schedule": "plateau",
+                      "lr_plateau_factor": 0.5, "lr_plateau_patience": 5, "weight_decay": 0.0,
+                      "warmup_epochs": 0, "conv_lr_fan_in": 0, "lr_depth": 0,
+                      "pool_mean_fraction": 0},
+            "data": {"normalization": "train_zscore"},
         },
     ),
     "dualnet": (

@@ -99,8 +99,8 @@ def mitdb_records(tmp_path_factory):
     return directory
 
 
-TINY_HADLN = {"name": "hadln", "cnn_channels": 8, "residual_depth": 2, "lstm_units": 8,
-              "attention_size": 8}
+TINY_HADLN = {"name": "hadln", "stem_channels": 8, "stage_channels": [8, 8],
+              "blocks_per_stage": 1, "lstm_units": 8, "attention_size": 8}
 TINY_SEGMENTER = {"name": "segmenter", "variant": "joint", "unet_depth": 2, "unet_width": 4,
                   "pool_kernel": 41, "classifier_channels": [4, 8], "hidden_units": 8}
 

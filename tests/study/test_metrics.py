@@ -119,3 +119,23 @@ def test_cinc_reports_the_four_class_macro_f1_beside_the_cinc_f1():
     assert metrics["val/f1_cinc"] == pytest.approx(np.mean(f1[:3]))
     assert metrics["val/f1_macro4"] == pytest.approx(np.mean(f1))
     assert metrics["val/f1_macro4"] != metrics["val/f1_cinc"]
+
+
+def test_weighted_f1_precision_recall_weigh_classes_by_their_items_as_published():
+    # the HADLN reproduction reports scikit-learn's average="weighted" (zero_division=0):
+    # sum over classes of (items of the class) x metric / items, by hand:
+    y_true = np.array([0, 0, 0, 0, 1, 1, 2])  # N x4, S x2, V x1; F and Q absent (weight 0)
+    y_pred = np.array([0, 0, 0, 1, 1, 0, 0])  # one N -> S, one S -> N, the V -> N
+    metrics = classification_metrics(y_true=y_true, probabilities=np.eye(5)[y_pred],
+                                     scoring=BEATS)
+    p_n, r_n = 3 / 5, 3 / 4  # N predicted for items 0, 1, 2, 5, 6: TP 3 of 5, 4 items
+    f1_n = 2 * p_n * r_n / (p_n + r_n)
+    p_s, r_s = 1 / 2, 1 / 2  # S predicted for items 3, 4: TP 1 of 2, 2 items
+    f1_s = 0.5  # V never predicted: precision 0 (zero_division=0), recall 0, F1 0
+    assert metrics["val/ppv_weighted"] == pytest.approx((4 * p_n + 2 * p_s + 0) / 7)
+    assert metrics["val/sensitivity_weighted"] == pytest.approx((4 * r_n + 2 * r_s + 0) / 7)
+    assert metrics["val/f1_weighted"] == pytest.approx((4 * f1_n + 2 * f1_s + 0) / 7)
+    # macro F1 (our study metric) stays what it was: the mean over classes present
+    assert metrics["val/f1_macro"] == pytest.approx((f1_n + f1_s + 0) / 3)
+    assert "val/f1_weighted" not in classification_metrics(
+        y_true=np.array([0, 1]), probabilities=np.eye(4)[[0, 1]], scoring=CINC)

@@ -51,7 +51,8 @@ def test_the_thesis_protocol_keeps_the_thesis_optimiser_over_our_defaults():
         ({"loss": {"focal_gamma": "abc"}}, 'loss/focal_gamma="abc" is not allowed'),
         ({"optim": {"lr": 0}}, "optim/lr=0 is not allowed: must be a finite number > 0"),
         ({"optim": {"batch_size": True}}, "must be an integer >= 1"),
-        ({"optim": {"lr_schedule": "step"}}, "must be one of cosine, exponential, multistep"),
+        ({"optim": {"lr_schedule": "step"}}, "must be one of constant, cosine, exponential, "
+                                             "multistep, plateau"),
         ({"loss": {"class_weights": [1, -2]}}, "non-negative weights: a list"),
         ({"loss": {"class_weights": {"N": -1}}}, "non-negative weights: a list"),
         ({"optim": {"optimizer": "sgd"}}, "must be one of adam, radam"),

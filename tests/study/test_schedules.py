@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from study.schedules import build_schedule, load_schedule_state
+from study.schedules import build_schedule, load_schedule_state, step_schedule
 
 COSINE = {"lr_schedule": "cosine", "lr": 1e-3, "lr_final_ratio": 0.02, "lr_decay": 0.95}
 
@@ -87,3 +87,29 @@ def test_multistep_is_the_published_milestones_at_quarters(epochs):
     expected = [1e-3 * 0.1 ** sum(e >= m for m in milestones) for e in range(epochs)]
     assert rates == pytest.approx(expected, rel=1e-9)
     assert rates[-1] == pytest.approx(1e-6)
+
+
+def test_plateau_halves_every_rate_after_five_epochs_without_a_better_loss():
+    # the HADLN reproduction: x0.5 after a 5-epoch plateau of the validation loss
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in range(2)]
+    optimizer = torch.optim.Adam([{"params": [params[0]], "lr": 1e-3},
+                                  {"params": [params[1]], "lr": 1e-4}])
+    scheduler = build_schedule(
+        optimizer, optim={**COSINE, "lr_schedule": "plateau", "lr_plateau_factor": 0.5,
+                          "lr_plateau_patience": 5}, epochs=50)
+    rates = []
+    for loss in [1.0, 0.9, 0.9, 0.95, 0.91, 0.92, 0.9, 0.93, 0.5]:
+        step_schedule(scheduler, loss=loss)
+        rates.append([g["lr"] for g in optimizer.param_groups])
+    # best 0.9 at step 2; steps 3-7 do not beat it (5 epochs), step 8 is the sixth: halved
+    assert [r[0] for r in rates] == pytest.approx([1e-3] * 7 + [5e-4, 5e-4])
+    assert rates[-1][1] == pytest.approx(5e-5)
+
+
+def test_schedules_without_a_metric_ignore_the_loss():
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([param], lr=1e-3)
+    scheduler = build_schedule(optimizer, optim={**COSINE, "lr_schedule": "exponential"},
+                               epochs=3)
+    step_schedule(scheduler, loss=float("nan"))
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.95e-3)

@@ -18,6 +18,7 @@ from study.metrics import Scoring
 from study.runtime import select_runtime
 from study.trainer import (
     Split,
+    complement_frequency,
     evaluate,
     inverse_frequency,
     pool_mean_shares,
@@ -138,6 +139,54 @@ def test_class_weights_follow_inverse_frequency():
     assert weights[0] == pytest.approx(4 / 9) and weights[1] == pytest.approx(4 / 3)
     assert weights[2] == 0.0
     assert math.isclose(sum(w * c for w, c in zip(weights, (3, 1, 0), strict=True)), 4 * 2 / 3)
+
+
+def test_complement_frequency_weights_are_one_minus_the_class_share():
+    # the HADLN reproduction's weights: 1 - 72470/87553 for N, ... (hadln.ipynb, cell 11)
+    weights = complement_frequency(np.array([0] * 8 + [1, 1]), 3)
+    assert weights == pytest.approx([0.2, 0.8, 1.0])
+
+
+def test_a_data_set_wide_normalization_is_fitted_on_the_training_split_and_checkpointed(
+        tiny_arrays, tiny_config, tmp_path):
+    arrays = tiny_arrays(n_records=16)
+    train_split, val_split = Split(arrays, np.arange(8)), Split(arrays, np.arange(8, 16))
+    config = {**tiny_config, "epochs": 1,
+              "data": {**tiny_config["data"], "normalization": "train_zscore"}}
+    result = train(config=config, train_split=train_split, val_split=val_split,
+                   scoring=SCORING, checkpoint_path=tmp_path / "c.pt")
+    stats = result.config["data"]["normalization_stats"]
+    pooled = np.concatenate([arrays.signal(i) for i in range(8)]).astype(np.float64)
+    assert stats["mean"] == [[pytest.approx(pooled.mean(), rel=1e-9)]]
+    assert stats["std"] == [[pytest.approx(pooled.std(), rel=1e-9)]]
+    # the checkpoint carries them, so predictions and explanations reuse the training split's
+    _, saved = load_trained(tmp_path / "c.pt")
+    assert saved["data"]["normalization_stats"] == stats
+    # statistics given in a config are the trainer's output, never its input: refitted
+    stale = {**config, "data": {**config["data"],
+                                "normalization_stats": {"mean": [[5.0]], "std": [[9.0]]}}}
+    again = train(config=stale, train_split=train_split, val_split=val_split, scoring=SCORING)
+    assert again.config["data"]["normalization_stats"] == stats
+
+
+def test_the_plateau_schedule_follows_the_validation_loss_of_every_epoch(
+        tiny_arrays, tiny_config):
+    # hadln.ipynb cell 12 steps ReduceLROnPlateau with the validation ("test") loss after
+    # every epoch: replaying the recorded validation losses through torch's scheduler must
+    # give the rates the trainer logged (patience 0, so every stalled epoch halves the rate).
+    arrays = tiny_arrays(n_records=16)
+    train_split, val_split = Split(arrays, np.arange(8)), Split(arrays, np.arange(8, 16))
+    config = {**tiny_config, "epochs": 6,
+              "optim": {**tiny_config["optim"], "lr_schedule": "plateau", "warmup_epochs": 0,
+                        "lr_plateau_patience": 0, "lr_plateau_factor": 0.5}}
+    result = train(config=config, train_split=train_split, val_split=val_split, scoring=SCORING)
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+    replay = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=0)
+    expected = []
+    for row in result.history:
+        replay.step(row["val/loss"])
+        expected.append(optimizer.param_groups[0]["lr"])
+    assert [row["lr"] for row in result.history] == pytest.approx(expected, rel=1e-12)
 
 
 def test_pretraining_loads_a_gmp_cnn_trunk_into_the_convlstm(tiny_arrays, tiny_config):

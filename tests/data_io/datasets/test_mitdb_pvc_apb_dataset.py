@@ -54,3 +54,17 @@ def test_record_100_has_apb_segments_only(shared_mitdb_dir):
     arrays = SEGMENTS.load(shared_mitdb_dir, options={}, progress=False)
     assert arrays.class_counts()["APB"] > 0
     assert np.isfinite(arrays.signals).all()
+
+
+def test_segments_are_filtered_by_default_and_raw_with_filter_none(mitdb_dir):
+    # the paper filters noise and baseline wander; the masks and segments do not move
+    default = SEGMENTS.load(mitdb_dir, options={}, progress=False)
+    raw = SEGMENTS.load(mitdb_dir, options={"filter": "none"}, progress=False)
+    assert default.record_ids == raw.record_ids
+    np.testing.assert_array_equal(default.labels, raw.labels)
+    assert SEGMENTS.resolve_options({}) == {"filter": "lp20-hp4"}
+    assert not np.array_equal(default.signals, raw.signals)
+    # a 4 Hz high-pass leaves (nearly) no offset in a segment's real samples
+    offsets = [abs(float(default.signal(i)[0][default.signal(i)[0] != 0].mean()))
+               for i in range(5)]
+    assert max(offsets) < 0.05

@@ -46,7 +46,23 @@ def test_facts_are_consistent(name):
 def test_synthetic_sets_inherit_their_base_facts():
     base, twin = load_dataset("mitdb-beats"), load_dataset("synthetic-mitdb-beats")
     assert twin.facts["splits"] == base.facts["splits"]
-    assert twin.facts["published"] == [] and base.facts["published"]
+    # the published table too, so a synthetic study shows the published rows beside its own;
+    # the table's protocol is only ever met on the real data sets it names
+    assert twin.facts["published"] == base.facts["published"]
+    assert twin.name not in base.facts["published"][0]["datasets"]
+    cinc = load_dataset("cinc2017").facts["published"]
+    assert cinc and load_dataset("synthetic").facts["published"] == cinc
+
+
+def test_published_protocols_name_real_options_of_their_data_sets():
+    # a published table's protocol as data: every option it names is one its data sets take
+    for name in ("mitdb-beats", "mitdb-pvc-apb"):
+        for entry in load_dataset(name).facts["published"]:
+            for dataset in entry["datasets"]:
+                declared = load_dataset(dataset).facts.get("options", {})
+                for option, value in entry["data_options"].items():
+                    assert option not in declared or value in declared[option]["choices"]
+            assert name in entry["datasets"]
 
 
 def test_unknown_names_and_options_are_refused_with_the_known_ones():
