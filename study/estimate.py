@@ -264,7 +264,7 @@ def probe(plan: Any, spec: StudySpec, *, milestones: list[int], device: str) -> 
     runtime = select_runtime(device=device, amp=True)
     threads = torch.get_num_threads()
     fixed = plan.fixed_configurations
-    configs = (preset_configs(plan.presets, spec=spec) if fixed else
+    configs = (preset_configs(plan.presets, spec=spec, space=plan.space) if fixed else
                sample_configs(plan.space, n=PROBE_CONFIGS, seed=plan.seed, spec=spec))
     # A trial gets cpus_per_trial threads (Ray sets OMP_NUM_THREADS); time it the same way.
     torch.set_num_threads(max(1, int(plan.cpus_per_trial)))
@@ -320,11 +320,14 @@ def probe(plan: Any, spec: StudySpec, *, milestones: list[int], device: str) -> 
     ]
 
 
-def preset_configs(presets: tuple[str, ...], *, spec: StudySpec) -> list[dict[str, Any]]:
-    """The resolved training config of each preset, as a fixed-configuration study trains it."""
-    from models.presets import load_preset
+def preset_configs(presets: tuple[str, ...], *, spec: StudySpec, space: str
+                   ) -> list[dict[str, Any]]:
+    """The resolved training config of each preset, as a fixed-configuration study trains it
+    (its published training, then the study's budget and overrides)."""
+    from study.protocols import study_preset_config
 
-    return [resolve_config(spec.trial_config({"model": load_preset(name)})) for name in presets]
+    return [resolve_config(spec.trial_config(study_preset_config(name, space=space)))
+            for name in presets]
 
 
 def estimate_fixed(costs: list[ConfigCost], *, n_folds: int, max_epochs: int,

@@ -57,3 +57,13 @@ def preset_config(preset: str) -> dict[str, Any]:
     config = {} if protocol is None else load_protocol(protocol)
     config["model"] = model
     return config
+
+
+def study_preset_config(preset: str, *, space: str) -> dict[str, Any]:
+    """What a ``--presets`` study trains ``preset`` with: its space's ``PUBLISHED_TRAINING``
+    (e.g. HADLN's), then its protocol file (`preset_config`), with the preset as its model."""
+    from search_spaces import load_space, unflatten
+    from study.config import merge_sections
+
+    published = unflatten(dict(getattr(load_space(space), "PUBLISHED_TRAINING", {})))
+    return merge_sections(published, preset_config(preset))

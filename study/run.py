@@ -29,7 +29,7 @@ import optuna
 
 from data_io.datasets import dataset_names, load_dataset
 from data_io.errors import DatasetError
-from search_spaces import describe_space, load_space, space_names, unflatten
+from search_spaces import describe_space, space_names
 from study import mitdb_explanations, optuna_storage
 from study.cli import build_parser
 from study.collect import (
@@ -43,7 +43,6 @@ from study.collect import (
     trial_id,
     write_best,
 )
-from study.config import merge_sections
 from study.final_test import final_test_lines, final_test_record, write_final_test
 from study.plan import Plan, StudyError, make_plan, resolve_study_dir
 from study.prepare import _spec, milestones, prepare_study, render_plan, study_record
@@ -286,20 +285,16 @@ def _search_candidates(plan: Plan, ranked, grid) -> list[dict[str, Any]]:
 
 def preset_candidates(names: tuple[str, ...], *, space: str, baseline: bool = False
                       ) -> list[dict[str, Any]]:
-    """Fixed configurations, named by the preset. ``--presets``: each preset's model with its
-    published training: its protocol file where it has one (`study.protocols`, e.g.
-    ECG-DualNet's), over its space's ``PUBLISHED_TRAINING`` (e.g. HADLN's). A search's
-    ``--baseline``: the preset's model only, so it trains as the chosen configurations do.
-    The study's budget and overrides apply on top of both."""
+    """Fixed configurations, named by the preset. ``--presets``: each preset with its published
+    training (`study.protocols.study_preset_config`). A search's ``--baseline``: the preset's
+    model only, so it trains as the chosen configurations do. The study's budget and
+    overrides apply on top of both."""
     from models.presets import load_preset
-    from study.protocols import preset_config
-
-    published = unflatten(dict(getattr(load_space(space), "PUBLISHED_TRAINING", {})))
+    from study.protocols import study_preset_config
 
     def config(name: str) -> dict[str, Any]:
-        if baseline:
-            return {"model": load_preset(name)}
-        return merge_sections(published, preset_config(name))
+        return ({"model": load_preset(name)} if baseline
+                else study_preset_config(name, space=space))
 
     return [{"trial_id": name, "config": config(name), "search_score": None,
              **({"baseline": True} if baseline else {})} for name in names]
