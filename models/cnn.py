@@ -198,6 +198,11 @@ class CNN(nn.Module):
             heads.append((*outputs[self.mean_vote_layer], self.vote_head))
         return heads
 
+    def _head_strides(self) -> list[int]:
+        """Input samples per step of each head's features, in `_heads`' order."""
+        strides = self.trunk.strides
+        return [strides[-1]] + ([] if self.vote_head is None else [strides[self.mean_vote_layer]])
+
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """(B, leads, T) -> logits (B, n_classes); ``lengths`` (B,) masks the padded tail."""
         return self._vote(self._heads(x, resolve_lengths(x, lengths)))
@@ -223,13 +228,18 @@ class CNN(nn.Module):
 
         Returns:
             ``logits`` (B, K); ``cam`` (B, K, T): the last conv layer's CAM for every class,
-            linearly upsampled and zero beyond ``lengths``; with a mean-vote head also
+            linearly upsampled with each step on the samples it pools (`upsample_time`) and zero
+            beyond ``lengths``; with a mean-vote head also
             ``cam_intermediate`` (B, K, T) from the intermediate layer.
         """
         lengths = resolve_lengths(x, lengths)
         heads = self._heads(x, lengths)
         explanation = {"logits": self._vote(heads)}
-        for name, (features, steps, head) in zip(("cam", "cam_intermediate"), heads, strict=False):
+        names = ("cam", "cam_intermediate")[: len(heads)]
+        for name, (features, steps, head), stride in zip(
+            names, heads, self._head_strides(), strict=True
+        ):
             cam = class_activation_map(features, steps, head)
-            explanation[name] = upsample_time(cam, x.shape[-1], lengths)
+            explanation[name] = upsample_time(cam, size=x.shape[-1], lengths=lengths,
+                                              frame_lengths=steps, stride=stride)
         return explanation

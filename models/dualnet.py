@@ -175,6 +175,17 @@ class SpectrogramEncoder(nn.Module):
         """Valid STFT frames per record: those whose window lies inside the record (>= 1)."""
         return conv_lengths(lengths, kernel_size=self.window, stride=self.hop)
 
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        """Valid steps of the output sequence per record (`forward`'s second output)."""
+        return (self.frame_lengths(lengths) // 2 ** (len(self.blocks) - 1)).clamp(min=1)
+
+    def time_grid(self) -> tuple[int, float]:
+        """(stride, offset) of the output sequence on the input's time axis (`upsample_time`):
+        STFT frame n spans samples n * hop .. n * hop + window - 1, and each of the poolings
+        between the stages averages two frames."""
+        factor = 2 ** (len(self.blocks) - 1)
+        return self.hop * factor, (self.window - 1) / 2 + self.hop * (factor - 1) / 2
+
     def spectrogram(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Normalized log-magnitude STFT (B, leads, F, N), zero past each record's frames."""
         b, leads, t = x.shape
@@ -359,15 +370,24 @@ class DualNet(nn.Module):
         """
         lengths = resolve_lengths(x, lengths)
         features, steps, weights = self._encode(x, lengths)
+        if self.signal_encoder is not None:
+            stride, offset = self.signal_encoder.strides[-1], None
+        else:
+            stride, offset = self.spectrogram_encoder.time_grid()
         explanation = {
             "logits": self.head(self.dropout(self.pool(features, steps))),
             "cam": upsample_time(class_activation_map(features, steps, self.head),
-                                 x.shape[-1], lengths),
+                                 size=x.shape[-1], lengths=lengths, frame_lengths=steps,
+                                 stride=stride, offset=offset),
         }
         if weights is not None:
             # (B, T', N') -> (B, 1, N'): mean over the valid query steps.
             received = weights.sum(1, keepdim=True) / steps[:, None, None].to(weights.dtype)
-            explanation["encoder_attention"] = upsample_time(received, x.shape[-1], lengths)
+            spec_stride, spec_offset = self.spectrogram_encoder.time_grid()
+            explanation["encoder_attention"] = upsample_time(
+                received, size=x.shape[-1], lengths=lengths, stride=spec_stride,
+                frame_lengths=self.spectrogram_encoder.output_lengths(lengths),
+                offset=spec_offset)
         return explanation
 
 

@@ -121,5 +121,7 @@ class HybridAttentionNet(nn.Module):
         fused, weights = self._features(x, lengths)
         return {
             "logits": self.classifier(self.dropout(fused)),
-            "attention": upsample_time(weights, x.shape[-1], lengths),
+            "attention": upsample_time(
+                weights, size=x.shape[-1], lengths=lengths, stride=self.lstm_stride,
+                frame_lengths=(lengths // self.lstm_stride).clamp(min=1)),
         }
