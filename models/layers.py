@@ -90,7 +90,7 @@ def upsample_time(
     lengths: Tensor,
     frame_lengths: Tensor,
     stride: float,
-    offset: float | None = None,
+    offset: float | Tensor | None = None,
 ) -> Tensor:
     """Put a map on frames (B, C, T') onto the input's time axis (B, C, size), zero beyond
     ``lengths``.
@@ -112,21 +112,22 @@ def upsample_time(
         lengths: (B,) real input samples per record.
         frame_lengths: (B,) valid frames per record (the model's own output lengths).
         stride: input samples per frame (>= 1).
-        offset: input sample on which frame 0 is centred; None for average pooling's.
+        offset: input sample on which frame 0 is centred: one number, or one per record and
+            channel (B, C); None for average pooling's.
     """
     if not stride >= 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
     offset = (stride - 1) / 2 if offset is None else offset
+    offset = torch.as_tensor(offset, dtype=torch.float64, device=x.device)
+    offset = offset.reshape(1, 1, 1) if offset.dim() == 0 else offset[..., None]  # (B, C, 1)
     samples = torch.arange(size, device=x.device, dtype=torch.float64)
-    position = ((samples - offset) / stride).clamp(min=0)[None, :]  # (1, size) in frames
-    last = (frame_lengths.to(x.device).clamp(min=1) - 1)[:, None]  # (B, 1)
-    position = torch.minimum(position, last.to(position.dtype))  # (B, size)
+    position = ((samples - offset) / stride).clamp(min=0)  # (B or 1, C or 1, size) in frames
+    last = (frame_lengths.to(x.device).clamp(min=1) - 1)[:, None, None]  # (B, 1, 1)
+    position = torch.minimum(position, last.to(position.dtype)).expand(*x.shape[:2], size)
     left = position.floor().long()
     right = torch.minimum(left + 1, last)
-    weight = (position - left.to(position.dtype)).to(x.dtype)[:, None, :]  # (B, 1, size)
-    index = (-1, x.shape[1], -1)
-    x_left = x.gather(-1, left[:, None, :].expand(*index))
-    x_right = x.gather(-1, right[:, None, :].expand(*index))
+    weight = (position - left.to(position.dtype)).to(x.dtype)  # (B, C, size)
+    x_left, x_right = x.gather(-1, left), x.gather(-1, right)
     return mask_tail(x_left + weight * (x_right - x_left), lengths)
 
 

@@ -52,6 +52,39 @@ def test_cam_peaks_on_the_beat(wide_beat, depth):
     assert _misses(cam, tolerance=stride / 2 + 1) == []
 
 
+@pytest.mark.parametrize("registered", [False, True])
+def test_cam_of_a_centred_trunk_needs_no_registration(wide_beat, registered):
+    model = build_model({**TRUNK, "name": "cnn", "n_classes": 2, "channels": [1] * 5,
+                         "pooling": "gmp"}).eval()
+    wide_beat.set_trunk(model.trunk)
+    _one_class_head(model.head)
+    x, lengths = wide_beat.batch(RECORDS)
+    with torch.no_grad():
+        cam = model.explain(x, lengths, registered=registered)["cam"][:, 1]
+    assert _misses(cam, tolerance=16 / 2 + 1) == []
+
+
+def test_registered_cam_finds_the_beat_a_displaced_trunk_responds_to(wide_beat):
+    # The last layer reads its input two steps later (tap +2): its step j responds to the
+    # beat at step j + 2, so the plain CAM peaks 2 x 16 samples before the beat; registered,
+    # each map's peak step goes where its gradient x input is largest, on the beat.
+    model = build_model({**TRUNK, "name": "cnn", "n_classes": 2, "channels": [1] * 5,
+                         "pooling": "gmp"}).eval()
+    wide_beat.set_trunk(model.trunk)
+    _one_class_head(model.head)
+    last = model.trunk.blocks[-1].conv.weight  # (1, 1, 21)
+    with torch.no_grad():
+        last.zero_()
+        last[0, 0, 21 // 2 + 2] = 1.0
+    x, lengths = wide_beat.batch(RECORDS)
+    with torch.no_grad():
+        plain = model.explain(x, lengths, registered=False)["cam"][:, 1]
+        registered = model.explain(x, lengths)["cam"][:, 1]
+    misses = _misses(plain, tolerance=16 / 2 + 1)
+    assert [peak - at for peak, at in misses] == pytest.approx([-32] * len(RECORDS), abs=9)
+    assert _misses(registered, tolerance=16 / 2 + 1) == []
+
+
 def test_intermediate_cam_peaks_on_the_beat(wide_beat):
     model = build_model({**TRUNK, "name": "cnn", "n_classes": 2, "channels": [1] * 7,
                          "pooling": "gmp", "mean_vote_layer": 3}).eval()
