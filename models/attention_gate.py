@@ -132,20 +132,24 @@ class AttentionGatedCNN(nn.Module):
         )
         self.classifier = aggregator(path_sizes, n_classes)
 
-    def _gated_paths(self, x: Tensor, lengths: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        """Per gate: the pooled path vector (B, C_i) and the gate weights (B, 1, T_i)."""
+    def _gated_paths(
+        self, x: Tensor, lengths: Tensor
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """Per gate: the pooled path vector (B, C_i), the gate weights (B, 1, T_i) and the
+        layer's valid steps (B,)."""
         outputs = self.trunk(x, lengths)
         context = self.pool(*outputs[-1])  # (B, C_last, T') -> (B, C_last)
-        pooled, weights = [], []
+        pooled, weights, steps = [], [], []
         for gate, layer in zip(self.gates, self.gate_layers, strict=True):
             vector, gate_weights = gate(*outputs[layer], context)
             pooled.append(vector)
             weights.append(gate_weights)
-        return pooled, weights
+            steps.append(outputs[layer][1])
+        return pooled, weights, steps
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """(B, leads, T) -> logits (B, n_classes); ``lengths`` (B,) masks the padded tail."""
-        pooled, _ = self._gated_paths(x, resolve_lengths(x, lengths))
+        pooled, _, _ = self._gated_paths(x, resolve_lengths(x, lengths))
         return self.classifier(pooled)
 
     def explain(self, x: Tensor, lengths: Tensor | None = None) -> dict[str, Tensor]:
@@ -154,10 +158,15 @@ class AttentionGatedCNN(nn.Module):
         Returns:
             ``logits`` (B, K); ``gate_maps`` (B, n_gates, T) in ``gate_layers`` order: each
             gate's weights (softmax: summing to one over its layer's valid steps; sigmoid:
-            gate values in (0, 1)), linearly upsampled to the input length, zero beyond
+            gate values in (0, 1)), linearly upsampled to the input length with each step on
+            the samples it pools (`upsample_time`), zero beyond
             ``lengths``.
         """
         lengths = resolve_lengths(x, lengths)
-        pooled, weights = self._gated_paths(x, lengths)
-        maps = [upsample_time(w, x.shape[-1], lengths) for w in weights]  # (B, 1, T) each
+        pooled, weights, steps = self._gated_paths(x, lengths)
+        strides = [self.trunk.strides[layer] for layer in self.gate_layers]
+        maps = [  # (B, 1, T) each
+            upsample_time(w, size=x.shape[-1], lengths=lengths, frame_lengths=n, stride=stride)
+            for w, n, stride in zip(weights, steps, strides, strict=True)
+        ]
         return {"logits": self.classifier(pooled), "gate_maps": torch.cat(maps, dim=1)}

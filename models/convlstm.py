@@ -7,6 +7,7 @@ CNN pre-trained with a GMP head loads into it (`ConvLSTM.load_cnn_trunk`), can b
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -214,22 +215,23 @@ class ConvLSTM(nn.Module):
             ``lstm_input_gate``, ``lstm_forget_gate``, ``lstm_output_gate``,
             ``lstm_candidate``; for a GRU ``gru_hidden``, ``gru_reset_gate``,
             ``gru_update_gate``, ``gru_candidate``. Time maps are linearly upsampled from the
-            trunk's resolution and zero beyond ``lengths``.
+            trunk's resolution, each step on the samples it pools (`upsample_time`), and zero
+            beyond ``lengths``.
         """
         lengths = resolve_lengths(x, lengths)
         size = x.shape[-1]
         features, steps, outputs, final = self._sequence(x, lengths)
         vector = self._readout.select(outputs, final, steps)
         per_step = self.classifier(self._with_pool(outputs, features, steps))  # (B, T', K)
+        on_input = functools.partial(upsample_time, size=size, lengths=lengths,
+                                     frame_lengths=steps, stride=self.trunk.strides[-1])
         explanation = {
             "logits": self.classifier(self._with_pool(vector, features, steps)),
-            "decision_over_time": upsample_time(per_step.transpose(1, 2), size, lengths),
+            "decision_over_time": on_input(per_step.transpose(1, 2)),
         }
         states = self.rnn.first_layer_states(features.transpose(1, 2), steps)
         for name, state in states.items():  # (B, T', H * D) -> (B, H * D, T)
-            explanation[f"{self.rnn.cell}_{name}"] = upsample_time(
-                state.transpose(1, 2), size, lengths
-            )
+            explanation[f"{self.rnn.cell}_{name}"] = on_input(state.transpose(1, 2))
         return explanation
 
     def load_cnn_trunk(self, state_dict: Mapping[str, Tensor]) -> None:

@@ -662,5 +662,9 @@ def _on_input(maps: Tensor, steps: Tensor, *, used: Tensor, original: Tensor,
     out = maps.new_zeros(maps.shape[0], maps.shape[1], max(width, int(used.max())))
     for b in range(maps.shape[0]):  # records differ in samples per step: one at a time
         n, length = int(steps[b]), int(used[b])
-        out[b, :, :length] = upsample_time(maps[b : b + 1, :, :n], length)[0]
+        # step j centred on its share of the record: samples (j + 1/2) * length / n
+        stride = max(length / n, 1.0)
+        out[b, :, :length] = upsample_time(
+            maps[b : b + 1, :, :n], size=length, lengths=used[b : b + 1],
+            frame_lengths=steps[b : b + 1], stride=stride)[0]
     return mask_tail(out[..., :width], original)

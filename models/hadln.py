@@ -7,6 +7,7 @@ beside ours."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 
@@ -248,6 +249,14 @@ class HybridAttentionNet(nn.Module):
             samples = max((samples - 1) // block.stride + 1, 1)  # k // 2 padding, odd k
         return samples
 
+    def _time_grid(self) -> tuple[int, float]:
+        """(stride, offset) of the CNN branch's steps on the input's time axis: the three
+        unpadded convolutions shift step 0 to the centre of their kernels, and each strided
+        block (k // 2 padding, odd k) keeps step j on its input's step stride * j."""
+        convs = (self.cnn_stem.conv, self.cnn_pair.first.conv, self.cnn_pair.second)
+        offset = sum((conv.kernel_size[0] - 1) / 2 for conv in convs)
+        return math.prod(block.stride for block in self.blocks), offset
+
     def _recurrent_branch(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """(B, leads, T) -> BiLSTM outputs (B, T_l, 2U) and their lengths (B,)."""
         if self.lstm_stride > 1:
@@ -302,7 +311,9 @@ class HybridAttentionNet(nn.Module):
         lengths = resolve_lengths(x, lengths)
         attended, weights, steps = self._attended(x, lengths)
         received = weights.sum(1) / steps[:, None].to(weights.dtype)  # (B, T_r)
+        stride, offset = self._time_grid()
         return {
             "logits": self._logits(attended, steps),
-            "attention": upsample_time(received[:, None, :], x.shape[-1], lengths),
+            "attention": upsample_time(received[:, None, :], size=x.shape[-1], lengths=lengths,
+                                       frame_lengths=steps, stride=stride, offset=offset),
         }

@@ -83,14 +83,52 @@ def conv_lengths(lengths: Tensor, *, kernel_size: int, stride: int = 1, padding:
     return ((lengths + 2 * padding - kernel_size) // stride + 1).clamp(min=1)
 
 
-def upsample_time(x: Tensor, size: int, lengths: Tensor | None = None) -> Tensor:
-    """Stretch a map (B, C, T') to (B, C, size) by linear interpolation, zero beyond lengths.
+def upsample_time(
+    x: Tensor,
+    *,
+    size: int,
+    lengths: Tensor,
+    frame_lengths: Tensor,
+    stride: float,
+    offset: float | Tensor | None = None,
+) -> Tensor:
+    """Put a map on frames (B, C, T') onto the input's time axis (B, C, size), zero beyond
+    ``lengths``.
 
-    Used to put explanation maps computed on downsampled features on the input's time axis.
+    Frame j of a record is centred on input sample ``offset + stride * j``: a feature map
+    after average poolings that divide time by ``stride`` in all has ``offset = (stride - 1)
+    / 2`` (the default), an STFT frame of a W-sample window ``(W - 1) / 2``. Sample i reads
+    the map at frame position ``(i - offset) / stride`` by linear interpolation, clamped to
+    the record's own valid frames ``[0, frame_lengths - 1]``.
+
+    The position depends only on ``stride``, never on how many frames the padded batch has:
+    stretching T' frames over ``size`` samples (``F.interpolate(size=...)``) moves a frame by
+    up to one stride at the record's end, since pooling drops the last ``T mod stride``
+    samples, and by more where a record is shorter than its batch.
+
+    Args:
+        x: (B, C, T') map on the frames.
+        size: input samples T of the batch.
+        lengths: (B,) real input samples per record.
+        frame_lengths: (B,) valid frames per record (the model's own output lengths).
+        stride: input samples per frame (>= 1).
+        offset: input sample on which frame 0 is centred: one number, or one per record and
+            channel (B, C); None for average pooling's.
     """
-    if x.shape[-1] != size:
-        x = F.interpolate(x, size=size, mode="linear", align_corners=False)
-    return x if lengths is None else mask_tail(x, lengths)
+    if not stride >= 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    offset = (stride - 1) / 2 if offset is None else offset
+    offset = torch.as_tensor(offset, dtype=torch.float64, device=x.device)
+    offset = offset.reshape(1, 1, 1) if offset.dim() == 0 else offset[..., None]  # (B, C, 1)
+    samples = torch.arange(size, device=x.device, dtype=torch.float64)
+    position = ((samples - offset) / stride).clamp(min=0)  # (B or 1, C or 1, size) in frames
+    last = (frame_lengths.to(x.device).clamp(min=1) - 1)[:, None, None]  # (B, 1, 1)
+    position = torch.minimum(position, last.to(position.dtype)).expand(*x.shape[:2], size)
+    left = position.floor().long()
+    right = torch.minimum(left + 1, last)
+    weight = (position - left.to(position.dtype)).to(x.dtype)  # (B, C, size)
+    x_left, x_right = x.gather(-1, left), x.gather(-1, right)
+    return mask_tail(x_left + weight * (x_right - x_left), lengths)
 
 
 def gather_steps(x: Tensor, steps: Tensor) -> Tensor:
@@ -242,6 +280,17 @@ class CnnTrunk(nn.Module):
     @property
     def out_channels(self) -> int:
         return self.channels[-1]
+
+    @property
+    def strides(self) -> list[int]:
+        """Input samples per step of each layer's output (the poolings before it), in the
+        order of `forward`'s outputs; what `upsample_time` needs to put a layer's map on the
+        input's time axis."""
+        strides, stride = [], 1
+        for pool in self.pool_after:
+            strides.append(stride)
+            stride *= 2 if pool else 1
+        return strides
 
     def forward(self, x: Tensor, lengths: Tensor) -> list[tuple[Tensor, Tensor]]:
         """Run every layer; return each layer's (features (B, C_i, T_i), lengths (B,)).

@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from data_io.datasets import load_dataset
+from data_io.preprocess import resample_arrays
 from data_io.synthetic import iter_records, load_params, to_ecg_arrays
 from reports.explanation_sanity import SANITY_FILE, sanity_summary
 from reports.explanation_scores import (
@@ -49,10 +50,46 @@ SUMMARY_FILE = "summary.json"
 SOURCE = "synthetic"
 
 
-def load_benchmark() -> dict[str, Any]:
-    """The benchmark settings shipped in `explain_benchmark.json` (comments dropped)."""
+def _without_comments(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if not k.startswith("_")}
+
+
+def _benchmark_file() -> dict[str, Any]:
     text = resources.files("study").joinpath("explain_benchmark.json").read_text("utf-8")
-    return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
+    return _without_comments(json.loads(text))
+
+
+def variant_names() -> list[str]:
+    """The variants `explain_benchmark.json` defines (``--variant``)."""
+    return sorted(_without_comments(_benchmark_file()["variants"]))
+
+
+def load_benchmark(variant: str | None = None) -> dict[str, Any]:
+    """The benchmark settings shipped in `explain_benchmark.json` (comments dropped), with the
+    overrides of ``variant`` (a name in its ``variants``) merged section by section.
+
+    Raises:
+        ValueError: an unknown variant (the message lists the known ones).
+    """
+    settings = _benchmark_file()
+    variants = _without_comments(settings.pop("variants"))
+    settings["variant"] = variant
+    if variant is None:
+        return settings
+    if variant not in variants:
+        raise ValueError(f"unknown benchmark variant {variant!r}; known: {sorted(variants)}")
+    return _merged(settings, _without_comments(variants[variant]))
+
+
+def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` merged into it, dicts key by key (a copy)."""
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
 
 
 def generator_params(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -69,12 +106,24 @@ def generator_params(overrides: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def file_rate(data: dict[str, Any]) -> float:
+    """The rate the records are generated at (``file_fs_hz``; ``fs_hz`` when not given)."""
+    return float(data.get("file_fs_hz", data["fs_hz"]))
+
+
 def benchmark_data(data: dict[str, Any]):
-    """(arrays, masks by record id, train indices, validation indices) of the benchmark."""
+    """(arrays, masks by record id, train indices, validation indices) of the benchmark.
+
+    The records are generated at `file_rate` and, where that differs from ``fs_hz`` (the
+    study rate), resampled to it as a study resamples its data set
+    (`data_io.preprocess.resample_arrays`); the masks stay at the file rate, as a data set's
+    ground truth does, and are brought to the study rate by the scoring
+    (`reports.explanation_scores.masks_at_rate`).
+    """
     records = dict(iter_records(n_records=data["n_records"], seed=data["seed"],
-                                fs_hz=data["fs_hz"], class_weights=data["class_weights"],
+                                fs_hz=file_rate(data), class_weights=data["class_weights"],
                                 params=generator_params(data["params"])))
-    arrays = to_ecg_arrays(records)
+    arrays = resample_arrays(to_ecg_arrays(records), target_fs_hz=data["fs_hz"])
     masks = {name: record.abnormal_mask for name, record in records.items()}
     n_val = round(data["validation_fraction"] * len(records))
     indices = np.arange(len(records))
@@ -126,7 +175,7 @@ def run(out: Path, *, log, settings: dict[str, Any] | None = None) -> dict[str, 
     explanation_settings = merge_settings(settings["explanations"])
     arrays, masks, train_idx, val_idx = benchmark_data(settings["data"])
     log(f"data: {len(train_idx)} training and {len(val_idx)} validation records at "
-        f"{arrays.fs_hz:g} Hz")
+        f"{arrays.fs_hz:g} Hz (generated at {file_rate(settings['data']):g} Hz)")
     model, accuracy, reused = trained_model(settings, arrays=arrays, train_idx=train_idx,
                                             val_idx=val_idx, out=out, log=log)
     trained_s = time.perf_counter() - started
@@ -141,17 +190,19 @@ def run(out: Path, *, log, settings: dict[str, Any] | None = None) -> dict[str, 
                                   chunk_records=settings["batch_records"],
                                   progress="explaining")
     write_npz(out / EXPLANATIONS_FILE, explained)
-    truth = GroundTruth(name=SOURCE, source="synthetic abnormal-beat masks", fs_hz=arrays.fs_hz,
-                        masks=masks)
+    truth = GroundTruth(name=SOURCE, source="synthetic abnormal-beat masks",
+                        fs_hz=file_rate(settings["data"]), masks=masks)
     classes = list(arrays.classes)
     scores = score_archive(explained, truth)
     scores.to_csv(out / SCORES_FILE, index=False)
     sanity = _sanity(model, explained, settings=settings, classes=classes,
                      explanation_settings=explanation_settings, log=log)
     write_npz(out / SANITY_FILE, sanity)
-    summary = _summary(scores, sanity_summary(sanity), local=settings["local_classes"],
-                       accuracy=accuracy, reused=reused, trained_s=trained_s,
-                       seconds=time.perf_counter() - started)
+    summary = {"variant": settings.get("variant"), "study_fs_hz": float(arrays.fs_hz),
+               "file_fs_hz": file_rate(settings["data"]),
+               **_summary(scores, sanity_summary(sanity), local=settings["local_classes"],
+                          accuracy=accuracy, reused=reused, trained_s=trained_s,
+                          seconds=time.perf_counter() - started)}
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -217,7 +268,9 @@ def _float(check: pd.Series | None, key: str) -> float | None:
 
 def table(summary: dict[str, Any]) -> str:
     """Methods x metrics over the local classes, then the hit rate per class."""
-    lines = [f"model accuracy {summary['model_accuracy']:.3f} "
+    lines = [f"variant {summary.get('variant') or 'default'}: studied at "
+             f"{summary['study_fs_hz']:g} Hz, records generated at {summary['file_fs_hz']:g} Hz",
+             f"model accuracy {summary['model_accuracy']:.3f} "
              f"({'reused' if summary['model_reused'] else 'trained'}); "
              f"{summary['n_records']} records of class(es) {', '.join(summary['local_classes'])}"
              f" with abnormal beats; sanity checks on {summary['sanity_records']}; "
@@ -257,6 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", type=Path, required=True,
                         help="directory for the model, explanations, scores and summary")
+    parser.add_argument("--variant", choices=variant_names(), default=None,
+                        help="a variant of the benchmark's data and training defined in "
+                             "study/explain_benchmark.json, e.g. long_2x: 30-s records "
+                             "generated at twice the rate the model is trained and explained at")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (model_accuracy, n_records, methods) "
                              "instead of the table")
@@ -269,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --out {args.out} is not a directory", file=sys.stderr)
         return 2
     try:
-        summary = run(args.out, log=lambda line: print(line, file=sys.stderr, flush=True))
+        summary = run(args.out, log=lambda line: print(line, file=sys.stderr, flush=True),
+                      settings=load_benchmark(args.variant))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

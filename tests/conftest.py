@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench import loopback_guard
@@ -149,3 +150,66 @@ def finished_study(tmp_path_factory) -> tuple[Path, str]:
     out = driver_output(proc, timeout=540)
     assert proc.returncode == 0, out[-4000:]
     return cwd / "runs" / "small", out
+
+
+class WideBeatDetector:
+    """Records with narrow beats and one wide ("abnormal") beat, and hand-set weights that make
+    a one-channel CNN trunk respond to the wide beat only, so any map read off the trunk must
+    peak on that beat (the time-axis tests of `models` and `study`).
+
+    The first convolution is a box filter of ``BOX`` samples: a wide beat (Gaussian, sigma
+    `WIDE_SIGMA`) gives about 0.84, a narrow one (`NARROW_SIGMA`) about 0.24; its BatchNorm
+    shifts by -`THRESHOLD`, so after the ReLU only the wide beat is left. Every later layer
+    passes its input through its centre tap. Each step of a layer then averages the input
+    samples it pools, symmetrically, and the wide beat's step is the one that holds it.
+    """
+
+    BOX = 21
+    WIDE_SIGMA = 10.0
+    NARROW_SIGMA = 2.0
+    THRESHOLD = 0.5
+    BEAT_EVERY = 120
+
+    def record(self, n_samples: int, abnormal_at: int) -> np.ndarray:
+        """(n_samples,) narrow beats every `BEAT_EVERY` samples (none within 60 of the wide
+        beat) and one wide beat centred on sample ``abnormal_at``; peak height 1."""
+        t = np.arange(n_samples, dtype=np.float64)
+        beats = [b for b in range(30, n_samples, self.BEAT_EVERY) if abs(b - abnormal_at) > 60]
+        x = sum((np.exp(-0.5 * ((t - b) / self.NARROW_SIGMA) ** 2) for b in beats),
+                np.zeros(n_samples))
+        return x + np.exp(-0.5 * ((t - abnormal_at) / self.WIDE_SIGMA) ** 2)
+
+    def batch(self, records: list[tuple[int, int]]):
+        """(x (B, 1, T) zero-padded to the longest, lengths (B,)) of (n_samples, abnormal_at)
+        records, as torch tensors."""
+        import torch  # here, so that test packages without torch do not load it
+
+        size = max(n for n, _ in records)
+        x = torch.zeros(len(records), 1, size)
+        for row, (n, at) in enumerate(records):
+            x[row, 0, :n] = torch.from_numpy(self.record(n, at)).float()
+        return x, torch.tensor([n for n, _ in records])
+
+    def set_trunk(self, trunk) -> None:
+        """Hand-set a `models.layers.CnnTrunk` of one channel per layer (kernel >= `BOX`)."""
+        trunk.requires_grad_(False)
+        for layer, block in enumerate(trunk.blocks):
+            kernel = block.conv.weight.shape[-1]
+            block.conv.weight.zero_()
+            if layer == 0:
+                centre = kernel // 2
+                block.conv.weight[0, 0, centre - self.BOX // 2: centre + self.BOX // 2 + 1] = (
+                    1.0 / self.BOX)
+            else:
+                block.conv.weight[0, 0, kernel // 2] = 1.0
+            norm = block.norm
+            norm.running_mean.zero_()
+            norm.running_var.fill_(1.0 - norm.eps)  # (x - 0) / sqrt(var + eps) = x
+            norm.weight.fill_(1.0)
+            norm.bias.fill_(-self.THRESHOLD if layer == 0 else 0.0)
+
+
+@pytest.fixture
+def wide_beat() -> WideBeatDetector:
+    """The wide-beat records and hand-set trunk of the time-axis tests."""
+    return WideBeatDetector()

@@ -32,7 +32,7 @@ def test_softmax_gate_maps_are_distributions_over_valid_steps(make_batch):
     x, lengths = make_batch([1001, 1600])
     with torch.no_grad():
         outputs = model.trunk(x, lengths)
-        _, weights = model._gated_paths(x, lengths)
+        _, weights, _ = model._gated_paths(x, lengths)
         maps = model.explain(x, lengths)["gate_maps"]
     assert maps.shape == (2, 2, 1600)
     for layer, w in zip([1, 2], weights, strict=True):
@@ -54,7 +54,7 @@ def test_sigmoid_gates_and_mean_vote(make_batch):
     ).eval()
     x, lengths = make_batch([500, 640])
     with torch.no_grad():
-        pooled, _ = model._gated_paths(x, lengths)
+        pooled, _, _ = model._gated_paths(x, lengths)
         logits = model(x, lengths)
         maps = model.explain(x, lengths)["gate_maps"]
     heads = model.classifier.heads
