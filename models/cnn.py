@@ -277,16 +277,18 @@ class CNN(nn.Module):
         Args:
             x: (B, leads, T).
             lengths: (B,) real samples per record; None for full length.
-            registered: move each record's class map so that its peak step lands on that
-                step's evidence in the input (`evidence_offsets`; one backward pass per class
-                and head, so not under ``torch.inference_mode``). False: every step on the
-                centre of the samples it pools, the plain CAM.
+            registered: also give each CAM registered to the input (``cam_registered``,
+                ``cam_intermediate_registered``): each record's class map moved so that its
+                peak step lands on that step's evidence in the input (`evidence_offsets`; one
+                backward pass per class and head, so not under ``torch.inference_mode``). An
+                addition of ours, not the thesis' method (docs/fidelity.md).
 
         Returns:
-            ``logits`` (B, K); ``cam`` (B, K, T): the last conv layer's CAM for every class,
-            linearly interpolated between its steps (`upsample_time`) and zero beyond
-            ``lengths``; with a mean-vote head also ``cam_intermediate`` (B, K, T) from the
-            intermediate layer.
+            ``logits`` (B, K); ``cam`` (B, K, T): the last conv layer's CAM for every class
+            (the thesis' CAM), each step on the centre of the samples it pools, linearly
+            interpolated between steps (`upsample_time`) and zero beyond ``lengths``; with a
+            mean-vote head also ``cam_intermediate`` (B, K, T) from the intermediate layer;
+            with ``registered`` the same maps registered, under ``<name>_registered``.
         """
         lengths = resolve_lengths(x, lengths)
         heads = self._heads(x, lengths)
@@ -308,5 +310,9 @@ class CNN(nn.Module):
         ):
             cam = class_activation_map(features, steps, head)
             explanation[name] = upsample_time(cam, size=x.shape[-1], lengths=lengths,
-                                              frame_lengths=steps, stride=stride, offset=offset)
+                                              frame_lengths=steps, stride=stride)
+            if offset is not None:
+                explanation[f"{name}_registered"] = upsample_time(
+                    cam, size=x.shape[-1], lengths=lengths, frame_lengths=steps,
+                    stride=stride, offset=offset)
         return explanation

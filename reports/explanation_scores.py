@@ -304,6 +304,10 @@ SCORED_METHODS: Mapping[str, ScoredMethod] = MappingProxyType({
     "cam_intermediate": ScoredMethod(
         keys=("map/cam_intermediate",), reduce=_true_class, transform=_positive_part,
         note="intermediate-layer CAM of the true class, positive part"),
+    "cam_registered": ScoredMethod(
+        keys=("map/cam_registered",), reduce=_true_class, transform=_positive_part,
+        note="CAM of the true class registered to the input (its peak step moved onto that "
+             "step's gradient x input; ours, not the thesis'), positive part"),
     "gate_maps": ScoredMethod(
         keys=("map/gate_maps",), reduce=_channel_mean, transform=_absolute,
         note="mean over the attention gates, already non-negative (softmax or sigmoid)"),

@@ -342,6 +342,9 @@ def _no_panel(item: GalleryItem, key: str) -> None:
 PANELS: Mapping[str, PanelBuilder] = MappingProxyType({
     r"map/cam": functools.partial(_cam_panel, layer="last layer"),
     r"map/cam_intermediate": functools.partial(_cam_panel, layer="intermediate layer"),
+    r"map/cam_registered": functools.partial(_cam_panel, layer="last layer, registered"),
+    r"map/cam_intermediate_registered": functools.partial(
+        _cam_panel, layer="intermediate layer, registered"),
     r"map/gate_maps": _gates_panel,
     r"map/attention": _attention_panel,
     r"map/attended_signal": _attended_panel,

@@ -52,7 +52,8 @@ def test_mean_vote_averages_the_two_heads_and_explains_both(make_batch, make_mod
         + model.vote_head.bias
     ) / 2
     torch.testing.assert_close(logits, expected)
-    assert set(explanation) == {"logits", "cam", "cam_intermediate"}
+    assert set(explanation) == {"logits", "cam", "cam_intermediate", "cam_registered",
+                                "cam_intermediate_registered"}
     assert explanation["cam_intermediate"].shape == (2, 4, 1201)
 
 

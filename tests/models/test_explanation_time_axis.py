@@ -60,7 +60,7 @@ def test_cam_of_a_centred_trunk_needs_no_registration(wide_beat, registered):
     _one_class_head(model.head)
     x, lengths = wide_beat.batch(RECORDS)
     with torch.no_grad():
-        cam = model.explain(x, lengths, registered=registered)["cam"][:, 1]
+        cam = model.explain(x, lengths)["cam_registered" if registered else "cam"][:, 1]
     assert _misses(cam, tolerance=16 / 2 + 1) == []
 
 
@@ -78,8 +78,8 @@ def test_registered_cam_finds_the_beat_a_displaced_trunk_responds_to(wide_beat):
         last[0, 0, 21 // 2 + 2] = 1.0
     x, lengths = wide_beat.batch(RECORDS)
     with torch.no_grad():
-        plain = model.explain(x, lengths, registered=False)["cam"][:, 1]
-        registered = model.explain(x, lengths)["cam"][:, 1]
+        maps = model.explain(x, lengths)
+    plain, registered = maps["cam"][:, 1], maps["cam_registered"][:, 1]
     misses = _misses(plain, tolerance=16 / 2 + 1)
     assert [peak - at for peak, at in misses] == pytest.approx([-32] * len(RECORDS), abs=9)
     assert _misses(registered, tolerance=16 / 2 + 1) == []
@@ -96,6 +96,7 @@ def test_intermediate_cam_peaks_on_the_beat(wide_beat):
         maps = model.explain(x, lengths)
     assert _misses(maps["cam_intermediate"][:, 1], tolerance=8 / 2 + 1) == []  # stride 8
     assert _misses(maps["cam"][:, 1], tolerance=64 / 2 + 1) == []
+    assert _misses(maps["cam_intermediate_registered"][:, 1], tolerance=8 / 2 + 1) == []
 
 
 def test_gate_maps_peak_on_the_beat(wide_beat):

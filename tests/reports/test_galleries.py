@@ -28,7 +28,8 @@ N_UNITS = 5
 
 # (B, C, T) maps of every family, by key; plus two keys no panel is registered for.
 MAP_CHANNELS = {
-    "map/cam": 4, "map/cam_intermediate": 4, "map/gate_maps": 3, "map/attention": 1,
+    "map/cam": 4, "map/cam_intermediate": 4, "map/cam_registered": 4,
+    "map/cam_intermediate_registered": 4, "map/gate_maps": 3, "map/attention": 1,
     "map/attended_signal": 1, "map/decision_over_time": 4, "map/lstm_hidden": N_UNITS,
     "map/lstm_input_gate": N_UNITS, "map/occlusion": 1, "shift/mask": 1,
     "shift/deformation": 1, "shift/shifted_signal": 1, "map/integrated_gradients": 1,
@@ -36,7 +37,8 @@ MAP_CHANNELS = {
 }
 # Panels below the ECG and their traces; `shift/deformation` is skipped on purpose.
 EXPECTED_TRACES = {
-    "map/cam": 2, "map/cam_intermediate": 2, "map/gate_maps": 3, "map/attention": 1,
+    "map/cam": 2, "map/cam_intermediate": 2, "map/cam_registered": 2,
+    "map/cam_intermediate_registered": 2, "map/gate_maps": 3, "map/attention": 1,
     "map/attended_signal": 2, "map/decision_over_time": 4, "shift/mask": 1,
     "shift/shifted_signal": 2, "map/occlusion": 1, "map/integrated_gradients": 1,
     "map/lstm_hidden": 1, "map/lstm_input_gate": 1, "map/mystery_pair": 2,
