@@ -9,7 +9,7 @@ import torch
 from data_io.datasets import load_dataset
 from data_io.preprocess import resample_arrays
 from data_io.synthetic import generate_records, to_ecg_arrays
-from models import load_preset, preset_names
+from models import build_model, load_preset, preset_names
 from study.metrics import Scoring
 from study.trainer import Split, train
 
@@ -25,23 +25,29 @@ def synthetic_arrays():
 @pytest.mark.parametrize("preset", preset_names())
 def test_preset_trains_one_epoch_and_produces_explanations(preset, synthetic_arrays):
     split = Split(synthetic_arrays, np.arange(len(synthetic_arrays)))
+    fixed = getattr(build_model({**load_preset(preset), "n_classes": 4, "n_leads": 1}),
+                    "fixed_input_samples", None)
+    if fixed is not None:
+        pytest.skip(f"reads {fixed}-sample beats only, not 10-s records (its forward, backward "
+                    "and maps at that length: tests/models/test_model_forward.py)")
+    samples = 1000
     config = {
         "model": load_preset(preset),
         "optim": {"batch_size": 4},
-        "data": {"fs_hz": 100.0, "train_batching": "crop", "crop_s": 10.0},
+        "data": {"fs_hz": 100.0, "train_batching": "crop", "crop_s": samples / 100.0},
         "runtime": {"device": "cpu", "amp": True},
         "epochs": 1,
     }
     result = train(config=config, train_split=split, val_split=split, scoring=SCORING)
     assert result.status == "completed"
     assert np.isfinite(result.history[0]["train/loss"])
-    x = torch.from_numpy(np.stack([synthetic_arrays.signal(i)[:1000] for i in range(2)]))
+    x = torch.from_numpy(np.stack([synthetic_arrays.signal(i)[:samples] for i in range(2)]))
     x = x[:, None, :]  # (B, 1, T)
-    lengths = torch.tensor([1000, 700])
+    lengths = torch.tensor([samples, 700])
     with torch.no_grad():
         maps = result.model.eval().explain(x, lengths=lengths)
     maps.pop("logits")
     assert maps, f"{preset} returned no explanation arrays"
     for name, array in maps.items():
-        assert array.shape[0] == 2 and array.shape[-1] == 1000, (name, tuple(array.shape))
+        assert array.shape[0] == 2 and array.shape[-1] == samples, (name, tuple(array.shape))
         assert torch.isfinite(array).all(), name
