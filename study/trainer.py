@@ -316,7 +316,10 @@ def _pretrain_trunk(
             f"not {cfg['model'].get('name')!r}"
         )
     if log:
-        log(f"pre-training the CNN trunk for {cfg['pretrain_epochs']} epochs")
+        pre, main = cfg["pretrain_epochs"], cfg["epochs"]
+        log(f"pre-training the CNN trunk (a GMP-headed CNN on the same records) for {pre} "
+            f"epoch{'s' if pre != 1 else ''}, then training the configuration for {main}: "
+            f"{pre + main} epochs in all")
     pre_cfg = {
         **cfg,
         "model": pretraining_config(model.config),
@@ -324,10 +327,17 @@ def _pretrain_trunk(
         "pretrain_epochs": 0,
     }
     result = train(config=pre_cfg, train_split=train_split, val_split=val_split,
-                   scoring=scoring, log=log, progress=progress)
+                   scoring=scoring, log=_prefixed(log, "pre-training "), progress=progress)
     if result.status != "completed":
         raise ValueError(f"CNN pre-training failed: {result.message}")
     model.load_cnn_trunk(result.model.state_dict())
+
+
+def _prefixed(log: Callable[[str], None] | None, prefix: str) -> Callable[[str], None] | None:
+    """``log`` with every line prefixed (the pre-training's epochs read as its own)."""
+    if log is None:
+        return None
+    return lambda line: log(prefix + line)
 
 
 def _parameter_groups(model: nn.Module, cfg: dict[str, Any]) -> list[dict[str, Any]]:

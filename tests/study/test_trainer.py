@@ -207,6 +207,20 @@ def test_pretraining_loads_a_gmp_cnn_trunk_into_the_convlstm(tiny_arrays, tiny_c
               scoring=SCORING)
 
 
+def test_pretraining_epochs_are_announced_and_read_as_their_own(tiny_arrays, tiny_config):
+    # `study.train --epochs 2` of a config that pre-trains: the log says 1 + 2 epochs in all
+    # and the pre-training's epoch lines are marked, so "epoch 1/2" is never seen twice
+    arrays = tiny_arrays(n_records=16)
+    split = Split(arrays, np.arange(len(arrays)))
+    convlstm = {"name": "convlstm", "channels": [4, 8, 8], "kernel_size": 5, "hidden_units": 4}
+    lines: list[str] = []
+    train(config={**tiny_config, "model": convlstm, "epochs": 2, "pretrain_epochs": 1},
+          train_split=split, val_split=split, scoring=SCORING, log=lines.append)
+    assert lines[0].startswith("pre-training the CNN trunk") and "3 epochs in all" in lines[0]
+    epochs = [line.split("  ")[0] for line in lines[1:]]
+    assert epochs == ["pre-training epoch 1/1", "epoch 1/2", "epoch 2/2"]
+
+
 def test_cpu_autocast_only_where_the_cpu_computes_bf16(monkeypatch):
     """bf16 autocast on an AVX2 CPU is emulated and slower than fp32: full precision there."""
     from study import runtime
