@@ -126,6 +126,7 @@ def test_the_guard_floors_lie_between_the_margin_and_the_recorded_figures():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # 4.5-8 min alone; a shared machine can double it
 @pytest.mark.parametrize("variant", sorted(_guard()))
 def test_the_benchmark_keeps_its_recorded_quality(tmp_path, variant):
     # The whole benchmark, trained from scratch (one thread, seed 0: the figures do not depend
