@@ -481,6 +481,7 @@ def importance_section(
     trials = tuple(sorted(set(study.trials["trial_id"])))
     sources = Sources(study=study.name, trials=trials)
     notes = [
+        study.budget_verdict,
         "Importances are computed separately at each ASHA milestone, from the trials that "
         "reached it, scored at that epoch; each fit's importances sum to 1.",
         "Conditional parameters are fitted on the trials where they are active (their "

@@ -522,6 +522,7 @@ def marginals_section(
         tables.append(Table(name=name, title=f"Mean score by {words}", frame=table,
                             sources=all_sources))
     notes = [
+        study.budget_verdict,
         f"Scores at epoch {effects.budget_epoch}: "
         + ("trials that completed the full budget." if effects.full_budget else
            f"too few trials completed the full budget ({study.max_epochs} epochs), so the "

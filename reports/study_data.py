@@ -118,6 +118,18 @@ class StudyData:
         return int(self.record["plan"]["max_epochs"])
 
     @property
+    def budget_verdict(self) -> str:
+        """One sentence: the training budget under which the study's verdicts hold."""
+        plan, data = self.record.get("plan", {}), self.record.get("data", {})
+        rate = f" at {plan['fs_hz']:g} Hz" if plan.get("fs_hz") else ""
+        records = f", {data['records']} records" if data.get("records") is not None else ""
+        return (f"These verdicts hold under this study's budget: at most {self.max_epochs} "
+                f"epochs per trial{rate} ({plan.get('dataset', '?')}{records}, search fold "
+                f"{plan.get('fold', '?')} of {plan.get('n_folds', '?')}). A parameter whose "
+                "effect grows with training, such as a deeper trunk that learns more slowly, "
+                "can rank differently under a longer budget.")
+
+    @property
     def milestones(self) -> list[int]:
         """ASHA's comparison epochs; the last one is the full budget."""
         return [int(m) for m in self.record["asha_milestones"]]

@@ -240,6 +240,12 @@ def test_section_holds_both_figures_the_table_and_the_notes():
     assert isinstance(section, Section)
     assert [f.name for f in section.figures] == ["importance-by-budget", "importance-final-budget"]
     assert len(section.tables) == 1 and section.notes
+    study = one_parameter_study(12)
+    # the first note says under which budget the ranking holds
+    assert section.notes[0] == study.budget_verdict
+    assert section.notes[0].startswith(
+        f"These verdicts hold under this study's budget: at most {study.max_epochs} epochs "
+        "per trial")
 
 
 def test_importance_on_fewer_trials_than_it_needs_is_marked():

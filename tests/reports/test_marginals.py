@@ -230,6 +230,7 @@ def test_figures_have_the_expected_traces_and_the_section_one_per_parameter_and_
 
     section = marginals_section(study, n_bootstrap=5)
     assert isinstance(section, Section)
+    assert section.notes[0] == study.budget_verdict and "at most" in section.notes[0]
     assert interaction_pairs(study) == [("model/depth", "model/hidden_units"),
                                         ("model/depth", "model/pooling")]
     names = [f.name for f in section.figures]
