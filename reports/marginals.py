@@ -100,13 +100,13 @@ class ScoredTrials:
 def scored_trials(study: StudyData, *, min_trials: int = 3) -> ScoredTrials:
     """Trials that completed the full budget, scored there; if fewer than ``min_trials`` did,
     the trials at the deepest ASHA milestone that at least ``min_trials`` reached (or, if none
-    did, the milestone most trials reached), flagged ``full_budget=False``."""
+    did, the deepest of the milestones most trials reached), flagged ``full_budget=False``."""
     final = _finite(study.final(), study.metric)
     if len(final) >= min_trials:
         return ScoredTrials(final, study.max_epochs, True)
     by_epoch = {e: _finite(study.at_epoch(e), study.metric) for e in study.milestones}
     enough = [e for e in study.milestones if len(by_epoch[e]) >= min_trials]
-    epoch = enough[-1] if enough else max(study.milestones, key=lambda e: len(by_epoch[e]))
+    epoch = enough[-1] if enough else max(study.milestones, key=lambda e: (len(by_epoch[e]), e))
     return ScoredTrials(by_epoch[epoch], epoch, False)
 
 
@@ -481,7 +481,11 @@ def marginals_section(
     `interaction_pairs`) and their tables, for a report. With fewer than
     `MIN_MARGINAL_TRIALS` scored trials, one line says so instead of figures."""
     title = "Marginal effects and interactions"
-    effects = marginal_effects(study, n_bootstrap=n_bootstrap, seed=seed)
+    # Ask for as many trials as the section needs: with fewer finished trials the smoothers
+    # fall back to the deepest milestone that many reached (e.g. 5 finished, 24 at the first
+    # rung: the first rung), instead of refusing on the 5.
+    effects = marginal_effects(study, n_bootstrap=n_bootstrap, seed=seed,
+                               min_trials=MIN_MARGINAL_TRIALS)
     n_scored = effects.points["trial_id"].nunique() if not effects.points.empty else 0
     if n_scored < MIN_MARGINAL_TRIALS:
         return Section(title=title, notes=[
@@ -513,7 +517,7 @@ def marginals_section(
     for x, y in interaction_pairs(study) if pairs is None else pairs:
         if not {x, y} <= drawn:
             continue  # a parameter that did not vary (its note says so) has no interaction
-        table = interaction(study, x=x, y=y, n_bins=n_bins)
+        table = interaction(study, x=x, y=y, n_bins=n_bins, min_trials=MIN_MARGINAL_TRIALS)
         name = f"interaction-{slug(x)}-x-{slug(y)}"
         words = f"{parameter_name(x)} and {parameter_name(y)}"
         figures.append(Figure(name=name, title=f"Mean score by {words} ({score_title})",

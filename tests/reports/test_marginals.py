@@ -152,6 +152,23 @@ def test_only_completed_full_budget_trials_count_and_otherwise_the_fallback_is_f
     assert "NOT the full budget" in section.figures[0].figure.layout.yaxis.title.text
 
 
+def test_few_finished_trials_fall_back_to_the_milestone_enough_trials_reached():
+    # the showcase study's shape: 5 trials finished, 19 more stopped at the first rung; the
+    # section draws the first rung's 24 trials (flagged), not "not computed" for the 5
+    rng = np.random.default_rng(6)
+    configs = random_configs(24, rng)
+    scores = rng.uniform(0.4, 0.6, 24)
+    rows = finished(configs, scores)
+    stopped = configs["trial_id"].iloc[5:]
+    rows = rows[~(rows["trial_id"].isin(stopped) & (rows["epoch"] == 3))]
+    rows.loc[rows["trial_id"].isin(stopped), "stop_reason"] = "early_stopped"
+    section = marginals_section(make_study(rows), n_bootstrap=5)
+    assert section.figures, section.notes
+    assert "epoch 1 (NOT the full budget)" in section.figures[0].figure.layout.yaxis.title.text
+    assert any("describe the score after 1 epoch(s), not after training" in note
+               for note in section.notes)
+
+
 def test_interaction_cells_equal_hand_computed_means_and_counts():
     configs = random_configs(7, np.random.default_rng(5))
     configs["config/model/depth"] = [4, 4, 4, 17, 17, 17, 7]
