@@ -31,8 +31,9 @@ def summary_markdown(study: StudyData) -> str:
 
 
 def leaderboard_markdown(study: StudyData) -> str:
-    return leaderboard(study, n_rows=LEADERBOARD_ROWS).to_markdown(index=False, floatfmt=".3f",
-                                                                   missingval="–")
+    board = leaderboard(study, n_rows=LEADERBOARD_ROWS)
+    board = board.astype(object).where(board.notna(), None)  # NaN (no score) as "–"
+    return board.to_markdown(index=False, floatfmt=".3f", missingval="–")
 
 
 def paired_markdown(study: StudyData) -> str:
