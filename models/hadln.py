@@ -243,18 +243,21 @@ class HybridAttentionNet(nn.Module):
     def _cnn_steps(self, samples: int) -> int:
         """Steps of the CNN branch's output for an input of ``samples`` (plain integers, so
         a model built on the meta device sizes its readout too)."""
-        for conv in (self.cnn_stem.conv, self.cnn_pair.first.conv, self.cnn_pair.second):
+        for conv in self._unpadded_convs():
             samples = max(samples - conv.kernel_size[0] + 1, 1)
         for block in self.blocks:
             samples = max((samples - 1) // block.stride + 1, 1)  # k // 2 padding, odd k
         return samples
 
+    def _unpadded_convs(self) -> tuple[nn.Conv1d, ...]:
+        """The CNN branch's convolutions without padding, before its strided blocks."""
+        return (self.cnn_stem.conv, self.cnn_pair.first.conv, self.cnn_pair.second)
+
     def _time_grid(self) -> tuple[int, float]:
         """(stride, offset) of the CNN branch's steps on the input's time axis: the three
         unpadded convolutions shift step 0 to the centre of their kernels, and each strided
         block (k // 2 padding, odd k) keeps step j on its input's step stride * j."""
-        convs = (self.cnn_stem.conv, self.cnn_pair.first.conv, self.cnn_pair.second)
-        offset = sum((conv.kernel_size[0] - 1) / 2 for conv in convs)
+        offset = sum((conv.kernel_size[0] - 1) / 2 for conv in self._unpadded_convs())
         return math.prod(block.stride for block in self.blocks), offset
 
     def _recurrent_branch(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:

@@ -183,8 +183,7 @@ def strict_json(payload: dict[str, Any]) -> dict[str, Any]:
 
     def clean(value: Any, path: str) -> Any:
         if isinstance(value, dict):
-            return {k: clean(v, f"{path}{k}" if not path else f"{path}.{k}")
-                    for k, v in value.items()}
+            return {k: clean(v, f"{path}.{k}" if path else k) for k, v in value.items()}
         if isinstance(value, list):
             return [clean(v, f"{path}[{i}]") for i, v in enumerate(value)]
         if isinstance(value, float) and not math.isfinite(value):
