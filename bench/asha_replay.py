@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from study.plan import RUNG_METRICS
+from study.cli_choices import RUNG_METRICS
 from study.results import asha_milestones
 
 MODES = dict(mode for mode in RUNG_METRICS.values() if mode)

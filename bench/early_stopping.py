@@ -40,8 +40,8 @@ from bench.common import DEFAULT_DATA, real_subset, run_study_cli, synthetic_set
 from data_io.datasets import load_dataset
 from study.data import scoring
 from study.plan import load_plan
+from study.prepare import prepare_study
 from study.results import final_scores
-from study.run import prepare_study
 from study.trainable import fold_split, trial_config
 from study.trainer import train
 

@@ -38,7 +38,7 @@ import torch
 from bench.common import DEFAULT_DATA, real_subset, run_study_cli, synthetic_set
 from study.data import scoring
 from study.plan import load_plan
-from study.run import prepare_study
+from study.prepare import prepare_study
 from study.trainable import fold_split, trial_config
 from study.trainer import train
 

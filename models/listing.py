@@ -2,8 +2,10 @@
 (``--parts``: per part, for families that define ``parameter_parts``, e.g. ECG-DualNet's
 signal encoder, spectrogram encoder and head).
 
-Counts are taken from models built on PyTorch's ``meta`` device (shapes only, no memory, no
-initialization), so listing every preset, the 20 M-parameter ones included, is instant. A
+Counts are taken from models built on the CPU with the global random state restored afterwards
+(every preset, the 20 M-parameter ones included, in about a second). PyTorch's ``meta`` device
+would skip the memory but costs more here: its first elementwise op (the STFT window, chrono
+biases) imports ``torch._dynamo``, about 1.5 s. A
 model's size depends on its data set's class and lead counts, which the caller gives (models
 know no data set): ``python -m study.train --help`` lists the counts for its default data set.
 """
@@ -19,14 +21,14 @@ from models.presets import load_preset, preset_names
 from models.registry import build_model
 
 
-def _meta_model(config: dict, *, n_classes: int, n_leads: int) -> torch.nn.Module:
-    with torch.device("meta"):
+def _counted_model(config: dict, *, n_classes: int, n_leads: int) -> torch.nn.Module:
+    with torch.random.fork_rng(devices=[]), torch.no_grad():  # initialisation draws no one's seed
         return build_model({**config, "n_classes": n_classes, "n_leads": n_leads})
 
 
 def parameter_count(config: dict, *, n_classes: int, n_leads: int) -> int:
     """Trainable parameters of the model ``config`` builds for ``n_classes`` and ``n_leads``."""
-    model = _meta_model(config, n_classes=n_classes, n_leads=n_leads)
+    model = _counted_model(config, n_classes=n_classes, n_leads=n_leads)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
@@ -39,7 +41,7 @@ def preset_table(*, n_classes: int, n_leads: int, family: str | None = None) -> 
         config = load_preset(name)
         if family is not None and config["name"] != family:
             continue
-        model = _meta_model(config, n_classes=n_classes, n_leads=n_leads)
+        model = _counted_model(config, n_classes=n_classes, n_leads=n_leads)
         row = {"preset": name, "family": config["name"],
                "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
         if hasattr(model, "parameter_parts"):

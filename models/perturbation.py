@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 
 import torch
-from captum import attr as captum_attr
 from torch import Tensor, nn
 
 from models.layers import choose, mask_tail, resolve_lengths, time_mask
@@ -327,6 +326,8 @@ def occlusion(
     with _frozen(model):
         with torch.no_grad():
             targets = _target_indices(target_class, model(x, lengths))
+        from captum import attr as captum_attr  # imports matplotlib: only when run
+
         explainer = captum_attr.Occlusion(_unpadded(model, softmax=True))
         for rows, length in _length_groups(lengths):
             width = min(window_samples, length)
@@ -380,6 +381,8 @@ def integrated_gradients(
     with _frozen(model):
         with torch.no_grad():
             targets = _target_indices(target_class, model(x, lengths))
+        from captum import attr as captum_attr  # imports matplotlib: only when run
+
         explainer = captum_attr.IntegratedGradients(_unpadded(model, softmax=False))
         for rows, length in _length_groups(lengths):
             with torch.enable_grad():

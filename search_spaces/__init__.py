@@ -178,7 +178,12 @@ def describe_space(name: str, *, n_samples: int = 300, seed: int = 0,
     """
     space = load_space(name)
     fixed = dict(fixed or {})
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the throwaway study is no news
+    try:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     distributions: dict[str, BaseDistribution] = {}
     counts: dict[str, int] = {}
     order: list[str] = []  # parameters in the order define samples them

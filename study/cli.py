@@ -7,9 +7,16 @@ import argparse
 from data_io.cli_types import whole_number
 from data_io.datasets import dataset_names
 from search_spaces import space_names
-from study import mitdb_explanations
+from study.cli_choices import (
+    DEFAULT_SYNTHETIC_RECORDS,
+    MITDB_LEAD,
+    MITDB_MAX_WINDOWS,
+    MITDB_WINDOW_S,
+    RUNG_METRICS,
+    SAMPLERS,
+    SCHEDULERS,
+)
 from study.cli_help import DefaultsHelpFormatter
-from study.plan import DEFAULT_SYNTHETIC_RECORDS, RUNG_METRICS, SAMPLERS, SCHEDULERS
 from study.wandb_mode import MODES
 
 
@@ -119,11 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--keep-checkpoints", type=int, default=2, metavar="K",
                         help="when the study ends, keep the Tune checkpoints of the K best "
                              "trials and remove the others")
-    mitdb = mitdb_explanations
     budget.add_argument("--mitdb-dir", metavar="DIR",
                         help="MIT-BIH Arrhythmia Database folder (python -m data_io.fetch mitdb): "
-                             f"the best trials also explain up to {mitdb.MAX_WINDOWS} "
-                             f"{mitdb.WINDOW_S:g}-s windows (lead {mitdb.LEAD}, at the study rate) "
+                             f"the best trials also explain up to {MITDB_MAX_WINDOWS} "
+                             f"{MITDB_WINDOW_S:g}-s windows (lead {MITDB_LEAD}, at the study rate) "
                              "holding annotated abnormal beats, which the report scores against "
                              "the annotations")
     budget.add_argument("--seed", type=int, default=0, help="seed of the sampler and training")

@@ -2,7 +2,7 @@
 
 With ``--mitdb-dir`` a study writes, for each best trial, `trials/<id>/mitdb_explanations.npz`:
 the arrays of `explanations.npz` (signal, lengths, the family's own maps, occlusion, the shift
-perturbation towards Normal; see `study.artifacts.explain_records`) for up to `MAX_WINDOWS`
+perturbation towards Normal; see `study.artifacts.explain_records`) for up to `MITDB_MAX_WINDOWS`
 30-s windows of lead MLII resampled to the study rate (`data_io.mitdb.rhythm_windows`), each
 holding at least one abnormal beat, plus the ground truth `reports` scores the maps against:
 
@@ -30,13 +30,10 @@ import numpy as np
 from data_io.mitdb import MitbihRecord, list_records, read_record, rhythm_windows
 from data_io.records import EcgArrays, Quarantined, pack_records
 from study.artifacts import explain_records, load_trained, write_npz
+from study.cli_choices import MITDB_LEAD, MITDB_MAX_WINDOWS, MITDB_WINDOW_S
 from study.config import resolve_config
 
 MITDB_EXPLANATIONS_FILE = "mitdb_explanations.npz"
-LEAD = "MLII"
-WINDOW_S = 30.0
-MAX_WINDOWS = 16
-"""Windows explained per trial: the shift perturbation costs one backward pass per step."""
 ADC_GAIN = 1000.0
 """Digital units per millivolt of the packed windows: 1 uV steps, +-32 mV fit in int16."""
 
@@ -79,10 +76,11 @@ def abnormal_windows(
     fs_hz: float,
     classes: Sequence[str],
     window_label: str,
-    max_windows: int = MAX_WINDOWS,
+    max_windows: int = MITDB_MAX_WINDOWS,
     log: Callable[[str], None] | None = None,
 ) -> AbnormalWindows:
-    """Up to ``max_windows`` `WINDOW_S` windows of `LEAD` with abnormal beats, at ``fs_hz``.
+    """Up to ``max_windows`` `MITDB_WINDOW_S` windows of `MITDB_LEAD` with abnormal beats, at
+    ``fs_hz``.
 
     Args:
         directory: MIT-BIH folder (`.hea`, `.dat`, `.atr`; a RECORDS file is optional).
@@ -110,11 +108,11 @@ def abnormal_windows(
             skipped.append(Quarantined(record=name, reason=str(exc)))
             status = f"skipped ({exc})"
         else:
-            if LEAD in record.lead_names:
+            if MITDB_LEAD in record.lead_names:
                 per_record.append(_record_windows(record, fs_hz=fs_hz, max_windows=max_windows))
                 status = f"{len(per_record[-1])} window(s) with abnormal beats kept"
             else:
-                reason = f"no lead {LEAD} (leads {', '.join(record.lead_names)})"
+                reason = f"no lead {MITDB_LEAD} (leads {', '.join(record.lead_names)})"
                 skipped.append(Quarantined(record=name, reason=reason))
                 status = f"skipped ({reason})"
         if log:
@@ -146,7 +144,7 @@ def abnormal_windows(
 def _record_windows(record: MitbihRecord, *, fs_hz: float, max_windows: int) -> list[_Window]:
     """The first ``max_windows`` windows of one record with an abnormal beat and finite
     samples (a record cannot give more than the cap to the round-robin)."""
-    windows = rhythm_windows(record, lead=LEAD, window_s=WINDOW_S, target_fs_hz=fs_hz)
+    windows = rhythm_windows(record, lead=MITDB_LEAD, window_s=MITDB_WINDOW_S, target_fs_hz=fs_hz)
     if not np.isclose(windows.fs_hz, fs_hz, rtol=0, atol=1e-6):
         raise ValueError(f"MIT-BIH {record.record}: the study rate {fs_hz:g} Hz is not "
                          f"reachable by rational resampling (got {windows.fs_hz} Hz)")
@@ -181,7 +179,7 @@ def mitdb_explanation_arrays(
     classes: Sequence[str],
     window_label: str,
     normal_class: int | None,
-    max_windows: int = MAX_WINDOWS,
+    max_windows: int = MITDB_MAX_WINDOWS,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, np.ndarray] | None:
     """The arrays of `mitdb_explanations.npz` for one trained trial (see the module
@@ -221,7 +219,7 @@ def write_mitdb_explanations(
     classes: Sequence[str],
     window_label: str,
     normal_class: int | None,
-    max_windows: int = MAX_WINDOWS,
+    max_windows: int = MITDB_MAX_WINDOWS,
     log: Callable[[str], None] | None = None,
 ) -> Path | None:
     """Write `out_dir/mitdb_explanations.npz` for one trained trial; returns its path, or None

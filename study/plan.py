@@ -23,21 +23,12 @@ from data_io.datasets import Dataset, dataset_names, load_dataset
 from data_io.datasets.mitdb_beats import check_mitdb_directory
 from data_io.errors import DatasetError
 from search_spaces import describe_space, load_space, space_names, unflatten
+from study.cli_choices import DEFAULT_SYNTHETIC_RECORDS, RUNG_METRICS
 from study.config import default_config, resolve_config
 from study.results import asha_milestones
 
-SAMPLERS = ("tpe", "random")
-"""Optuna samplers a study may use (`study.tuning` builds them)."""
-SCHEDULERS = ("asha", "fifo")
-"""Trial schedulers: ASHA early stopping, or fifo (every trial gets the full budget)."""
-RUNG_METRICS = {"metric": None, "loss": ("val/loss", "min"), "auroc": ("val/auroc_macro", "max")}
-"""What ASHA ranks trials on at its rungs: the study metric, the validation loss or the macro
-AUROC (the study still selects and reports on the study metric)."""
 TEST_SETS = ("fold", "directory", "none")
 
-DEFAULT_SYNTHETIC_RECORDS = 200
-"""Records a synthetic set generates when --synthetic-records is not given (fewer where the
-set can make fewer)."""
 """Where a study's test set comes from: a fold of the split (or the data set's held-out
 groups), a directory of separate records, or nowhere (``--no-test``)."""
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

@@ -76,12 +76,17 @@ class Dataset:
     Attributes:
         name: the data set's name (``--dataset``).
         facts: the resolved JSON facts (inherited ones filled in), as recorded in study.json.
-        module: the module that loads it.
+        module_name: the module that loads it, imported on first use (`module`): the facts
+            alone answer listings without importing the readers (wfdb, scipy).
     """
 
     name: str
     facts: Mapping[str, Any]
-    module: ModuleType
+    module_name: str
+
+    @property
+    def module(self) -> ModuleType:
+        return importlib.import_module(self.module_name)
 
     @property
     def description(self) -> str:
@@ -251,8 +256,8 @@ def load_dataset(name: str) -> Dataset:
         facts = {**load_dataset(base).describe(), **facts}
     facts.pop("name")
     _check_facts(name, facts)
-    module = importlib.import_module(f"{__name__}.{modules[name]}")
-    return Dataset(name=name, facts=MappingProxyType(facts), module=module)
+    return Dataset(name=name, facts=MappingProxyType(facts),
+                   module_name=f"{__name__}.{modules[name]}")
 
 
 def _check_facts(name: str, facts: dict[str, Any]) -> None:

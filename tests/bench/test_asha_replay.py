@@ -101,6 +101,7 @@ def _default_replay(tmp_path, baseline: str, *, max_epochs: int, orders: int):
     """The study defaults (grace period, rung metric) for ``max_epochs``, and their replay
     over ``orders`` start orders of a stored real-records baseline: {grace period: summary}
     for grace 1 and the default, both ranked on the default rung metric."""
+    from study import plan as plan_module
     from study import run
 
     frame = pd.read_parquet(Path(__file__).resolve().parents[2] / "bench/results" / baseline
@@ -108,7 +109,7 @@ def _default_replay(tmp_path, baseline: str, *, max_epochs: int, orders: int):
     args = run.build_parser().parse_args(
         ["--space", "cnn", "--dataset", "synthetic", "--name", "g", "--study-dir",
          str(tmp_path / "study"), "--wandb-mode", "disabled", "--max-epochs", str(max_epochs)])
-    plan = run.make_plan(args, wandb_mode="disabled")
+    plan = plan_module.make_plan(args, wandb_mode="disabled")
     assert plan.rung == ("val/auroc_macro", "max")
     return plan.grace_period, {s.grace_period: s for s in over_orders(
         frame, study_metric="val/f1_cinc", study_mode="max",

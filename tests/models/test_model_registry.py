@@ -170,3 +170,16 @@ def test_unknown_depth_and_conflicting_trunk_options_raise():
 def test_bad_cnn_options_raise_value_error(option, value, message):
     with pytest.raises(ValueError, match=message):
         build_model({**SHAPE, "name": "cnn", "depth": 4, option: value})
+
+
+def test_parameter_counts_leave_the_global_random_state_alone():
+    import torch
+
+    from models.listing import preset_table
+
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    rows = preset_table(n_classes=4, n_leads=1, family="convlstm")
+    assert rows and all(row["parameters"] > 0 for row in rows)
+    assert torch.equal(torch.rand(4), expected)

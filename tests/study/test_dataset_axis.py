@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from study import run
+from study import plan as plan_module
+from study import prepare, run
 from study import train as train_cli
 from study.checkpoint import load_checkpoint
 from study.plan import StudyError
@@ -19,7 +20,7 @@ def _plan(tmp_path, *extra):
     args = run.build_parser().parse_args(
         ["--space", "hadln", "--name", "x", "--study-dir", str(tmp_path / "study"),
          "--synthetic-records", "12", "--wandb-mode", "disabled", *extra])
-    return run.make_plan(args, wandb_mode="disabled")
+    return plan_module.make_plan(args, wandb_mode="disabled")
 
 
 def test_list_datasets_names_every_data_set(capsys):
@@ -61,7 +62,7 @@ def test_bad_dataset_flags_are_one_clear_error(tmp_path):
 
 def test_study_json_records_the_data_set_and_an_inter_patient_split(tmp_path):
     plan = _plan(tmp_path, "--dataset", "synthetic-mitdb-beats", "--smoke", "--folds", "4")
-    _, spec = run.prepare_study(plan, write=True)
+    _, spec = prepare.prepare_study(plan, write=True)
     record = json.loads((tmp_path / "study" / "study.json").read_text())
     assert record["dataset"]["name"] == "synthetic-mitdb-beats"
     assert [c["label"] for c in record["dataset"]["classes"]] == ["N", "S", "V", "F", "Q"]
@@ -83,7 +84,7 @@ def test_study_json_records_the_data_set_and_an_inter_patient_split(tmp_path):
 def test_a_beat_level_split_is_recorded_as_leakage(tmp_path, capsys):
     plan = _plan(tmp_path, "--dataset", "synthetic-mitdb-beats", "--smoke",
                  "--data-option", "split=beat-random")
-    run.prepare_study(plan, write=True)
+    prepare.prepare_study(plan, write=True)
     record = json.loads((tmp_path / "study" / "study.json").read_text())
     assert record["split"]["groups_in_both"] == record["split"]["validation_groups"] != []
     assert "share patients" in record["folds"]["notes"][0]
@@ -180,7 +181,7 @@ def test_synthetic_record_counts_default_to_what_the_set_can_make(tmp_path):
         args = run.build_parser().parse_args(
             ["--space", "hadln", "--name", "x", "--study-dir", str(tmp_path / "study"),
              "--wandb-mode", "disabled", *extra])
-        return run.make_plan(args, wandb_mode="disabled")
+        return plan_module.make_plan(args, wandb_mode="disabled")
 
     assert plan_of("--dataset", "synthetic-mitdb-beats").synthetic_records == 44
     assert plan_of("--dataset", "synthetic").synthetic_records == 200

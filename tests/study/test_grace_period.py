@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from study import plan as plan_module
 from study import run
 
 
@@ -11,7 +12,7 @@ def _plan(tmp_path, *extra):
     args = run.build_parser().parse_args(
         ["--space", "cnn", "--dataset", "synthetic", "--name", "g", "--study-dir",
          str(tmp_path / "study"), "--wandb-mode", "disabled", "--max-epochs", "12", *extra])
-    return run.make_plan(args, wandb_mode="disabled")
+    return plan_module.make_plan(args, wandb_mode="disabled")
 
 
 @pytest.mark.parametrize(("extra", "grace", "milestones"), [

@@ -16,7 +16,8 @@ import wfdb
 
 from data_io.datasets import load_dataset
 from data_io.mitdb import read_record, rhythm_windows
-from study import run
+from study import driver, run
+from study import plan as plan_module
 from study.artifacts import load_trained
 from study.metrics import Scoring
 from study.mitdb_explanations import (
@@ -218,7 +219,7 @@ def test_study_writes_mitdb_explanations_for_the_best_trials(mitdb_dir, checkpoi
     plan = SimpleNamespace(study_dir=str(tmp_path / "study"), fold=0, explain_top=1,
                            dataset="cinc2017", explain_records=None, explain_sanity=False,
                            fs_hz=FS_HZ, mitdb_dir=str(mitdb_dir), smoke=True)
-    run._write_artifacts(plan, None, [("abc12345", result)])
+    driver._write_artifacts(plan, None, [("abc12345", result)])
     trial_dir = tmp_path / "study" / "trials" / "abc12345"
     assert {p.name for p in trial_dir.iterdir()} == {
         "predictions.parquet", "explanations.npz", MITDB_EXPLANATIONS_FILE}
@@ -228,7 +229,7 @@ def test_plans_saved_before_the_mitdb_flag_still_load(mitdb_dir, tmp_path, monke
     monkeypatch.chdir(tmp_path)
     args = run.build_parser().parse_args(["--space", "cnn", "--dataset", "synthetic",
                                           "--mitdb-dir", str(mitdb_dir)])
-    plan = run.make_plan(args, wandb_mode="offline")
+    plan = plan_module.make_plan(args, wandb_mode="offline")
     assert plan.mitdb_dir == str(mitdb_dir.resolve())
     saved = plan.to_dict()
     del saved["mitdb_dir"]

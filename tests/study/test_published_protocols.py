@@ -13,9 +13,9 @@ from data_io.datasets import load_dataset
 from models import load_preset, preset_names
 from search_spaces import load_space
 from study.config import resolve_config
+from study.driver import preset_candidates
 from study.plan import Plan
 from study.results import flatten
-from study.run import preset_candidates
 
 CONFIGS = Path(__file__).resolve().parents[2] / "study" / "configs"
 FAMILIES = {"hadln": ("hadln_mitbih.json", "mitdb-beats"),

@@ -287,7 +287,7 @@ def test_baseline_options_reach_the_plan_and_the_trial_spec(tmp_path, capsys, mo
 
 def test_fixed_options_override_samples_and_smoke_settings_section_by_section(plan_fields):
     from study.plan import Plan
-    from study.run import _spec
+    from study.prepare import _spec
 
     plan = Plan(**plan_fields(smoke=True, fixed={"optim/lr": 0.5, "loss/focal_gamma": 0.0}))
     overrides = _spec(plan, folds={}).overrides

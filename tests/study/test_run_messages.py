@@ -12,8 +12,9 @@ import pytest
 import ray
 
 from bench.dead_ends import closed_port, never_accepting
+from study.driver import summary
 from study.results import trials_frame
-from study.run import main, summary
+from study.run import main
 
 
 @pytest.fixture(params=["refused", "ray-client-refused", "never-accepts", "unknown-name"])

@@ -18,7 +18,7 @@ import pytest
 from ray.exceptions import RayTaskError
 
 from study import run, storage_faults, tuning
-from study.plan import make_plan
+from study.plan import StudyError, make_plan
 from study.run import build_parser
 from study.storage_faults import storage_fault_message, storage_problem
 
@@ -177,7 +177,7 @@ def test_resume_refuses_a_damaged_experiment_state(tmp_path):
     (tmp_path / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": []}')
     tuning.check_restorable(str(tmp_path))
     (tmp_path / "experiment_state-2026-01-02_00-00-00.json").write_text('{"trial_data": [{"x')
-    with pytest.raises(run.StudyError, match=r"experiment state .*2026-01-02.* is damaged"):
+    with pytest.raises(StudyError, match=r"experiment state .*2026-01-02.* is damaged"):
         tuning.check_restorable(str(tmp_path))
 
 
