@@ -359,9 +359,11 @@ def _run_final(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]) ->
     from study.data import final_split
 
     train_split, test_split = final_split(spec)
+    dataset = load_dataset(plan.dataset)
     print(
-        f"final training of {len(candidates)} configuration(s) on {len(train_split.indices)} "
-        f"records, scored once on the test set ({len(test_split.indices)} records) ...",
+        f"final training of {len(candidates)} configuration(s) on "
+        f"{dataset.count(len(train_split.indices))}, scored once on the test set "
+        f"({dataset.count(len(test_split.indices))}) ...",
         flush=True,
     )
     with progress.ray_output_to(Path(plan.study_dir) / progress.RAY_LOG):
@@ -381,7 +383,7 @@ def _run_final(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]) ->
         else "held-out"
     )
     record = final_test_record(
-        dataset=load_dataset(plan.dataset),
+        dataset=dataset,
         test={
             "source": source,
             "fold": plan.test_fold,
@@ -400,7 +402,8 @@ def _run_final(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]) ->
     kept = prune_checkpoints(
         {result.path: result for result in grid}, keep=[result.path for result in grid]
     )
-    print(f"final models: {kept.describe()} (under {plan.experiment_dir('final')})", flush=True)
+    print(f"final models: kept, the newest checkpoint of each of the {len(grid)} under "
+          f"{plan.experiment_dir('final')}; older checkpoints: {kept.describe()}", flush=True)
     return record
 
 

@@ -223,9 +223,11 @@ PROBE_SYNTHETIC_RECORDS = 64
 
 
 def probe_data(plan: Any, spec: StudySpec) -> tuple[EcgArrays, int, str]:
-    """Records to time on, the number of records the study trains on, and where they came
-    from: the study's data through the cache, or (a dry run of a synthetic study whose
-    records are not written yet) a few synthetic records written to a temporary folder."""
+    """Items to time on, the number of items the study trains on, and where they came from
+    (with that number, named as the data set names its items): the study's data through the
+    cache, or (a dry run of a synthetic study whose records are not written yet) a few
+    synthetic records written to a temporary folder, their items scaled to the study's
+    record count (a synthetic MIT-BIH record holds thousands of beats)."""
     import tempfile
     from dataclasses import replace
     from pathlib import Path
@@ -242,12 +244,14 @@ def probe_data(plan: Any, spec: StudySpec) -> tuple[EcgArrays, int, str]:
             raise
     else:
         arrays = load_arrays(spec)
-        return arrays, len(arrays), f"{plan.data_dir}"
+        return arrays, len(arrays), f"{plan.data_dir}, {dataset.count(len(arrays))}"
     n = min(plan.synthetic_records, PROBE_SYNTHETIC_RECORDS)
     with tempfile.TemporaryDirectory(prefix="ecg-probe-") as tmp:
         dataset.generate(Path(tmp), n_records=n, seed=plan.seed)
         arrays = load_arrays(replace(spec, data_dir=tmp))
-    return arrays, plan.synthetic_records, f"{n} synthetic records, generated for the probe"
+    items = round(len(arrays) * plan.synthetic_records / n)
+    return arrays, items, (f"{n} synthetic records generated for the probe; the study's "
+                           f"{plan.synthetic_records} records hold about {dataset.count(items)}")
 
 
 def probe(plan: Any, spec: StudySpec, *, milestones: list[int], device: str) -> list[str]:
@@ -289,7 +293,7 @@ def probe(plan: Any, spec: StudySpec, *, milestones: list[int], device: str) -> 
         slots = min(slots, max(1, int((os.cpu_count() or 1) // plan.cpus_per_trial)))
     per_device = plan.gpus_per_trial if runtime.device.type == "cuda" else plan.cpus_per_trial
     unit = "GPU-hours" if runtime.device.type == "cuda" else "CPU-hours"
-    measured = (f"on {runtime.device} ({source}, {records} records); probe took "
+    measured = (f"on {runtime.device} ({source}); probe took "
                 f"{time.perf_counter() - started:.0f} s")
     if fixed:
         return _fixed_lines(plan, costs, slots=slots, per_device=per_device, unit=unit,

@@ -56,6 +56,7 @@ def final_test_record(
     """
     return {
         "metric": dataset.metric.name,
+        "item": dataset.item,
         "classes": list(dataset.labels),
         "keys": [c.key for c in dataset.classes],
         "test": test,
@@ -80,8 +81,9 @@ def write_final_test(study_dir: Path, record: dict[str, Any]) -> Path:
 def final_test_lines(record: dict[str, Any]) -> list[str]:
     """The summary lines: each configuration's test score, and where the file is."""
     key = f"test/{record['metric']}"
-    lines = [f"test set ({_source_text(record['test'])}, {record['test']['n_records']} records), "
-             f"after training on {record['trained_on']['n_records']} records:"]
+    item = record.get("item", "record")  # final_test.json before items were named
+    lines = [f"test set ({_source_text(record['test'])}, {record['test']['n_records']} {item}s), "
+             f"after training on {record['trained_on']['n_records']} {item}s:"]
     for c in record["candidates"]:
         score = c["metrics"].get(key)
         shown = f"{record['metric']} {score:.4f}" if score is not None else \

@@ -114,6 +114,7 @@ class OptunaRecorder(tune.Callback):
     def ledger(self) -> Ledger:
         if self._ledger is None:
             self._ledger = Ledger(storage_url=self.storage_url, study_name=self.study_name)
+            self._ledger.name_objective(self.metric)
         return self._ledger
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -172,6 +173,15 @@ class Ledger:
         self.storage = open_storage(storage_url)
         self.study_name = study_name
         self.study_id = self.storage.get_study_id_from_name(study_name)
+
+    def name_objective(self, metric: str) -> None:
+        """Name the study's objective ``metric`` (optuna-dashboard and Optuna's plots show
+        it instead of "Objective 0")."""
+        study = optuna.load_study(study_name=self.study_name, storage=self.storage)
+        if study.metric_names != [metric]:
+            with warnings.catch_warnings():  # experimental since Optuna 3.2, unchanged to 5.1
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([metric])
 
     def trials(self, *, states: tuple[TrialState, ...] | None = None
                ) -> list[optuna.trial.FrozenTrial]:

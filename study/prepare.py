@@ -43,7 +43,7 @@ def prepare_study(plan: Plan, *, write: bool) -> tuple[Plan, StudySpec]:
     spec = _spec(plan, folds={})
     arrays = load_arrays(spec, progress=True)
     if arrays.quarantined:
-        print(f"warning: {len(arrays.quarantined)} records quarantined (see python -m "
+        print(f"warning: {dataset.count(len(arrays.quarantined))} quarantined (see python -m "
               f"data_io.inspect {plan.data_dir} --dataset {plan.dataset})", file=sys.stderr)
     folds = dataset.fold_plan(arrays, n_folds=plan.n_folds, seed=plan.seed,
                               options=plan.dataset_options)

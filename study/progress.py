@@ -27,7 +27,6 @@ RAY_LOG = "ray-driver.log"
 """File in the study directory that receives everything Ray writes to the driver's stderr."""
 
 SUMMARY_INTERVAL_S = 60.0
-CONFIG_WIDTH = 140  # characters of a trial's configuration shown on its start line
 
 
 @contextlib.contextmanager
@@ -67,13 +66,14 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def short_config(config: dict[str, Any], *, width: int = CONFIG_WIDTH,
-                 fixed: Collection[str] = ()) -> str:
+def short_config(config: dict[str, Any], *, fixed: Collection[str] = ()) -> str:
     """``{"model": {"depth": 7}, "optim": {"lr": 0.00123}}`` -> ``"depth=7 lr=0.00123"``; a
     cross-validation or final trial (a chosen candidate on a fold) -> ``"cnn7_gmp on fold 1"``.
 
     ``fixed``: flattened names (``loss/focal_gamma``) of options the study fixes in every
-    trial; they are printed once with the plan, so the line shows what varies."""
+    trial; they are printed once with the plan, so the line shows what varies. The line is
+    never cut: a ConvLSTM trial's options run past 200 characters, and a cut hid its learning
+    rate."""
     if "candidate" in config:
         fold = config.get("fold")
         where = "all non-test records" if fold == TEST_FOLD else f"fold {fold}"
@@ -85,8 +85,7 @@ def short_config(config: dict[str, Any], *, width: int = CONFIG_WIDTH,
             continue
         text = f"{value:.3g}" if isinstance(value, float) else str(value)
         parts.append(f"{key}={text}")
-    line = " ".join(parts)
-    return line if len(line) <= width else line[: width - 3] + "..."
+    return " ".join(parts)
 
 
 class StudyProgress(tune.Callback):

@@ -4,7 +4,8 @@ A data set ``data_io/datasets/<module>.py`` sits next to ``<module>.json``, whic
 facts as data: ``name``, ``description``, its ``classes`` (label, metric key, display name),
 the ``normal_class``, the study ``metric`` (name, kind, mode and the classes it averages or
 its positive class), further mean-F1 ``extra_metrics`` reported beside it (name, classes), the
-``per_class_metrics`` reported beside it, the ``group`` that folds
+``per_class_metrics`` reported beside it, what one ``item`` is (``record`` unless it says
+``beat`` or ``segment``), the ``group`` that folds
 keep together (record or patient) and how an item id names its group, the default sampling
 rate ``fs_hz`` (and whether a study may ``resample``), the ``input_samples`` of a fixed-length
 item, ``n_leads`` (null: from the data), the default ``n_folds``, user ``options`` with their
@@ -91,6 +92,15 @@ class Dataset:
     @property
     def description(self) -> str:
         return self.facts["description"]
+
+    @property
+    def item(self) -> str:
+        """What one item is, for messages: ``record`` unless the facts say (``beat``)."""
+        return self.facts.get("item", "record")
+
+    def count(self, n: int) -> str:
+        """``961`` -> ``"961 beats"`` (``"1 record"``): ``n`` items, named as they are."""
+        return f"{n} {self.item}{'' if n == 1 else 's'}"
 
     @property
     def classes(self) -> tuple[ClassInfo, ...]:

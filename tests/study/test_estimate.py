@@ -77,6 +77,26 @@ def test_dry_run_estimates_a_data_set_smaller_than_two_batches(tmp_path, capsys,
     assert "estimate: " in out and "6 synthetic records" in out
 
 
+def test_dry_run_of_a_beat_set_counts_the_beats_it_will_train_on(tmp_path, capsys, monkeypatch):
+    """A synthetic MIT-BIH record holds about a hundred beats: the estimate scales the beats
+    of the probe's records, not the record count, and names them beats."""
+    import re
+
+    from study import estimate
+    from study.run import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(estimate, "PROBE_CONFIGS", 1)
+    monkeypatch.setattr(estimate, "PROBE_STEPS", 1)
+    assert main(["--space", "hadln", "--dataset", "synthetic-mitdb-beats", "--smoke",
+                 "--synthetic-records", "10", "--num-samples", "2", "--max-epochs", "1",
+                 "--dry-run", "--name", "beats"]) == 0
+    out = capsys.readouterr().out
+    found = re.search(r"the study's 10 records hold about (\d+) beats", out)
+    assert found and int(found.group(1)) > 100, out
+    assert " records); probe took" not in out
+
+
 def test_space_lines_are_whole_first_paragraphs():
     line = space_line("hadln")
     assert line.startswith("hadln ") and line.endswith("tuned alongside.")

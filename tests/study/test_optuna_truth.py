@@ -103,6 +103,8 @@ def test_each_state_says_what_the_trial_did(tmp_path):
     assert trials["crashed"].state == TrialState.FAIL
     assert trials["crashed"].user_attrs["message"] == "RuntimeError: CUDA out of memory"
     assert trials["crashed"].user_attrs["stop_reason"] == "error"
+    # optuna-dashboard labels the objective with the study metric, not "Objective 0"
+    assert optuna.load_study(study_name="s", storage=s.url).metric_names == [METRIC]
 
 
 def test_the_storage_agrees_with_trials_parquet(tmp_path):

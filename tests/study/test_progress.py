@@ -82,9 +82,10 @@ def test_callback_pickles_for_tunes_experiment_state(progress):
     assert restored.summary_line(running=0).startswith("search: 0/3 trials done")
 
 
-def test_short_config_is_cut_to_width():
+def test_short_config_shows_every_varied_option():
     assert short_config({"model": {"name": "cnn", "depth": 7}, "epochs": 3}) == "depth=7 epochs=3"
-    assert short_config({"m": {f"k{i}": i for i in range(50)}}, width=30).endswith("...")
+    many = short_config({"m": {f"k{i}": i for i in range(50)}, "optim": {"lr": 0.000107}})
+    assert many.endswith("k49=49 lr=0.000107") and "..." not in many
 
 
 def test_ray_output_goes_to_the_log_file_and_stderr_comes_back(tmp_path):

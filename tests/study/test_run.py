@@ -48,6 +48,9 @@ def test_only_the_best_trials_keep_their_checkpoints(finished_study):
     assert len(checkpoints) == len(set(checkpoints))  # only the newest of a kept trial
     assert not list(study_dir.glob("small-cv/*/checkpoint_*"))
     assert "checkpoints: kept for" in out and "freeing" in out
+    # the best configuration and the cnn4_gap baseline, retrained for the test fold
+    assert "final models: kept, the newest checkpoint of each of the 2 under " in out
+    assert len({path.parent for path in study_dir.glob("small-final/*/checkpoint_*")}) == 2
     best = json.loads((study_dir / "best_trial.json").read_text())
     assert any(best["trial_id"] in name for name in checkpoints)
 

@@ -65,3 +65,21 @@ def test_a_data_sets_own_held_out_split_replaces_the_test_fold(plan_fields):
     ds2 = FoldPlan(table=None, unit="group", held_out=("100", "103"))
     assert held_out_test(plan, ds2).test_fold is None
     assert held_out_test(Plan(**plan_fields(test="none")), ds2).test == "none"
+
+
+def test_the_test_summary_names_items_as_the_data_set_does():
+    from study.final_test import final_test_lines, final_test_record
+
+    def lines(name: str) -> list[str]:
+        dataset = load_dataset(name)
+        record = final_test_record(
+            dataset=dataset, test={"source": "fold", "fold": 4, "directory": None,
+                                   "n_records": 961},
+            trained_on={"n_records": 3840, "epochs": 2},
+            candidates=[{"trial_id": "abc", "config": {}, "search_score": 0.5}],
+            rows={"abc": {dataset.metric.key: 0.75}}, errors={})
+        return final_test_lines(record)
+
+    assert lines("mitdb-beats")[0] == "test set (fold 4, 961 beats), after training on 3840 beats:"
+    assert lines("cinc2017")[0].startswith("test set (fold 4, 961 records), after training on")
+    assert load_dataset("mitdb-pvc-apb").count(1) == "1 segment"
