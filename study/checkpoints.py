@@ -1,10 +1,12 @@
-"""A study's footprint: when it ends, Tune checkpoints are kept for the best trials only.
+"""A study's footprint: Tune checkpoints are kept for running trials and the best ones only.
 
-While a study runs every trial keeps its two latest checkpoints (what a restart after a
-worker or driver kill resumes from, `study.tuning.run_config`). Once the search and the
-artefacts are written, only the ``--keep-checkpoints`` best trials still need theirs (to
-explain or fine-tune them later); the rest are removed through the experiment's own file
-system (a local directory or ``s3://...``), and the space freed is reported.
+A running trial keeps its two latest checkpoints (what a restart after a worker or driver
+kill resumes from, `study.tuning.run_config`). `CheckpointKeeper` prunes as trials end: a
+stopped or diverged trial keeps nothing, a finished one its newest checkpoint while it ranks
+among the best (``--keep-checkpoints``, or more while the best ones still need explaining),
+a failed one its newest (``--resume`` retries it from there). When the study ends only the
+``--keep-checkpoints`` best trials keep theirs; everything goes through the experiment's own
+file system (a local directory or ``s3://...``), and the space freed is reported.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow.fs
+from ray import tune
+
+from study.results import stop_reason
 
 CHECKPOINT_PREFIX = "checkpoint_"
 """Tune names a trial's checkpoint directories ``checkpoint_000003``."""
@@ -45,9 +50,13 @@ def human_bytes(n: float) -> str:
 
 def trial_checkpoints(result: Any) -> list[str]:
     """Paths of the checkpoint directories in a Tune result's trial directory."""
-    fs: pyarrow.fs.FileSystem = result.filesystem
+    return _checkpoint_dirs(result.filesystem, result.path)
+
+
+def _checkpoint_dirs(fs: pyarrow.fs.FileSystem, trial_path: str) -> list[str]:
+    """Checkpoint directories under ``trial_path``, oldest first (zero-padded names)."""
     try:
-        entries = fs.get_file_info(pyarrow.fs.FileSelector(result.path, allow_not_found=True))
+        entries = fs.get_file_info(pyarrow.fs.FileSelector(trial_path, allow_not_found=True))
     except (FileNotFoundError, OSError):
         return []
     return sorted(e.path for e in entries
@@ -82,3 +91,53 @@ def prune_checkpoints(results: Mapping[str, Any], *, keep: Iterable[str]) -> Pru
         checkpoints += len(paths)
         trials += bool(paths)
     return Pruned(trials=trials, checkpoints=checkpoints, freed_bytes=freed)
+
+
+def _remove(fs: pyarrow.fs.FileSystem, paths: list[str]) -> int:
+    """Delete ``paths`` (directories); the bytes freed."""
+    freed = 0
+    for path in paths:
+        freed += _size(fs, path)
+        fs.delete_dir(path)
+    return freed
+
+
+class CheckpointKeeper(tune.Callback):
+    """Prunes a trial's checkpoints when it ends, so an interrupted study holds no more than
+    the running trials' and the best finished ones' at any moment.
+
+    Holds plain data (Ray pickles callbacks with the experiment); the file system is the
+    ending trial's own.
+
+    Args:
+        metric, mode: what ranks finished trials (`study.results.final_scores`' rule: only
+            trials that trained ``max_epochs`` rank).
+        max_epochs: the full budget.
+        keep: finished trials that keep their newest checkpoint.
+    """
+
+    def __init__(self, *, metric: str, mode: str, max_epochs: int, keep: int) -> None:
+        self.metric = metric
+        self.mode = mode
+        self.max_epochs = max_epochs
+        self.keep = keep
+        self.scores: dict[str, float] = {}  # finished trial id -> its final score
+        self.paths: dict[str, str] = {}  # finished trial id -> its trial directory
+        self.freed_bytes = 0
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        fs = trial.storage.storage_filesystem
+        result = trial.last_result or {}
+        reason = stop_reason(history=[result] if result else [], error=None,
+                             max_epochs=self.max_epochs)
+        score = result.get(self.metric)
+        if reason != "completed" or score is None:
+            self.freed_bytes += _remove(fs, _checkpoint_dirs(fs, trial.path))
+            return
+        self.scores[trial.trial_id] = float(score)
+        self.paths[trial.trial_id] = trial.path
+        ranked = sorted(self.scores, key=self.scores.__getitem__, reverse=self.mode == "max")
+        for trial_id in ranked[self.keep:]:
+            self.freed_bytes += _remove(fs, _checkpoint_dirs(fs, self.paths[trial_id]))
+        if trial.trial_id in ranked[: self.keep]:
+            self.freed_bytes += _remove(fs, _checkpoint_dirs(fs, trial.path)[:-1])

@@ -23,6 +23,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 
 from search_spaces import define_fixed
+from study.checkpoints import CheckpointKeeper
 from study.optuna_storage import open_storage
 from study.optuna_truth import OptunaRecorder, SamplingOptunaSearch, error_text
 from study.plan import Plan, StudyError
@@ -394,11 +395,20 @@ def search_tuner(plan: Plan, spec: StudySpec, *, milestones: list[int]) -> tune.
         ),
         run_config=run_config(
             plan, spec, name=experiment, milestones=milestones, job_type="search",
-            extra_callbacks=[optuna_recorder(plan, milestones=milestones)],
+            extra_callbacks=[optuna_recorder(plan, milestones=milestones),
+                             checkpoint_keeper(plan)],
             progress=_progress(plan, label="search", n_trials=plan.num_samples,
                                milestones=milestones, rung_metric=plan.rung[0],
                                fixed=sorted(spec.fixed_options))),
     )
+
+
+def checkpoint_keeper(plan: Plan) -> CheckpointKeeper:
+    """Prunes the search's checkpoints as trials end; the best finished trials keep their
+    newest, as many as ``--keep-checkpoints`` or, while the study still writes their
+    explanations, ``--explain-top`` (the study's end prunes down to ``--keep-checkpoints``)."""
+    return CheckpointKeeper(metric=plan.metric, mode=plan.mode, max_epochs=plan.max_epochs,
+                            keep=max(plan.keep_checkpoints, plan.explain_top))
 
 
 def cv_tuner(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]) -> tune.Tuner:
@@ -427,6 +437,12 @@ def candidates_tuner(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any
         check_restorable(directory)
         return tune.Tuner.restore(directory, trainable=fn, resume_errored=True,
                                   storage_filesystem=storage_filesystem(plan))
+    # A search's CV retrainings only confirm scores: a finished one keeps no checkpoint. A
+    # study of fixed configurations explains its best ones from there, the final models are
+    # the study's models: both keep theirs.
+    keeper = ([CheckpointKeeper(metric=plan.metric, mode=plan.mode, max_epochs=plan.max_epochs,
+                                keep=0)]
+              if stage == "cv" and not plan.fixed_configurations else [])
     return tune.Tuner(
         fn,
         param_space={
@@ -436,7 +452,7 @@ def candidates_tuner(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any
         tune_config=tune.TuneConfig(max_concurrent_trials=plan.concurrency),
         run_config=run_config(
             plan, spec, name=plan.experiment_name(stage), milestones=[plan.max_epochs],
-            job_type=job_type,
+            job_type=job_type, extra_callbacks=keeper,
             progress=_progress(plan, label=label, n_trials=len(candidates) * len(folds),
                                milestones=[plan.max_epochs],
                                shown_as=("test/" + plan.metric.removeprefix("val/")
