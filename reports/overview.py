@@ -65,10 +65,48 @@ def epochs_spent(study: StudyData) -> tuple[int, int]:
     return int(per_trial.sum()), int(len(per_trial) * study.max_epochs)
 
 
-def _seconds(frame: pd.DataFrame | None) -> float:
-    if frame is None or "seconds" not in frame:
+def trial_wall_s(frame: pd.DataFrame | None) -> float:
+    """Wall seconds of the trials in ``frame``, summed: each trial's last ``time_total_s``
+    (Tune's, pre-training and start included), or its epochs' ``seconds`` where the study
+    did not record it."""
+    if frame is None or frame.empty:
+        return 0.0
+    if "time_total_s" in frame:
+        per_trial = pd.to_numeric(frame["time_total_s"], errors="coerce").groupby(
+            [frame[c] for c in ("trial_id", "fold") if c in frame]).max()
+        return float(per_trial.fillna(0.0).sum())
+    if "seconds" not in frame:
         return 0.0
     return float(pd.to_numeric(frame["seconds"], errors="coerce").fillna(0.0).sum())
+
+
+def time_rows(study: StudyData) -> list[tuple[str, str]]:
+    """One row per stage: its wall time (`stage_times.json`) and, for the stages that train,
+    the trials' own wall time summed; then CPU- or GPU-hours of the trials."""
+    plan = study.record.get("plan", {})
+    stages = study.stage_times
+    search_s, cv_s = trial_wall_s(study.trials), trial_wall_s(study.cv)
+
+    def stage(key: str, trials_s: float | None) -> str:
+        wall = stages.get(key)
+        parts = ([f"{_duration(wall)} wall"] if wall is not None else []) + (
+            [f"{_duration(trials_s)} summed over trials"] if trials_s else [])
+        return "; ".join(parts)
+
+    rows = [("Wall time", _duration(wall_time_s(study)))]
+    for label, key, trials_s in (("Search time", "search", search_s),
+                                 ("Cross-validation time", "cv", cv_s),
+                                 ("Final training time", "final", None),
+                                 ("Explanation time", "explanations", None)):
+        text = stage(key, trials_s)
+        if text:
+            rows.append((label, text + (" (in the driver)" if key == "explanations" else "")))
+    trial_s = search_s + cv_s + stages.get("final", 0.0)
+    for unit, per_trial in (("CPU", float(plan.get("cpus_per_trial") or 0.0)),
+                            ("GPU", float(plan.get("gpus_per_trial") or 0.0))):
+        rows.append((f"{unit}-hours", f"{trial_s * per_trial / 3600:.3g} ({per_trial:g} "
+                                      f"{unit} per trial, over the trial times above)"))
+    return rows
 
 
 def wall_time_s(study: StudyData) -> float | None:
@@ -98,9 +136,6 @@ def study_summary(study: StudyData) -> pd.DataFrame:
     data = study.record.get("data", {})
     counts = outcome_counts(study)
     spent, full = epochs_spent(study)
-    trial_s = _seconds(study.trials) + _seconds(study.cv)
-    cpus = float(plan.get("cpus_per_trial") or 0.0)
-    gpus = float(plan.get("gpus_per_trial") or 0.0)
     dataset = study.dataset.get("name", plan.get("dataset", "?"))
     records = f", {data['records']} records" if data.get("records") is not None else ""
     rate = f" at {plan['fs_hz']:g} Hz" if plan.get("fs_hz") else ""
@@ -129,11 +164,7 @@ def study_summary(study: StudyData) -> pd.DataFrame:
             f"{counts[r]} {w}" for r, w in OUTCOMES.items())),
         ("Epochs trained", f"{spent} of {full} without early stopping "
                            f"({spent / full:.0%})" if full else "none"),
-        ("Wall time", _duration(wall_time_s(study))),
-        ("Trial time", f"{_duration(trial_s)} summed over trials"
-                       + (" (search and cross-validation)" if study.cv is not None else "")),
-        ("CPU-hours", f"{trial_s * cpus / 3600:.3g} ({cpus:g} CPU per trial)"),
-        ("GPU-hours", f"{trial_s * gpus / 3600:.3g} ({gpus:g} GPU per trial)"),
+        *time_rows(study),
     ]
     created = study.record.get("created_unix")
     if created is not None:

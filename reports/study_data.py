@@ -20,6 +20,7 @@ import pandas as pd
 
 CONFIG_PREFIX = "config/"
 FINAL_TEST = "final_test.json"
+STAGE_TIMES = "stage_times.json"
 DIVERGED = "diverged"
 
 
@@ -62,6 +63,8 @@ class StudyData:
         artifacts: predictions and explanation files of the best trials, by trial id.
         final_test: the parsed `final_test.json` (test-set scores of the best
             configurations), or None when the study wrote none.
+        stage_times: `stage_times.json`, wall seconds per stage (search, cv, final,
+            explanations); empty for a study that recorded none.
     """
 
     directory: Path
@@ -71,6 +74,7 @@ class StudyData:
     cv: pd.DataFrame | None
     artifacts: dict[str, TrialArtifacts] = field(default_factory=dict)
     final_test: dict[str, Any] | None = None
+    stage_times: dict[str, float] = field(default_factory=dict)
 
     @property
     def space(self) -> str:
@@ -221,6 +225,8 @@ def load_study(directory: str | Path) -> StudyData:
         artifacts=_artifacts(directory / "trials"),
         final_test=_read_json(directory / FINAL_TEST) if (directory / FINAL_TEST).is_file()
         else None,
+        stage_times=(_read_json(directory / STAGE_TIMES)
+                     if (directory / STAGE_TIMES).is_file() else {}),
     )
 
 

@@ -36,6 +36,7 @@ from study.prepare import milestones, prepare_study, render_plan
 from study.ray_address import check_reachable
 from study.results import final_scores, write_parquet
 from study.spec import StudySpec
+from study.stage_times import timed_stage
 from study.storage_faults import (
     EXIT_STORAGE,
     StorageError,
@@ -168,7 +169,7 @@ def run_study(plan: Plan, spec: StudySpec) -> int:
     try:
         if plan.fixed_configurations:
             return run_fixed(plan, spec)
-        with progress.ray_output_to(ray_log):
+        with progress.ray_output_to(ray_log), timed_stage(plan.study_dir, "search"):
             grid = tuning.search_tuner(plan, spec, milestones=milestones(plan)).fit()
         _raise_on_storage_errors(grid, plan=plan)
         return _finish_study(plan, spec, grid)
@@ -322,7 +323,8 @@ def _run_cv(
     trials are, under their names (`trials/<preset>/`)."""
     from study import progress, tuning
 
-    with progress.ray_output_to(Path(plan.study_dir) / progress.RAY_LOG):
+    with progress.ray_output_to(Path(plan.study_dir) / progress.RAY_LOG), \
+            timed_stage(plan.study_dir, "cv"):
         cv_grid = tuning.cv_tuner(plan, spec, candidates).fit()
     _raise_on_storage_errors(cv_grid, plan=plan)
     frame = collect(cv_grid, milestones=[plan.max_epochs], identify=cv_identity)
@@ -366,7 +368,8 @@ def _run_final(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]) ->
         f"({dataset.count(len(test_split.indices))}) ...",
         flush=True,
     )
-    with progress.ray_output_to(Path(plan.study_dir) / progress.RAY_LOG):
+    with progress.ray_output_to(Path(plan.study_dir) / progress.RAY_LOG), \
+            timed_stage(plan.study_dir, "final"):
         grid = tuning.final_tuner(plan, spec, candidates).fit()
     _raise_on_storage_errors(grid, plan=plan)
     rows, errors = {}, {}
@@ -426,7 +429,8 @@ def _write_artifacts(plan: Plan, spec: StudySpec, explained: list[tuple[str, Any
             continue  # removed by --keep-checkpoints when the study finished before a resume
         print(f"writing predictions and explanation arrays of trial {name} ...", flush=True)
         out_dir = Path(plan.study_dir) / "trials" / name
-        with checkpoint.as_directory() as directory:
+        with checkpoint.as_directory() as directory, \
+                timed_stage(plan.study_dir, "explanations"):
             checkpoint_file = Path(directory) / trainable.CHECKPOINT_FILE
             write_trial_artifacts(
                 checkpoint_file=checkpoint_file,

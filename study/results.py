@@ -152,9 +152,10 @@ def latest_per_epoch(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _is_metric(key: str) -> bool:
     # timestamp: when Tune received the row, the order of reports across trials (the ASHA
-    # replay, bench.asha_replay, decides in that order).
+    # replay, bench.asha_replay, decides in that order). time_total_s: Tune's wall seconds of
+    # the trial up to this row, its pre-training and start included ("seconds" is the epoch's).
     return "/" in key or key in ("fold", "node", "seconds", "lr", "trial_status", "message",
-                                 "timestamp")
+                                 "timestamp", "time_total_s")
 
 
 def _measured(record: dict[str, Any]) -> dict[str, Any]:

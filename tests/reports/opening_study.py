@@ -42,9 +42,11 @@ def trial_rows() -> list[dict]:
                 "epochs_completed": len(scores), "max_rung": int(len(scores) >= 3) if scores
                 else -1}
         if not scores:
-            rows.append({**base, "epoch": 0, "seconds": math.nan})
+            rows.append({**base, "epoch": 0, "seconds": math.nan, "time_total_s": math.nan})
         for epoch, score in enumerate(scores, start=1):
+            # time_total_s: Tune's wall time, 30 s of start and pre-training before epoch 1
             rows.append({**base, "epoch": epoch, METRIC: score, "seconds": 60.0,
+                         "time_total_s": 30.0 + 60.0 * epoch,
                          **{f"val/f1_{k}": score + 0.01 * i for i, k in enumerate(KEYS)},
                          "val/confusion_json": json.dumps(CONFUSION)})
     return rows
@@ -66,6 +68,10 @@ def final_test_record() -> dict:
                  "search_score": 0.70, "metrics": metrics(0.66)}]}
 
 
+STAGE_TIMES = {"search": 400.0, "final": 120.0, "explanations": 95.0}
+"""stage_times.json as the study writes it (this study ran no cross-validation)."""
+
+
 def make_study(directory: Path = Path("/nonexistent/s"), *, final_test: dict | None = None,
                cv: pd.DataFrame | None = None) -> StudyData:
     record = {"plan": {"name": "s", "space": "cnn", "metric": METRIC, "mode": "max",
@@ -79,7 +85,8 @@ def make_study(directory: Path = Path("/nonexistent/s"), *, final_test: dict | N
               "dataset": load_dataset("cinc2017").describe(), "data": {"records": 600},
               "created_unix": 1_700_000_000.0, "git_sha": "0123456789abcdef"}
     return StudyData(directory=directory, name="s", record=record,
-                     trials=pd.DataFrame(trial_rows()), cv=cv, final_test=final_test)
+                     trials=pd.DataFrame(trial_rows()), cv=cv, final_test=final_test,
+                     stage_times=dict(STAGE_TIMES))
 
 
 def write_storage(directory: Path) -> None:

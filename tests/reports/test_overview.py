@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -45,14 +46,27 @@ def test_outcomes_and_epochs_count_every_trial():
     assert epochs_spent(study) == (3 + 3 + 1 + 2 + 0, 5 * 3)
 
 
+def test_a_study_without_recorded_wall_times_sums_its_epochs():
+    """Studies written before trials.parquet held time_total_s (and stage_times.json)."""
+    study = make_study()
+    old = replace(study, trials=study.trials.drop(columns="time_total_s"), stage_times={})
+    summary = study_summary(old).set_index("Item")["Value"]
+    assert summary["Search time"] == "9 min 00 s summed over trials"  # 9 epochs of 60 s
+    assert "Final training time" not in summary and "Explanation time" not in summary
+
+
 def test_summary_table_says_what_ran_and_what_it_spent():
     summary = study_summary(make_study()).set_index("Item")["Value"]
     assert summary["Trials"] == "5: 2 completed, 1 stopped early, 1 failed, 1 diverged"
     assert summary["Epochs trained"] == "9 of 15 without early stopping (60%)"
-    # 9 epochs of 60 s (the errored trial reported none): 9 minutes, x2 CPUs, x0.5 GPU
-    assert summary["Trial time"] == "9 min 00 s summed over trials"
-    assert summary["CPU-hours"].startswith("0.3 ")
-    assert summary["GPU-hours"].startswith("0.075 ")
+    # trials' wall time, start and pre-training included: 3 x 60 + 30 twice, 90 and 150 s
+    assert summary["Search time"] == "6 min 40 s wall; 11 min 00 s summed over trials"
+    assert summary["Final training time"] == "2 min 00 s wall"
+    assert summary["Explanation time"] == "1 min 35 s wall (in the driver)"
+    assert "Cross-validation time" not in summary  # none ran
+    # search and final trials: 660 + 120 s, x2 CPUs, x0.5 GPU
+    assert summary["CPU-hours"] == "0.433 (2 CPU per trial, over the trial times above)"
+    assert summary["GPU-hours"].startswith("0.108 ")
     assert summary["Data set"].startswith("cinc2017, 600 records at 150 Hz; search fold 0 of 4")
     assert "CNN depth" in summary["Search space"] and "model/depth" not in summary["Search space"]
     assert summary["Wall time"] == "not recorded"  # no result file on disk

@@ -27,6 +27,13 @@ def test_study_writes_every_artefact(finished_study):
     assert record["data"]["fingerprint"] and record["versions"]["ray"]
     assert record["asha_rung"] == {"metric": "val/auroc_macro", "mode": "max"}  # the default
     assert "best:" in out and "trials.parquet" in out
+    stages = json.loads((study_dir / "stage_times.json").read_text())
+    assert set(stages) == {"search", "cv", "final", "explanations"}
+    assert all(seconds > 0 for seconds in stages.values()), stages
+    frame = pd.read_parquet(study_dir / "trials.parquet")
+    per_trial = frame.groupby("trial_id").agg(wall=("time_total_s", "max"),
+                                              epochs=("seconds", "sum"))
+    assert (per_trial["wall"] >= per_trial["epochs"]).all()  # the wall time holds the epochs
 
 
 def test_terminal_shows_the_study_lines_and_ray_output_goes_to_the_log(finished_study):
