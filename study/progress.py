@@ -106,13 +106,20 @@ class StudyProgress(tune.Callback):
         rung_metric: what ASHA ranks on at its rungs when it is not ``metric``; the rung
             lines then show it too, as the stops follow it.
         fixed: flattened names of the options every trial has fixed (`short_config`).
+        later_waves: the waves of full-budget runs (``concurrency`` at a time) the study
+            trains after this experiment (cross-validation, final training); the ETA adds
+            them at the measured epoch time, so it covers the whole study's training.
     """
+
+    later_waves = 0  # experiments pickled before the ETA covered later stages
 
     def __init__(self, *, label: str, n_trials: int, metric: str, mode: str,
                  milestones: list[int], reduction_factor: float, concurrency: int,
                  interval_s: float = SUMMARY_INTERVAL_S, shown_as: str | None = None,
-                 rung_metric: str | None = None, fixed: Collection[str] = ()) -> None:
+                 rung_metric: str | None = None, fixed: Collection[str] = (),
+                 later_waves: int = 0) -> None:
         self.label = label
+        self.later_waves = later_waves
         self.fixed = sorted(fixed)
         self.n_trials = n_trials
         self.metric = metric
@@ -272,7 +279,13 @@ class StudyProgress(tune.Callback):
         slots = max(min(self.concurrency, self.n_trials - len(self._ended)), 1)
         basis = ("ASHA's expected epochs" if len(self.milestones) > 1
                  else "every trial runs to the end")
-        return f"ETA ~{duration((remaining * per_epoch + overrun) / slots)} ({basis})"
+        this = (remaining * per_epoch + overrun) / slots
+        text = f"ETA ~{duration(this)} ({basis})"
+        if self.later_waves:
+            later = self.later_waves * self.milestones[-1] * per_epoch
+            text += (f", then ~{duration(later)} of training for the later stages: "
+                     f"~{duration(this + later)} in all before the explanations")
+        return text
 
 
 def _error_line(trial: Any) -> str:

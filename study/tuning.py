@@ -371,11 +371,23 @@ def run_config(plan: Plan, spec: StudySpec | None, *, name: str, milestones: lis
 
 def _progress(plan: Plan, *, label: str, n_trials: int, milestones: list[int],
               shown_as: str | None = None, rung_metric: str | None = None,
-              fixed: list[str] | None = None) -> StudyProgress:
+              fixed: list[str] | None = None, later_waves: int = 0) -> StudyProgress:
     return StudyProgress(label=label, n_trials=n_trials, metric=plan.metric, mode=plan.mode,
                          milestones=milestones, reduction_factor=plan.reduction_factor,
                          concurrency=plan.concurrency, shown_as=shown_as,
-                         rung_metric=rung_metric, fixed=fixed or ())
+                         rung_metric=rung_metric, fixed=fixed or (), later_waves=later_waves)
+
+
+def later_waves(plan: Plan, *, after: str) -> int:
+    """Waves of full-budget runs a search trains after stage ``after`` ("search" or "cv"):
+    the CV of the ``--cv-top-k`` best and the baselines on every CV fold, then the final
+    training of the best (at least one) and the baselines, ``--concurrency`` at a time."""
+    def waves(runs: int) -> int:
+        return -(-runs // max(plan.concurrency, 1))
+
+    cv = (plan.cv_top_k + len(plan.baseline)) * len(plan.cv_folds) if plan.cv_top_k else 0
+    final = max(plan.cv_top_k, 1) + len(plan.baseline) if plan.test != "none" else 0
+    return (waves(cv) if after == "search" else 0) + waves(final)
 
 
 def search_tuner(plan: Plan, spec: StudySpec, *, milestones: list[int]) -> tune.Tuner:
@@ -399,7 +411,8 @@ def search_tuner(plan: Plan, spec: StudySpec, *, milestones: list[int]) -> tune.
                              checkpoint_keeper(plan)],
             progress=_progress(plan, label="search", n_trials=plan.num_samples,
                                milestones=milestones, rung_metric=plan.rung[0],
-                               fixed=sorted(spec.fixed_options))),
+                               fixed=sorted(spec.fixed_options),
+                               later_waves=later_waves(plan, after="search"))),
     )
 
 
@@ -455,6 +468,9 @@ def candidates_tuner(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any
             job_type=job_type, extra_callbacks=keeper,
             progress=_progress(plan, label=label, n_trials=len(candidates) * len(folds),
                                milestones=[plan.max_epochs],
+                               later_waves=(later_waves(plan, after="cv")
+                                            if stage == "cv" and not plan.fixed_configurations
+                                            else 0),
                                shown_as=("test/" + plan.metric.removeprefix("val/")
                                          if TEST_FOLD in folds else None))),
     )
