@@ -250,8 +250,9 @@ def probe_data(plan: Any, spec: StudySpec) -> tuple[EcgArrays, int, str]:
         dataset.generate(Path(tmp), n_records=n, seed=plan.seed)
         arrays = load_arrays(replace(spec, data_dir=tmp))
     items = round(len(arrays) * plan.synthetic_records / n)
+    holds = (f" hold about {dataset.count(items)}" if dataset.item != "record" else "")
     return arrays, items, (f"{n} synthetic records generated for the probe; the study's "
-                           f"{plan.synthetic_records} records hold about {dataset.count(items)}")
+                           f"{plan.synthetic_records} records{holds}")
 
 
 def probe(plan: Any, spec: StudySpec, *, milestones: list[int], device: str) -> list[str]:
