@@ -7,15 +7,14 @@ import optuna
 import pytest
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from study import plan as plan_module
-from study import tuning
+from study import cli_choices, tuning
 from study.plan import Plan
 from study.prepare import _spec
 
 
 def test_every_plan_choice_has_a_builder():
-    assert set(tuning.SAMPLERS) == set(plan_module.SAMPLERS)
-    assert set(tuning.SCHEDULERS) == set(plan_module.SCHEDULERS)
+    assert set(tuning.SAMPLERS) == set(cli_choices.SAMPLERS)
+    assert set(tuning.SCHEDULERS) == set(cli_choices.SCHEDULERS)
 
 
 def test_fifo_never_stops_a_trial_and_asha_uses_the_plan_budget(plan_fields):
