@@ -27,6 +27,7 @@ import platformdirs
 import xxhash
 from filelock import FileLock
 
+from data_io.datasets import load_dataset
 from data_io.errors import DatasetError
 from data_io.preprocess import resample_arrays
 from data_io.records import EcgArrays, Quarantined
@@ -102,8 +103,6 @@ def load_cached(
         DatasetError: the directory cannot hold the data set, or nothing loaded; an unknown
             option.
     """
-    from data_io.datasets import load_dataset
-
     definition = load_dataset(dataset)
     resolved = definition.resolve_options(options or {})
     directory = Path(directory).expanduser()

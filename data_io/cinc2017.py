@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from data_io.datasets import load_dataset
 from data_io.errors import DatasetError, RecordError
 from data_io.records import EcgArrays, Quarantined, pack_records
 from data_io.reference import REFERENCE_NAMES, find_reference, read_reference
@@ -63,8 +64,6 @@ def list_directory(directory: Path) -> DirectoryListing:
 
 def cinc_facts() -> dict:
     """The facts of the ``cinc2017`` data set (classes, source rate), from its JSON."""
-    from data_io.datasets import load_dataset
-
     return dict(load_dataset("cinc2017").facts)
 
 

@@ -37,6 +37,7 @@ from data_io.synthetic import (
     normalised_weights,
     to_digital,
 )
+from data_io.synthetic_mitdb import write_mitdb
 
 MANIFEST_FILE = "SYNTHETIC.json"
 ADC_GAIN = 1000.0
@@ -78,8 +79,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write_mitdb(args: argparse.Namespace) -> int:
-    from data_io.synthetic_mitdb import write_mitdb
-
     try:
         counts = write_mitdb(out=args.out, n_records=args.records, seed=args.seed)
     except ValueError as exc:

@@ -19,6 +19,7 @@ import numpy as np
 import wfdb
 
 from data_io.atomic import write_text_atomic
+from data_io.datasets import load_dataset
 
 PARAMS_FILE = "synthetic_mitdb.json"
 MANIFEST_FILE = "SYNTHETIC.json"
@@ -34,8 +35,6 @@ def max_records() -> int:
 
 
 def _all_names() -> list[str]:
-    from data_io.datasets import load_dataset
-
     splits = load_dataset("mitdb-beats").facts["splits"]
     return [*splits["DS1"], *splits["DS2"]]
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from data_io.datasets import load_dataset
 from data_io.errors import DatasetError
 from data_io.folds import FoldPlan, stratified_folds
 from data_io.records import EcgArrays, Quarantined, pack_records
@@ -27,8 +28,6 @@ _INT16 = np.iinfo(np.int16)
 
 def check(directory: Path) -> None:
     """Raise `DatasetError` unless ``directory`` holds at least the training CSV."""
-    from data_io.datasets import load_dataset
-
     files = load_dataset("mitdb-beats-kaggle").facts["files"]
     if not directory.is_dir():
         raise DatasetError(f"Kaggle MIT-BIH directory {directory} does not exist")

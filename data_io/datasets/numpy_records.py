@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from data_io.datasets import load_dataset
 from data_io.datasets.cinc2017 import fold_plan
 from data_io.numpy_records import check_folder, load_numpy_records
 from data_io.records import EcgArrays
@@ -14,8 +15,6 @@ __all__ = ["check", "fold_plan", "load"]
 
 def check(directory: Path) -> None:
     """Raise `DatasetError` when ``directory`` cannot be a NumPy record folder."""
-    from data_io.datasets import load_dataset
-
     check_folder(directory, label_files=tuple(load_dataset("numpy-records").facts["label_files"]))
 
 

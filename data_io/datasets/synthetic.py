@@ -10,6 +10,7 @@ import numpy as np
 
 from data_io.datasets.cinc2017 import check, fold_plan, load
 from data_io.errors import DatasetError
+from data_io.synthesize import main as synthesize
 
 __all__ = ["abnormal_masks", "check", "fold_plan", "generate", "load"]
 
@@ -41,8 +42,6 @@ def abnormal_masks(directory: Path, *, dataset: Any, item_ids: list[str]) -> dic
 
 def generate(out: Path, *, n_records: int, seed: int) -> None:
     """Write ``n_records`` synthetic CinC-format records into ``out``."""
-    from data_io.synthesize import main as synthesize
-
     code = synthesize(["--out", str(out), "--records", str(n_records), "--seed", str(seed)])
     if code:
         raise DatasetError(f"could not write synthetic records to {out}")
