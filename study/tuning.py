@@ -382,12 +382,13 @@ def later_waves(plan: Plan, *, after: str) -> int:
     """Waves of full-budget runs a search trains after stage ``after`` ("search" or "cv"):
     the CV of the ``--cv-top-k`` best and the baselines on every CV fold, then the final
     training of the best (at least one) and the baselines, ``--concurrency`` at a time."""
+    from study.estimate import n_cv, n_final
+
     def waves(runs: int) -> int:
         return -(-runs // max(plan.concurrency, 1))
 
-    cv = (plan.cv_top_k + len(plan.baseline)) * len(plan.cv_folds) if plan.cv_top_k else 0
-    final = max(plan.cv_top_k, 1) + len(plan.baseline) if plan.test != "none" else 0
-    return (waves(cv) if after == "search" else 0) + waves(final)
+    cv = n_cv(plan) * len(plan.cv_folds)
+    return (waves(cv) if after == "search" else 0) + waves(n_final(plan))
 
 
 def search_tuner(plan: Plan, spec: StudySpec, *, milestones: list[int]) -> tune.Tuner:
@@ -416,12 +417,14 @@ def search_tuner(plan: Plan, spec: StudySpec, *, milestones: list[int]) -> tune.
     )
 
 
-def checkpoint_keeper(plan: Plan) -> CheckpointKeeper:
-    """Prunes the search's checkpoints as trials end; the best finished trials keep their
-    newest, as many as ``--keep-checkpoints`` or, while the study still writes their
-    explanations, ``--explain-top`` (the study's end prunes down to ``--keep-checkpoints``)."""
+def checkpoint_keeper(plan: Plan, *, keep: int | None = None) -> CheckpointKeeper:
+    """Prunes checkpoints as trials end; the ``keep`` best finished trials keep their newest.
+    By default (the search) as many as ``--keep-checkpoints`` or, while the study still
+    writes their explanations, ``--explain-top`` (the study's end prunes down to
+    ``--keep-checkpoints``)."""
     return CheckpointKeeper(metric=plan.metric, mode=plan.mode, max_epochs=plan.max_epochs,
-                            keep=max(plan.keep_checkpoints, plan.explain_top))
+                            keep=max(plan.keep_checkpoints, plan.explain_top)
+                            if keep is None else keep)
 
 
 def cv_tuner(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]) -> tune.Tuner:
@@ -453,8 +456,7 @@ def candidates_tuner(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any
     # A search's CV retrainings only confirm scores: a finished one keeps no checkpoint. A
     # study of fixed configurations explains its best ones from there, the final models are
     # the study's models: both keep theirs.
-    keeper = ([CheckpointKeeper(metric=plan.metric, mode=plan.mode, max_epochs=plan.max_epochs,
-                                keep=0)]
+    keeper = ([checkpoint_keeper(plan, keep=0)]
               if stage == "cv" and not plan.fixed_configurations else [])
     return tune.Tuner(
         fn,
