@@ -108,11 +108,17 @@ def driver_output(proc: subprocess.Popen, *, timeout: float) -> str:
 def kill_at_first_checkpoint(proc: subprocess.Popen, tune_dir: Path, *,
                              timeout_s: float = 300) -> None:
     """SIGKILL a driver started by `run_study_cli` (its whole process group: driver, local Ray
-    and workers) once a trial of its Tune experiment ``tune_dir`` saved a first checkpoint."""
+    and workers) once a trial of its Tune experiment ``tune_dir`` saved a first checkpoint.
+
+    Any ``checkpoint_*`` counts (Tune numbers them from 000000): `study.checkpoints` prunes a
+    trial's older ones as it ends, so one name may exist only for seconds."""
     deadline = time.time() + timeout_s
-    while time.time() < deadline and not list(tune_dir.glob("*/checkpoint_000001")):
-        time.sleep(1)
-    assert list(tune_dir.glob("*/checkpoint_000001")), "no trial reached a checkpoint"
+    while time.time() < deadline and not list(tune_dir.glob("*/checkpoint_*")):
+        assert proc.poll() is None, (
+            f"the driver exited ({proc.returncode}) before any checkpoint:\n"
+            + proc.log_path.read_text()[-4000:])
+        time.sleep(0.5)
+    assert list(tune_dir.glob("*/checkpoint_*")), "no trial reached a checkpoint"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
