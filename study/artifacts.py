@@ -258,11 +258,7 @@ def _scored_explanations(
     """Explanations (with ``mask``) of the validation records that have an abnormal beat, or
     of a random sample of ``score_records`` of them (seed 0); None where none has one."""
     arrays = split.arrays
-    ids = [arrays.record_ids[i] for i in split.indices]
-    lengths = np.diff(arrays.offsets)[split.indices]
-    found = masks(ids, fs_hz=float(arrays.fs_hz), n_samples=int(lengths.max()))
-    within = np.arange(found.shape[1])[None, :] < lengths[:, None]
-    chosen = np.flatnonzero((found.astype(bool) & within).any(axis=1))
+    chosen = np.flatnonzero(with_abnormal_beats(arrays, indices=split.indices, masks=masks))
     if score_records is not None and len(chosen) > score_records:
         chosen = np.sort(np.random.default_rng(0).choice(chosen, score_records, replace=False))
     if len(chosen) == 0:
@@ -273,6 +269,17 @@ def _scored_explanations(
     explained["mask"] = masks(explained["record_ids"].tolist(), fs_hz=float(arrays.fs_hz),
                               n_samples=explained["signal"].shape[-1])
     return explained
+
+
+def with_abnormal_beats(arrays: EcgArrays, *, indices: np.ndarray,
+                        masks: MaskSource) -> np.ndarray:
+    """(len(indices),) bool: which records of ``arrays`` at ``indices`` have an annotated
+    abnormal beat within their length."""
+    ids = [arrays.record_ids[i] for i in indices]
+    lengths = np.diff(arrays.offsets)[indices]
+    found = masks(ids, fs_hz=float(arrays.fs_hz), n_samples=int(lengths.max()))
+    within = np.arange(found.shape[1])[None, :] < lengths[:, None]
+    return (found.astype(bool) & within).any(axis=1)
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -177,15 +177,18 @@ class StudyEstimate:
     wall_seconds: tuple[float, float, float]
     epoch_seconds: tuple[float, float, float]  # min, mean, max over the probed configs
     n_probed: int
+    stage_seconds: dict[str, float]  # the middle case's wall seconds per stage
 
 
 def estimate_study(costs: list[ConfigCost], *, n_configs: int, milestones: list[int],
                    reduction_factor: float, concurrency: int, top_k: int,
-                   n_folds: int, n_final: int) -> StudyEstimate:
+                   n_folds: int, n_final: int, explain_epochs: float = 0.0) -> StudyEstimate:
     """Search (S configs with ASHA's expected epochs), CV (top K on ``n_folds`` folds, full
     budget) and the final training of ``n_final`` configurations scored on the test set, packed
-    on ``concurrency`` slots; low uses the cheapest probed config and the expected epochs,
-    high the most expensive and `ASYNC_ASHA_FACTOR` times the epochs."""
+    on ``concurrency`` slots, then the explanations, one trial after another in the driver
+    (``explain_epochs``: their cost in trial epochs, `study.explanation_cost`); low uses the
+    cheapest probed config and the expected epochs, high the most expensive and
+    `ASYNC_ASHA_FACTOR` times the epochs."""
     max_epochs = milestones[-1]
     epochs = expected_epochs(milestones=milestones, reduction_factor=reduction_factor)
     early = len(milestones) > 1
@@ -196,7 +199,7 @@ def estimate_study(costs: list[ConfigCost], *, n_configs: int, milestones: list[
         (statistics.mean(epoch_s), epochs),
         (max(epoch_s), min(epochs * ASYNC_ASHA_FACTOR, max_epochs) if early else epochs),
     )
-    trial_totals, walls = [], []
+    trial_totals, walls, stages = [], [], []
     for per_epoch, n_epochs in cases:
         full_trial = max_epochs * per_epoch + pretrain + TRIAL_START_S
         search = n_configs * (n_epochs * per_epoch + pretrain + TRIAL_START_S)
@@ -206,11 +209,14 @@ def estimate_study(costs: list[ConfigCost], *, n_configs: int, milestones: list[
         cv_wall = math.ceil(top_k * n_folds / slots) * full_trial if top_k else 0.0
         final = n_final * full_trial
         final_wall = math.ceil(n_final / slots) * full_trial
+        explain = explain_epochs * per_epoch
         trial_totals.append(search + cv + final)
-        walls.append(STUDY_START_S + search_wall + cv_wall + final_wall)
+        walls.append(STUDY_START_S + search_wall + cv_wall + final_wall + explain)
+        stages.append({"search": STUDY_START_S + search_wall, "cross-validation": cv_wall,
+                       "explanations": explain, "final training": final_wall})
     return StudyEstimate(trial_seconds=tuple(trial_totals), wall_seconds=tuple(walls),
                          epoch_seconds=(min(epoch_s), statistics.mean(epoch_s), max(epoch_s)),
-                         n_probed=len(costs))
+                         n_probed=len(costs), stage_seconds=stages[1])
 
 
 PROBE_CONFIGS = 3
@@ -222,12 +228,13 @@ PROBE_POOL = 96
 PROBE_SYNTHETIC_RECORDS = 64
 
 
-def probe_data(plan: Any, spec: StudySpec) -> tuple[EcgArrays, int, str]:
-    """Items to time on, the number of items the study trains on, and where they came from
-    (with that number, named as the data set names its items): the study's data through the
-    cache, or (a dry run of a synthetic study whose records are not written yet) a few
-    synthetic records written to a temporary folder, their items scaled to the study's
-    record count (a synthetic MIT-BIH record holds thousands of beats)."""
+def probe_data(plan: Any, spec: StudySpec) -> tuple[EcgArrays, int, str, float]:
+    """Items to time on, the number of items the study trains on, where they came from
+    (with that number, named as the data set names its items) and the trial epochs its
+    explanations cost (`study.explanation_cost`): the study's data through the cache, or (a
+    dry run of a synthetic study whose records are not written yet) a few synthetic records
+    written to a temporary folder, their items scaled to the study's record count (a
+    synthetic MIT-BIH record holds thousands of beats)."""
     import tempfile
     from dataclasses import replace
     from pathlib import Path
@@ -244,15 +251,28 @@ def probe_data(plan: Any, spec: StudySpec) -> tuple[EcgArrays, int, str]:
             raise
     else:
         arrays = load_arrays(spec)
-        return arrays, len(arrays), f"{plan.data_dir}, {dataset.count(len(arrays))}"
+        return (arrays, len(arrays), f"{plan.data_dir}, {dataset.count(len(arrays))}",
+                _explanation_epochs(plan, spec, arrays=arrays, items=len(arrays)))
     n = min(plan.synthetic_records, PROBE_SYNTHETIC_RECORDS)
     with tempfile.TemporaryDirectory(prefix="ecg-probe-") as tmp:
         dataset.generate(Path(tmp), n_records=n, seed=plan.seed)
         arrays = load_arrays(replace(spec, data_dir=tmp))
-    items = round(len(arrays) * plan.synthetic_records / n)
+        items = round(len(arrays) * plan.synthetic_records / n)
+        explain = _explanation_epochs(plan, replace(spec, data_dir=tmp), arrays=arrays,
+                                      items=items)
     holds = (f" hold about {dataset.count(items)}" if dataset.item != "record" else "")
     return arrays, items, (f"{n} synthetic records generated for the probe; the study's "
-                           f"{plan.synthetic_records} records{holds}")
+                           f"{plan.synthetic_records} records{holds}"), explain
+
+
+def _explanation_epochs(plan: Any, spec: StudySpec, *, arrays: EcgArrays, items: int) -> float:
+    """`study.explanation_cost.study_explanation_epochs` of a study of ``items`` items, the
+    probe's records standing for its validation fold."""
+    from study.explanation_cost import study_explanation_epochs
+
+    n_val = max(1, round(items / plan.n_folds))
+    return study_explanation_epochs(plan, spec, arrays=arrays, sample=np.arange(len(arrays)),
+                                    n_train=items - n_val, n_val=n_val)
 
 
 def probe(plan: Any, spec: StudySpec, *, milestones: list[int], device: str) -> list[str]:
@@ -263,7 +283,7 @@ def probe(plan: Any, spec: StudySpec, *, milestones: list[int], device: str) -> 
     from study.runtime import select_runtime
 
     started = time.perf_counter()
-    arrays, records, source = probe_data(plan, spec)
+    arrays, records, source, explain_epochs = probe_data(plan, spec)
     rng = np.random.default_rng(plan.seed)
     pool = rng.permutation(len(arrays))[:PROBE_POOL]
     runtime = select_runtime(device=device, amp=True)
@@ -298,11 +318,11 @@ def probe(plan: Any, spec: StudySpec, *, milestones: list[int], device: str) -> 
                 f"{time.perf_counter() - started:.0f} s")
     if fixed:
         return _fixed_lines(plan, costs, slots=slots, per_device=per_device, unit=unit,
-                            measured=measured)
+                            measured=measured, explain_epochs=explain_epochs)
     found = estimate_study(costs, n_configs=plan.num_samples, milestones=milestones,
                            reduction_factor=plan.reduction_factor, concurrency=slots,
                            top_k=n_cv(plan), n_folds=len(plan.cv_folds),
-                           n_final=n_final(plan))
+                           n_final=n_final(plan), explain_epochs=explain_epochs)
     low, mid, high = found.wall_seconds
     hours = [s * per_device / 3600 for s in found.trial_seconds]
     e_low, e_mean, e_high = found.epoch_seconds
@@ -320,9 +340,27 @@ def probe(plan: Any, spec: StudySpec, *, milestones: list[int], device: str) -> 
            f"{plan.max_epochs} epochs" if plan.cv_top_k else "")
         + (f" + {n_final(plan)} final training(s) x {plan.max_epochs} epochs"
            if n_final(plan) else "")
-        + f", {TRIAL_START_S:g} s start per trial, {STUDY_START_S:g} s per study; "
-        "explanation writing not included (docs/estimating-cost.md)",
+        + f", {TRIAL_START_S:g} s start per trial, {STUDY_START_S:g} s per study"
+        + _explanation_text(plan, explain_epochs),
+        "  stages: " + stage_shares(found.stage_seconds),
     ]
+
+
+def stage_shares(seconds: dict[str, float]) -> str:
+    """``search 8 min (31 %), cross-validation 12 min (46 %), ...``: the stages that take
+    time, with their shares of the whole."""
+    total = sum(seconds.values()) or 1.0
+    return ", ".join(f"{name} {_hms(s)} ({100 * s / total:.0f} %)"
+                     for name, s in seconds.items() if s > 0)
+
+
+def _explanation_text(plan: Any, explain_epochs: float) -> str:
+    """The estimate's account of the explanation stage (docs/estimating-cost.md)."""
+    left_out = [name for name, on in (("sanity checks", plan.explain_sanity),
+                                      ("MIT-BIH explanations", plan.mitdb_dir)) if on]
+    return (f" + explanations of the best {plan.explain_top} in the driver, "
+            f"{explain_epochs:.1f} trial epochs of passes"
+            + (f" ({' and '.join(left_out)} not included)" if left_out else ""))
 
 
 def preset_configs(presets: tuple[str, ...], *, spec: StudySpec, space: str
@@ -336,10 +374,12 @@ def preset_configs(presets: tuple[str, ...], *, spec: StudySpec, space: str
 
 
 def estimate_fixed(costs: list[ConfigCost], *, n_folds: int, max_epochs: int,
-                   concurrency: int, n_final: int) -> tuple[float, float]:
+                   concurrency: int, n_final: int,
+                   explain_epochs: float = 0.0) -> tuple[float, float]:
     """(trial seconds, wall seconds) of a study of fixed configurations: every configuration
     on ``n_folds`` folds for ``max_epochs`` epochs (no early stopping), then retrained
-    ``n_final`` times (0 or 1 each) on all non-test records, packed on ``concurrency`` slots."""
+    ``n_final`` times (0 or 1 each) on all non-test records, packed on ``concurrency`` slots,
+    then ``explain_epochs`` trial epochs (at the mean epoch time) of explanations."""
     runs = [c.epoch_s * max_epochs + c.pretrain_s + TRIAL_START_S for c in costs]
     slots = max(concurrency, 1)
     stage_walls = []
@@ -350,15 +390,17 @@ def estimate_fixed(costs: list[ConfigCost], *, n_folds: int, max_epochs: int,
         work = [r for r in runs for _ in range(n_runs)]
         trial_seconds += sum(work)
         stage_walls.append(max(sum(work) / min(slots, len(work)), max(work)))
-    return trial_seconds, STUDY_START_S + sum(stage_walls)
+    explain = explain_epochs * statistics.mean(c.epoch_s for c in costs)
+    return trial_seconds, STUDY_START_S + sum(stage_walls) + explain
 
 
 def _fixed_lines(plan: Any, costs: list[ConfigCost], *, slots: int, per_device: float,
-                 unit: str, measured: str) -> list[str]:
+                 unit: str, measured: str, explain_epochs: float) -> list[str]:
     folds = len(plan.cv_folds) if plan.cv_all_folds else 1
     finals = 1 if plan.test != "none" else 0
     trial_s, wall_s = estimate_fixed(costs, n_folds=folds, max_epochs=plan.max_epochs,
-                                     concurrency=slots, n_final=finals)
+                                     concurrency=slots, n_final=finals,
+                                     explain_epochs=explain_epochs)
     per_preset = ", ".join(f"{name} {c.epoch_s:.1f} s"
                            for name, c in zip(plan.presets, costs, strict=True))
     n = len(plan.presets)
@@ -371,8 +413,8 @@ def _fixed_lines(plan: Any, costs: list[ConfigCost], *, slots: int, per_device: 
         f"{'s' if folds != 1 else ''} x {plan.max_epochs} epochs (no early stopping)"
         + (f" + {n} final training{'s' if n != 1 else ''} x {plan.max_epochs} epochs"
            if finals else "")
-        + f", {TRIAL_START_S:g} s start per trial, {STUDY_START_S:g} s per study; "
-        "explanation writing not included (docs/estimating-cost.md)",
+        + f", {TRIAL_START_S:g} s start per trial, {STUDY_START_S:g} s per study"
+        + _explanation_text(plan, explain_epochs),
     ]
 
 

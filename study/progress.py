@@ -88,6 +88,10 @@ def short_config(config: dict[str, Any], *, fixed: Collection[str] = ()) -> str:
     return " ".join(parts)
 
 
+FINAL_STAGE = "final training"
+"""The stage `study.tuning.later_stages` names the last training wave."""
+
+
 class StudyProgress(tune.Callback):
     """Ray Tune callback printing the study's progress on stdout (plain data only, so it is
     pickled with the experiment and works again after ``--resume``).
@@ -106,20 +110,22 @@ class StudyProgress(tune.Callback):
         rung_metric: what ASHA ranks on at its rungs when it is not ``metric``; the rung
             lines then show it too, as the stops follow it.
         fixed: flattened names of the options every trial has fixed (`short_config`).
-        later_waves: the waves of full-budget runs (``concurrency`` at a time) the study
-            trains after this experiment (cross-validation, final training); the ETA adds
-            them at the measured epoch time, so it covers the whole study's training.
+        later_stages: (stage, waves) of the full-budget runs (``concurrency`` at a time) the
+            study trains after this experiment (cross-validation, final training).
+        explain_epochs: what the explanations written after the training cost, in trial
+            epochs (`study.explanation_cost`). The ETA adds both at the measured epoch time,
+            so it covers the whole study, and gives each stage's share.
     """
-
-    later_waves = 0  # experiments pickled before the ETA covered later stages
 
     def __init__(self, *, label: str, n_trials: int, metric: str, mode: str,
                  milestones: list[int], reduction_factor: float, concurrency: int,
                  interval_s: float = SUMMARY_INTERVAL_S, shown_as: str | None = None,
                  rung_metric: str | None = None, fixed: Collection[str] = (),
-                 later_waves: int = 0) -> None:
+                 later_stages: tuple[tuple[str, int], ...] = (),
+                 explain_epochs: float = 0.0) -> None:
         self.label = label
-        self.later_waves = later_waves
+        self.later_stages = tuple(later_stages)
+        self.explain_epochs = explain_epochs
         self.fixed = sorted(fixed)
         self.n_trials = n_trials
         self.metric = metric
@@ -281,10 +287,16 @@ class StudyProgress(tune.Callback):
                  else "every trial runs to the end")
         this = (remaining * per_epoch + overrun) / slots
         text = f"ETA ~{duration(this)} ({basis})"
-        if self.later_waves:
-            later = self.later_waves * self.milestones[-1] * per_epoch
-            text += (f", then ~{duration(later)} of training for the later stages: "
-                     f"~{duration(this + later)} in all before the explanations")
+        # In the order they run: the driver explains the best trials before the final training.
+        later = {name: waves * self.milestones[-1] * per_epoch
+                 for name, waves in self.later_stages}
+        final = later.pop(FINAL_STAGE, 0.0)
+        stages = {self.label: this, **later, "explanations": self.explain_epochs * per_epoch,
+                  FINAL_STAGE: final}
+        if len([s for s in stages.values() if s > 0]) > 1:
+            total = sum(stages.values())
+            text += f"; the whole study ~{duration(total)} more: " + ", ".join(
+                f"{name} {100 * s / total:.0f} %" for name, s in stages.items() if s > 0)
         return text
 
 

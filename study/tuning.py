@@ -24,10 +24,11 @@ from ray.tune.search import ConcurrencyLimiter
 
 from search_spaces import define_fixed
 from study.checkpoints import CheckpointKeeper
+from study.explanation_cost import fold_explanation_epochs
 from study.optuna_storage import open_storage
 from study.optuna_truth import OptunaRecorder, SamplingOptunaSearch, error_text
 from study.plan import Plan, StudyError
-from study.progress import StudyProgress
+from study.progress import FINAL_STAGE, StudyProgress
 from study.results import trial_outcome
 from study.spec import StudySpec
 from study.trainable import TEST_FOLD, run_trial, trial_config
@@ -371,24 +372,29 @@ def run_config(plan: Plan, spec: StudySpec | None, *, name: str, milestones: lis
 
 def _progress(plan: Plan, *, label: str, n_trials: int, milestones: list[int],
               shown_as: str | None = None, rung_metric: str | None = None,
-              fixed: list[str] | None = None, later_waves: int = 0) -> StudyProgress:
+              fixed: list[str] | None = None,
+              later_stages: tuple[tuple[str, int], ...] = (),
+              explain_epochs: float = 0.0) -> StudyProgress:
     return StudyProgress(label=label, n_trials=n_trials, metric=plan.metric, mode=plan.mode,
                          milestones=milestones, reduction_factor=plan.reduction_factor,
                          concurrency=plan.concurrency, shown_as=shown_as,
-                         rung_metric=rung_metric, fixed=fixed or (), later_waves=later_waves)
+                         rung_metric=rung_metric, fixed=fixed or (),
+                         later_stages=later_stages, explain_epochs=explain_epochs)
 
 
-def later_waves(plan: Plan, *, after: str) -> int:
-    """Waves of full-budget runs a search trains after stage ``after`` ("search" or "cv"):
-    the CV of the ``--cv-top-k`` best and the baselines on every CV fold, then the final
-    training of the best (at least one) and the baselines, ``--concurrency`` at a time."""
+def later_stages(plan: Plan, *, after: str) -> tuple[tuple[str, int], ...]:
+    """(stage, waves) of the full-budget runs a search trains after stage ``after``
+    ("search" or "cv"): the CV of the ``--cv-top-k`` best and the baselines on every CV
+    fold, then the final training of the best (at least one) and the baselines,
+    ``--concurrency`` at a time; stages without runs left out."""
     from study.estimate import n_cv, n_final
 
     def waves(runs: int) -> int:
         return -(-runs // max(plan.concurrency, 1))
 
-    cv = n_cv(plan) * len(plan.cv_folds)
-    return (waves(cv) if after == "search" else 0) + waves(n_final(plan))
+    cv = waves(n_cv(plan) * len(plan.cv_folds)) if after == "search" else 0
+    stages = (("cross-validation", cv), (FINAL_STAGE, waves(n_final(plan))))
+    return tuple((name, n) for name, n in stages if n)
 
 
 def search_tuner(plan: Plan, spec: StudySpec, *, milestones: list[int]) -> tune.Tuner:
@@ -413,7 +419,8 @@ def search_tuner(plan: Plan, spec: StudySpec, *, milestones: list[int]) -> tune.
             progress=_progress(plan, label="search", n_trials=plan.num_samples,
                                milestones=milestones, rung_metric=plan.rung[0],
                                fixed=sorted(spec.fixed_options),
-                               later_waves=later_waves(plan, after="search"))),
+                               later_stages=later_stages(plan, after="search"),
+                               explain_epochs=fold_explanation_epochs(plan, spec))),
     )
 
 
@@ -470,9 +477,11 @@ def candidates_tuner(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any
             job_type=job_type, extra_callbacks=keeper,
             progress=_progress(plan, label=label, n_trials=len(candidates) * len(folds),
                                milestones=[plan.max_epochs],
-                               later_waves=(later_waves(plan, after="cv")
-                                            if stage == "cv" and not plan.fixed_configurations
-                                            else 0),
+                               later_stages=(later_stages(plan, after="cv")
+                                             if stage == "cv" and not plan.fixed_configurations
+                                             else ()),
+                               explain_epochs=(fold_explanation_epochs(plan, spec)
+                                               if stage == "cv" else 0.0),
                                shown_as=("test/" + plan.metric.removeprefix("val/")
                                          if TEST_FOLD in folds else None))),
     )

@@ -61,6 +61,12 @@ def test_dry_run_prints_a_measured_estimate(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "estimate: " in out and " wall (range " in out and "CPU-hours" in out
     assert "from a probe of 1 sampled configuration on" in out and "s per trial epoch" in out
+    assert "+ explanations of the best 1 in the driver, " in out
+    stages = next(line for line in out.splitlines() if line.startswith("  stages: "))
+    names = [part.split(" ")[0] for part in stages.removeprefix("  stages: ").split(", ")]
+    assert names == ["search", "explanations", "final"]  # no CV without --cv-top-k
+    shares = [int(part.split("(")[1].split(" %")[0]) for part in stages.split(", ")]
+    assert abs(sum(shares) - 100) <= 2
 
 
 def test_dry_run_estimates_a_data_set_smaller_than_two_batches(tmp_path, capsys, monkeypatch):

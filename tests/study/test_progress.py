@@ -75,30 +75,34 @@ def test_eta_without_early_stopping_says_every_trial_runs_to_the_end():
     assert fifo.eta_text() == "ETA ~8.0 min (every trial runs to the end)"
 
 
-def test_eta_adds_the_later_stages_training_at_the_measured_epoch_time():
+def test_eta_adds_the_later_stages_at_the_measured_epoch_time_with_each_share():
     search = StudyProgress(label="search", n_trials=3, metric="val/f1_cinc", mode="max",
                            milestones=[6], reduction_factor=3.0, concurrency=2,
-                           interval_s=3600, later_waves=3)
+                           interval_s=3600,
+                           later_stages=(("cross-validation", 2), ("final training", 1)),
+                           explain_epochs=4.0)
     a = _trial("aaaa")
     search.on_trial_result(0, [a], a, {"epoch": 2, "val/f1_cinc": 0.5, "time_this_iter_s": 60})
-    # the search's 8 min as above, then 3 waves of 6 epochs of 60 s
-    assert search.eta_text() == ("ETA ~8.0 min (every trial runs to the end), then ~18.0 min "
-                                 "of training for the later stages: ~26.0 min in all before "
-                                 "the explanations")
+    # the search's 8 min as above, then 2 + 1 waves of 6 epochs of 60 s (12 + 6 min) and
+    # 4 epochs' worth of explanations (4 min): 30 min
+    assert search.eta_text() == ("ETA ~8.0 min (every trial runs to the end); the whole study "
+                                 "~30.0 min more: search 27 %, cross-validation 40 %, "
+                                 "explanations 13 %, final training 20 %")
 
 
-def test_later_waves_count_cv_and_final_runs_concurrency_at_a_time(plan_fields):
+def test_later_stages_count_cv_and_final_runs_concurrency_at_a_time(plan_fields):
     from study.plan import Plan
-    from study.tuning import later_waves
+    from study.tuning import later_stages
 
     plan = Plan(**plan_fields(cv_top_k=1, baseline=("cnn7_gmp",), concurrency=2, test="fold",
                               n_folds=8, cv_n_folds=2, test_fold=7))
     assert len(plan.cv_folds) == 2
     # CV: (1 + 1) x 2 folds = 4 runs, 2 waves; final: 1 + 1 runs, 1 wave
-    assert later_waves(plan, after="search") == 3
-    assert later_waves(plan, after="cv") == 1
+    assert later_stages(plan, after="search") == (("cross-validation", 2),
+                                                  ("final training", 1))
+    assert later_stages(plan, after="cv") == (("final training", 1),)
     none = Plan(**plan_fields(cv_top_k=0, baseline=(), test="none"))
-    assert later_waves(none, after="search") == 0
+    assert later_stages(none, after="search") == ()
 
 
 def test_callback_pickles_for_tunes_experiment_state(progress):

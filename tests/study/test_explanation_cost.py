@@ -1,0 +1,93 @@
+"""The explanation stage's cost model: passes per method, the gallery and scored records, the
+training epoch it is priced against."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from data_io.datasets import load_dataset
+from study.artifacts import with_abnormal_beats
+from study.config import resolve_config
+from study.data import fold_split, load_arrays, mask_source
+from study.explanation_cost import (
+    PASSES,
+    STEP_PASSES,
+    epoch_samples,
+    explanation_load,
+    trial_load,
+)
+from study.explanation_methods import METHODS, merge_settings
+from study.spec import StudySpec
+
+SETTINGS = {"family": {}, "occlusion": {"window_s": 0.3, "stride_s": 0.1, "baseline": "zero"},
+            "integrated_gradients": {"steps": 32}, "shift_perturbation": {"steps": 60}}
+
+
+def test_every_explanation_method_is_priced():
+    assert set(PASSES) == set(METHODS)
+
+
+def test_passes_per_record_follow_each_methods_settings():
+    # 10 s at 100 Hz: a 30-sample window every 10 samples fits 98 times
+    passes = {m: f(SETTINGS[m], samples=1000, fs_hz=100.0) for m, f in PASSES.items()}
+    assert passes == {"family": 1.0, "occlusion": 98.0,
+                      "integrated_gradients": 32 * STEP_PASSES,
+                      "shift_perturbation": 60 * STEP_PASSES}
+
+
+def test_the_load_counts_the_gallery_the_scored_records_and_the_shift_share():
+    load = explanation_load(settings=SETTINGS, fs_hz=100.0, record_samples=1000.0, n_classes=4,
+                            n_val=100, scored=10, shift_share=0.5, epoch=1e6)
+    # gallery: 4 classes x (2 correct + 2 misclassified) + 2 uncertain = 18
+    assert load.records == 28
+    assert load.samples_by_method["family"] == 28 * 1000
+    assert load.samples_by_method["shift_perturbation"] == 28 * 0.5 * 1000 * 60 * STEP_PASSES
+    assert load.epochs == pytest.approx(sum(load.samples_by_method.values()) / 1e6)
+    small = explanation_load(settings=SETTINGS, fs_hz=100.0, record_samples=1000.0,
+                             n_classes=4, n_val=5, scored=0, shift_share=0.0, epoch=1e6)
+    assert small.records == 5 and small.samples_by_method["shift_perturbation"] == 0
+
+
+def test_epoch_samples_follow_the_batching_of_each_side():
+    lengths = np.array([500, 1000, 1500, 3000])
+    data = {"train_batching": "crop", "eval_batching": "bucket", "crop_s": 10.0,
+            "fixed_length_s": 61.0}
+    # training: every record cut or padded to 1000 samples, forward and backward; evaluation:
+    # one bucket padded to its longest record, 3000
+    found = epoch_samples(lengths=lengths, fs_hz=100.0, data=data, batch_size=4, n_train=8,
+                          n_eval=4)
+    assert found == pytest.approx(8 * 1000 * STEP_PASSES + 4 * 3000)
+    fixed = epoch_samples(lengths=lengths, fs_hz=100.0,
+                          data={**data, "train_batching": "pad_fixed"}, batch_size=4,
+                          n_train=8, n_eval=0)
+    assert fixed == pytest.approx(8 * 6100 * STEP_PASSES)
+
+
+@pytest.fixture(scope="module")
+def synthetic_spec(tmp_path_factory) -> StudySpec:
+    dataset = load_dataset("synthetic")
+    path = tmp_path_factory.mktemp("synthetic")
+    dataset.generate(path, n_records=40, seed=0)
+    spec = StudySpec(data_dir=str(path), cache_dir=str(path / "cache"), fs_hz=100.0, folds={},
+                     fold=0, max_epochs=1, seed=0, dataset="synthetic")
+    table = dataset.fold_plan(load_arrays(spec), n_folds=4, seed=0, options={}).table
+    return StudySpec(**{**spec.__dict__, "folds": table.as_dict()})
+
+
+def test_a_trials_load_scores_the_validation_records_with_abnormal_beats(synthetic_spec):
+    train, val = fold_split(synthetic_spec, fold=0)
+    masks = mask_source(synthetic_spec)
+    abnormal = int(with_abnormal_beats(val.arrays, indices=val.indices, masks=masks).sum())
+    assert 0 < abnormal < len(val.indices)
+    common = {"arrays": val.arrays, "sample": val.indices, "n_train": len(train.indices),
+              "n_val": len(val.indices), "settings": merge_settings(None),
+              "cfg": resolve_config(synthetic_spec.trial_config({})),
+              "normal_class": load_dataset("synthetic").normal_index}
+    gallery = min(len(val.indices), 4 * 4 + 2)
+    every = trial_load(masks=masks, score_records=None, **common)
+    assert every.records == gallery + abnormal
+    assert trial_load(masks=masks, score_records=1, **common).records == gallery + 1
+    assert trial_load(masks=masks, score_records=0, **common).records == gallery
+    assert trial_load(masks=None, score_records=None, **common).records == gallery
+    assert every.epochs > trial_load(masks=None, score_records=None, **common).epochs > 0
