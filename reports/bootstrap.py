@@ -11,6 +11,7 @@ import math
 import warnings
 
 import numpy as np
+from scipy import stats
 
 DEFAULT_RESAMPLES = 200
 """Bootstrap resamples per interval unless the report is asked for another number
@@ -59,5 +60,8 @@ def mean_interval(
     values = np.asarray(values, dtype=float)
     if values.size == 0 or n_resamples <= 0:
         return math.nan, math.nan
-    boot = values[rng.integers(0, values.size, (n_resamples, values.size))].mean(axis=1)
+    if values.size == 1:  # every resample is the value itself (scipy needs two)
+        return float(values[0]), float(values[0])
+    boot = stats.bootstrap((values,), np.mean, n_resamples=n_resamples, method="percentile",
+                           vectorized=True, rng=rng).bootstrap_distribution
     return percentile_interval(boot, confidence=confidence)

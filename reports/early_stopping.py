@@ -12,6 +12,7 @@ their full-budget quality is then never observed, which biases every later analy
 from __future__ import annotations
 
 import math
+import warnings
 from itertools import pairwise
 from typing import Any
 
@@ -191,16 +192,27 @@ def spearman_with_ci(
 
 
 def _bootstrap_spearman(x: np.ndarray, y: np.ndarray, *, n_bootstrap: int, seed: int) -> np.ndarray:
-    """Spearman's rho of ``n_bootstrap`` resamples of the pairs (NaN for constant resamples)."""
-    rng = np.random.default_rng(seed)
-    index = rng.integers(0, len(x), size=(n_bootstrap, len(x)))  # (B, n)
-    rx = stats.rankdata(x[index], axis=1)
-    ry = stats.rankdata(y[index], axis=1)
-    rx -= rx.mean(axis=1, keepdims=True)
-    ry -= ry.mean(axis=1, keepdims=True)
-    denominator = np.sqrt((rx**2).sum(axis=1) * (ry**2).sum(axis=1))
+    """Spearman's rho of ``n_bootstrap`` resamples of the pairs, drawn by
+    `scipy.stats.bootstrap` (NaN for resamples with constant scores)."""
+    with warnings.catch_warnings():
+        # Constant resamples give NaN; scipy warns about them and about the interval, which is
+        # not used: the caller takes the percentile interval of the finite resamples.
+        warnings.simplefilter("ignore")
+        result = stats.bootstrap((x, y), _spearman_rho, paired=True, vectorized=True,
+                                 n_resamples=n_bootstrap, method="percentile",
+                                 rng=np.random.default_rng(seed))
+    return result.bootstrap_distribution
+
+
+def _spearman_rho(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Spearman's rho along ``axis`` of same-shaped arrays (NaN where either is constant)."""
+    rx = stats.rankdata(x, axis=axis)
+    ry = stats.rankdata(y, axis=axis)
+    rx -= rx.mean(axis=axis, keepdims=True)
+    ry -= ry.mean(axis=axis, keepdims=True)
+    denominator = np.sqrt((rx**2).sum(axis=axis) * (ry**2).sum(axis=axis))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, (rx * ry).sum(axis=1) / denominator, np.nan)
+        return np.where(denominator > 0, (rx * ry).sum(axis=axis) / denominator, np.nan)
 
 
 def _pair_specs(milestones: list[int]) -> list[tuple[str, int, int, int]]:
@@ -440,39 +452,38 @@ def stopping_test(
                   "p_value": math.nan}
     if table.shape[0] < 2 or (table.sum(axis=0) == 0).any():
         return untestable
-    chi2, expected = _chi2(table)
+    pearson = stats.chi2_contingency(table, correction=False)
+    chi2 = float(pearson.statistic)
     n = table.sum()
     result = {"statistic": chi2, "cramers_v": math.sqrt(chi2 / n)}
     if table.shape[0] == 2:
         return {**result, "test": "fisher_exact",
                 "p_value": float(stats.fisher_exact(table).pvalue)}
-    if expected.min() >= MIN_EXPECTED_FOR_CHI2:
-        dof = table.shape[0] - 1
-        return {**result, "test": "chi2", "p_value": float(stats.chi2.sf(chi2, dof))}
+    if pearson.expected_freq.min() >= MIN_EXPECTED_FOR_CHI2:
+        return {**result, "test": "chi2", "p_value": float(pearson.pvalue)}
     return {**result, "test": "chi2_permutation",
-            "p_value": _permutation_p(table, chi2, n_permutations=n_permutations, seed=seed)}
+            "p_value": _permutation_p(table, n_permutations=n_permutations, seed=seed)}
 
 
-def _chi2(table: np.ndarray) -> tuple[float, np.ndarray]:
-    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
-    return float(((table - expected) ** 2 / expected).sum()), expected
-
-
-def _permutation_p(table: np.ndarray, observed: float, *, n_permutations: int, seed: int) -> float:
-    """Monte Carlo p-value of the chi-square statistic under shuffled stop labels (margins kept)."""
-    rng = np.random.default_rng(seed)
-    level = np.repeat(np.arange(table.shape[0]), table.sum(axis=1))  # (n,)
-    labels = np.zeros(level.size, dtype=bool)
-    labels[: table[:, 0].sum()] = True
-    shuffled = rng.permuted(np.tile(labels, (n_permutations, 1)), axis=1)  # (P, n)
+def _permutation_p(table: np.ndarray, *, n_permutations: int, seed: int) -> float:
+    """P-value of the chi-square statistic of ``table`` (levels, [stopped, kept]) under
+    shuffled stop labels (margins kept), by `scipy.stats.permutation_test` (exact when the
+    trials have fewer orders than ``n_permutations``)."""
+    rows = table.sum(axis=1)  # (levels,) trials per level
+    level = np.repeat(np.arange(table.shape[0]), rows)  # (n,)
+    stopped = np.concatenate([np.arange(r) < k for k, r in zip(table[:, 0], rows, strict=True)])
     one_hot = np.eye(table.shape[0])[level]  # (n, levels)
-    stopped = shuffled @ one_hot  # (P, levels)
-    rows = table.sum(axis=1)
-    expected_stopped = rows * table[:, 0].sum() / table.sum()
-    expected_kept = rows - expected_stopped
-    chi2 = ((stopped - expected_stopped) ** 2 / expected_stopped
-            + ((rows - stopped) - expected_kept) ** 2 / expected_kept).sum(axis=1)
-    return float((1 + np.sum(chi2 >= observed - 1e-9)) / (n_permutations + 1))
+    expected = stats.contingency.expected_freq(table)  # (levels, 2), the same for every shuffle
+
+    def chi2(labels: np.ndarray, axis: int = -1) -> np.ndarray:
+        counts = np.moveaxis(labels, axis, -1) @ one_hot  # (..., levels) stopped per level
+        observed = np.stack([counts, rows - counts], axis=-1)  # (..., levels, 2)
+        return ((observed - expected) ** 2 / expected).sum(axis=(-2, -1))
+
+    result = stats.permutation_test((stopped,), chi2, permutation_type="pairings",
+                                    vectorized=True, n_resamples=n_permutations,
+                                    alternative="greater", rng=np.random.default_rng(seed))
+    return float(result.pvalue)
 
 
 # -- figures -------------------------------------------------------------------------------
