@@ -141,7 +141,8 @@ class StudyProgress(tune.Callback):
     def _reset(self) -> None:
         self._started = time.monotonic()
         self._last_summary = self._started
-        self._epoch_seconds: list[float] = []
+        self._epoch_seconds: list[float] = []  # Tune's wall time per epoch
+        self._compute_seconds: list[float] = []
         self._epochs: dict[str, int] = {}
         self._best: tuple[float, str] | None = None
         self._ended: dict[str, str] = {}  # trial id -> finished / stopped / diverged / failed
@@ -171,6 +172,8 @@ class StudyProgress(tune.Callback):
         self._last_seen[trial.trial_id] = time.monotonic()
         if "time_this_iter_s" in result:
             self._epoch_seconds.append(float(result["time_this_iter_s"]))
+        if "seconds" in result:  # the trainer's own time of the epoch: its passes only
+            self._compute_seconds.append(float(result["seconds"]))
         score = result.get(self.metric)
         measured = result.get("trial_status", "running") == "running"  # diverged: no score
         if score is not None and measured and epoch in self.milestones[:-1]:
@@ -291,7 +294,11 @@ class StudyProgress(tune.Callback):
         later = {name: waves * self.milestones[-1] * per_epoch
                  for name, waves in self.later_stages}
         final = later.pop(FINAL_STAGE, 0.0)
-        stages = {self.label: this, **later, "explanations": self.explain_epochs * per_epoch,
+        # Explanations are passes only: priced at the epochs' compute time, without the
+        # reporting and checkpointing a trial's epoch also waits for.
+        compute = (sum(self._compute_seconds) / len(self._compute_seconds)
+                   if self._compute_seconds else per_epoch)
+        stages = {self.label: this, **later, "explanations": self.explain_epochs * compute,
                   FINAL_STAGE: final}
         if len([s for s in stages.values() if s > 0]) > 1:
             total = sum(stages.values())

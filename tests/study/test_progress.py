@@ -88,6 +88,14 @@ def test_eta_adds_the_later_stages_at_the_measured_epoch_time_with_each_share():
     assert search.eta_text() == ("ETA ~8.0 min (every trial runs to the end); the whole study "
                                  "~30.0 min more: search 27 %, cross-validation 40 %, "
                                  "explanations 13 %, final training 20 %")
+    # The trainer's own seconds per epoch (passes only) price the explanations: 4 x 30 s
+    b = _trial("bbbb")
+    search.on_trial_result(0, [a, b], b, {"epoch": 1, "val/f1_cinc": 0.5,
+                                          "time_this_iter_s": 60, "seconds": 30})
+    # search 15 epochs left x 60 s on 2 slots (7.5 min), then 12 + 2 + 6 min
+    assert search.eta_text().endswith(
+        "~27.5 min more: search 27 %, cross-validation 44 %, explanations 7 %, "
+        "final training 22 %")
 
 
 def test_later_stages_count_cv_and_final_runs_concurrency_at_a_time(plan_fields):
