@@ -195,9 +195,9 @@ def _bootstrap_spearman(x: np.ndarray, y: np.ndarray, *, n_bootstrap: int, seed:
     """Spearman's rho of ``n_bootstrap`` resamples of the pairs, drawn by
     `scipy.stats.bootstrap` (NaN for resamples with constant scores)."""
     with warnings.catch_warnings():
-        # Constant resamples give NaN; scipy warns about them and about the interval, which is
-        # not used: the caller takes the percentile interval of the finite resamples.
-        warnings.simplefilter("ignore")
+        # Constant resamples give NaN and scipy warns that its interval is degenerate; that
+        # interval is not used: the caller takes the percentile interval of the finite ones.
+        warnings.simplefilter("ignore", category=stats.DegenerateDataWarning)
         result = stats.bootstrap((x, y), _spearman_rho, paired=True, vectorized=True,
                                  n_resamples=n_bootstrap, method="percentile",
                                  rng=np.random.default_rng(seed))

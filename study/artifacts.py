@@ -60,6 +60,12 @@ def predictions_frame(predictions: dict[str, Any], *, classes: tuple[str, ...], 
     return frame
 
 
+def gallery_size(n_classes: int) -> int:
+    """The most records `select_records` picks: two per class and outcome, and the most
+    uncertain ones."""
+    return n_classes * 2 * PER_CLASS + MOST_UNCERTAIN
+
+
 def select_records(frame: pd.DataFrame, *, n_classes: int) -> list[int]:
     """Row positions of a fixed stratified gallery: per class the most confident correct and
     misclassified records, then the most uncertain records overall."""

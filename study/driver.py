@@ -417,12 +417,12 @@ def _write_artifacts(plan: Plan, spec: StudySpec, explained: list[tuple[str, Any
     from study.artifacts import write_trial_artifacts
     from study.checkpoints import checkpoint_exists
     from study.data import mask_source
-    from study.explanation_methods import merge_settings, smoke_overrides
+    from study.explanation_methods import study_settings
     from study.metrics import Scoring
 
     dataset = load_dataset(plan.dataset)
     _, val_split = trainable.fold_split(spec, fold=plan.fold)
-    settings = merge_settings(smoke_overrides() if plan.smoke else None)
+    settings = study_settings(smoke=plan.smoke)
     for name, result in explained:
         checkpoint = result.checkpoint
         if checkpoint is None or not checkpoint_exists(checkpoint):

@@ -22,10 +22,10 @@ import numpy as np
 from data_io.batching import BatchingOptions, batching_mode
 from data_io.datasets import load_dataset
 from data_io.records import EcgArrays
-from study.artifacts import MOST_UNCERTAIN, PER_CLASS, MaskSource, with_abnormal_beats
+from study.artifacts import MaskSource, gallery_size, with_abnormal_beats
 from study.config import resolve_config
 from study.data import fold_split, mask_source
-from study.explanation_methods import merge_settings, smoke_overrides
+from study.explanation_methods import study_settings
 
 BACKWARD_PASSES = 2.0
 """A backward pass costs about two forward passes (convolutions and LSTMs alike)."""
@@ -97,7 +97,7 @@ def explanation_load(*, settings: Mapping[str, Mapping[str, Any]], fs_hz: float,
     ``scored`` records, all about ``record_samples`` long; ``shift_share``: the share of
     records the shift mask runs on (those not predicted normal; 0 without a normal class);
     ``epoch``: `epoch_samples` of the trial."""
-    gallery = min(n_val, n_classes * 2 * PER_CLASS + MOST_UNCERTAIN)
+    gallery = min(n_val, gallery_size(n_classes))
     records = gallery + scored
     share = {"shift_perturbation": shift_share}
     samples = {
@@ -140,7 +140,7 @@ def study_explanation_epochs(plan: Any, spec: Any, *, arrays: EcgArrays, sample:
     (``--smoke``'s coarser ones included), score sample and data set's masks."""
     load = trial_load(arrays=arrays, sample=sample, n_train=n_train, n_val=n_val,
                       masks=mask_source(spec), score_records=plan.explain_records,
-                      settings=merge_settings(smoke_overrides() if plan.smoke else None),
+                      settings=study_settings(smoke=plan.smoke),
                       cfg=resolve_config(spec.trial_config({})),
                       normal_class=load_dataset(plan.dataset).normal_index)
     trials = len(plan.presets) if plan.fixed_configurations else plan.num_samples
@@ -148,7 +148,10 @@ def study_explanation_epochs(plan: Any, spec: Any, *, arrays: EcgArrays, sample:
 
 
 def fold_explanation_epochs(plan: Any, spec: Any) -> float:
-    """`study_explanation_epochs` on the study's own validation fold (its data loaded)."""
+    """`study_explanation_epochs` on the study's own validation fold (its data loaded; not
+    with ``--explain-top 0``)."""
+    if not plan.explain_top:
+        return 0.0
     train, val = fold_split(spec, fold=plan.fold)
     return study_explanation_epochs(plan, spec, arrays=val.arrays, sample=val.indices,
                                     n_train=len(train.indices), n_val=len(val.indices))

@@ -58,6 +58,12 @@ def smoke_overrides() -> dict[str, Any]:
     return _read_settings("explanation_smoke.json")
 
 
+def study_settings(*, smoke: bool) -> dict[str, Any]:
+    """The settings a study explains its trials with: the defaults, or with ``--smoke`` the
+    defaults under `smoke_overrides`."""
+    return merge_settings(smoke_overrides() if smoke else None)
+
+
 def merge_settings(overrides: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
     """The defaults with ``overrides`` merged per method.
 
