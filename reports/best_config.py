@@ -14,6 +14,7 @@ from reports.cv_tables import class_labels, confusion_figure
 from reports.final_test import best_candidate, final_test, test_description
 from reports.per_class import best_search_row, class_rows
 from reports.study_data import StudyData
+from study.folder_format import CONFUSION_JSON, EPOCH, TRIAL_ID
 
 CANDIDATE_NAME = "config/candidate/trial_id"
 """The `cv.parquet` column naming the configuration a cross-validation run trained."""
@@ -47,7 +48,7 @@ def best_scores(study: StudyData) -> BestScores | None:
                   if k.startswith("test/") and isinstance(v, int | float)}
         confusion = metrics.get("test/confusion")
         return BestScores(
-            trial_id=str(candidate["trial_id"]),
+            trial_id=str(candidate[TRIAL_ID]),
             where=f"held-out test set ({test_description(record)}), retrained once",
             values=values,
             confusion=None if confusion is None else np.asarray(confusion, dtype=int))
@@ -58,10 +59,10 @@ def best_scores(study: StudyData) -> BestScores | None:
         return None
     values = {k: float(v) for k, v in row.items() if str(k).startswith("val/")
               and isinstance(v, int | float | np.floating) and np.isfinite(v)}
-    text = row.get("val/confusion_json")
+    text = row.get(CONFUSION_JSON)
     fold = study.record.get("plan", {}).get("fold")
     return BestScores(
-        trial_id=str(row["trial_id"]),
+        trial_id=str(row[TRIAL_ID]),
         where=f"validation fold {fold} at epoch {int(row['epoch'])} (the fold the search "
               "chose it on, so the scores are optimistic)",
         values=values,
@@ -108,17 +109,17 @@ def best_fixed_scores(study: StudyData) -> BestScores | None:
     cv = study.cv
     if cv is None or study.metric not in cv or cv.empty:
         return None
-    last = cv.sort_values("epoch").drop_duplicates("trial_id", keep="last")
+    last = cv.sort_values(EPOCH).drop_duplicates(TRIAL_ID, keep="last")
     last = last[np.isfinite(last[study.metric].to_numpy(dtype=float))]
     if last.empty:
         return None
-    name = CANDIDATE_NAME if CANDIDATE_NAME in last else "trial_id"
+    name = CANDIDATE_NAME if CANDIDATE_NAME in last else TRIAL_ID
     means = last.groupby(name)[study.metric].mean()
     best = means.idxmax() if study.mode == "max" else means.idxmin()
     rows = last[last[name] == best]
     values = {k: float(rows[k].mean()) for k in rows.columns if str(k).startswith("val/")
               and pd.api.types.is_numeric_dtype(rows[k]) and rows[k].notna().any()}
-    matrices = [np.asarray(json.loads(t), dtype=int) for t in rows.get("val/confusion_json", [])
+    matrices = [np.asarray(json.loads(t), dtype=int) for t in rows.get(CONFUSION_JSON, [])
                 if isinstance(t, str)]
     folds = ", ".join(str(int(f)) for f in sorted(rows["fold"]))
     return BestScores(

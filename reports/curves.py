@@ -15,15 +15,25 @@ import plotly.graph_objects as go
 from reports.artifact import Figure, Section, Sources, Table
 from reports.overview import OUTCOMES, runs
 from reports.study_data import StudyData
+from study.folder_format import (
+    COMPLETED,
+    DIVERGED,
+    EARLY_STOPPED,
+    EPOCH,
+    FAILED,
+    STOP_REASON,
+    TRIAL_ID,
+    TRIAL_NUMBER,
+)
 
 CURVE_STYLE: Mapping[str, dict] = MappingProxyType({
-    "completed": {"color": "rgb(31, 119, 180)", "dash": "solid"},
-    "early_stopped": {"color": "rgb(150, 150, 150)", "dash": "dot"},
-    "diverged": {"color": "rgb(214, 39, 40)", "dash": "dash"},
-    "error": {"color": "rgb(140, 86, 75)", "dash": "dash"},
+    COMPLETED: {"color": "rgb(31, 119, 180)", "dash": "solid"},
+    EARLY_STOPPED: {"color": "rgb(150, 150, 150)", "dash": "dot"},
+    DIVERGED: {"color": "rgb(214, 39, 40)", "dash": "dash"},
+    FAILED: {"color": "rgb(140, 86, 75)", "dash": "dash"},
 })
 END_SYMBOL: Mapping[str, str] = MappingProxyType({
-    "completed": "circle", "early_stopped": "x", "diverged": "triangle-down", "error": "square",
+    COMPLETED: "circle", EARLY_STOPPED: "x", DIVERGED: "triangle-down", FAILED: "square",
 })
 TUNE_TRIAL_ID = "tune_trial_id"
 """Optuna user attribute naming a trial's Tune id (= `trials.parquet` trial_id)."""
@@ -42,15 +52,15 @@ def learning_curves(study: StudyData) -> pd.DataFrame:
     """
     source = runs(study)
     if study.metric not in source:
-        return pd.DataFrame(columns=["trial_id", "epoch", "score", "stop_reason", "last"])
-    rows = source[source["epoch"] > 0]
+        return pd.DataFrame(columns=[TRIAL_ID, EPOCH, "score", STOP_REASON, "last"])
+    rows = source[source[EPOCH] > 0]
     rows = rows[np.isfinite(rows[study.metric].to_numpy(dtype=float))]
-    rows = rows.sort_values(["trial_id", "epoch"], kind="stable")
-    frame = pd.DataFrame({"trial_id": rows["trial_id"].astype(str),
-                          "epoch": rows["epoch"].astype(int),
+    rows = rows.sort_values([TRIAL_ID, EPOCH], kind="stable")
+    frame = pd.DataFrame({TRIAL_ID: rows[TRIAL_ID].astype(str),
+                          EPOCH: rows[EPOCH].astype(int),
                           "score": rows[study.metric].astype(float),
-                          "stop_reason": rows["stop_reason"]}).reset_index(drop=True)
-    frame["last"] = ~frame["trial_id"].duplicated(keep="last")
+                          STOP_REASON: rows[STOP_REASON]}).reset_index(drop=True)
+    frame["last"] = ~frame[TRIAL_ID].duplicated(keep="last")
     return frame
 
 
@@ -60,11 +70,11 @@ def learning_curves_figure(curves: pd.DataFrame, *, milestones: list[int], metri
     vertical line at every ASHA milestone before the full budget."""
     figure = go.Figure()
     shown: set[str] = set()
-    for trial_id, rows in curves.groupby("trial_id", sort=True):
-        reason = rows["stop_reason"].iloc[0]
-        style = CURVE_STYLE.get(reason, CURVE_STYLE["error"])
+    for trial_id, rows in curves.groupby(TRIAL_ID, sort=True):
+        reason = rows[STOP_REASON].iloc[0]
+        style = CURVE_STYLE.get(reason, CURVE_STYLE[FAILED])
         figure.add_trace(go.Scatter(
-            x=rows["epoch"], y=rows["score"], mode="lines", line={**style, "width": 1.5},
+            x=rows[EPOCH], y=rows["score"], mode="lines", line={**style, "width": 1.5},
             name=OUTCOMES.get(reason, reason), legendgroup=reason,
             showlegend=reason not in shown,
             hovertemplate=f"trial {trial_id}<br>epoch %{{x}}: %{{y:.3f}}<extra></extra>",
@@ -72,7 +82,7 @@ def learning_curves_figure(curves: pd.DataFrame, *, milestones: list[int], metri
         shown.add(reason)
         end = rows[rows["last"]]
         figure.add_trace(go.Scatter(
-            x=end["epoch"], y=end["score"], mode="markers", legendgroup=reason,
+            x=end[EPOCH], y=end["score"], mode="markers", legendgroup=reason,
             showlegend=False, marker={"color": style["color"], "size": 9,
                                       "symbol": END_SYMBOL.get(reason, "square")},
             hovertemplate=f"trial {trial_id} {OUTCOMES.get(reason, reason)} after epoch "
@@ -82,7 +92,7 @@ def learning_curves_figure(curves: pd.DataFrame, *, milestones: list[int], metri
         figure.add_vline(x=epoch, line_dash="dot", line_color="black", line_width=1,
                          opacity=0.6, annotation_text=f"ASHA rung {rung} (epoch {epoch})",
                          annotation_position="top left", annotation_font_size=11)
-    figure.update_xaxes(title_text="epoch", range=[0.5, max(milestones) + 0.5], dtick=1
+    figure.update_xaxes(title_text=EPOCH, range=[0.5, max(milestones) + 0.5], dtick=1
                         if max(milestones) <= 20 else None)
     figure.update_yaxes(title_text=metric)
     figure.update_layout(template="simple_white", width=820, height=460,
@@ -99,8 +109,8 @@ def trial_numbers(study: StudyData) -> pd.Series:
 
     The storage URL in study.json is tried first, then ``optuna.db`` in the study directory
     (a study directory copied elsewhere keeps its SQLite file)."""
-    if "trial_number" in study.trials:  # Tune's start order, recorded by newer studies
-        first = study.trials.drop_duplicates("trial_id").set_index("trial_id")["trial_number"]
+    if TRIAL_NUMBER in study.trials:  # Tune's start order, recorded by newer studies
+        first = study.trials.drop_duplicates(TRIAL_ID).set_index(TRIAL_ID)[TRIAL_NUMBER]
         first = pd.to_numeric(first, errors="coerce").dropna()
         if len(first):
             return first.rank(method="first").astype(int)
@@ -133,42 +143,42 @@ def optimisation_history(study: StudyData, numbers: pd.Series) -> pd.DataFrame:
         Columns ``trial_number``, ``trial_id``, ``score``, ``epoch``, ``stop_reason``,
         ``best_so_far`` (NaN until a trial completes).
     """
-    last = study.trials.sort_values("epoch", kind="stable").drop_duplicates("trial_id",
+    last = study.trials.sort_values(EPOCH, kind="stable").drop_duplicates(TRIAL_ID,
                                                                             keep="last")
-    measured = learning_curves(study).query("last").set_index("trial_id")
-    frame = pd.DataFrame({"trial_id": last["trial_id"].astype(str),
-                          "stop_reason": last["stop_reason"]})
-    frame["trial_number"] = frame["trial_id"].map(numbers)
-    frame["score"] = frame["trial_id"].map(measured["score"])
-    frame["epoch"] = frame["trial_id"].map(measured["epoch"])
-    frame = frame.dropna(subset=["trial_number"]).sort_values("trial_number", kind="stable")
-    frame["trial_number"] = frame["trial_number"].astype(int)
-    complete = frame["score"].where(frame["stop_reason"] == "completed")
+    measured = learning_curves(study).query("last").set_index(TRIAL_ID)
+    frame = pd.DataFrame({TRIAL_ID: last[TRIAL_ID].astype(str),
+                          STOP_REASON: last[STOP_REASON]})
+    frame[TRIAL_NUMBER] = frame[TRIAL_ID].map(numbers)
+    frame["score"] = frame[TRIAL_ID].map(measured["score"])
+    frame[EPOCH] = frame[TRIAL_ID].map(measured[EPOCH])
+    frame = frame.dropna(subset=[TRIAL_NUMBER]).sort_values(TRIAL_NUMBER, kind="stable")
+    frame[TRIAL_NUMBER] = frame[TRIAL_NUMBER].astype(int)
+    complete = frame["score"].where(frame[STOP_REASON] == COMPLETED)
     better = complete.cummin() if study.mode == "min" else complete.cummax()
     frame["best_so_far"] = better.ffill()  # cummax leaves NaN where a trial did not complete
-    return frame[["trial_number", "trial_id", "score", "epoch", "stop_reason",
+    return frame[[TRIAL_NUMBER, TRIAL_ID, "score", EPOCH, STOP_REASON,
                   "best_so_far"]].reset_index(drop=True)
 
 
 def history_figure(history: pd.DataFrame, *, metric: str, max_epochs: int) -> go.Figure:
     """Markers per trial (filled: full budget; hollow grey: stopped early, at its last score)
     and the best full-budget score so far as a step line."""
-    full = history[history["stop_reason"] == "completed"]
-    partial = history[(history["stop_reason"] != "completed") & history["score"].notna()]
+    full = history[history[STOP_REASON] == COMPLETED]
+    partial = history[(history[STOP_REASON] != COMPLETED) & history["score"].notna()]
     figure = go.Figure([
-        go.Scatter(x=partial["trial_number"], y=partial["score"], mode="markers",
+        go.Scatter(x=partial[TRIAL_NUMBER], y=partial["score"], mode="markers",
                    name="stopped before the full budget (last score)",
                    marker={"color": "rgb(150, 150, 150)", "size": 8, "symbol": "x"},
-                   customdata=np.column_stack([partial["trial_id"], partial["epoch"]])
+                   customdata=np.column_stack([partial[TRIAL_ID], partial[EPOCH]])
                    if len(partial) else None,
                    hovertemplate="trial %{customdata[0]} (#%{x}): %{y:.3f} at epoch "
                                  "%{customdata[1]}<extra></extra>"),
-        go.Scatter(x=full["trial_number"], y=full["score"], mode="markers",
+        go.Scatter(x=full[TRIAL_NUMBER], y=full["score"], mode="markers",
                    name=f"completed ({max_epochs} epochs)",
                    marker={"color": "rgb(31, 119, 180)", "size": 9},
-                   customdata=full["trial_id"],
+                   customdata=full[TRIAL_ID],
                    hovertemplate="trial %{customdata} (#%{x}): %{y:.3f}<extra></extra>"),
-        go.Scatter(x=history["trial_number"], y=history["best_so_far"], mode="lines",
+        go.Scatter(x=history[TRIAL_NUMBER], y=history["best_so_far"], mode="lines",
                    line={"shape": "hv", "color": "rgb(214, 39, 40)", "width": 2},
                    name="best so far", connectgaps=True, hoverinfo="skip"),
     ])
@@ -194,7 +204,7 @@ def learning_curves_section(study: StudyData) -> Section:
     if curves.empty:
         return Section(title=title, notes=[
             f"Not drawn: no trial reported a finite {study.metric_display}."])
-    counts = curves.drop_duplicates("trial_id")["stop_reason"].value_counts()
+    counts = curves.drop_duplicates(TRIAL_ID)[STOP_REASON].value_counts()
     outcome = ", ".join(f"{int(counts[r])} {w}" for r, w in OUTCOMES.items() if r in counts)
     searched = study.metric in study.trials
     milestones = study.milestones if searched else study.milestones[-1:]
@@ -204,7 +214,7 @@ def learning_curves_section(study: StudyData) -> Section:
             if len(milestones) > 1 else
             f"{curves['trial_id'].nunique()} trials ({outcome}); no early stopping (a single "
             "milestone, the full budget).")
-    sources = Sources(study=study.name, trials=tuple(sorted(set(curves["trial_id"]))))
+    sources = Sources(study=study.name, trials=tuple(sorted(set(curves[TRIAL_ID]))))
     where = ("on the search fold, every trial" if searched
              else "of every configuration on every fold")
     return Section(title=title, notes=[note], figures=[Figure(
@@ -228,13 +238,13 @@ def history_section(study: StudyData) -> Section:
             f"({study.record.get('plan', {}).get('optuna_storage', '?')}), which could not be "
             "read."])
     history = optimisation_history(study, numbers)
-    completed = history[history["stop_reason"] == "completed"]
+    completed = history[history[STOP_REASON] == COMPLETED]
     if completed.empty:
         return Section(title=title, notes=[
             f"Not drawn: no trial completed the full budget of {study.max_epochs} epochs."])
     best = completed.loc[completed["score"].idxmax() if study.mode == "max"
                          else completed["score"].idxmin()]
-    sources = Sources(study=study.name, trials=tuple(history["trial_id"]))
+    sources = Sources(study=study.name, trials=tuple(history[TRIAL_ID]))
     found = (f"The best full-budget score, {best['score']:.3f}, was found by the "
              f"{_ordinal(int(best['trial_number']))} of {len(history)} trials "
              f"({best['trial_id']}).")

@@ -19,9 +19,17 @@ from scipy import stats
 
 from reports.artifact import Figure, Section, Sources, Table
 from reports.naming import parameter_name, slug
-from reports.study_data import CONFIG_PREFIX, ReportError, StudyData
+from reports.study_data import ReportError, StudyData
+from study.folder_format import (
+    CANDIDATE,
+    COMPLETED,
+    CONFIG_PREFIX,
+    CONFUSION_JSON,
+    EPOCH,
+    STOP_REASON,
+    TRIAL_ID,
+)
 
-CANDIDATE = CONFIG_PREFIX + "candidate"
 PER_CLASS_HEADERS = (("f1", "F1"), ("sensitivity", "Se"), ("ppv", "+P"))
 """Per-class metric prefix and its header (AAMI's Se and +P), in table order."""
 BINARY_COLUMNS = (("val/sensitivity", "Se"), ("val/specificity", "Sp"),
@@ -85,11 +93,11 @@ def fold_scores(study: StudyData, *, also: Sequence[str] = ()) -> pd.DataFrame:
         raise ReportError(f"{study.directory} has no cv.parquet. {CV_HINT}")
     cv = study.cv
     metrics = [m for m in dict.fromkeys([*_score_metrics(study), *also]) if m in cv]
-    last = (cv.sort_values("epoch", kind="stable")
+    last = (cv.sort_values(EPOCH, kind="stable")
             .groupby([CANDIDATE, "fold"], sort=False, dropna=True).tail(1))
     last = last.dropna(subset=[study.metric])
-    columns = ["trial_id", "epoch", "stop_reason", *metrics,
-               *(["val/confusion_json"] if "val/confusion_json" in cv else [])]
+    columns = [TRIAL_ID, EPOCH, STOP_REASON, *metrics,
+               *([CONFUSION_JSON] if CONFUSION_JSON in cv else [])]
     frame = last[[CANDIDATE, "fold", *columns]].rename(columns={CANDIDATE: "candidate"})
     frame["candidate"] = frame["candidate"].astype(str)
     frame["fold"] = frame["fold"].astype(int)
@@ -154,12 +162,12 @@ def summed_confusion(study: StudyData) -> dict[str, pd.DataFrame]:
         with the data set's classes.
     """
     folds = fold_scores(study)
-    if "val/confusion_json" not in folds:
+    if CONFUSION_JSON not in folds:
         raise ReportError(f"{study.directory}/cv.parquet has no val/confusion_json column")
     order = cv_summary(study)["candidate"]
     matrices = {}
     for candidate in order:
-        rows = folds.loc[folds["candidate"] == candidate, "val/confusion_json"]
+        rows = folds.loc[folds["candidate"] == candidate, CONFUSION_JSON]
         total = sum(np.asarray(json.loads(text), dtype=int) for text in rows)
         labels = class_labels(study, n_classes=total.shape[0])
         matrices[candidate] = pd.DataFrame(
@@ -198,7 +206,7 @@ def fold_table(study: StudyData, folds: pd.DataFrame) -> pd.DataFrame:
         "Role": ["search fold (the search chose the candidates on it)" if f == fold
                  else "" for f in table["fold"]],
         study.metric_display: table[study.metric],
-        "Trial": table["trial_id"].astype(str),
+        "Trial": table[TRIAL_ID].astype(str),
     }).reset_index(drop=True)
 
 
@@ -365,7 +373,7 @@ def cv_section(study: StudyData, *, alpha: float = 0.05) -> Section:
     folds = fold_scores(study)
     summary = cv_summary(study)
     tests = paired_tests(study, alpha=alpha)
-    all_sources = Sources(study=study.name, trials=tuple(folds["trial_id"].astype(str)))
+    all_sources = Sources(study=study.name, trials=tuple(folds[TRIAL_ID].astype(str)))
     tuned = search_fold(study)
     presented = presentation_table(summary, columns=score_columns(study))
     if tuned is not None and tuned in set(folds["fold"]):
@@ -395,9 +403,9 @@ def cv_section(study: StudyData, *, alpha: float = 0.05) -> Section:
               frame=fold_table(study, folds), sources=all_sources),
     ]
     figures = []
-    confusion = summed_confusion(study) if "val/confusion_json" in folds else {}
+    confusion = summed_confusion(study) if CONFUSION_JSON in folds else {}
     for rank, (candidate, matrix) in enumerate(confusion.items(), start=1):
-        trials = folds.loc[folds["candidate"] == candidate, "trial_id"].astype(str)
+        trials = folds.loc[folds["candidate"] == candidate, TRIAL_ID].astype(str)
         sources = Sources(study=study.name, trials=tuple(trials))
         name = f"cv_confusion_{rank}_{slug(candidate)}"
         caption = (f"Candidate {candidate} (rank {rank}): confusion matrix summed over "
@@ -425,7 +433,7 @@ def cv_section(study: StudyData, *, alpha: float = 0.05) -> Section:
     if len(short):
         notes.append("Fewer folds than planned for: " + ", ".join(
             f"{c} ({n})" for c, n in zip(short["candidate"], short["n_folds"], strict=True)) + ".")
-    partial = folds[folds["stop_reason"] != "completed"]
+    partial = folds[folds[STOP_REASON] != COMPLETED]
     if len(partial):
         notes.append(f"{len(partial)} fold trial(s) did not complete the full budget "
                      f"({', '.join(sorted(set(partial['stop_reason'])))}); their last epoch "

@@ -27,12 +27,12 @@ from reports.bootstrap import DEFAULT_RESAMPLES
 from reports.cv_tables import holm_adjust
 from reports.naming import parameter_name, with_parameter_words
 from reports.study_data import StudyData
+from study.folder_format import COMPLETED, EARLY_STOPPED, EPOCH, STOP_REASON, TRIAL_ID
 
 CONSECUTIVE = "consecutive"
 TO_FINAL = "to_final"
 INACTIVE = "(inactive)"
-STOPPED = "early_stopped"
-AUDITED = ("completed", "early_stopped")  # diverged and errored trials were not stopped by ASHA
+AUDITED = (COMPLETED, EARLY_STOPPED)  # diverged and errored trials were not stopped by ASHA
 MIN_EXPECTED_FOR_CHI2 = 5.0
 
 
@@ -52,11 +52,11 @@ def milestone_scores(study: StudyData) -> pd.DataFrame:
         One row per trial (index ``trial_id``), one column per milestone epoch; NaN where the
         trial did not reach the milestone (or reported no score there).
     """
-    trials = study.trials.drop_duplicates(["trial_id", "epoch"], keep="last")
+    trials = study.trials.drop_duplicates([TRIAL_ID, EPOCH], keep="last")
     columns = {}
     for epoch, (metric, _) in milestone_metrics(study).items():
-        rows = trials[trials["epoch"] == epoch]
-        columns[epoch] = (rows.set_index("trial_id")[metric] if metric in rows
+        rows = trials[trials[EPOCH] == epoch]
+        columns[epoch] = (rows.set_index(TRIAL_ID)[metric] if metric in rows
                           else pd.Series(dtype=float))
     wide = pd.DataFrame(columns, columns=study.milestones).astype(float)
     return wide.dropna(how="all")
@@ -74,7 +74,7 @@ def rung_pairs(study: StudyData) -> pd.DataFrame:
         ``score_from``, ``score_to``.
     """
     wide = milestone_scores(study)
-    completed = set(study.final()["trial_id"])
+    completed = set(study.final()[TRIAL_ID])
     frames = []
     for comparison, rung_from, epoch_from, epoch_to in _pair_specs(study.milestones):
         both = wide[[epoch_from, epoch_to]].dropna()
@@ -85,11 +85,11 @@ def rung_pairs(study: StudyData) -> pd.DataFrame:
             "rung_from": rung_from,
             "epoch_from": epoch_from,
             "epoch_to": epoch_to,
-            "trial_id": both.index.astype(str),
+            TRIAL_ID: both.index.astype(str),
             "score_from": both[epoch_from].to_numpy(),
             "score_to": both[epoch_to].to_numpy(),
         }))
-    columns = ["comparison", "rung_from", "epoch_from", "epoch_to", "trial_id", "score_from",
+    columns = ["comparison", "rung_from", "epoch_from", "epoch_to", TRIAL_ID, "score_from",
                "score_to"]
     if not frames:
         return pd.DataFrame(columns=columns)
@@ -224,7 +224,7 @@ def _pair_specs(milestones: list[int]) -> list[tuple[str, int, int, int]]:
 
 # -- verdict -------------------------------------------------------------------------------
 
-WINNER_COLUMNS = ("epoch", "ranked_on", "n_scored", "n_stopped_here", "kept_places", "winner_rank",
+WINNER_COLUMNS = (EPOCH, "ranked_on", "n_scored", "n_stopped_here", "kept_places", "winner_rank",
                   "winner_kept", "winner_score", "best_stopped_score")
 
 
@@ -248,7 +248,7 @@ def winner_ranks(study: StudyData) -> pd.DataFrame:
                                kind="stable").iloc[0]
     wide = milestone_scores(study)
     metrics = milestone_metrics(study)
-    per_trial = study.trials.drop_duplicates("trial_id", keep="last").set_index("trial_id")
+    per_trial = study.trials.drop_duplicates(TRIAL_ID, keep="last").set_index(TRIAL_ID)
     factor = float(study.record.get("plan", {}).get("reduction_factor") or 3.0)
     rows = []
     for rung, epoch in enumerate(study.milestones[:-1]):
@@ -256,18 +256,18 @@ def winner_ranks(study: StudyData) -> pd.DataFrame:
         ascending = mode == "min"
         scored = wide[epoch].dropna()
         stopped_here = [t for t in scored.index
-                        if per_trial.at[t, "stop_reason"] == STOPPED
+                        if per_trial.at[t, STOP_REASON] == EARLY_STOPPED
                         and int(per_trial.at[t, "max_rung"]) == rung]
         ranks = scored.rank(ascending=ascending, method="min")
-        rank = int(ranks[winner["trial_id"]]) if winner["trial_id"] in ranks else None
+        rank = int(ranks[winner[TRIAL_ID]]) if winner[TRIAL_ID] in ranks else None
         kept = math.ceil(len(scored) / factor)
         stopped_scores = scored[stopped_here]
         rows.append({
-            "epoch": epoch, "ranked_on": metric, "n_scored": len(scored),
+            EPOCH: epoch, "ranked_on": metric, "n_scored": len(scored),
             "n_stopped_here": len(stopped_here),
             "kept_places": kept, "winner_rank": rank,
             "winner_kept": None if rank is None else rank <= kept,
-            "winner_score": float(scored.get(winner["trial_id"], math.nan)),
+            "winner_score": float(scored.get(winner[TRIAL_ID], math.nan)),
             "best_stopped_score": (float(stopped_scores.min() if ascending
                                          else stopped_scores.max())
                                    if len(stopped_scores) else math.nan),
@@ -288,7 +288,7 @@ def rung_verdict(correlations: pd.DataFrame, winners: pd.DataFrame) -> str:
     missed = winners[winners["winner_kept"] == False]  # noqa: E712 (None: not scored)
     winner_text = ""
     if len(missed):
-        epochs = ", ".join(str(int(e)) for e in missed["epoch"])
+        epochs = ", ".join(str(int(e)) for e in missed[EPOCH])
         winner_text = (f" the eventual best trial ranked outside ASHA's kept places at epoch "
                        f"{epochs}, so a slightly different arrival order would have stopped it")
     weak = consecutive[~(consecutive["ci_low"] > 0)]
@@ -334,9 +334,9 @@ def stopped_early_by_value(
         parameter ``n_audited``, ``test``, ``statistic`` (Pearson chi-square), ``cramers_v``,
         ``p_value`` and ``p_holm`` (Holm-adjusted across parameters).
     """
-    per_trial = study.trials.drop_duplicates("trial_id", keep="last")
-    per_trial = per_trial[per_trial["stop_reason"].isin(AUDITED)].reset_index(drop=True)
-    stopped = (per_trial["stop_reason"] == STOPPED).to_numpy()
+    per_trial = study.trials.drop_duplicates(TRIAL_ID, keep="last")
+    per_trial = per_trial[per_trial[STOP_REASON].isin(AUDITED)].reset_index(drop=True)
+    stopped = (per_trial[STOP_REASON] == EARLY_STOPPED).to_numpy()
     first_rung = stopped & (per_trial["max_rung"].to_numpy() <= 0)
     overall = float(stopped.mean()) if len(stopped) else math.nan
     frames = []
@@ -504,7 +504,7 @@ def rung_scatter_figure(pairs: pd.DataFrame, correlations: pd.DataFrame, *,
     for col, spec in enumerate(specs.itertuples(), start=1):
         sel = pairs[(pairs["comparison"] == CONSECUTIVE) & (pairs["epoch_from"] == spec.epoch_from)]
         figure.add_trace(go.Scatter(
-            x=sel["score_from"], y=sel["score_to"], mode="markers", text=sel["trial_id"],
+            x=sel["score_from"], y=sel["score_to"], mode="markers", text=sel[TRIAL_ID],
             marker={"size": 7, "opacity": 0.75, "color": "#1f77b4"}, showlegend=False,
             hovertemplate="%{text}<br>%{x:.3f} → %{y:.3f}<extra></extra>",
         ), row=1, col=col)
@@ -571,15 +571,15 @@ def early_stopping_section(
     notes = []
     figures: list[Figure] = []
     tables: list[Table] = []
-    per_trial = study.trials.drop_duplicates("trial_id", keep="last")
-    excluded = per_trial["stop_reason"].value_counts().drop(list(AUDITED), errors="ignore")
+    per_trial = study.trials.drop_duplicates(TRIAL_ID, keep="last")
+    excluded = per_trial[STOP_REASON].value_counts().drop(list(AUDITED), errors="ignore")
     if len(study.milestones) < 2:
         notes.append(f"ASHA had a single milestone (epoch {study.milestones[-1]}): no trial could "
                      "be stopped early, so there is nothing to audit.")
         return Section(title=title, notes=notes)
     pairs = rung_pairs(study)
     correlations = rung_correlations(study, n_bootstrap=n_bootstrap, seed=seed)
-    pair_sources = Sources(study=study.name, trials=tuple(sorted(set(pairs["trial_id"]))))
+    pair_sources = Sources(study=study.name, trials=tuple(sorted(set(pairs[TRIAL_ID]))))
     winners = winner_ranks(study)
     notes.append(rung_verdict(correlations, winners))
     names = {epoch: study.metric_display if metric == study.metric else metric
@@ -601,7 +601,7 @@ def early_stopping_section(
             title="The eventual best trial at each earlier milestone, ranked among all "
                   "trials scored there (stopped ones included)",
             frame=winners, sources=Sources(study=study.name,
-                                           trials=tuple(sorted(set(per_trial["trial_id"]))))))
+                                           trials=tuple(sorted(set(per_trial[TRIAL_ID]))))))
     consecutive = correlations[correlations["comparison"] == CONSECUTIVE]
     most_pairs = int(consecutive["n_trials"].max()) if len(consecutive) else 0
     if most_pairs >= MIN_SCATTER_TRIALS:
@@ -624,7 +624,7 @@ def early_stopping_section(
             frame=correlations, sources=pair_sources,
         ))
     shares = stopped_early_by_value(study, seed=seed)
-    audited = per_trial[per_trial["stop_reason"].isin(AUDITED)]
+    audited = per_trial[per_trial[STOP_REASON].isin(AUDITED)]
     notes += [f"Who ASHA stops: {name} was {value} in every audited trial (not varied); not "
               "tested" for name, value in study.unvaried(audited).items()
               if not study.parameters[name].get("conditional")]
@@ -633,7 +633,7 @@ def early_stopping_section(
                      f"{MIN_RANK_TRIALS} completed or stopped trials; this study has "
                      f"{len(audited)}.")
     elif not shares.empty:
-        share_sources = Sources(study=study.name, trials=tuple(sorted(audited["trial_id"])))
+        share_sources = Sources(study=study.name, trials=tuple(sorted(audited[TRIAL_ID])))
         figures.append(Figure(
             name="early_stop_share",
             title="Share of trials ASHA stopped early per parameter value (dashed: all trials; "

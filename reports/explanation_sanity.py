@@ -24,13 +24,13 @@ from scipy.stats import spearmanr
 
 from reports.artifact import Section, Sources, Table
 from reports.study_data import StudyData
+from study.folder_format import EXPLANATION_SANITY, trial_dir
 
 DELETION_FRACTIONS = np.linspace(0.0, 1.0, 21)
 """Fractions of a record's real samples blanked, most relevant first."""
 RANDOMISATION_FLAG = 0.5
 """A method whose maps keep a mean rank similarity above this after the whole network is
 randomised is flagged: its maps do not depend on what the model learnt."""
-SANITY_FILE = "explanation_sanity.npz"
 """Per trial, beside `explanations.npz`: the sanity-check arrays `study` wrote."""
 
 
@@ -119,10 +119,10 @@ def read_sanity(path) -> dict[str, np.ndarray]:
 
 def sanity_section(study: StudyData) -> Section:
     """The per-trial sanity table (a note saying how to get one where no trial has
-    `SANITY_FILE`)."""
+    `EXPLANATION_SANITY`)."""
     frames = []
     for trial_id in sorted(study.artifacts):
-        path = study.directory / "trials" / trial_id / SANITY_FILE
+        path = trial_dir(study.directory, trial_id) / EXPLANATION_SANITY
         if path.is_file():
             frames.append(sanity_summary(read_sanity(path)).assign(trial=trial_id))
     if not frames:

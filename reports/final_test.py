@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.study_data import FINAL_TEST, ReportError, StudyData
+from reports.study_data import ReportError, StudyData
+from study.folder_format import FINAL_TEST, TRIAL_ID
 
 _REQUIRED = ("metric", "test", "candidates")
-_CANDIDATE_REQUIRED = ("rank", "trial_id", "metrics")
+_CANDIDATE_REQUIRED = ("rank", TRIAL_ID, "metrics")
 
 
 def final_test(study: StudyData) -> dict[str, Any] | None:
@@ -58,7 +59,7 @@ def test_scores(study: StudyData) -> pd.Series:
         return pd.Series(dtype=float)
     key = test_key(study, record)
     # None: no score (a class absent from the test set, or the final training failed)
-    return pd.Series({str(c["trial_id"]): float(np.nan if c["metrics"].get(key) is None
+    return pd.Series({str(c[TRIAL_ID]): float(np.nan if c["metrics"].get(key) is None
                                                 else c["metrics"][key])
                       for c in record["candidates"]}, dtype=float)
 

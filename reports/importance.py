@@ -40,6 +40,7 @@ from reports.artifact import Figure, Section, Sources, Table
 from reports.bootstrap import DEFAULT_RESAMPLES, percentile_interval
 from reports.naming import parameter_name, with_parameter_words
 from reports.study_data import ReportError, StudyData
+from study.folder_format import TRIAL_ID
 
 __all__ = [
     "ALL_TRIALS",
@@ -266,7 +267,7 @@ def branch_labels(study: StudyData) -> dict[str, str]:
     (``model/readout=last_plus_pool``, or ``p in {a, b}``). Where no parameter separates
     them (e.g. it was active in every trial), the label is ``<name> active``.
     """
-    trials = study.trials.drop_duplicates("trial_id")
+    trials = study.trials.drop_duplicates(TRIAL_ID)
     names = list(study.parameters)
     labels = {}
     for position, name in enumerate(names):
@@ -478,7 +479,7 @@ def importance_section(
     table["caveat"] = np.where(table["n_trials"] < MIN_IMPORTANCE_TRIALS,
                                f"too few trials (n < {MIN_IMPORTANCE_TRIALS}): not evidence", "")
     few = table.loc[table["n_trials"] < MIN_IMPORTANCE_TRIALS, "budget_epoch"].unique()
-    trials = tuple(sorted(set(study.trials["trial_id"])))
+    trials = tuple(sorted(set(study.trials[TRIAL_ID])))
     sources = Sources(study=study.name, trials=trials)
     notes = [
         study.budget_verdict,

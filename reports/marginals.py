@@ -24,6 +24,7 @@ from reports.artifact import Figure, Section, Sources, Table
 from reports.bootstrap import DEFAULT_RESAMPLES, mean_interval, percentile_interval
 from reports.naming import parameter_name, slug
 from reports.study_data import StudyData
+from study.folder_format import TRIAL_ID
 
 __all__ = [
     "CURVE_COLUMNS",
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 POINT_COLUMNS: tuple[str, ...] = (
-    "parameter", "kind", "trial_id", "value", "x", "category", "score",
+    "parameter", "kind", TRIAL_ID, "value", "x", "category", "score",
 )
 CURVE_COLUMNS: tuple[str, ...] = (
     "parameter", "kind", "x", "category", "estimate", "ci_low", "ci_high", "n_trials",
@@ -180,7 +181,7 @@ def marginal_effects(
             bandwidth=bandwidth, confidence=confidence,
         )
         points.append(point.assign(parameter=name, kind=kind,
-                                   trial_id=rows["trial_id"].to_numpy()))
+                                   trial_id=rows[TRIAL_ID].to_numpy()))
         curves.append(curve.assign(parameter=name, kind=kind))
     return MarginalEffects(
         points=_concat(points, POINT_COLUMNS),
@@ -382,7 +383,7 @@ def _draw_numeric(points: pd.DataFrame, curve: pd.DataFrame, description: Mappin
     figure = go.Figure([
         go.Scatter(x=points["x"], y=points["score"], mode="markers", name="trials",
                    marker={"color": "rgba(60, 60, 60, 0.55)", "size": 7},
-                   customdata=points["trial_id"],
+                   customdata=points[TRIAL_ID],
                    hovertemplate="%{customdata}<br>%{x:.3g}: %{y:.3f}<extra></extra>"),
         go.Scatter(x=x + x[::-1], y=curve["ci_high"].tolist() + curve["ci_low"].tolist()[::-1],
                    mode="lines", fill="toself", fillcolor="rgba(31, 119, 180, 0.18)",
@@ -486,7 +487,7 @@ def marginals_section(
     # rung: the first rung), instead of refusing on the 5.
     effects = marginal_effects(study, n_bootstrap=n_bootstrap, seed=seed,
                                min_trials=MIN_MARGINAL_TRIALS)
-    n_scored = effects.points["trial_id"].nunique() if not effects.points.empty else 0
+    n_scored = effects.points[TRIAL_ID].nunique() if not effects.points.empty else 0
     if n_scored < MIN_MARGINAL_TRIALS:
         return Section(title=title, notes=[
             f"Not computed: needs at least {MIN_MARGINAL_TRIALS} trials scored at one budget; "
@@ -503,10 +504,10 @@ def marginals_section(
                   f"{effects.budget_epoch})",
             figure=marginal_figure(points, curve, parameter=parameter_name(name),
                                    description=study.parameters[name], score_title=score_title),
-            sources=Sources(study=study.name, trials=tuple(points["trial_id"])),
+            sources=Sources(study=study.name, trials=tuple(points[TRIAL_ID])),
         ))
     categorical = effects.curves[effects.curves["kind"] == "categorical"]
-    all_sources = Sources(study=study.name, trials=tuple(dict.fromkeys(effects.points["trial_id"])))
+    all_sources = Sources(study=study.name, trials=tuple(dict.fromkeys(effects.points[TRIAL_ID])))
     tables.append(Table(
         name="marginal-categorical-means", title=f"Mean score per choice ({score_title})",
         frame=categorical[["parameter", "category", "estimate", "ci_low", "ci_high",

@@ -15,7 +15,20 @@ from reports.artifact import Section, Sources, Table
 from reports.cv_tables import cv_summary, fold_scores
 from reports.final_test import final_test, test_description, test_key, test_scores
 from reports.naming import config_value, parameter_name
-from reports.study_data import CONFIG_PREFIX, FINAL_TEST, StudyData
+from reports.study_data import StudyData
+from study.folder_format import (
+    COMPLETED,
+    CONFIG_PREFIX,
+    CV_TABLE,
+    DIVERGED,
+    EARLY_STOPPED,
+    EPOCH,
+    FAILED,
+    FINAL_TEST,
+    STOP_REASON,
+    TRIAL_ID,
+    TRIALS_TABLE,
+)
 
 BUDGET_OPTIONS = ("data/fs_hz", "epochs", "seed")
 """Fixed options the overview shows in rows of their own (data set, epochs, the plan)."""
@@ -23,10 +36,10 @@ RUNG_WORDS = {"loss": "the validation loss", "auroc": "the macro AUROC"}
 """How the summary names a rung metric other than the study's (``--rung-metric``)."""
 
 OUTCOMES: Mapping[str, str] = MappingProxyType({
-    "completed": "completed",
-    "early_stopped": "stopped early",
-    "error": "failed",
-    "diverged": "diverged",
+    COMPLETED: COMPLETED,
+    EARLY_STOPPED: "stopped early",
+    FAILED: "failed",
+    DIVERGED: DIVERGED,
 })
 """`trials.parquet` stop reasons, in the words (and order) of the summary."""
 
@@ -37,7 +50,7 @@ LEADERBOARD_ROWS = 10
 def runs(study: StudyData) -> pd.DataFrame:
     """The rows of the trials a study ran: its search trials, or for a study of fixed
     configurations (no search) the configurations on every fold (`cv.parquet`)."""
-    if "stop_reason" in study.trials or study.cv is None:
+    if STOP_REASON in study.trials or study.cv is None:
         return study.trials
     return study.cv
 
@@ -45,9 +58,9 @@ def runs(study: StudyData) -> pd.DataFrame:
 def outcome_counts(study: StudyData) -> dict[str, int]:
     """Trials per outcome (every key of `OUTCOMES`, zero included)."""
     rows = runs(study)
-    if "stop_reason" not in rows:
+    if STOP_REASON not in rows:
         return dict.fromkeys(OUTCOMES, 0)
-    last = rows.drop_duplicates("trial_id", keep="last")["stop_reason"]
+    last = rows.drop_duplicates(TRIAL_ID, keep="last")[STOP_REASON]
     unknown = sorted(set(last) - set(OUTCOMES))
     if unknown:
         raise ValueError(f"{study.directory}/trials.parquet: unknown stop_reason {unknown}; "
@@ -59,9 +72,9 @@ def epochs_spent(study: StudyData) -> tuple[int, int]:
     """Epochs the search trained in all, and what every trial at the full budget (no early
     stopping) would have trained."""
     rows = runs(study)
-    if "epoch" not in rows:
+    if EPOCH not in rows:
         return 0, 0
-    per_trial = pd.to_numeric(rows.groupby("trial_id")["epoch"].max()).clip(lower=0)
+    per_trial = pd.to_numeric(rows.groupby(TRIAL_ID)[EPOCH].max()).clip(lower=0)
     return int(per_trial.sum()), int(len(per_trial) * study.max_epochs)
 
 
@@ -73,7 +86,7 @@ def trial_wall_s(frame: pd.DataFrame | None) -> float:
         return 0.0
     if "time_total_s" in frame:
         per_trial = pd.to_numeric(frame["time_total_s"], errors="coerce").groupby(
-            [frame[c] for c in ("trial_id", "fold") if c in frame]).max()
+            [frame[c] for c in (TRIAL_ID, "fold") if c in frame]).max()
         return float(per_trial.fillna(0.0).sum())
     if "seconds" not in frame:
         return 0.0
@@ -115,7 +128,7 @@ def wall_time_s(study: StudyData) -> float | None:
     study's pause counts too."""
     start = study.record.get("created_unix")
     ends = [p.stat().st_mtime for p in (study.directory / name for name in
-                                         ("trials.parquet", "cv.parquet", FINAL_TEST))
+                                         (TRIALS_TABLE, CV_TABLE, FINAL_TEST))
             if p.is_file()]
     if start is None or not ends:
         return None
@@ -202,7 +215,7 @@ def _answer(study: StudyData, board: pd.DataFrame) -> str:
 def summary_section(study: StudyData) -> Section:
     """The report's first section: the answer in one line, then what the study spent."""
     board = leaderboard(study)
-    sources = Sources(study=study.name, trials=tuple(sorted(set(study.trials["trial_id"]))))
+    sources = Sources(study=study.name, trials=tuple(sorted(set(study.trials[TRIAL_ID]))))
     return Section(
         title="Summary",
         tables=[Table(name="summary", title="What the study ran and spent",
@@ -242,7 +255,7 @@ def leaderboard(study: StudyData, *, n_rows: int = LEADERBOARD_ROWS) -> pd.DataF
     final = final.sort_values(study.metric, ascending=study.mode == "min", kind="stable")
     final = final.head(n_rows).reset_index(drop=True)
     table = pd.DataFrame({"Rank": np.arange(1, len(final) + 1),
-                          "Trial": final["trial_id"].astype(str)})
+                          "Trial": final[TRIAL_ID].astype(str)})
     for name in study.parameters:
         column = CONFIG_PREFIX + name
         if column in final:

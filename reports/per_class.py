@@ -16,13 +16,14 @@ import pandas as pd
 from reports.artifact import Section, Sources, Table
 from reports.cv_tables import PER_CLASS_HEADERS, cv_summary, fold_scores
 from reports.study_data import StudyData
+from study.folder_format import CONFUSION_JSON, EPOCH, TRIAL_ID
 
 
 def best_search_row(study: StudyData) -> pd.Series | None:
     """The best trial at the full budget (or, when none completed, the best last epoch)."""
     final = study.final()
-    rows = final if not final.empty else study.trials.sort_values("epoch").groupby(
-        "trial_id").tail(1)
+    rows = final if not final.empty else study.trials.sort_values(EPOCH).groupby(
+        TRIAL_ID).tail(1)
     rows = rows.dropna(subset=[study.metric]) if study.metric in rows else rows.iloc[0:0]
     if rows.empty:
         return None
@@ -52,8 +53,8 @@ def search_table(study: StudyData) -> tuple[pd.DataFrame, pd.Series] | None:
     if best is None:
         return None
     counts = None
-    if isinstance(best.get("val/confusion_json"), str):
-        counts = np.asarray(json.loads(best["val/confusion_json"])).sum(axis=1)
+    if isinstance(best.get(CONFUSION_JSON), str):
+        counts = np.asarray(json.loads(best[CONFUSION_JSON])).sum(axis=1)
     values = {k: float(v) for k, v in best.items() if str(k).startswith("val/")
               and isinstance(v, int | float | np.floating)}
     return class_rows(study, values, counts), best
@@ -71,11 +72,11 @@ def cv_table(study: StudyData) -> tuple[pd.DataFrame, str] | None:
     folds = folds[folds["candidate"] == best["candidate"]]
     values = {}
     for column in folds:
-        if str(column).startswith("val/") and column != "val/confusion_json":
+        if str(column).startswith("val/") and column != CONFUSION_JSON:
             values[column] = _mean_sd(folds[column].to_numpy(dtype=float))
     counts = None
-    if "val/confusion_json" in folds:
-        counts = sum(np.asarray(json.loads(t)) for t in folds["val/confusion_json"]).sum(axis=1)
+    if CONFUSION_JSON in folds:
+        counts = sum(np.asarray(json.loads(t)) for t in folds[CONFUSION_JSON]).sum(axis=1)
     return class_rows(study, values, counts), str(best["candidate"])
 
 
@@ -110,7 +111,7 @@ def per_class_section(study: StudyData) -> Section:
             title=f"Best search trial {best['trial_id']} ({study.metric_display} "
                   f"{float(best[study.metric]):.3f} at epoch {int(best['epoch'])}): per-class "
                   f"scores on validation fold {fold} of {study.dataset.get('name', 'the data')}",
-            frame=frame, sources=Sources(study=study.name, trials=(str(best["trial_id"]),))))
+            frame=frame, sources=Sources(study=study.name, trials=(str(best[TRIAL_ID]),))))
     cv = cv_table(study)
     if cv is not None:
         frame, candidate = cv

@@ -27,6 +27,7 @@ from reports.artifact import Section, Sources, Table
 from reports.cv_tables import cv_summary, fold_scores
 from reports.per_class import best_search_row
 from reports.study_data import StudyData
+from study.folder_format import TRIAL_ID
 
 REFERENCE_DIR_NAME = "reference-results"
 
@@ -92,7 +93,7 @@ def study_rows(study: StudyData, metrics: list[str], *, entry: dict | None = Non
     if best is None:
         return pd.DataFrame()
     row = {"Result": "this study (best search trial, one validation fold)",
-           "Model": str(best["trial_id"]), "Source": study.name,
+           "Model": str(best[TRIAL_ID]), "Source": study.name,
            "Protocol": f"{protocol}, validation fold {best.get('fold', '?')}, "
                        f"epoch {int(best['epoch'])}"}
     for metric in metrics:

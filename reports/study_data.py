@@ -18,10 +18,24 @@ from typing import Any
 
 import pandas as pd
 
-CONFIG_PREFIX = "config/"
-FINAL_TEST = "final_test.json"
-STAGE_TIMES = "stage_times.json"
-DIVERGED = "diverged"
+from study.folder_format import (
+    COMPLETED,
+    CONFIG_PREFIX,
+    CV_TABLE,
+    DIVERGED,
+    EPOCH,
+    EXPLANATIONS,
+    FINAL_TEST,
+    MITDB_EXPLANATIONS,
+    PREDICTIONS,
+    SCORED_EXPLANATIONS,
+    STAGE_TIMES,
+    STOP_REASON,
+    STUDY_RECORD,
+    TRIAL_ID,
+    TRIALS_DIR,
+    TRIALS_TABLE,
+)
 
 
 class ReportError(RuntimeError):
@@ -180,25 +194,25 @@ class StudyData:
 
         Diverged trials are left out at every epoch: their training broke down, so no score
         of theirs is a measurement of the configuration (`n_diverged` counts them)."""
-        rows = self.trials[self.trials["epoch"] == epoch]
-        if "stop_reason" in rows:
-            rows = rows[rows["stop_reason"] != DIVERGED]
-        return rows.drop_duplicates("trial_id").reset_index(drop=True)
+        rows = self.trials[self.trials[EPOCH] == epoch]
+        if STOP_REASON in rows:
+            rows = rows[rows[STOP_REASON] != DIVERGED]
+        return rows.drop_duplicates(TRIAL_ID).reset_index(drop=True)
 
     @property
     def n_diverged(self) -> int:
         """Trials whose training diverged (non-finite loss)."""
-        if "stop_reason" not in self.trials:
+        if STOP_REASON not in self.trials:
             return 0
-        last = self.trials.drop_duplicates("trial_id", keep="last")
-        return int((last["stop_reason"] == DIVERGED).sum())
+        last = self.trials.drop_duplicates(TRIAL_ID, keep="last")
+        return int((last[STOP_REASON] == DIVERGED).sum())
 
     def final(self) -> pd.DataFrame:
         """Trials that trained the full budget, scored at the last epoch."""
         rows = self.at_epoch(self.max_epochs)
-        if "stop_reason" not in rows:  # no search (a study of fixed configurations)
+        if STOP_REASON not in rows:  # no search (a study of fixed configurations)
             return rows.iloc[0:0]
-        return rows[rows["stop_reason"] == "completed"].reset_index(drop=True)
+        return rows[rows[STOP_REASON] == COMPLETED].reset_index(drop=True)
 
 
 def load_study(directory: str | Path) -> StudyData:
@@ -211,18 +225,18 @@ def load_study(directory: str | Path) -> StudyData:
     directory = Path(directory).expanduser().resolve()
     if not directory.is_dir():
         raise ReportError(f"study directory {directory} does not exist")
-    record = _read_json(directory / "study.json")
+    record = _read_json(directory / STUDY_RECORD)
     fixed = bool(record.get("plan", {}).get("presets"))
-    trials = (pd.DataFrame(columns=["trial_id", "epoch"]) if fixed
-              else _read_parquet(directory / "trials.parquet", required=True))
-    cv = _read_parquet(directory / "cv.parquet", required=fixed)
+    trials = (pd.DataFrame(columns=[TRIAL_ID, EPOCH]) if fixed
+              else _read_parquet(directory / TRIALS_TABLE, required=True))
+    cv = _read_parquet(directory / CV_TABLE, required=fixed)
     return StudyData(
         directory=directory,
         name=record.get("plan", {}).get("name", directory.name),
         record=record,
         trials=trials,
         cv=cv,
-        artifacts=_artifacts(directory / "trials"),
+        artifacts=_artifacts(directory / TRIALS_DIR),
         final_test=_read_json(directory / FINAL_TEST) if (directory / FINAL_TEST).is_file()
         else None,
         stage_times=(_read_json(directory / STAGE_TIMES)
@@ -271,10 +285,10 @@ def _artifacts(trials_dir: Path) -> dict[str, TrialArtifacts]:
     for trial_dir in sorted(p for p in trials_dir.iterdir() if p.is_dir()):
         found[trial_dir.name] = TrialArtifacts(
             trial_id=trial_dir.name,
-            predictions=_file(trial_dir / "predictions.parquet"),
-            explanations=_file(trial_dir / "explanations.npz"),
-            mitdb_explanations=_file(trial_dir / "mitdb_explanations.npz"),
-            scored_explanations=_file(trial_dir / "scored_explanations.npz"),
+            predictions=_file(trial_dir / PREDICTIONS),
+            explanations=_file(trial_dir / EXPLANATIONS),
+            mitdb_explanations=_file(trial_dir / MITDB_EXPLANATIONS),
+            scored_explanations=_file(trial_dir / SCORED_EXPLANATIONS),
         )
     return found
 

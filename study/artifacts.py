@@ -20,12 +20,12 @@ from data_io.atomic import atomic_path
 from data_io.batching import make_loader
 from data_io.records import EcgArrays
 from models import build_model
-from reports.explanation_sanity import SANITY_FILE
 from study.bars import bar
 from study.checkpoint import load_checkpoint, restore_model
 from study.config import resolve_config
 from study.explanation_checks import sanity_arrays
 from study.explanation_methods import METHODS, Batch, explain_batch, merge_settings
+from study.folder_format import EXPLANATION_SANITY, EXPLANATIONS, PREDICTIONS, SCORED_EXPLANATIONS
 from study.metrics import Scoring
 from study.results import write_parquet
 from study.runtime import select_runtime
@@ -214,7 +214,7 @@ def write_trial_artifacts(
                               progress=progress and f"{progress}: predictions")
     frame = predictions_frame(predictions, classes=split.arrays.classes, fold=fold)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_parquet(frame, out_dir / "predictions.parquet")
+    write_parquet(frame, out_dir / PREDICTIONS)
     arrays = explanation_arrays(
         model, split=split, positions=select_records(frame, n_classes=len(split.arrays.classes)),
         cfg=cfg, normal_class=normal_class, settings=settings,
@@ -223,9 +223,9 @@ def write_trial_artifacts(
     if masks is not None:
         arrays["mask"] = masks(arrays["record_ids"].tolist(), fs_hz=float(arrays["fs_hz"]),
                                n_samples=arrays["signal"].shape[-1])
-    write_npz(out_dir / "explanations.npz", arrays)
-    written = {"predictions": str(out_dir / "predictions.parquet"),
-               "explanations": str(out_dir / "explanations.npz")}
+    write_npz(out_dir / EXPLANATIONS, arrays)
+    written = {"predictions": str(out_dir / PREDICTIONS),
+               "explanations": str(out_dir / EXPLANATIONS)}
     scored = None
     if masks is not None and score_records != 0:
         scored = _scored_explanations(model, split=split, cfg=cfg, normal_class=normal_class,
@@ -233,20 +233,19 @@ def write_trial_artifacts(
                                       settings=settings,
                                       progress=progress and f"{progress}: scored explanations")
     if scored is not None:
-        written["scored_explanations"] = str(out_dir / SCORED_FILE)
-        write_npz(out_dir / SCORED_FILE, scored)
+        written["scored_explanations"] = str(out_dir / SCORED_EXPLANATIONS)
+        write_npz(out_dir / SCORED_EXPLANATIONS, scored)
     if sanity:
         checked = _first_rows(scored if scored is not None else arrays, SANITY_RECORDS)
         batch = Batch(x=torch.as_tensor(checked["signal"]).float(),
                       lengths=torch.as_tensor(checked["lengths"]),
                       fs_hz=float(checked["fs_hz"]), normal_class=normal_class)
-        write_npz(out_dir / SANITY_FILE, sanity_arrays(
+        write_npz(out_dir / EXPLANATION_SANITY, sanity_arrays(
             model, batch, checked, settings=settings, y_true=checked["y_true"]))
-        written["sanity"] = str(out_dir / SANITY_FILE)
+        written["sanity"] = str(out_dir / EXPLANATION_SANITY)
     return written
 
 
-SCORED_FILE = "scored_explanations.npz"
 SANITY_RECORDS = 16
 """Records the sanity checks of a study's trial run on (each layer randomised in turn
 re-runs every method on them)."""

@@ -24,6 +24,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from study.library_internals import prepare_cluster_config
+
 DEFAULT_PATH = "cluster.yaml"
 # Keys Ray's AWS provider reads; anything else in `provider` is a typo Ray would ignore.
 AWS_PROVIDER_KEYS = frozenset({
@@ -60,20 +62,6 @@ def load_cluster_yaml(path: str | Path) -> dict[str, Any]:
     return config
 
 
-def prepared(config: dict[str, Any]) -> dict[str, Any]:
-    """Ray's own order: fill defaults and merge commands first, then validate.
-
-    Raises:
-        jsonschema.ValidationError: the schema rejects the file.
-        ValueError: a cross-field check fails (e.g. an undefined head node type).
-    """
-    from ray.autoscaler._private.util import prepare_config, validate_config
-
-    config = prepare_config(config)
-    validate_config(config)
-    return config
-
-
 def check_cluster(path: str | Path) -> dict[str, Any]:
     """Parse and validate ``path``; return the prepared config.
 
@@ -83,7 +71,7 @@ def check_cluster(path: str | Path) -> dict[str, Any]:
     config = load_cluster_yaml(path)
     _check_provider(config, path=path)
     try:
-        return prepared(config)
+        return prepare_cluster_config(config)
     except jsonschema.ValidationError as exc:
         raise ClusterFileError(f"{path}: {_key_path(exc.absolute_path)}: {exc.message}") from exc
     except _RAY_ERRORS as exc:

@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow.fs
 from ray import tune
 
+from study.folder_format import COMPLETED
 from study.results import stop_reason
 
 CHECKPOINT_PREFIX = "checkpoint_"
@@ -131,7 +132,7 @@ class CheckpointKeeper(tune.Callback):
         reason = stop_reason(history=[result] if result else [], error=None,
                              max_epochs=self.max_epochs)
         score = result.get(self.metric)
-        if reason != "completed" or score is None:
+        if reason != COMPLETED or score is None:
             self.freed_bytes += _remove(fs, _checkpoint_dirs(fs, trial.path))
             return
         self.scores[trial.trial_id] = float(score)

@@ -13,6 +13,7 @@ import pandas as pd
 
 from data_io.atomic import write_text_atomic
 from search_spaces import flatten_options
+from study.folder_format import BEST_CONFIG, BEST_TRIAL, EPOCH, TRIAL_ID
 from study.plan import Plan
 from study.results import trials_frame
 from study.spec import StudySpec
@@ -44,7 +45,7 @@ def cv_identity(result) -> tuple[str, dict[str, Any]]:
     candidate's trial id under ``candidate``."""
     candidate = result.config["candidate"]
     return (f"{candidate['trial_id']}-fold{result.config['fold']}",
-            {"candidate": candidate["trial_id"], **candidate["config"]})
+            {"candidate": candidate[TRIAL_ID], **candidate["config"]})
 
 
 def collect(
@@ -61,7 +62,7 @@ def collect(
         error = None
         if result.error is not None:
             error = f"{type(result.error).__name__}: {result.error}"[:ERROR_CHARS]
-        trials.append({"trial_id": name, "config": config,
+        trials.append({TRIAL_ID: name, "config": config,
                        "history": [] if frame is None else frame.to_dict("records"),
                        "error": error, "number": trial_number(result)})
     return trials_frame(trials, milestones=milestones)
@@ -71,8 +72,6 @@ def result_by_trial(grid) -> dict[str, Any]:
     return {trial_id(result): result for result in grid}
 
 
-BEST_CONFIG = "best_config.json"
-BEST_TRIAL = "best_trial.json"
 
 
 def write_best(plan: Plan, spec: StudySpec, *, ranked: pd.DataFrame,
@@ -86,9 +85,9 @@ def write_best(plan: Plan, spec: StudySpec, *, ranked: pd.DataFrame,
     if ranked.empty:
         return None
     row = ranked.iloc[0]
-    result = result_by_trial(grid)[row["trial_id"]]
-    best = {"trial_id": row["trial_id"], plan.metric: float(row[plan.metric]),
-            "epochs": int(row["epoch"]), "study": plan.name, "dataset": plan.dataset,
+    result = result_by_trial(grid)[row[TRIAL_ID]]
+    best = {TRIAL_ID: row[TRIAL_ID], plan.metric: float(row[plan.metric]),
+            "epochs": int(row[EPOCH]), "study": plan.name, "dataset": plan.dataset,
             "fold": plan.fold, "config_file": BEST_CONFIG,
             **sampled_and_fixed(result.config, spec=spec)}
     study_dir = Path(plan.study_dir)

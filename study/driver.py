@@ -20,8 +20,6 @@ from data_io.datasets import load_dataset
 from data_io.errors import DatasetError
 from study import mitdb_explanations, optuna_storage
 from study.collect import (
-    BEST_CONFIG,
-    BEST_TRIAL,
     collect,
     cv_identity,
     report_command,
@@ -31,6 +29,18 @@ from study.collect import (
     write_best,
 )
 from study.final_test import final_test_lines, final_test_record, write_final_test
+from study.folder_format import (
+    BEST_CONFIG,
+    BEST_TRIAL,
+    CV_TABLE,
+    DIVERGED,
+    EPOCH,
+    STOP_REASON,
+    TRIAL_ID,
+    TRIALS_TABLE,
+    trial_dir,
+)
+from study.library_internals import LibraryInternalsError, check_internals
 from study.plan import Plan, StudyError, make_plan, resolve_study_dir
 from study.prepare import milestones, prepare_study, render_plan
 from study.ray_address import check_reachable
@@ -54,6 +64,7 @@ def run_command(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         plan = _plan(args)
+        check_internals(features=() if plan.wandb_mode == "disabled" else ("wandb",))
         for line in (
             []
             if plan.fixed_configurations  # a study of presets samples nothing
@@ -71,7 +82,7 @@ def run_command(args: argparse.Namespace) -> int:
             print("dry run: everything checked, nothing run")
             return 0
         return run_study(plan, spec)
-    except (StudyError, DatasetError) as exc:
+    except (StudyError, DatasetError, LibraryInternalsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except StorageError as exc:
@@ -189,7 +200,7 @@ def _finish_study(plan: Plan, spec: StudySpec, grid) -> int:
     from study import optuna_truth
 
     frame = collect(grid, milestones=milestones(plan))
-    write_parquet(frame, Path(plan.study_dir) / "trials.parquet")
+    write_parquet(frame, Path(plan.study_dir) / TRIALS_TABLE)
     print(optuna_truth.close_and_compare(plan=plan, frame=frame))  # hook: study.optuna_truth
     ranked = final_scores(frame, metric=plan.metric, mode=plan.mode, max_epochs=plan.max_epochs)
     best = write_best(plan, spec, ranked=ranked, grid=grid)
@@ -199,7 +210,7 @@ def _finish_study(plan: Plan, spec: StudySpec, grid) -> int:
         _run_cv(plan, spec, candidates[: plan.cv_top_k] + baseline)
     results = result_by_trial(grid)
     _write_artifacts(
-        plan, spec, [(t, results[t]) for t in ranked["trial_id"].head(plan.explain_top)]
+        plan, spec, [(t, results[t]) for t in ranked[TRIAL_ID].head(plan.explain_top)]
     )
     final = (
         _run_final(plan, spec, candidates + baseline)
@@ -219,9 +230,9 @@ def _search_candidates(plan: Plan, ranked, grid) -> list[dict[str, Any]]:
     full-budget trials (at least the best), best first."""
     results = result_by_trial(grid)
     return [
-        {"trial_id": t, "config": results[t].config, "search_score": float(score)}
+        {TRIAL_ID: t, "config": results[t].config, "search_score": float(score)}
         for t, score in zip(
-            ranked["trial_id"].head(max(plan.cv_top_k, 1)),
+            ranked[TRIAL_ID].head(max(plan.cv_top_k, 1)),
             ranked[plan.metric].head(max(plan.cv_top_k, 1)),
             strict=True,
         )
@@ -243,7 +254,7 @@ def preset_candidates(
 
     return [
         {
-            "trial_id": name,
+            TRIAL_ID: name,
             "config": config(name),
             "search_score": None,
             **({"baseline": True} if baseline else {}),
@@ -267,7 +278,7 @@ def run_fixed(plan: Plan, spec: StudySpec) -> int:
 
 def fixed_summary(plan: Plan, frame) -> str:
     """Mean and sd over folds of each preset's last-epoch score."""
-    last = frame.sort_values("epoch").drop_duplicates("trial_id", keep="last")
+    last = frame.sort_values(EPOCH).drop_duplicates(TRIAL_ID, keep="last")
     folds = sorted({int(f) for f in last["fold"]}) if "fold" in last else []
     n = len(plan.presets)
     lines = [
@@ -290,7 +301,7 @@ def _prune(plan: Plan, ranked, grid) -> str:
     """Remove the checkpoints of all but the ``--keep-checkpoints`` best trials."""
     from study.checkpoints import prune_checkpoints
 
-    kept = list(ranked["trial_id"].head(plan.keep_checkpoints))
+    kept = list(ranked[TRIAL_ID].head(plan.keep_checkpoints))
     pruned = prune_checkpoints(result_by_trial(grid), keep=kept)
     where = f"kept for {', '.join(kept)}" if kept else "none kept"
     return f"checkpoints: {where} (--keep-checkpoints {plan.keep_checkpoints}); {pruned.describe()}"
@@ -328,7 +339,7 @@ def _run_cv(
         cv_grid = tuning.cv_tuner(plan, spec, candidates).fit()
     _raise_on_storage_errors(cv_grid, plan=plan)
     frame = collect(cv_grid, milestones=[plan.max_epochs], identify=cv_identity)
-    write_parquet(frame, Path(plan.study_dir) / "cv.parquet")
+    write_parquet(frame, Path(plan.study_dir) / CV_TABLE)
     if explain:
         _write_artifacts(plan, spec, best_on_fold(plan, frame=frame, grid=cv_grid))
     from study.checkpoints import prune_checkpoints
@@ -342,11 +353,11 @@ def _run_cv(
 def best_on_fold(plan: Plan, *, frame, grid) -> list[tuple[str, Any]]:
     """The ``--explain-top`` candidates with the best full-budget score on the study's fold
     (``--fold``), best first, each with its Tune result there."""
-    last = frame[(frame["epoch"] == plan.max_epochs) & (frame["fold"] == plan.fold)]
+    last = frame[(frame[EPOCH] == plan.max_epochs) & (frame["fold"] == plan.fold)]
     ranked = last.dropna(subset=[plan.metric]).sort_values(
         plan.metric, ascending=plan.mode == "min", kind="stable"
     )
-    results = {(r.config["candidate"]["trial_id"], r.config["fold"]): r for r in grid}
+    results = {(r.config["candidate"][TRIAL_ID], r.config["fold"]): r for r in grid}
     return [
         (name, results[(name, plan.fold)])
         for name in ranked["config/candidate"].head(plan.explain_top)
@@ -374,7 +385,7 @@ def _run_final(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]) ->
     _raise_on_storage_errors(grid, plan=plan)
     rows, errors = {}, {}
     for result in grid:
-        name = result.config["candidate"]["trial_id"]
+        name = result.config["candidate"][TRIAL_ID]
         rows[name] = dict(result.metrics or {})
         if result.error is not None:
             errors[name] = f"{type(result.error).__name__}: {result.error}"[:500]
@@ -395,7 +406,7 @@ def _run_final(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any]]) ->
         },
         trained_on={"n_records": len(train_split.indices), "epochs": plan.max_epochs},
         candidates=[
-            {k: c[k] for k in ("trial_id", "config", "search_score", "baseline") if k in c}
+            {k: c[k] for k in (TRIAL_ID, "config", "search_score", "baseline") if k in c}
             for c in candidates
         ],
         rows=rows,
@@ -428,7 +439,7 @@ def _write_artifacts(plan: Plan, spec: StudySpec, explained: list[tuple[str, Any
         if checkpoint is None or not checkpoint_exists(checkpoint):
             continue  # removed by --keep-checkpoints when the study finished before a resume
         print(f"writing predictions and explanation arrays of trial {name} ...", flush=True)
-        out_dir = Path(plan.study_dir) / "trials" / name
+        out_dir = trial_dir(plan.study_dir, name)
         with checkpoint.as_directory() as directory, \
                 timed_stage(plan.study_dir, "explanations"):
             checkpoint_file = Path(directory) / trainable.CHECKPOINT_FILE
@@ -460,13 +471,13 @@ def _write_artifacts(plan: Plan, spec: StudySpec, explained: list[tuple[str, Any
 
 def summary(plan: Plan, frame, best: dict[str, Any] | None) -> str:
     """The closing lines: trials per stop reason, where trials diverged, the best trial."""
-    trials = frame.drop_duplicates("trial_id", keep="last")  # a diverged trial's last row
-    reasons = trials["stop_reason"].value_counts().to_dict()  # holds its message
+    trials = frame.drop_duplicates(TRIAL_ID, keep="last")  # a diverged trial's last row
+    reasons = trials[STOP_REASON].value_counts().to_dict()  # holds its message
     lines = [
         f"study {plan.name}: {len(trials)} trials "
         f"({', '.join(f'{k} {v}' for k, v in sorted(reasons.items()))})"
     ]
-    diverged = trials[trials["stop_reason"] == "diverged"].to_dict("records")
+    diverged = trials[trials[STOP_REASON] == DIVERGED].to_dict("records")
     shown = 3
     lines += [
         f"  diverged: trial {row['trial_id']}: {row.get('message') or 'no message'}"

@@ -30,7 +30,7 @@ import torch
 from data_io.datasets import load_dataset
 from data_io.preprocess import resample_arrays
 from data_io.synthetic import iter_records, load_params, to_ecg_arrays
-from reports.explanation_sanity import SANITY_FILE, sanity_summary
+from reports.explanation_sanity import sanity_summary
 from reports.explanation_scores import (
     GroundTruth,
     score_archive,
@@ -39,12 +39,12 @@ from reports.explanation_scores import (
 from study.artifacts import explain_in_chunks, write_npz
 from study.explanation_checks import sanity_arrays
 from study.explanation_methods import Batch, merge_settings
+from study.folder_format import EXPLANATION_SANITY, EXPLANATIONS
 from study.metrics import Scoring
 from study.trainer import Split, train
 
 CHECKPOINT_FILE = "model.pt"
 MANIFEST_FILE = "benchmark.json"
-EXPLANATIONS_FILE = "explanations.npz"
 SCORES_FILE = "scores.csv"
 SUMMARY_FILE = "summary.json"
 SOURCE = "synthetic"
@@ -189,7 +189,7 @@ def run(out: Path, *, log, settings: dict[str, Any] | None = None) -> dict[str, 
                                   settings=explanation_settings,
                                   chunk_records=settings["batch_records"],
                                   progress="explaining")
-    write_npz(out / EXPLANATIONS_FILE, explained)
+    write_npz(out / EXPLANATIONS, explained)
     truth = GroundTruth(name=SOURCE, source="synthetic abnormal-beat masks",
                         fs_hz=file_rate(settings["data"]), masks=masks)
     classes = list(arrays.classes)
@@ -197,7 +197,7 @@ def run(out: Path, *, log, settings: dict[str, Any] | None = None) -> dict[str, 
     scores.to_csv(out / SCORES_FILE, index=False)
     sanity = _sanity(model, explained, settings=settings, classes=classes,
                      explanation_settings=explanation_settings, log=log)
-    write_npz(out / SANITY_FILE, sanity)
+    write_npz(out / EXPLANATION_SANITY, sanity)
     summary = {"variant": settings.get("variant"), "study_fs_hz": float(arrays.fs_hz),
                "file_fs_hz": file_rate(settings["data"]),
                **_summary(scores, sanity_summary(sanity), local=settings["local_classes"],

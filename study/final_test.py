@@ -15,8 +15,7 @@ from typing import Any
 
 from data_io.atomic import write_text_atomic
 from data_io.datasets import Dataset
-
-FINAL_TEST = "final_test.json"
+from study.folder_format import CONFUSION_JSON, FINAL_TEST, TRIAL_ID
 
 
 def test_metrics(row: dict[str, Any]) -> dict[str, Any]:
@@ -24,7 +23,7 @@ def test_metrics(row: dict[str, Any]) -> dict[str, Any]:
     list of lists; NaN, e.g. the F1 of a class absent from the test set, as None)."""
     metrics: dict[str, Any] = {}
     for key, value in row.items():
-        if key == "val/confusion_json":
+        if key == CONFUSION_JSON:
             metrics["test/confusion"] = json.loads(value)
         elif key.startswith("val/") and isinstance(value, int | float):
             number = float(value)
@@ -62,11 +61,11 @@ def final_test_record(
         "test": test,
         "trained_on": trained_on,
         "candidates": [
-            {"rank": rank, "trial_id": c["trial_id"], "config": c["config"],
+            {"rank": rank, TRIAL_ID: c[TRIAL_ID], "config": c["config"],
              "search_score": c.get("search_score"),
              **({"baseline": True} if c.get("baseline") else {}),
-             "metrics": test_metrics(rows.get(c["trial_id"], {})),
-             **({"error": errors[c["trial_id"]]} if c["trial_id"] in errors else {})}
+             "metrics": test_metrics(rows.get(c[TRIAL_ID], {})),
+             **({"error": errors[c[TRIAL_ID]]} if c[TRIAL_ID] in errors else {})}
             for rank, c in enumerate(candidates, start=1)
         ],
     }

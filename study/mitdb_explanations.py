@@ -32,8 +32,8 @@ from data_io.records import EcgArrays, Quarantined, pack_records
 from study.artifacts import explain_records, load_trained, write_npz
 from study.cli_choices import MITDB_LEAD, MITDB_MAX_WINDOWS, MITDB_WINDOW_S
 from study.config import resolve_config
+from study.folder_format import MITDB_EXPLANATIONS
 
-MITDB_EXPLANATIONS_FILE = "mitdb_explanations.npz"
 ADC_GAIN = 1000.0
 """Digital units per millivolt of the packed windows: 1 uV steps, +-32 mV fit in int16."""
 
@@ -243,9 +243,9 @@ def write_mitdb_explanations(
     if arrays is None:
         if log:
             log(f"no MIT-BIH window in {mitdb_dir} holds an abnormal beat; "
-                f"{MITDB_EXPLANATIONS_FILE} not written")
+                f"{MITDB_EXPLANATIONS} not written")
         return None
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / MITDB_EXPLANATIONS_FILE
+    path = out_dir / MITDB_EXPLANATIONS
     write_npz(path, arrays)
     return path

@@ -2,8 +2,10 @@
 
 Ray's OptunaSearch tells Optuna a trial that ASHA stopped as COMPLETE with its low-budget
 value and drops the report that stopped it, so optuna-dashboard, ``best_trial`` and Optuna's
-importance plots would mix budgets. Here Ray's searcher only samples (`SamplingOptunaSearch`),
-and `OptunaRecorder`, a Ray Tune callback in the driver, writes through Optuna's public API:
+importance plots would mix budgets. Here Ray's searcher only samples
+(`study.library_internals.SamplingOptunaSearch`), and `OptunaRecorder`, a Ray Tune callback in
+the driver, writes through Optuna's storage API (its members are checked at start-up, see
+`study.library_internals`):
 
 - every epoch's score as an intermediate value (step = epoch), the stopping one included;
 - the end of a trial by its `study.results.TrialOutcome`: completed -> COMPLETE,
@@ -28,12 +30,10 @@ from typing import Any
 
 import optuna
 import pandas as pd
-import ray
 from optuna.trial import TrialState
-from packaging.version import Version
 from ray import tune
-from ray.tune.search.optuna import OptunaSearch
 
+from study import folder_format as fmt
 from study.optuna_storage import open_storage
 from study.plan import Plan
 from study.results import TrialOutcome, flatten, trial_outcome
@@ -43,46 +43,14 @@ TUNE_TRIAL_ID = "tune_trial_id"
 NEVER_RUN = "never_run"
 """`stop_reason` of an Optuna trial asked by a driver that was killed before Tune started it."""
 STATE_OF_REASON = {
-    "completed": TrialState.COMPLETE,
-    "early_stopped": TrialState.PRUNED,
-    "diverged": TrialState.FAIL,
-    "error": TrialState.FAIL,
+    fmt.COMPLETED: TrialState.COMPLETE,
+    fmt.EARLY_STOPPED: TrialState.PRUNED,
+    fmt.DIVERGED: TrialState.FAIL,
+    fmt.FAILED: TrialState.FAIL,
     NEVER_RUN: TrialState.FAIL,
 }
-"""`study.results.STOP_REASONS` (plus `NEVER_RUN`) -> the Optuna state that says the same."""
+"""`study.folder_format.STOP_REASONS` (plus `NEVER_RUN`) -> the Optuna state that says the same."""
 MESSAGE_CHARS = 2000
-
-
-TESTED_RAY = ("2.40", "2.61")
-"""Ray versions [low, high) whose OptunaSearch writes to Optuna only in the two hooks that
-`SamplingOptunaSearch` switches off (and asks in ``suggest``)."""
-
-
-class SamplingOptunaSearch(OptunaSearch):
-    """Ray's OptunaSearch reduced to sampling: `OptunaRecorder` writes every result and
-    outcome, so Ray's own tells (which record ASHA stops as COMPLETE) are switched off."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        check_ray_version(ray.__version__)
-        super().__init__(**kwargs)
-
-    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        """Recorded by `OptunaRecorder` (which also sees the report that made ASHA stop)."""
-
-    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
-                          error: bool = False) -> None:
-        """Recorded by `OptunaRecorder` with the trial's outcome."""
-
-
-def check_ray_version(installed: str) -> None:
-    """Warn once when Ray is outside `TESTED_RAY`: a newer OptunaSearch might write to Optuna
-    elsewhere too, which the recorder's "finished trials are left alone" rule then hides."""
-    low, high = (Version(v) for v in TESTED_RAY)
-    if not low <= Version(installed) < high:
-        warnings.warn(f"ray {installed} is outside the versions study.optuna_truth was checked "
-                      f"with ({TESTED_RAY[0]} <= ray < {TESTED_RAY[1]}); check that the Optuna "
-                      "storage still agrees with trials.parquet (the study prints whether it "
-                      "does)", stacklevel=3)
 
 
 class OptunaRecorder(tune.Callback):
@@ -123,12 +91,12 @@ class OptunaRecorder(tune.Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any,
                         result: dict[str, Any], **info: Any) -> None:
         # A diverged trial's last row measured nothing (its score is NaN).
-        if result.get("trial_status", "running") != "running" or self.metric not in result:
+        if result.get(fmt.TRIAL_STATUS, "running") != "running" or self.metric not in result:
             return
         trial_id = self.optuna_trial_id(trial)
         if trial_id is not None and not self.ledger.finished(trial_id):
             self.ledger.storage.set_trial_intermediate_value(
-                trial_id, int(result["epoch"]), float(result[self.metric]))
+                trial_id, int(result[fmt.EPOCH]), float(result[self.metric]))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, error=None)
@@ -215,7 +183,7 @@ class Ledger:
         """Record ``outcome`` on the RUNNING trial ``trial_id``: user attributes, then the
         state and value (a PRUNED trial's value is its last intermediate value, as
         `optuna.Study.tell` gives it)."""
-        attrs = {"stop_reason": outcome.stop_reason, "rung": outcome.max_rung,
+        attrs = {fmt.STOP_REASON: outcome.stop_reason, "rung": outcome.max_rung,
                  "epochs_completed": outcome.epochs_completed}
         if outcome.message:
             attrs["message"] = outcome.message[:MESSAGE_CHARS]
@@ -275,15 +243,15 @@ def outcomes_of(frame: pd.DataFrame) -> dict[str, TrialOutcome]:
     """Tune trial id -> outcome, from `trials.parquet` rows."""
     if frame.empty:
         return {}
-    last = frame.sort_values("epoch", kind="stable").drop_duplicates("trial_id", keep="last")
-    return {row["trial_id"]: _outcome_of_row(row) for row in last.to_dict("records")}
+    last = frame.sort_values(fmt.EPOCH, kind="stable").drop_duplicates(fmt.TRIAL_ID, keep="last")
+    return {row[fmt.TRIAL_ID]: _outcome_of_row(row) for row in last.to_dict("records")}
 
 
 def _outcome_of_row(row: dict[str, Any]) -> TrialOutcome:
-    message = row.get("error") or ""
-    if row["stop_reason"] == "diverged" and isinstance(row.get("message"), str):
+    message = row.get(fmt.ERROR) or ""
+    if row[fmt.STOP_REASON] == fmt.DIVERGED and isinstance(row.get("message"), str):
         message = row["message"]
-    return TrialOutcome(stop_reason=row["stop_reason"],
+    return TrialOutcome(stop_reason=row[fmt.STOP_REASON],
                         epochs_completed=int(row["epochs_completed"]),
                         max_rung=int(row["max_rung"]), message=message)
 
@@ -292,7 +260,7 @@ def state_counts(*, storage_url: str, study_name: str) -> dict[str, int]:
     """Optuna trial state name -> count in the study (``never_run`` trials counted apart)."""
     ledger = Ledger(storage_url=storage_url, study_name=study_name)
     return dict(Counter(
-        NEVER_RUN if t.user_attrs.get("stop_reason") == NEVER_RUN else t.state.name
+        NEVER_RUN if t.user_attrs.get(fmt.STOP_REASON) == NEVER_RUN else t.state.name
         for t in ledger.trials()))
 
 
@@ -300,7 +268,7 @@ def expected_counts(frame: pd.DataFrame) -> dict[str, int]:
     """The Optuna state counts that `trials.parquet`'s stop reasons call for."""
     if frame.empty:
         return {}
-    reasons = frame.drop_duplicates("trial_id")["stop_reason"]
+    reasons = frame.drop_duplicates(fmt.TRIAL_ID)[fmt.STOP_REASON]
     return dict(Counter(STATE_OF_REASON[r].name for r in reasons))
 
 

@@ -25,6 +25,7 @@ from data_io.errors import DatasetError
 from search_spaces import describe_space, load_space, space_names, unflatten
 from study.cli_choices import DEFAULT_SYNTHETIC_RECORDS, RUNG_METRICS
 from study.config import default_config, resolve_config
+from study.folder_format import STUDY_RECORD
 from study.results import asha_milestones
 
 TEST_SETS = ("fold", "directory", "none")
@@ -137,7 +138,6 @@ class Plan:
         return f"{self.storage_path.rstrip('/')}/{self.experiment_name(stage)}"
 
 
-STUDY_RECORD = "study.json"
 """The file in a study directory that holds the study's resolved plan (see `study.run`)."""
 
 
@@ -187,10 +187,10 @@ def make_plan(args: Any, *, wandb_mode: str) -> Plan:
     if not NAME_PATTERN.fullmatch(name):
         raise StudyError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
     study_dir = resolve_study_dir(name=name, study_dir=args.study_dir)
-    if args.resume and not (study_dir / "study.json").is_file():
+    if args.resume and not (study_dir / STUDY_RECORD).is_file():
         raise StudyError(f"--resume: no study at {study_dir} (study.json missing); "
                          "give the --name (and --study-dir) of the study to continue")
-    if not args.resume and (study_dir / "study.json").is_file():
+    if not args.resume and (study_dir / STUDY_RECORD).is_file():
         raise StudyError(f"a study already exists at {study_dir}; pass --resume to continue it "
                          "or choose another --name")
     data_dir = _data_dir(args, study_dir=study_dir, dataset=dataset)
@@ -436,9 +436,9 @@ def _grace_period(args: Any, *, fixed: dict[str, Any]) -> int:
     budget.
 
     A rung at the end of the warm-up ranks trials that have not yet trained at their own rate:
-    on real records ASHA at grace period 1 stopped the best configuration in 47 of 50 start
-    orders once the one-epoch warm-up was the default (bench/README.md, "Early stopping on real
-    records").
+    on real records ASHA at grace period 1 stopped the best configuration in most start orders
+    once the one-epoch warm-up was the default (figures:
+    docs/lab-notes/early-stopping-on-real-records.md).
     """
     if args.grace_period is not None:
         return args.grace_period

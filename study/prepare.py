@@ -22,6 +22,7 @@ from search_spaces import describe_space, flatten_options, load_space, unflatten
 from study import optuna_storage
 from study.config import merge_sections
 from study.data import load_arrays, split_summary
+from study.folder_format import STUDY_RECORD
 from study.plan import Plan
 from study.spec import StudySpec
 
@@ -57,11 +58,11 @@ def prepare_study(plan: Plan, *, write: bool) -> tuple[Plan, StudySpec]:
         study_dir.mkdir(parents=True, exist_ok=True)
         if not folds_path.is_file():
             write_folds(folds_path, table)
-        if not (study_dir / "study.json").is_file():
+        if not (study_dir / STUDY_RECORD).is_file():
             record = study_record(plan, folds_sha256=table.sha256(), n_records=len(arrays),
                                   dataset=dataset, folds=folds, spec=spec,
                                   split=split_summary(arrays, spec=spec, dataset=dataset))
-            write_text_atomic(study_dir / "study.json", json.dumps(record, indent=2))
+            write_text_atomic(study_dir / STUDY_RECORD, json.dumps(record, indent=2))
     return plan, spec
 
 

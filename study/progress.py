@@ -20,6 +20,7 @@ from typing import Any
 from ray import tune
 
 from search_spaces import flatten_options
+from study.folder_format import TRIAL_STATUS
 from study.results import expected_remaining_epochs
 from study.trainable import TEST_FOLD
 
@@ -175,7 +176,7 @@ class StudyProgress(tune.Callback):
         if "seconds" in result:  # the trainer's own time of the epoch: its passes only
             self._compute_seconds.append(float(result["seconds"]))
         score = result.get(self.metric)
-        measured = result.get("trial_status", "running") == "running"  # diverged: no score
+        measured = result.get(TRIAL_STATUS, "running") == "running"  # diverged: no score
         if score is not None and measured and epoch in self.milestones[:-1]:
             rung = self.milestones.index(epoch)
             ranked = result.get(self.rung_metric) if self.rung_metric else None
@@ -252,7 +253,7 @@ class StudyProgress(tune.Callback):
 
     def _outcome(self, last: dict) -> str:
         """finished / stopped / diverged, from a trial's last result."""
-        if last.get("trial_status") == "diverged":
+        if last.get(TRIAL_STATUS) == "diverged":
             return "diverged"
         return "finished" if int(last.get("epoch", 0)) >= self.milestones[-1] else "stopped"
 

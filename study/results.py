@@ -18,8 +18,19 @@ import pandas as pd
 
 from data_io.atomic import atomic_path
 from search_spaces import flatten_options
+from study.folder_format import (
+    COMPLETED,
+    DIVERGED,
+    EARLY_STOPPED,
+    EPOCH,
+    ERROR,
+    FAILED,
+    STOP_REASON,
+    TRIAL_ID,
+    TRIAL_NUMBER,
+    TRIAL_STATUS,
+)
 
-STOP_REASONS = ("completed", "early_stopped", "diverged", "error")
 SCORE_PREFIXES = ("val/", "train/")
 """Reported keys that are measurements (a diverged trial's last row has none)."""
 
@@ -64,14 +75,14 @@ def flatten(config: dict[str, Any], prefix: str = "config/") -> dict[str, Any]:
 
 
 def stop_reason(*, history: list[dict[str, Any]], error: str | None, max_epochs: int) -> str:
-    """Why a trial ended (one of `STOP_REASONS`)."""
+    """Why a trial ended (one of `study.folder_format.STOP_REASONS`)."""
     if error:
-        return "error"
-    if history and history[-1].get("trial_status") == "diverged":
-        return "diverged"
-    if history and int(history[-1].get("epoch", 0)) >= max_epochs:
-        return "completed"
-    return "early_stopped"
+        return FAILED
+    if history and history[-1].get(TRIAL_STATUS) == DIVERGED:
+        return DIVERGED
+    if history and int(history[-1].get(EPOCH, 0)) >= max_epochs:
+        return COMPLETED
+    return EARLY_STOPPED
 
 
 @dataclass(frozen=True)
@@ -79,7 +90,7 @@ class TrialOutcome:
     """How a trial ended, in the words `trials.parquet`, the Optuna storage and W&B share.
 
     Attributes:
-        stop_reason: one of `STOP_REASONS`.
+        stop_reason: one of `study.folder_format.STOP_REASONS`.
         epochs_completed: the last epoch reported.
         max_rung: index of the last milestone reached (-1: none).
         message: why a trial diverged or failed ("" otherwise).
@@ -95,9 +106,9 @@ def trial_outcome(*, history: list[dict[str, Any]], error: str | None,
                   milestones: list[int]) -> TrialOutcome:
     """The outcome of a trial from the rows it reported (the last one suffices) and its
     error; ``milestones`` end with the full budget."""
-    epochs_done = max((int(r.get("epoch", 0)) for r in history), default=0)
+    epochs_done = max((int(r.get(EPOCH, 0)) for r in history), default=0)
     reason = stop_reason(history=history, error=error, max_epochs=milestones[-1])
-    message = error or (str(history[-1].get("message") or "") if reason == "diverged" else "")
+    message = error or (str(history[-1].get("message") or "") if reason == DIVERGED else "")
     return TrialOutcome(stop_reason=reason, epochs_completed=epochs_done,
                         max_rung=sum(1 for m in milestones if m <= epochs_done) - 1,
                         message=message)
@@ -115,23 +126,23 @@ def trial_rows(
     history = latest_per_epoch(history)
     outcome = trial_outcome(history=history, error=error, milestones=milestones)
     base = {
-        "trial_id": trial_id,
+        TRIAL_ID: trial_id,
         **flatten(config),
-        "stop_reason": outcome.stop_reason,
-        "error": error or "",
+        STOP_REASON: outcome.stop_reason,
+        ERROR: error or "",
         "epochs_completed": outcome.epochs_completed,
         "max_rung": outcome.max_rung,
     }
     if not history:
-        return [{**base, "epoch": 0, "rung": -1, "at_milestone": False}]
+        return [{**base, EPOCH: 0, "rung": -1, "at_milestone": False}]
     rows = []
     for record in history:
-        epoch = int(record.get("epoch", 0))
+        epoch = int(record.get(EPOCH, 0))
         rows.append(
             {
                 **base,
                 **_measured(record),
-                "epoch": epoch,
+                EPOCH: epoch,
                 "rung": sum(1 for m in milestones if m <= epoch) - 1,
                 "at_milestone": epoch in milestones,
             }
@@ -146,7 +157,7 @@ def latest_per_epoch(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     snapshot lags the disk when a driver dies or the storage fails) reports those epochs again;
     the repeat is what the trial's final state descends from.
     """
-    by_epoch = {int(row.get("epoch", 0)): row for row in history}
+    by_epoch = {int(row.get(EPOCH, 0)): row for row in history}
     return [by_epoch[epoch] for epoch in sorted(by_epoch)]
 
 
@@ -154,7 +165,7 @@ def _is_metric(key: str) -> bool:
     # timestamp: when Tune received the row, the order of reports across trials (the ASHA
     # replay, bench.asha_replay, decides in that order). time_total_s: Tune's wall seconds of
     # the trial up to this row, its pre-training and start included ("seconds" is the epoch's).
-    return "/" in key or key in ("fold", "node", "seconds", "lr", "trial_status", "message",
+    return "/" in key or key in ("fold", "node", "seconds", "lr", TRIAL_STATUS, "message",
                                  "timestamp", "time_total_s")
 
 
@@ -163,7 +174,7 @@ def _measured(record: dict[str, Any]) -> dict[str, Any]:
     last epoch measured nothing (training stopped on a non-finite loss), so its scores are
     NaN: never a stand-in such as 0.0 that an analysis would average in."""
     metrics = {k: v for k, v in record.items() if _is_metric(k)}
-    if record.get("trial_status") == "diverged":
+    if record.get(TRIAL_STATUS) == DIVERGED:
         metrics.update({k: None if isinstance(v, str) else float("nan")
                         for k, v in metrics.items() if k.startswith(SCORE_PREFIXES)})
     return metrics
@@ -176,16 +187,16 @@ def trials_frame(
     and optionally ``number``: the trial's place in Tune's start order (column
     ``trial_number``)."""
     rows = [
-        {**row, **({"trial_number": trial["number"]} if "number" in trial else {})}
+        {**row, **({TRIAL_NUMBER: trial["number"]} if "number" in trial else {})}
         for trial in trials
         for row in trial_rows(
-            trial_id=trial["trial_id"], config=trial["config"], history=trial["history"],
+            trial_id=trial[TRIAL_ID], config=trial["config"], history=trial["history"],
             error=trial["error"], milestones=milestones,
         )
     ]
     frame = pd.DataFrame(rows)
     if not frame.empty:
-        frame = frame.sort_values(["trial_id", "epoch"], kind="stable").reset_index(drop=True)
+        frame = frame.sort_values([TRIAL_ID, EPOCH], kind="stable").reset_index(drop=True)
     return frame
 
 
@@ -201,5 +212,5 @@ def final_scores(
     """One row per trial that trained the full budget, best first (the fair comparison)."""
     if frame.empty or metric not in frame:
         return frame.iloc[0:0]
-    full = frame[(frame["epoch"] == max_epochs) & (frame["stop_reason"] == "completed")]
+    full = frame[(frame[EPOCH] == max_epochs) & (frame[STOP_REASON] == COMPLETED)]
     return full.sort_values(metric, ascending=(mode == "min"), kind="stable")

@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from data_io.atomic import write_text_atomic
+from study.folder_format import STAGE_TIMES
 
-STAGE_TIMES = "stage_times.json"
 STAGES = ("search", "cv", "final", "explanations")
 """What a study times: the search, cross-validation, final training and explanations."""
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from study.plan import STUDY_RECORD, Plan, StudyError, load_plan, resolve_study_dir
+from study.folder_format import STUDY_RECORD
+from study.plan import Plan, StudyError, load_plan, resolve_study_dir
 
 
 def add_study_arguments(parser: argparse.ArgumentParser) -> None:

@@ -22,6 +22,7 @@ import ray
 from ray import tune
 
 from study.data import final_split, fold_split, scoring
+from study.folder_format import CONFUSION_JSON, TRIAL_STATUS
 from study.results import SCORE_PREFIXES
 from study.spec import StudySpec
 from study.trainer import train
@@ -100,5 +101,5 @@ def diverged_report(last: dict[str, Any], *, study_metric: str, fold: int | str,
 def _reportable(row: dict[str, Any], *, fold: int | str, node: str, status: str) -> dict[str, Any]:
     metrics = {k: v for k, v in row.items() if k not in REPORT_EXCLUDES}
     if "val/confusion" in row:
-        metrics["val/confusion_json"] = json.dumps(row["val/confusion"])
-    return {**metrics, "fold": fold, "node": node, "trial_status": status}
+        metrics[CONFUSION_JSON] = json.dumps(row["val/confusion"])
+    return {**metrics, "fold": fold, "node": node, TRIAL_STATUS: status}

@@ -18,15 +18,21 @@ import optuna
 import pyarrow
 import pyarrow.fs
 from ray import tune
-from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 
 from search_spaces import define_fixed
 from study.checkpoints import CheckpointKeeper
 from study.explanation_cost import fold_explanation_epochs
+from study.folder_format import CONFUSION_JSON, TRIAL_ID
+from study.library_internals import (
+    OUTCOME_PREFIX,
+    HookedWandbLoggerCallback,
+    RestorableASHA,
+    SamplingOptunaSearch,
+)
 from study.optuna_storage import open_storage
-from study.optuna_truth import OptunaRecorder, SamplingOptunaSearch, error_text
+from study.optuna_truth import OptunaRecorder, error_text
 from study.plan import Plan, StudyError
 from study.progress import FINAL_STAGE, StudyProgress
 from study.results import trial_outcome
@@ -85,24 +91,6 @@ def optuna_recorder(plan: Plan, *, milestones: list[int]) -> OptunaRecorder:
                           metric=plan.metric, milestones=milestones)
 
 
-class RestorableASHA(ASHAScheduler):
-    """ASHA that relearns its rungs when a study is restored.
-
-    Ray Tune leaves the scheduler out of its experiment snapshot (`TuneController` saves the
-    searcher, not ``_scheduler_alg``), so after a driver kill ASHA would start again with empty
-    rungs and let every resumed or new trial through the next milestones. Each trial added with
-    results already in storage (a restored one) is replayed into its bracket, so decisions
-    after a resume compare against the scores recorded before the kill.
-    """
-
-    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
-        super().on_trial_add(tune_controller, trial)
-        bracket = self._trial_info[trial.trial_id]
-        for row in reported_results(trial):
-            if self._time_attr in row and self._metric in row:
-                bracket.on_result(trial, row[self._time_attr], self._metric_op * row[self._metric])
-
-
 def reported_results(trial: Any) -> list[dict[str, Any]]:
     """The rows a trial reported so far, read from its `result.json` in the experiment's
     storage (local or a URI); none for a new trial."""
@@ -128,6 +116,7 @@ def reported_results(trial: Any) -> list[dict[str, Any]]:
 def _asha(plan: Plan) -> RestorableASHA:
     metric, mode = plan.rung
     return RestorableASHA(
+        reported=reported_results,
         time_attr="training_iteration",
         metric=metric,
         mode=mode,
@@ -152,7 +141,7 @@ def scheduler(plan: Plan) -> TrialScheduler:
 WANDB_KEY_VARIABLE = "WANDB_API_KEY"
 
 
-class KeySafeWandbLoggerCallback(WandbLoggerCallback):
+class KeySafeWandbLoggerCallback(HookedWandbLoggerCallback):
     """Ray's W&B callback, except that the API key never enters a Ray runtime environment.
 
     Ray hands WANDB_API_KEY to its W&B logging actors as a runtime-environment variable, and
@@ -162,14 +151,15 @@ class KeySafeWandbLoggerCallback(WandbLoggerCallback):
     as a `wandb.init` setting instead (offline and disabled runs need no key).
     """
 
-    def _start_logging_actor(self, trial, exclude_results, **wandb_init_kwargs) -> None:
+    def start_logging_actor(self, trial: Any, exclude_results: list[str],
+                            wandb_init_kwargs: dict[str, Any]) -> None:
         key = os.environ.pop(WANDB_KEY_VARIABLE, None)
         if key and wandb_init_kwargs.get("mode", "online") == "online":
             import wandb
 
             wandb_init_kwargs["settings"] = wandb.Settings(api_key=key)
         try:
-            super()._start_logging_actor(trial, exclude_results, **wandb_init_kwargs)
+            super().start_logging_actor(trial, exclude_results, wandb_init_kwargs)
         finally:
             if key is not None:
                 os.environ[WANDB_KEY_VARIABLE] = key
@@ -177,46 +167,6 @@ class KeySafeWandbLoggerCallback(WandbLoggerCallback):
 
 WANDB_DIR = "wandb"
 """The directory `wandb.init` creates for its runs inside its ``dir``."""
-
-OUTCOME_PREFIX = "trial/"
-"""W&B keys of a trial's outcome, logged with its last step."""
-
-
-class OutcomeWandbLoggingActor(_WandbLoggingActor):
-    """Ray's W&B logging actor, except that it also logs the outcome's text values (Ray's
-    drops every string, e.g. ``trial/stop_reason``) and leaves the run's config as
-    `wandb.init` set it (Ray's sets the sampled values again from every result, over the
-    values the trial trained with). Ray-internal class: ray < 2.61."""
-
-    def _handle_result(self, result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        log, config_update = super()._handle_result(result)
-        log.update({k: v for k, v in result.items()
-                    if k.startswith(OUTCOME_PREFIX) and isinstance(v, str)})
-        sampled = result.get("config", {})
-        return log, {k: v for k, v in config_update.items() if k not in sampled}
-
-
-RAY_WANDB_HOOKS = {WandbLoggerCallback: ("_start_logging_actor", "_cleanup_logging_actor",
-                                         "_logger_actor_cls"),
-                   _WandbLoggingActor: ("_handle_result",)}
-"""Ray-internal members of its W&B callback that the classes here override (ray 2.60)."""
-
-
-def check_ray_wandb_hooks() -> None:
-    """Fail at once, not with runs silently missing, if Ray renamed what is hooked here.
-
-    Raises:
-        RuntimeError: a member of `RAY_WANDB_HOOKS` is gone.
-    """
-    import ray
-
-    missing = [f"{cls.__name__}.{name}" for cls, names in RAY_WANDB_HOOKS.items()
-               for name in names if not hasattr(cls, name)]
-    if missing:
-        raise RuntimeError(f"ray {ray.__version__} has no {', '.join(missing)}, which "
-                           "study.tuning's W&B logging overrides (checked on ray 2.60; "
-                           "install ray < 2.61 or run with --wandb-mode disabled)")
-
 
 class StudyWandbLoggerCallback(KeySafeWandbLoggerCallback):
     """The study's W&B logging: one run per trial (id = Tune trial id, grouped by study,
@@ -243,29 +193,23 @@ class StudyWandbLoggerCallback(KeySafeWandbLoggerCallback):
     uploaded once its `wandb.finish` has returned.
     """
 
-    _logger_actor_cls = OutcomeWandbLoggingActor
-
     def __init__(self, *, milestones: list[int], spec: StudySpec, in_storage: bool,
                  **kwargs: Any) -> None:
-        check_ray_wandb_hooks()
         super().__init__(**kwargs)
         self.milestones = list(milestones)
         self.spec = spec
         self.in_storage = in_storage
 
-    def _start_logging_actor(self, trial, exclude_results, **wandb_init_kwargs) -> None:
+    def init_kwargs(self, trial: Any, wandb_init_kwargs: dict[str, Any]) -> dict[str, Any]:
         wandb_init_kwargs["config"] = {**trial_config(trial.config, spec=self.spec),
                                        **cv_identity_config(trial.config)}
         if self.in_storage:
             # The logging actor runs on the driver's node, where the storage path is mounted.
             Path(trial.path).mkdir(parents=True, exist_ok=True)
             wandb_init_kwargs["dir"] = trial.path
-        super()._start_logging_actor(trial, exclude_results, **wandb_init_kwargs)
+        return super().init_kwargs(trial, wandb_init_kwargs)
 
-    def _cleanup_logging_actor(self, trial: Any) -> None:
-        """Ray calls this once the trial's actor returned from `wandb.finish` (or at the
-        experiment's end, when the upload timeout ran out)."""
-        super()._cleanup_logging_actor(trial)
+    def run_finished(self, trial: Any) -> None:
         run_files = Path(trial.local_path) / WANDB_DIR
         if not self.in_storage and run_files.is_dir():
             pyarrow.fs.copy_files(str(run_files), f"{trial.path}/{WANDB_DIR}",
@@ -290,7 +234,7 @@ def cv_identity_config(config: dict[str, Any]) -> dict[str, Any]:
     (see `cv_tuner`); nothing for a search trial."""
     if "candidate" not in config:
         return {}
-    return {"candidate": config["candidate"]["trial_id"], "fold": config["fold"]}
+    return {"candidate": config["candidate"][TRIAL_ID], "fold": config["fold"]}
 
 
 def callbacks(plan: Plan, spec: StudySpec | None, *, milestones: list[int],
@@ -308,7 +252,7 @@ def callbacks(plan: Plan, spec: StudySpec | None, *, milestones: list[int],
             tags=[plan.space, plan.dataset],
             mode=plan.wandb_mode,
             log_config=False,  # the config is the run's config, not a column of every row
-            excludes=["val/confusion_json", "message"],
+            excludes=[CONFUSION_JSON, "message"],
         )
     ]
 

@@ -20,7 +20,8 @@ import jsonschema
 import pytest
 import ray
 
-from study.check_cluster import load_cluster_yaml, prepared, unknown_keys
+from study.check_cluster import load_cluster_yaml, unknown_keys
+from study.library_internals import prepare_cluster_config
 
 CLUSTER_YAML = Path(__file__).resolve().parents[2] / "cluster.yaml"
 PROJECT_REMOTE = "~/ecg-study"
@@ -78,7 +79,7 @@ def offline(monkeypatch):
 
 @pytest.fixture
 def config(offline) -> dict:
-    return prepared(raw_config())
+    return prepare_cluster_config(raw_config())
 
 
 def test_passes_rays_schema_offline(config):
@@ -164,7 +165,7 @@ def test_keys_the_schema_ignores_are_known(config):
 def test_the_schema_ignores_provider_typos_so_we_check_them(offline):
     broken = raw_config()
     broken["provider"]["availabilty_zone"] = broken["provider"].pop("availability_zone")
-    prepared(broken)  # Ray accepts it and would launch in whatever zone AWS picks
+    prepare_cluster_config(broken)  # Ray accepts it and would launch in whatever zone AWS picks
     assert unknown_keys(broken) == ["provider.availabilty_zone"]
 
 
@@ -234,4 +235,4 @@ def test_broken_copies_are_rejected(offline, break_it, error, message):
     break_it(broken)
     assert broken != raw
     with pytest.raises(error, match=re.escape(message)):
-        prepared(broken)
+        prepare_cluster_config(broken)

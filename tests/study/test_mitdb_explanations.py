@@ -19,13 +19,9 @@ from data_io.mitdb import read_record, rhythm_windows
 from study import driver, run
 from study import plan as plan_module
 from study.artifacts import load_trained
+from study.folder_format import MITDB_EXPLANATIONS
 from study.metrics import Scoring
-from study.mitdb_explanations import (
-    ADC_GAIN,
-    MITDB_EXPLANATIONS_FILE,
-    abnormal_windows,
-    write_mitdb_explanations,
-)
+from study.mitdb_explanations import ADC_GAIN, abnormal_windows, write_mitdb_explanations
 from study.plan import Plan
 from study.trainer import Split, train
 
@@ -125,7 +121,7 @@ def test_mitdb_explanations_npz(mitdb_dir, checkpoint, tmp_path):
     lines = []
     path = write_mitdb_explanations(**EXPLAIN, checkpoint_file=checkpoint, mitdb_dir=mitdb_dir,
                                     fs_hz=FS_HZ, out_dir=out_dir, log=lines.append)
-    assert path == out_dir / MITDB_EXPLANATIONS_FILE
+    assert path == out_dir / MITDB_EXPLANATIONS
     assert any("explaining 4 MIT-BIH window(s) from 2 record(s)" in x for x in lines)
     with np.load(path, allow_pickle=False) as archive:
         arrays = {k: archive[k] for k in archive.files}
@@ -162,7 +158,7 @@ def test_nothing_written_without_abnormal_windows(tmp_path, checkpoint):
     out_dir = tmp_path / "out"
     assert write_mitdb_explanations(**EXPLAIN, checkpoint_file=checkpoint, mitdb_dir=directory,
                                     fs_hz=FS_HZ, out_dir=out_dir) is None
-    assert not (out_dir / MITDB_EXPLANATIONS_FILE).exists()
+    assert not (out_dir / MITDB_EXPLANATIONS).exists()
 
 
 @pytest.mark.shared_data
@@ -222,7 +218,7 @@ def test_study_writes_mitdb_explanations_for_the_best_trials(mitdb_dir, checkpoi
     driver._write_artifacts(plan, None, [("abc12345", result)])
     trial_dir = tmp_path / "study" / "trials" / "abc12345"
     assert {p.name for p in trial_dir.iterdir()} == {
-        "predictions.parquet", "explanations.npz", MITDB_EXPLANATIONS_FILE}
+        "predictions.parquet", "explanations.npz", MITDB_EXPLANATIONS}
 
 
 def test_plans_saved_before_the_mitdb_flag_still_load(mitdb_dir, tmp_path, monkeypatch):

@@ -15,7 +15,8 @@ import pytest
 from optuna.trial import TrialState
 
 from study import optuna_truth
-from study.optuna_truth import OptunaRecorder, SamplingOptunaSearch
+from study.library_internals import SamplingOptunaSearch
+from study.optuna_truth import OptunaRecorder
 from study.results import trials_frame
 
 METRIC = "val/score"

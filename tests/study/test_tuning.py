@@ -87,13 +87,6 @@ def test_a_result_file_cut_short_by_a_kill_is_read_up_to_the_cut(tmp_path):
     assert tuning.reported_results(unnamed) == []
 
 
-def test_the_ray_wandb_hooks_are_checked(monkeypatch):
-    tuning.check_ray_wandb_hooks()  # all present on the installed ray
-    monkeypatch.delattr(tuning.WandbLoggerCallback, "_cleanup_logging_actor")
-    with pytest.raises(RuntimeError, match=r"WandbLoggerCallback\._cleanup_logging_actor"):
-        tuning.check_ray_wandb_hooks()
-
-
 def test_asha_ranks_its_rungs_on_the_macro_auroc_by_default(plan_fields):
     asha = tuning.scheduler(Plan(**plan_fields(scheduler="asha")))
     assert (asha._metric, asha._mode) == ("val/auroc_macro", "max")
