@@ -1,4 +1,5 @@
-"""Why do the deep presets score lower? Two checks on real records (bench/README.md, part 0).
+"""Why do the deep presets score lower? Two checks on real records
+(docs/lab-notes/presets-under-the-default-protocol.md).
 
 ``rescore`` scores one `study.train --out` checkpoint again under other evaluation settings:
 centred crops instead of whole records, and BatchNorm statistics recomputed over the training

@@ -1,4 +1,5 @@
-"""How far back does an untrained LSTM head's last state look? (bench/README.md, part 0)
+"""How far back does an untrained LSTM head's last state look?
+(docs/lab-notes/presets-under-the-default-protocol.md)
 
 For each LSTM preset's head and each initialisation of its gate biases (torch's, a forget-gate
 bias of 1, chrono over the crop's steps) this prints the share of the gradient of the last

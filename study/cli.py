@@ -77,13 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--grace-period", type=int,
                         help="epochs before ASHA may stop a trial (default: one epoch past the "
                              "trials' learning-rate warm-up, optim/warmup_epochs, so 2 with "
-                             "the default warm-up; bench/README.md has the measurement)")
+                             "the default warm-up; measured in "
+                             "docs/lab-notes/early-stopping-on-real-records.md)")
     budget.add_argument("--rung-metric", choices=tuple(RUNG_METRICS), default="auroc",
                         help="what ASHA ranks trials on at its rungs: the macro AUROC "
                              "(default: it still ranks networks that put nearly every record "
                              "in one class, where F1 says little), the study metric or the "
                              "validation loss (selection and reports use the study metric; "
-                             "bench/README.md has the measurement)")
+                             "measured in docs/lab-notes/early-stopping-on-real-records.md)")
     budget.add_argument("--reduction-factor", type=float, default=3.0,
                         help="ASHA keeps 1/reduction-factor of the trials at each rung")
     budget.add_argument("--fold", type=int, default=0, help="validation fold of search trials")

@@ -33,13 +33,14 @@ from study.trainable import trial_config
 from study.trainer import Split, predict, split_loader, train_epoch
 
 STUDY_START_S = 15.0
-"""Fixed cost of a local study: Ray start, first worker, files (bench.study_overhead: 14 s)."""
+"""Fixed cost of a local study: Ray start, first worker, files (measured by
+`bench.study_overhead`; today's figure in bench/README.md)."""
 TRIAL_START_S = 4.0
-"""Per-trial cost besides its epochs: worker start, W&B offline run (bench/README: 2-4 s)."""
+"""Per-trial cost besides its epochs: worker start, W&B offline run (bench/README.md)."""
 ASYNC_ASHA_FACTOR = 1.8
 """Upper bound of the epochs Ray's asynchronous ASHA spends, relative to `expected_epochs`:
-with a few dozen trials it lets early trials through (bench.early_stopping measured 0.43-0.48
-of the full budget where the synchronous model gives 0.26)."""
+with a few dozen trials it lets early trials through, more than the synchronous model
+counts (measured by `bench.early_stopping`; figures in bench/README.md)."""
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """Learning rates that shrink with a 1-D convolution's fan-in and with the CNN trunk's depth.
 
 With Adam every weight moves by about the learning rate per step, while a layer's weights are
-about 1/sqrt(fan-in) in size, so the widest convolutions of a deep trunk turn fastest (measured
-in `bench/README.md`). ``optim.conv_lr_fan_in`` caps that: a `Conv1d` whose fan-in
-(input channels x kernel taps) exceeds it learns at ``lr * conv_lr_fan_in / fan_in``.
+about 1/sqrt(fan-in) in size, so the widest convolutions of a deep trunk turn fastest
+(measured in `docs/lab-notes/presets-under-the-default-protocol.md`). ``optim.conv_lr_fan_in``
+caps that: a `Conv1d` whose fan-in (input channels x kernel taps) exceeds it learns at
+``lr * conv_lr_fan_in / fan_in``.
 ``optim.lr_depth`` does the same over depth: a plain trunk's layers compose, so one step
 moves the network's output by about the sum of its layers' relative updates.
 """
