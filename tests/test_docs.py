@@ -28,7 +28,7 @@ from study.train import main as study_train_main
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 README = DOCS.parent / "README.md"
 PAGES = ("own-data.md", "new-search-space.md", "cluster.md", "best-trial-to-test-score.md",
-         "estimating-cost.md")
+         "estimating-cost.md", "architecture.md")
 PARSERS = {"study.run": study_run_parser, "study.train": study_train_parser}
 FENCE = re.compile(r"```(\w+)\n(.*?)```", re.DOTALL)
 

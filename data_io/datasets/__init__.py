@@ -24,12 +24,12 @@ in reports and the explanation target class are read from these facts.
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import json
 import pkgutil
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType, ModuleType
 from typing import Any
@@ -232,17 +232,26 @@ class Dataset:
 
 
 def _facts_of(module_name: str) -> dict[str, Any]:
-    text = resources.files(__package__).joinpath(f"{module_name}.json").read_text("utf-8")
-    return json.loads(text)
+    """The parsed facts of one module (a fresh copy: callers may change it)."""
+    return copy.deepcopy(_registry(tuple(__path__))[1][module_name])
 
 
 def _modules() -> dict[str, str]:
     """Data-set name -> module name, for every module of this package not starting with _."""
-    found = {}
-    for info in pkgutil.iter_modules(__path__):
+    return dict(_registry(tuple(__path__))[0])
+
+
+@functools.cache
+def _registry(paths: tuple[str, ...]) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """(name -> module, module -> facts) of the modules found on ``paths``, each module's
+    ``<module>.json`` read from beside it: parsed once per search path."""
+    names, facts = {}, {}
+    for info in pkgutil.iter_modules(list(paths)):
         if not info.name.startswith("_"):
-            found[_facts_of(info.name)["name"]] = info.name
-    return found
+            path = Path(info.module_finder.path) / f"{info.name}.json"
+            facts[info.name] = json.loads(path.read_text("utf-8"))
+            names[facts[info.name]["name"]] = info.name
+    return names, facts
 
 
 def dataset_names() -> list[str]:
