@@ -40,17 +40,15 @@ from models import build_model, load_preset
 from models.losses import FocalLoss
 from study.artifacts import load_trained, model_from_state
 from study.checkpoint import load_checkpoint
-from study.config import resolve_config
+from study.config import TrainConfig, resolve_config
 from study.metrics import Scoring
 from study.runtime import select_runtime
 from study.train import DEFAULT_DATASET
 from study.trainer import Split, evaluate, split_loader
 
 
-def _with_data(cfg: dict[str, Any], **data: Any) -> dict[str, Any]:
-    out = copy.deepcopy(cfg)
-    out["data"].update(data)
-    return out
+def _with_data(cfg: TrainConfig, **data: Any) -> TrainConfig:
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update=data)})
 
 
 @torch.no_grad()
@@ -79,7 +77,7 @@ def rescore(*, state: dict[str, Any], train: Split, val: Split,
     cfg = resolve_config(state["config"])
     # the run's own precision (bf16 autocast where this CPU computes it), so the first row
     # repeats the score the run logged
-    runtime = select_runtime(device="cpu", amp=cfg["runtime"]["amp"])
+    runtime = select_runtime(device="cpu", amp=cfg.runtime.amp)
     model = model_from_state(state)
     scoring = Scoring.from_dataset(load_dataset(dataset))
     train_batches = lambda: split_loader(train, cfg=cfg, training=True, epoch=0)  # noqa: E731
@@ -139,18 +137,18 @@ def layer_updates(*, preset: str, train: Split, steps: int, fs_hz: float,
 
 
 def _seeded_preset(preset: str, *, arrays: EcgArrays, fs_hz: float,
-                   optim: dict[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+                   optim: dict[str, Any] | None = None) -> tuple[nn.Module, TrainConfig]:
     """``preset`` at the default config's seeded initialisation, sized for ``arrays``."""
     cfg = resolve_config({"model": load_preset(preset), "data": {"fs_hz": fs_hz},
                           "optim": optim or {}})
-    torch.manual_seed(cfg["seed"])
-    model = build_model({**cfg["model"], "n_classes": len(arrays.classes),
+    torch.manual_seed(cfg.seed)
+    model = build_model({**cfg.model, "n_classes": len(arrays.classes),
                          "n_leads": arrays.n_leads})
     return model, cfg
 
 
 def _model_and_config(spec: str, *, arrays: EcgArrays,
-                      fs_hz: float) -> tuple[nn.Module, dict[str, Any]]:
+                      fs_hz: float) -> tuple[nn.Module, TrainConfig]:
     """A preset at its seeded initialisation, or the model of a checkpoint file (``*.pt``)."""
     if spec.endswith(".pt"):
         model, config = load_trained(Path(spec))
@@ -191,7 +189,7 @@ def _split(dataset: str, directory: Path, *, fs_hz: float, cache_dir: Path | Non
 
 def _rescore_command(args: argparse.Namespace) -> tuple[Any, list[str]]:
     state = load_checkpoint(args.run / "checkpoint.pt")
-    fs_hz = resolve_config(state["config"])["data"]["fs_hz"]
+    fs_hz = resolve_config(state["config"]).data.fs_hz
     train = _split(args.dataset, args.train_dir, fs_hz=fs_hz, cache_dir=args.cache_dir)
     val = _split(args.dataset, args.eval_dir, fs_hz=fs_hz, cache_dir=args.cache_dir)
     results = rescore(state=state, train=train, val=val, dataset=args.dataset)

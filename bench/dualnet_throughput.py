@@ -44,9 +44,9 @@ N_CLASSES = 4
 def make_step(preset: str, *, batch: int, samples: int, seed: int) -> Callable[[], None]:
     """One training step of ``preset`` on a fixed random batch, as a closure."""
     cfg = resolve_config(preset_config(preset))
-    runtime = select_runtime(device="cpu", amp=cfg["runtime"]["amp"])
+    runtime = select_runtime(device="cpu", amp=cfg.runtime.amp)
     torch.manual_seed(seed)
-    model = build_model({**cfg["model"], "n_classes": N_CLASSES, "n_leads": 1}).train()
+    model = build_model({**cfg.model, "n_classes": N_CLASSES, "n_leads": 1}).train()
     optimizer = build_optimizer(model, cfg)
     loss_fn = FocalLoss(gamma=0.0, alpha=None)
     x = torch.randn(batch, 1, samples)
@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     samples = round(args.seconds * args.fs_hz)
-    trainer_threads = resolve_config({})["runtime"]["num_threads"] or torch.get_num_threads()
-    runtime = select_runtime(device="cpu", amp=resolve_config({})["runtime"]["amp"])
+    trainer_threads = resolve_config({}).runtime.num_threads or torch.get_num_threads()
+    runtime = select_runtime(device="cpu", amp=resolve_config({}).runtime.amp)
     precision = "fp32" if runtime.amp_dtype is None else f"{runtime.amp_dtype} autocast"
     print(f"batch {args.batch} x {args.seconds:g} s at {args.fs_hz:g} Hz ({samples} samples), "
           f"{precision}, median of {args.steps} steps", flush=True)

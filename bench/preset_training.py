@@ -92,7 +92,7 @@ def run_config(plan: dict[str, Any], run: Run, *, threads: int) -> dict[str, Any
 
 def _resolved_key(plan: dict[str, Any], run: Run) -> str:
     config = resolve_config(run_config(plan, run, threads=1))
-    return json.dumps(config, sort_keys=True)
+    return json.dumps(config.as_dict(), sort_keys=True)
 
 
 def same_as(plan: dict[str, Any], runs: list[Run]) -> dict[Run, Run]:

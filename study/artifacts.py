@@ -22,7 +22,7 @@ from data_io.records import EcgArrays
 from models import build_model
 from study.bars import bar
 from study.checkpoint import load_checkpoint, restore_model
-from study.config import resolve_config
+from study.config import TrainConfig, resolve_config
 from study.explanation_checks import sanity_arrays
 from study.explanation_methods import METHODS, Batch, explain_batch, merge_settings
 from study.folder_format import EXPLANATION_SANITY, EXPLANATIONS, PREDICTIONS, SCORED_EXPLANATIONS
@@ -85,7 +85,7 @@ def select_records(frame: pd.DataFrame, *, n_classes: int) -> list[int]:
 
 
 def explanation_arrays(
-    model: torch.nn.Module, *, split: Split, positions: list[int], cfg: dict[str, Any],
+    model: torch.nn.Module, *, split: Split, positions: list[int], cfg: TrainConfig,
     normal_class: int | None, settings: Mapping[str, Any] | None = None,
     progress: str | bool = False,
 ) -> dict[str, np.ndarray]:
@@ -96,7 +96,7 @@ def explanation_arrays(
 
 
 def explain_records(
-    model: torch.nn.Module, *, arrays: EcgArrays, indices: np.ndarray, cfg: dict[str, Any],
+    model: torch.nn.Module, *, arrays: EcgArrays, indices: np.ndarray, cfg: TrainConfig,
     normal_class: int | None, settings: Mapping[str, Any] | None = None,
     progress: str | bool = False,
 ) -> dict[str, np.ndarray]:
@@ -139,7 +139,7 @@ SHARED_KEYS = ("fs_hz", "classes")
 
 
 def explain_in_chunks(
-    model: torch.nn.Module, *, arrays: EcgArrays, indices: np.ndarray, cfg: dict[str, Any],
+    model: torch.nn.Module, *, arrays: EcgArrays, indices: np.ndarray, cfg: TrainConfig,
     normal_class: int | None, settings: Mapping[str, Any] | None = None,
     chunk_records: int = 64, progress: str | bool = False,
 ) -> dict[str, np.ndarray]:
@@ -256,7 +256,7 @@ def _first_rows(arrays: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
 
 
 def _scored_explanations(
-    model: torch.nn.Module, *, split: Split, cfg: dict[str, Any], normal_class: int | None,
+    model: torch.nn.Module, *, split: Split, cfg: TrainConfig, normal_class: int | None,
     masks: MaskSource, score_records: int | None, settings: Mapping[str, Any],
     progress: str | bool,
 ) -> dict[str, np.ndarray] | None:

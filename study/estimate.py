@@ -25,7 +25,7 @@ from data_io.records import EcgArrays
 from models import FocalLoss, build_model
 from models.convlstm import pretraining_config
 from search_spaces import define_fixed, unflatten
-from study.config import resolve_config
+from study.config import TrainConfig, resolve_config
 from study.results import expected_epochs
 from study.runtime import Runtime
 from study.spec import StudySpec
@@ -60,7 +60,7 @@ class EpochCost:
                 + evaluate * self.eval_samples_per_record * self.eval_s_per_sample)
 
 
-def sample_configs(space: str, *, n: int, seed: int, spec: StudySpec) -> list[dict[str, Any]]:
+def sample_configs(space: str, *, n: int, seed: int, spec: StudySpec) -> list[TrainConfig]:
     """``n`` resolved training configs drawn from the space like study trials get them."""
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     configs = []
@@ -79,18 +79,18 @@ def computed_samples(loader) -> int:
     return sum(batch["x"].numel() for batch in loader)
 
 
-def _model_parts(cfg: dict[str, Any], *, n_classes: int, n_leads: int, runtime: Runtime):
-    torch.manual_seed(cfg["seed"])
+def _model_parts(cfg: TrainConfig, *, n_classes: int, n_leads: int, runtime: Runtime):
+    torch.manual_seed(cfg.seed)
     model = build_model({"n_classes": n_classes, "n_leads": n_leads,
-                         **cfg["model"]}).to(runtime.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["optim"]["lr"],
-                                 weight_decay=cfg["optim"]["weight_decay"])
-    loss_fn = FocalLoss(gamma=cfg["loss"]["focal_gamma"], alpha=None).to(runtime.device)
+                         **cfg.model}).to(runtime.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr,
+                                 weight_decay=cfg.optim.weight_decay)
+    loss_fn = FocalLoss(gamma=cfg.loss.focal_gamma, alpha=None).to(runtime.device)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.use_grad_scaler)
     return model, optimizer, loss_fn, scaler
 
 
-def measure_epoch_cost(cfg: dict[str, Any], *, arrays: EcgArrays, pool: np.ndarray,
+def measure_epoch_cost(cfg: TrainConfig, *, arrays: EcgArrays, pool: np.ndarray,
                        steps: int, runtime: Runtime) -> tuple[EpochCost, Any]:
     """Time one warm-up step, then ``steps`` timed training steps and one evaluation pass.
 
@@ -101,7 +101,7 @@ def measure_epoch_cost(cfg: dict[str, Any], *, arrays: EcgArrays, pool: np.ndarr
     """
     model, optimizer, loss_fn, scaler = _model_parts(
         cfg, n_classes=len(arrays.classes), n_leads=arrays.n_leads, runtime=runtime)
-    batch = cfg["optim"]["batch_size"]
+    batch = cfg.optim.batch_size
     need = (steps + 1) * batch
     if need > len(pool):
         raise ValueError(f"pool of {len(pool)} records too small for {steps + 1} batches "
@@ -146,7 +146,7 @@ class ConfigCost:
     summary: str
 
 
-def measure_config(cfg: dict[str, Any], *, arrays: EcgArrays, pool: np.ndarray, steps: int,
+def measure_config(cfg: TrainConfig, *, arrays: EcgArrays, pool: np.ndarray, steps: int,
                    runtime: Runtime, records: int, n_folds: int) -> ConfigCost:
     """Seconds per trial epoch of ``cfg`` on ``records`` records, plus the CNN pre-training a
     trial runs first."""
@@ -154,20 +154,21 @@ def measure_config(cfg: dict[str, Any], *, arrays: EcgArrays, pool: np.ndarray, 
                                      runtime=runtime)
     epoch_s = cost.epoch_seconds(records=records, n_folds=n_folds)
     pretrain_s = 0.0
-    if cfg["pretrain_epochs"]:
+    if cfg.pretrain_epochs:
         # As study.trainer: a GMP-headed CNN with the same trunk, trained for pretrain_epochs.
-        pre_cfg = {**cfg, "model": pretraining_config(model.config), "pretrain_epochs": 0}
+        pre_cfg = cfg.model_copy(update={"model": pretraining_config(model.config),
+                                         "pretrain_epochs": 0})
         pre_cost, _ = measure_epoch_cost(pre_cfg, arrays=arrays, pool=pool, steps=steps,
                                          runtime=runtime)
-        pretrain_s = cfg["pretrain_epochs"] * pre_cost.epoch_seconds(
+        pretrain_s = cfg.pretrain_epochs * pre_cost.epoch_seconds(
             records=records, n_folds=n_folds)
     return ConfigCost(epoch_s=epoch_s, pretrain_s=pretrain_s, summary=describe_config(cfg))
 
 
-def describe_config(cfg: dict[str, Any]) -> str:
-    model = {k: v for k, v in cfg["model"].items() if k != "name"}
-    extra = f" pretrain={cfg['pretrain_epochs']}" if cfg["pretrain_epochs"] else ""
-    return f"batch={cfg['optim']['batch_size']} {model}{extra}"
+def describe_config(cfg: TrainConfig) -> str:
+    model = {k: v for k, v in cfg.model.items() if k != "name"}
+    extra = f" pretrain={cfg.pretrain_epochs}" if cfg.pretrain_epochs else ""
+    return f"batch={cfg.optim.batch_size} {model}{extra}"
 
 
 @dataclass(frozen=True)
@@ -299,7 +300,7 @@ def probe(plan: Any, spec: StudySpec, *, milestones: list[int], device: str) -> 
         for cfg in configs:
             if costs and not fixed and time.perf_counter() - started > PROBE_BUDGET_S:
                 break
-            batch = cfg["optim"]["batch_size"]
+            batch = cfg.optim.batch_size
             # A data set smaller than two batches is timed on its records repeated.
             cfg_pool = pool if len(pool) >= 2 * batch else np.resize(pool, 2 * batch)
             steps = max(1, min(PROBE_STEPS, len(cfg_pool) // batch - 1))
@@ -365,7 +366,7 @@ def _explanation_text(plan: Any, explain_epochs: float) -> str:
 
 
 def preset_configs(presets: tuple[str, ...], *, spec: StudySpec, space: str
-                   ) -> list[dict[str, Any]]:
+                   ) -> list[TrainConfig]:
     """The resolved training config of each preset, as a fixed-configuration study trains it
     (its published training, then the study's budget and overrides)."""
     from study.protocols import study_preset_config

@@ -37,6 +37,7 @@ from reports.explanation_scores import (
     summarise_scores,
 )
 from study.artifacts import explain_in_chunks, write_npz
+from study.config import resolve_config
 from study.explanation_checks import sanity_arrays
 from study.explanation_methods import Batch, merge_settings
 from study.folder_format import EXPLANATION_SANITY, EXPLANATIONS
@@ -182,7 +183,7 @@ def run(out: Path, *, log, settings: dict[str, Any] | None = None) -> dict[str, 
     log(f"model {'reused from' if reused else 'trained into'} {out / CHECKPOINT_FILE}: "
         f"validation accuracy {accuracy:.3f}")
     abnormal = np.array([i for i in val_idx if masks[arrays.record_ids[i]].any()])
-    cfg = {"data": {"normalization": "zscore"}}
+    cfg = resolve_config({"data": {"normalization": "zscore"}})
     dataset = load_dataset("synthetic")
     explained = explain_in_chunks(model, arrays=arrays, indices=abnormal, cfg=cfg,
                                   normal_class=dataset.normal_index,

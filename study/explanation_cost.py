@@ -23,7 +23,7 @@ from data_io.batching import BatchingOptions, batching_mode
 from data_io.datasets import load_dataset
 from data_io.records import EcgArrays
 from study.artifacts import MaskSource, gallery_size, with_abnormal_beats
-from study.config import resolve_config
+from study.config import Data, TrainConfig, resolve_config
 from study.data import fold_split, mask_source
 from study.explanation_methods import study_settings
 
@@ -69,7 +69,7 @@ class ExplanationLoad:
         return sum(self.samples_by_method.values()) / self.epoch_samples
 
 
-def epoch_samples(*, lengths: np.ndarray, fs_hz: float, data: Mapping[str, Any], batch_size: int,
+def epoch_samples(*, lengths: np.ndarray, fs_hz: float, data: Data, batch_size: int,
                   n_train: float, n_eval: float) -> float:
     """Forward-pass samples of one trial epoch of ``n_train`` training and ``n_eval``
     evaluation records whose lengths are distributed as ``lengths``, batched as the training
@@ -78,15 +78,15 @@ def epoch_samples(*, lengths: np.ndarray, fs_hz: float, data: Mapping[str, Any],
     def per_record(mode: str, *, shuffle: bool) -> float:
         plan = batching_mode(mode)(BatchingOptions(
             lengths=lengths, fs_hz=fs_hz, batch_size=batch_size, shuffle=shuffle, seed=0,
-            epoch=0, fixed_length_s=data["fixed_length_s"], crop_s=data["crop_s"],
+            epoch=0, fixed_length_s=data.fixed_length_s, crop_s=data.crop_s,
             bucket_size=0))
         crop = plan.crop_samples or int(lengths.max())
         total = sum((plan.pad_to or int(np.minimum(lengths[rows], crop).max())) * len(rows)
                     for rows in plan.batch_sampler)
         return total / len(lengths)
 
-    return (n_train * per_record(data["train_batching"], shuffle=True) * STEP_PASSES
-            + n_eval * per_record(data["eval_batching"], shuffle=False))
+    return (n_train * per_record(data.train_batching, shuffle=True) * STEP_PASSES
+            + n_eval * per_record(data.eval_batching, shuffle=False))
 
 
 def explanation_load(*, settings: Mapping[str, Mapping[str, Any]], fs_hz: float,
@@ -110,7 +110,7 @@ def explanation_load(*, settings: Mapping[str, Mapping[str, Any]], fs_hz: float,
 
 def trial_load(*, arrays: EcgArrays, sample: np.ndarray, n_train: float, n_val: int,
                masks: MaskSource | None, score_records: int | None,
-               settings: Mapping[str, Mapping[str, Any]], cfg: Mapping[str, Any],
+               settings: Mapping[str, Mapping[str, Any]], cfg: TrainConfig,
                normal_class: int | None) -> ExplanationLoad:
     """`explanation_load` of a trial that trains on ``n_train`` records and explains its
     ``n_val`` validation records as `study.artifacts.write_trial_artifacts` does (the
@@ -125,8 +125,8 @@ def trial_load(*, arrays: EcgArrays, sample: np.ndarray, n_train: float, n_val: 
         scored = min(scored, score_records)
     shift_share = (0.0 if normal_class is None else
                    float((arrays.labels[sample] != normal_class).mean()))
-    epoch = epoch_samples(lengths=lengths, fs_hz=arrays.fs_hz, data=cfg["data"],
-                          batch_size=cfg["optim"]["batch_size"], n_train=n_train, n_eval=n_val)
+    epoch = epoch_samples(lengths=lengths, fs_hz=arrays.fs_hz, data=cfg.data,
+                          batch_size=cfg.optim.batch_size, n_train=n_train, n_eval=n_val)
     return explanation_load(settings=settings, fs_hz=arrays.fs_hz,
                             record_samples=float(lengths.mean()),
                             n_classes=len(arrays.classes), n_val=n_val, scored=scored,

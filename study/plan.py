@@ -24,7 +24,7 @@ from data_io.datasets.mitdb_beats import check_mitdb_directory
 from data_io.errors import DatasetError
 from search_spaces import describe_space, load_space, space_names, unflatten
 from study.cli_choices import DEFAULT_SYNTHETIC_RECORDS, RUNG_METRICS
-from study.config import default_config, resolve_config
+from study.config import TrainConfig, resolve_config
 from study.folder_format import STUDY_RECORD
 from study.results import asha_milestones
 
@@ -366,7 +366,7 @@ def parse_fixed(assignments: list[str]) -> dict[str, Any]:
 
     Raises:
         StudyError: an assignment without ``=``, a section or option the trainer does not
-            know, or a value outside the option's type or range (`study.options`; model
+            know, or a value outside the option's type or range (`study.config`; model
             options are checked by the model when a trial builds it).
     """
     fixed: dict[str, Any] = {}
@@ -383,13 +383,7 @@ def parse_fixed(assignments: list[str]) -> dict[str, Any]:
             raise StudyError(f"--set {key}: the study's {flag} sets it in every trial")
     checked = {k: v for k, v in fixed.items() if not k.startswith("model/")}
     try:
-        resolved = resolve_config(unflatten(checked))
-    except ValueError as exc:
-        raise StudyError(f"--set: {exc}") from None
-    from study.options import check_options  # the trainer's registries: imported when needed
-
-    try:
-        check_options(resolved, only=set(checked))
+        resolve_config(unflatten(checked))
     except ValueError as exc:
         raise StudyError(f"--set {exc}") from None
     return fixed
@@ -432,7 +426,7 @@ def _fs_hz(args: Any, *, smoke: dict[str, Any], dataset: Dataset) -> float:
 
 def _grace_period(args: Any, *, fixed: dict[str, Any]) -> int:
     """``--grace-period``, or by default the first epoch after the trials' learning-rate
-    warm-up (``optim/warmup_epochs`` from ``--set`` or `train_defaults.json`), at most the
+    warm-up (``optim/warmup_epochs`` from ``--set`` or its default, `study.config`), at most the
     budget.
 
     A rung at the end of the warm-up ranks trials that have not yet trained at their own rate:
@@ -442,7 +436,7 @@ def _grace_period(args: Any, *, fixed: dict[str, Any]) -> int:
     """
     if args.grace_period is not None:
         return args.grace_period
-    warmup = fixed.get("optim/warmup_epochs", default_config()["optim"]["warmup_epochs"])
+    warmup = fixed.get("optim/warmup_epochs", TrainConfig().optim.warmup_epochs)
     return min(args.max_epochs, math.floor(warmup) + 1)
 
 

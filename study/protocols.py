@@ -5,7 +5,7 @@ loss, augmentation) trains with them when it is trained by its preset name: ``st
 --preset dualnet_s`` and a ``--presets`` study take `preset_config`, the protocol file
 ``study/configs/<protocol>.json`` that ``study/preset_protocols.json`` names for the preset,
 with the preset as its model. Presets without a protocol train with the defaults
-(``study/train_defaults.json``). Command-line options (``--epochs``, ``--fs-hz``) still win.
+(`study.config`). Command-line options (``--epochs``, ``--fs-hz``) still win.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from importlib import resources
 from typing import Any
 
 from models import load_preset
+from search_spaces import load_space, unflatten
+from study.config import merge_sections
 
 
 @functools.cache
@@ -62,8 +64,5 @@ def preset_config(preset: str) -> dict[str, Any]:
 def study_preset_config(preset: str, *, space: str) -> dict[str, Any]:
     """What a ``--presets`` study trains ``preset`` with: its space's ``PUBLISHED_TRAINING``
     (e.g. HADLN's), then its protocol file (`preset_config`), with the preset as its model."""
-    from search_spaces import load_space, unflatten
-    from study.config import merge_sections
-
     published = unflatten(dict(getattr(load_space(space), "PUBLISHED_TRAINING", {})))
     return merge_sections(published, preset_config(preset))

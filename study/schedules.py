@@ -15,22 +15,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:  # study.config checks schedule names against LR_SCHEDULES
+    from study.config import Optim
 
 Scheduler = torch.optim.lr_scheduler.LRScheduler
 
 
-def exponential(optimizer: torch.optim.Optimizer, optim: dict[str, Any], epochs: int) -> Scheduler:
-    return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=optim["lr_decay"])
+def exponential(optimizer: torch.optim.Optimizer, optim: Optim, epochs: int) -> Scheduler:
+    return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=optim.lr_decay)
 
 
-def cosine(optimizer: torch.optim.Optimizer, optim: dict[str, Any], epochs: int) -> Scheduler:
+def cosine(optimizer: torch.optim.Optimizer, optim: Optim, epochs: int) -> Scheduler:
     # A factor on each group's own rate: torch's CosineAnnealingLR takes one absolute eta_min,
     # which would end a group of lower rate (a pre-trained trunk, a wide convolution) at a
     # larger fraction of its rate, or raise it if it starts below eta_min.
-    final, steps = optim["lr_final_ratio"], max(epochs, 1)
+    final, steps = optim.lr_final_ratio, max(epochs, 1)
 
     def factor(epoch: int) -> float:
         return final + (1.0 - final) * (1.0 + math.cos(math.pi * min(epoch, steps) / steps)) / 2
@@ -38,19 +41,21 @@ def cosine(optimizer: torch.optim.Optimizer, optim: dict[str, Any], epochs: int)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=factor)
 
 
-def multistep(optimizer: torch.optim.Optimizer, optim: dict[str, Any], epochs: int) -> Scheduler:
-    milestones = sorted({int(fraction * epochs) for fraction in optim["lr_milestones"]})
+def multistep(optimizer: torch.optim.Optimizer, optim: Optim, epochs: int) -> Scheduler:
+    milestones = sorted({int(fraction * epochs) for fraction in optim.lr_milestones})
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones,
-                                                gamma=optim["lr_decay"])
-def plateau(optimizer: torch.optim.Optimizer, optim: dict[str, Any], epochs: int) -> Scheduler:
+                                                gamma=optim.lr_decay)
+
+
+def plateau(optimizer: torch.optim.Optimizer, optim: Optim, epochs: int) -> Scheduler:
     # torch's ReduceLROnPlateau, as the published code uses it (mode min, default threshold):
     # the rate drops after ``patience`` epochs in a row without a new best loss.
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=optim["lr_plateau_factor"],
-        patience=optim["lr_plateau_patience"])
+        optimizer, mode="min", factor=optim.lr_plateau_factor,
+        patience=optim.lr_plateau_patience)
 
 
-def constant(optimizer: torch.optim.Optimizer, optim: dict[str, Any], epochs: int) -> Scheduler:
+def constant(optimizer: torch.optim.Optimizer, optim: Optim, epochs: int) -> Scheduler:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=_unchanged)
 
 
@@ -58,7 +63,7 @@ def _unchanged(epoch: int) -> float:
     return 1.0
 
 
-LR_SCHEDULES: dict[str, Callable[[torch.optim.Optimizer, dict[str, Any], int], Scheduler]] = {
+LR_SCHEDULES: dict[str, Callable[[torch.optim.Optimizer, Optim, int], Scheduler]] = {
     "exponential": exponential,
     "cosine": cosine,
     "multistep": multistep,
@@ -67,13 +72,13 @@ LR_SCHEDULES: dict[str, Callable[[torch.optim.Optimizer, dict[str, Any], int], S
 }
 
 
-def build_schedule(optimizer: torch.optim.Optimizer, *, optim: dict[str, Any], epochs: int):
-    """The scheduler named by ``optim["lr_schedule"]``.
+def build_schedule(optimizer: torch.optim.Optimizer, *, optim: Optim, epochs: int):
+    """The scheduler named by ``optim.lr_schedule``.
 
     Raises:
         ValueError: an unknown schedule name (the message lists the known ones).
     """
-    name = optim["lr_schedule"]
+    name = optim.lr_schedule
     if name not in LR_SCHEDULES:
         raise ValueError(f"unknown lr_schedule {name!r}; known: {sorted(LR_SCHEDULES)}")
     return LR_SCHEDULES[name](optimizer, optim, epochs)

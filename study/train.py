@@ -26,10 +26,9 @@ from data_io.errors import DatasetError
 from data_io.folds import DEFAULT_SEED, check_holdout, write_folds
 from models import load_preset, preset_names
 from models.listing import preset_table
-from study.config import resolve_config
+from study.config import merge_sections, resolve_config
 from study.data import item_folds
 from study.metrics import Scoring
-from study.options import check_options
 from study.plan import StudyError, parse_options
 from study.protocols import preset_config
 from study.spec import StudySpec
@@ -66,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--preset", choices=preset_names(), metavar="NAME", help=_preset_help())
     what.add_argument("--config", type=Path, metavar="FILE.json",
                       help="a training config (sections model, loss, optim, data, runtime, "
-                           "epochs, pretrain_epochs, seed; defaults in "
-                           "study/train_defaults.json; the thesis' protocol in "
+                           "epochs, pretrain_epochs, seed; defaults and ranges in "
+                           "study/config.py; the thesis' protocol in "
                            "study/configs/thesis_protocol.json) or a bare model config")
     parser.add_argument("--dataset", choices=dataset_names(), default=DEFAULT_DATASET,
                         metavar="NAME", help=f"data set: {', '.join(dataset_names())} "
@@ -119,11 +118,7 @@ def partial_config(args: argparse.Namespace) -> dict[str, Any]:
         config["data"] = {**config.get("data", {}), "fs_hz": args.fs_hz}
     if args.device is not None:
         config["runtime"] = {**config.get("runtime", {}), "device": args.device}
-    for section, values in load_dataset(args.dataset).training.items():
-        given = config.get(section)
-        config[section] = {**values, **given} if isinstance(values, dict) and isinstance(
-            given, dict) else values if given is None else given
-    return config
+    return merge_sections(load_dataset(args.dataset).training, config)
 
 
 def splits(args: argparse.Namespace, *, fs_hz: float) -> tuple[Split, Split]:
@@ -222,9 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         config = partial_config(args)
-        resolved = resolve_config(config)
-        check_options(resolved)
-        fs_hz = resolved["data"]["fs_hz"]
+        fs_hz = resolve_config(config).data.fs_hz
         if args.out is not None:
             args.out.mkdir(parents=True, exist_ok=True)
         train_split, val_split = splits(args, fs_hz=fs_hz)

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -30,9 +29,11 @@ from models.layers import pool_mean_share, set_pool_mean_share
 from models.losses import FocalLoss
 from study.bars import track
 from study.checkpoint import load_checkpoint, restore_model, save_checkpoint
-from study.config import resolve_config
+from study.class_weights import class_weights
+from study.config import TrainConfig, resolve_config
 from study.layer_rates import depth_scale, split_by_fan_in
 from study.metrics import Scoring, classification_metrics
+from study.optimizers import OPTIMIZERS
 from study.runtime import Runtime, select_runtime
 from study.schedules import build_schedule, load_schedule_state, step_schedule
 
@@ -70,53 +71,6 @@ class TrainResult:
         return self.history[-1] if self.history else {}
 
 
-def inverse_frequency(labels: np.ndarray, n_classes: int) -> list[float]:
-    """Class weights n / (k * count), so every class weighs the same in total."""
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    weights = np.divide(len(labels), n_classes * counts, out=np.zeros(n_classes), where=counts > 0)
-    return weights.tolist()
-
-
-def sqrt_inverse_frequency(labels: np.ndarray, n_classes: int) -> list[float]:
-    """The square root of `inverse_frequency`: rare classes gain weight, less extremely."""
-    return np.sqrt(inverse_frequency(labels, n_classes)).tolist()
-
-
-def complement_frequency(labels: np.ndarray, n_classes: int) -> list[float]:
-    """Class weights 1 - count / n (the HADLN reproduction's focal-loss weights): every
-    class but a dominant one weighs nearly 1, the dominant one less."""
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    return (1.0 - counts / max(len(labels), 1)).tolist()
-
-
-CLASS_WEIGHTS: dict[str, Callable[[np.ndarray, int], list[float]]] = {
-    "inverse_frequency": inverse_frequency,
-    "sqrt_inverse_frequency": sqrt_inverse_frequency,
-    "complement_frequency": complement_frequency,
-}
-
-
-def class_weights(spec: str | list[float] | Mapping[str, float] | None, *, labels: np.ndarray,
-                  classes: tuple[str, ...]):
-    """Resolve the loss' ``class_weights`` option: a rule name, explicit weights in class
-    order, weights by class label (every class named), or None.
-
-    Raises:
-        ValueError: an unknown rule, or a label mapping that misses or adds a class.
-    """
-    n_classes = len(classes)
-    if spec is None or isinstance(spec, list):
-        return spec
-    if isinstance(spec, Mapping):
-        if set(spec) != set(classes):
-            raise ValueError(f"class_weights {dict(spec)} must name every class of the data set "
-                             f"({', '.join(classes)}) and no other")
-        return [float(spec[label]) for label in classes]
-    if spec not in CLASS_WEIGHTS:
-        raise ValueError(f"unknown class_weights {spec!r}; known: {sorted(CLASS_WEIGHTS)}")
-    return CLASS_WEIGHTS[spec](labels, n_classes)
-
-
 def train(
     *,
     config: Mapping[str, Any],
@@ -145,31 +99,31 @@ def train(
             scored once).
     """
     cfg = resolve_config(config)
-    runtime = select_runtime(device=cfg["runtime"]["device"], amp=cfg["runtime"]["amp"])
-    if cfg["runtime"]["num_threads"]:
-        torch.set_num_threads(int(cfg["runtime"]["num_threads"]))
+    runtime = select_runtime(device=cfg.runtime.device, amp=cfg.runtime.amp)
+    if cfg.runtime.num_threads:
+        torch.set_num_threads(int(cfg.runtime.num_threads))
     classes = train_split.arrays.classes
-    torch.manual_seed(cfg["seed"])
+    torch.manual_seed(cfg.seed)
     # A data-set-wide normalization is fitted on the training split alone; its statistics
     # go into the config (and so into the checkpoint) for every loader after this one.
-    normalize = fit_normalizer(cfg["data"]["normalization"], arrays=train_split.arrays,
+    normalize = fit_normalizer(cfg.data.normalization, arrays=train_split.arrays,
                                indices=train_split.indices)
-    cfg["data"]["normalization_stats"] = (
+    cfg.data.normalization_stats = (
         normalize.stats() if isinstance(normalize, TrainingZscore) else None)
     # The data set fixes the output classes and input leads; a model config may not differ.
     model = build_model(
-        {**cfg["model"], "n_classes": len(classes), "n_leads": train_split.arrays.n_leads}
+        {**cfg.model, "n_classes": len(classes), "n_leads": train_split.arrays.n_leads}
     ).to(runtime.device)
     resuming = checkpoint_path is not None and checkpoint_path.exists()
-    if cfg["pretrain_epochs"] and not resuming:
+    if cfg.pretrain_epochs and not resuming:
         _pretrain_trunk(model, cfg=cfg, train_split=train_split, val_split=val_split,
                         scoring=scoring, log=log, progress=progress)
     optimizer = build_optimizer(model, cfg)
-    scheduler = build_schedule(optimizer, optim=cfg["optim"], epochs=cfg["epochs"])
+    scheduler = build_schedule(optimizer, optim=cfg.optim, epochs=cfg.epochs)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.use_grad_scaler)
     train_labels = train_split.arrays.labels[train_split.indices]
-    weights = class_weights(cfg["loss"]["class_weights"], labels=train_labels, classes=classes)
-    loss_fn = FocalLoss(gamma=cfg["loss"]["focal_gamma"], alpha=weights).to(runtime.device)
+    weights = class_weights(cfg.loss.class_weights, labels=train_labels, classes=classes)
+    loss_fn = FocalLoss(gamma=cfg.loss.focal_gamma, alpha=weights).to(runtime.device)
 
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -184,33 +138,33 @@ def train(
         start_epoch = int(state["epoch"])
 
     predictions: dict[str, Any] = {}
-    for epoch in range(start_epoch, cfg["epochs"]):
+    for epoch in range(start_epoch, cfg.epochs):
         started = time.perf_counter()
         loader = split_loader(train_split, cfg=cfg, training=True, epoch=epoch)
         train_loss, problem = train_epoch(
             model=model, loader=loader, loss_fn=loss_fn, optimizer=optimizer,
             scaler=scaler, runtime=runtime,
             warmup=warmup_factors(
-                warmup_epochs=cfg["optim"]["warmup_epochs"], epoch=epoch, n_batches=len(loader)
+                warmup_epochs=cfg.optim.warmup_epochs, epoch=epoch, n_batches=len(loader)
             ),
             pool_mean=pool_mean_shares(
-                fraction=cfg["optim"]["pool_mean_fraction"], epochs=cfg["epochs"], epoch=epoch,
+                fraction=cfg.optim.pool_mean_fraction, epochs=cfg.epochs, epoch=epoch,
                 n_batches=len(loader),
             ),
-            progress=progress and f"epoch {epoch + 1}/{cfg['epochs']} training",
+            progress=progress and f"epoch {epoch + 1}/{cfg.epochs} training",
         )
         if problem:
             message = f"training diverged at epoch {epoch + 1}: {problem}"
             if log:
                 log(message)
-            return TrainResult(status="diverged", history=history, config=cfg, message=message,
-                               predictions=predictions, model=model.cpu())
+            return TrainResult(status="diverged", history=history, config=cfg.as_dict(),
+                               message=message, predictions=predictions, model=model.cpu())
         metrics: dict[str, Any] = {}
-        if not score_last_only or epoch + 1 == cfg["epochs"]:
+        if not score_last_only or epoch + 1 == cfg.epochs:
             metrics, predictions = evaluate(
                 model=model, split=val_split, cfg=cfg, runtime=runtime, loss_fn=loss_fn,
                 scoring=scoring,
-                progress=progress and f"epoch {epoch + 1}/{cfg['epochs']} evaluation",
+                progress=progress and f"epoch {epoch + 1}/{cfg.epochs} evaluation",
             )
         # A plateau schedule watches the validation loss; an epoch not scored (a test set,
         # scored once) gives it the training loss, so the test set never steers training.
@@ -228,7 +182,7 @@ def train(
                 checkpoint_path,
                 {
                     "epoch": epoch + 1,
-                    "config": cfg,
+                    "config": cfg.as_dict(),
                     "model_config": model.config,
                     "classes": list(classes),
                     "model_state": model.state_dict(),
@@ -242,7 +196,7 @@ def train(
                 },
             )
         if log:
-            log(_progress_line(row, epochs=cfg["epochs"], metric=scoring.key))
+            log(_progress_line(row, epochs=cfg.epochs, metric=scoring.key))
         if on_epoch:
             on_epoch(row, checkpoint_path)
     if not predictions and history:
@@ -251,58 +205,51 @@ def train(
             scoring=scoring,
         )
     return TrainResult(
-        status="completed", history=history, config=cfg, predictions=predictions,
+        status="completed", history=history, config=cfg.as_dict(), predictions=predictions,
         model=model.cpu(),
     )
 
 
-OPTIMIZERS: Mapping[str, type[torch.optim.Optimizer]] = MappingProxyType(
-    {"adam": torch.optim.Adam, "radam": torch.optim.RAdam}
-)
-"""``optim.optimizer`` -> optimiser class: Adam (our default) or RAdam (Liu et al. 2020,
-ECG-DualNet's ``torch_optimizer.RAdam``), both with torch's default betas and eps."""
-
-
-def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
-    """The optimiser ``cfg["optim"]["optimizer"]`` names over ``model``'s parameter groups,
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser ``cfg.optim.optimizer`` names over ``model``'s parameter groups,
     every group at its own rate (`_parameter_groups`)."""
-    optimizer = OPTIMIZERS[cfg["optim"]["optimizer"]]
-    return optimizer(_parameter_groups(model, cfg), weight_decay=cfg["optim"]["weight_decay"])
+    optimizer = OPTIMIZERS[cfg.optim.optimizer]
+    return optimizer(_parameter_groups(model, cfg), weight_decay=cfg.optim.weight_decay)
 
 
-def data_normalizer(cfg: Mapping[str, Any], *, split: Split) -> Normalizer:
-    """The normalization ``cfg["data"]`` names: a per-record one, or a data-set-wide one from
+def data_normalizer(cfg: TrainConfig, *, split: Split) -> Normalizer:
+    """The normalization ``cfg.data`` names: a per-record one, or a data-set-wide one from
     the statistics the config carries (those `train` fitted on its training split), else
     fitted on ``split`` itself (timing and checks; training always fits its training split)."""
-    data = cfg["data"]
-    if data["normalization"] in FITTED_NORMALIZERS and data.get("normalization_stats"):
-        return TrainingZscore.from_stats(data["normalization_stats"])
-    return fit_normalizer(data["normalization"], arrays=split.arrays, indices=split.indices)
+    data = cfg.data
+    if data.normalization in FITTED_NORMALIZERS and data.normalization_stats:
+        return TrainingZscore.from_stats(data.normalization_stats)
+    return fit_normalizer(data.normalization, arrays=split.arrays, indices=split.indices)
 
 
-def split_loader(split: Split, *, cfg: dict[str, Any], training: bool, epoch: int):
+def split_loader(split: Split, *, cfg: TrainConfig, training: bool, epoch: int):
     """Batches of ``split``: shuffled, augmented training batches, or evaluation batches in a
     fixed order without augmentation."""
-    data = cfg["data"]
+    data = cfg.data
     return make_loader(
         arrays=split.arrays,
         indices=split.indices,
-        batching=data["train_batching"] if training else data["eval_batching"],
-        batch_size=cfg["optim"]["batch_size"],
+        batching=data.train_batching if training else data.eval_batching,
+        batch_size=cfg.optim.batch_size,
         shuffle=training,
-        seed=cfg["seed"],
+        seed=cfg.seed,
         epoch=epoch,
         normalization=data_normalizer(cfg, split=split),
-        augment=data["augment"] if training else None,
-        crop_s=data["crop_s"],
-        fixed_length_s=data["fixed_length_s"],
+        augment=data.augment if training else None,
+        crop_s=data.crop_s,
+        fixed_length_s=data.fixed_length_s,
     )
 
 
 def _pretrain_trunk(
     model: nn.Module,
     *,
-    cfg: dict[str, Any],
+    cfg: TrainConfig,
     train_split: Split,
     val_split: Split,
     scoring: Scoring,
@@ -313,17 +260,17 @@ def _pretrain_trunk(
     if not hasattr(model, "load_cnn_trunk"):
         raise ValueError(
             f"pretrain_epochs needs a model with a pre-trainable CNN trunk (convlstm), "
-            f"not {cfg['model'].get('name')!r}"
+            f"not {cfg.model.get('name')!r}"
         )
     if log:
-        pre, main = cfg["pretrain_epochs"], cfg["epochs"]
+        pre, main = cfg.pretrain_epochs, cfg.epochs
         log(f"pre-training the CNN trunk (a GMP-headed CNN on the same records) for {pre} "
             f"epoch{'s' if pre != 1 else ''}, then training the configuration for {main}: "
             f"{pre + main} epochs in all")
     pre_cfg = {
-        **cfg,
+        **cfg.as_dict(),
         "model": pretraining_config(model.config),
-        "epochs": cfg["pretrain_epochs"],
+        "epochs": cfg.pretrain_epochs,
         "pretrain_epochs": 0,
     }
     result = train(config=pre_cfg, train_split=train_split, val_split=val_split,
@@ -340,17 +287,17 @@ def _prefixed(log: Callable[[str], None] | None, prefix: str) -> Callable[[str],
     return lambda line: log(prefix + line)
 
 
-def _parameter_groups(model: nn.Module, cfg: dict[str, Any]) -> list[dict[str, Any]]:
+def _parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     # Every group carries its own lr: the configured one, lowered for a trunk deeper than
     # optim.lr_depth; models with a pre-trainable trunk give it a lower rate of its own.
-    rate = cfg["optim"]["lr"] * depth_scale(model, reference_depth=cfg["optim"]["lr_depth"])
+    rate = cfg.optim.lr * depth_scale(model, reference_depth=cfg.optim.lr_depth)
     own_groups = getattr(model, "parameter_groups", None)
     groups = (
         [{"params": list(model.parameters()), "lr": rate}] if own_groups is None
-        else own_groups(cnn_lr_scale=cfg["optim"]["cnn_lr_scale"], base_lr=rate)
+        else own_groups(cnn_lr_scale=cfg.optim.cnn_lr_scale, base_lr=rate)
     )
     return split_by_fan_in(groups, model=model, base_lr=rate,
-                           reference_fan_in=cfg["optim"]["conv_lr_fan_in"])
+                           reference_fan_in=cfg.optim.conv_lr_fan_in)
 
 
 def _load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any], *,
@@ -452,7 +399,7 @@ def train_epoch(
 
 @torch.no_grad()
 def predict(
-    *, model: nn.Module, split: Split, cfg: dict[str, Any], runtime: Runtime,
+    *, model: nn.Module, split: Split, cfg: TrainConfig, runtime: Runtime,
     progress: str | bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Logits (n, n_classes) as float32 and the positions in ``split.indices`` they belong to.
@@ -475,7 +422,7 @@ def evaluate(
     *,
     model: nn.Module,
     split: Split,
-    cfg: dict[str, Any],
+    cfg: TrainConfig,
     runtime: Runtime,
     loss_fn: nn.Module,
     scoring: Scoring,

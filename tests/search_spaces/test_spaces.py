@@ -167,8 +167,8 @@ def test_an_lstm_head_starts_from_chrono_over_the_crop_and_a_gru_from_torch(samp
 
 @pytest.mark.parametrize("depth", CNN_DEPTHS)
 def test_crop_steps_are_the_trunk_steps_of_a_default_crop(depth):
-    defaults = resolve_config({})["data"]
-    samples = round(defaults["crop_s"] * defaults["fs_hz"])  # 30 s x 150 Hz
+    defaults = resolve_config({}).data
+    samples = round(defaults.crop_s * defaults.fs_hz)  # 30 s x 150 Hz
     _, trunk = suggest_cnn_trunk(optuna.trial.FixedTrial({"model/depth": depth}))
     model = build_trunk(n_leads=1, depth=depth, channels=None, kernel_size=21,
                         pool_every=trunk["model/pool_every"], dropout_min=0.1, dropout_max=0.3,

@@ -8,7 +8,7 @@ import pytest
 
 from data_io.datasets import load_dataset
 from study.artifacts import with_abnormal_beats
-from study.config import resolve_config
+from study.config import Data, resolve_config
 from study.data import fold_split, load_arrays, mask_source
 from study.explanation_cost import (
     PASSES,
@@ -51,15 +51,15 @@ def test_the_load_counts_the_gallery_the_scored_records_and_the_shift_share():
 
 def test_epoch_samples_follow_the_batching_of_each_side():
     lengths = np.array([500, 1000, 1500, 3000])
-    data = {"train_batching": "crop", "eval_batching": "bucket", "crop_s": 10.0,
-            "fixed_length_s": 61.0}
+    data = Data(train_batching="crop", eval_batching="bucket", crop_s=10.0, fixed_length_s=61.0)
     # training: every record cut or padded to 1000 samples, forward and backward; evaluation:
     # one bucket padded to its longest record, 3000
     found = epoch_samples(lengths=lengths, fs_hz=100.0, data=data, batch_size=4, n_train=8,
                           n_eval=4)
     assert found == pytest.approx(8 * 1000 * STEP_PASSES + 4 * 3000)
     fixed = epoch_samples(lengths=lengths, fs_hz=100.0,
-                          data={**data, "train_batching": "pad_fixed"}, batch_size=4,
+                          data=data.model_copy(update={"train_batching": "pad_fixed"}),
+                          batch_size=4,
                           n_train=8, n_eval=0)
     assert fixed == pytest.approx(8 * 6100 * STEP_PASSES)
 

@@ -25,7 +25,7 @@ FAMILIES = {"hadln": ("hadln_mitbih.json", "mitdb-beats"),
 @pytest.mark.parametrize("space", sorted(FAMILIES))
 def test_the_shipped_config_is_the_spaces_published_training(space):
     config_file, _ = FAMILIES[space]
-    shipped = flatten(resolve_config(json.loads((CONFIGS / config_file).read_text())),
+    shipped = flatten(resolve_config(json.loads((CONFIGS / config_file).read_text())).as_dict(),
                       prefix="")
     published = dict(load_space(space).PUBLISHED_TRAINING)
     assert {key: shipped[key] for key in published} == published

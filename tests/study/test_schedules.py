@@ -5,9 +5,10 @@ import itertools
 import pytest
 import torch
 
+from study.config import Optim
 from study.schedules import build_schedule, load_schedule_state, step_schedule
 
-COSINE = {"lr_schedule": "cosine", "lr": 1e-3, "lr_final_ratio": 0.02, "lr_decay": 0.95}
+COSINE = Optim(lr_schedule="cosine", lr=1e-3, lr_final_ratio=0.02, lr_decay=0.95)
 
 
 def _rates(groups: list[float], *, epochs: int) -> list[list[float]]:
@@ -75,8 +76,8 @@ def test_multistep_is_the_published_milestones_at_quarters(epochs):
     # after every epoch.
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.Adam([param], lr=1e-3)
-    scheduler = build_schedule(optimizer, optim={"lr_schedule": "multistep", "lr_decay": 0.1,
-                                                 "lr_milestones": [0.25, 0.5, 0.75]},
+    scheduler = build_schedule(optimizer, optim=Optim(lr_schedule="multistep", lr_decay=0.1,
+                                                   lr_milestones=[0.25, 0.5, 0.75]),
                                epochs=epochs)
     rates = []
     for _ in range(epochs):  # the rate each epoch trains at
@@ -95,8 +96,9 @@ def test_plateau_halves_every_rate_after_five_epochs_without_a_better_loss():
     optimizer = torch.optim.Adam([{"params": [params[0]], "lr": 1e-3},
                                   {"params": [params[1]], "lr": 1e-4}])
     scheduler = build_schedule(
-        optimizer, optim={**COSINE, "lr_schedule": "plateau", "lr_plateau_factor": 0.5,
-                          "lr_plateau_patience": 5}, epochs=50)
+        optimizer, optim=COSINE.model_copy(update={
+            "lr_schedule": "plateau", "lr_plateau_factor": 0.5, "lr_plateau_patience": 5}),
+        epochs=50)
     rates = []
     for loss in [1.0, 0.9, 0.9, 0.95, 0.91, 0.92, 0.9, 0.93, 0.5]:
         step_schedule(scheduler, loss=loss)
@@ -109,7 +111,8 @@ def test_plateau_halves_every_rate_after_five_epochs_without_a_better_loss():
 def test_schedules_without_a_metric_ignore_the_loss():
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.Adam([param], lr=1e-3)
-    scheduler = build_schedule(optimizer, optim={**COSINE, "lr_schedule": "exponential"},
+    scheduler = build_schedule(optimizer,
+                               optim=COSINE.model_copy(update={"lr_schedule": "exponential"}),
                                epochs=3)
     step_schedule(scheduler, loss=float("nan"))
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.95e-3)

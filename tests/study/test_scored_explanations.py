@@ -29,7 +29,7 @@ def _study_parts(tmp_path):
     config = {**MODEL, "n_classes": len(arrays.classes), "n_leads": 1}
     model = build_model(dict(config))
     checkpoint = tmp_path / "model.pt"
-    save_checkpoint(checkpoint, {"config": resolve_config({"model": MODEL}),
+    save_checkpoint(checkpoint, {"config": resolve_config({"model": MODEL}).as_dict(),
                                  "model_config": model.config,
                                  "model_state": model.state_dict()})
 

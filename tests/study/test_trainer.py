@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
 
 from data_io.datasets import load_dataset
+from models import build_model
 from models.layers import GlobalPool, set_pool_mean_share
 from models.losses import FocalLoss
 from study.artifacts import load_trained
@@ -18,9 +17,8 @@ from study.metrics import Scoring
 from study.runtime import select_runtime
 from study.trainer import (
     Split,
-    complement_frequency,
+    _pretrain_trunk,
     evaluate,
-    inverse_frequency,
     pool_mean_shares,
     train,
     warmup_factors,
@@ -103,7 +101,7 @@ def test_checkpoint_is_self_describing_and_safe_to_load(tiny_arrays, tiny_config
     train(config={**tiny_config, "epochs": 1}, train_split=split, val_split=split, scoring=SCORING,
           checkpoint_path=tmp_path / "c.pt")
     state = load_checkpoint(tmp_path / "c.pt")  # weights_only=True inside
-    assert state["config"] == resolve_config({**tiny_config, "epochs": 1})
+    assert state["config"] == resolve_config({**tiny_config, "epochs": 1}).as_dict()
     assert state["model_config"]["name"] == "cnn"
     assert state["classes"] == ["N", "A", "O", "~"]
     assert state["versions"]["torch"] == torch.__version__
@@ -116,11 +114,12 @@ def test_a_diverging_run_stops_with_a_status(tiny_arrays, tiny_config):
     arrays = tiny_arrays(n_records=16)
     split = Split(arrays, np.arange(len(arrays)))
     lines = []
-    result = train(config={**tiny_config, "optim": {"lr": float("inf"), "batch_size": 8}},
+    # a finite rate so large that the first steps overflow (the config refuses an infinite one)
+    result = train(config={**tiny_config, "optim": {"lr": 1e15, "batch_size": 8}},
                    train_split=split, val_split=split, scoring=SCORING, log=lines.append)
     assert result.status == "diverged"
     assert "diverged at epoch" in result.message and "nan" in result.message.lower()
-    assert lines == [result.message]
+    assert lines[-1] == result.message
 
 
 def test_unknown_options_fail_before_training(tiny_arrays, tiny_config):
@@ -132,19 +131,6 @@ def test_unknown_options_fail_before_training(tiny_arrays, tiny_config):
     with pytest.raises(TypeError):
         train(config={**tiny_config, "model": {**tiny_config["model"], "kernal_size": 3}},
               train_split=split, val_split=split, scoring=SCORING)
-
-
-def test_class_weights_follow_inverse_frequency():
-    weights = inverse_frequency(np.array([0, 0, 0, 1]), 3)
-    assert weights[0] == pytest.approx(4 / 9) and weights[1] == pytest.approx(4 / 3)
-    assert weights[2] == 0.0
-    assert math.isclose(sum(w * c for w, c in zip(weights, (3, 1, 0), strict=True)), 4 * 2 / 3)
-
-
-def test_complement_frequency_weights_are_one_minus_the_class_share():
-    # the HADLN reproduction's weights: 1 - 72470/87553 for N, ... (hadln.ipynb, cell 11)
-    weights = complement_frequency(np.array([0] * 8 + [1, 1]), 3)
-    assert weights == pytest.approx([0.2, 0.8, 1.0])
 
 
 def test_a_data_set_wide_normalization_is_fitted_on_the_training_split_and_checkpointed(
@@ -193,15 +179,16 @@ def test_pretraining_loads_a_gmp_cnn_trunk_into_the_convlstm(tiny_arrays, tiny_c
     arrays = tiny_arrays(n_records=16)
     split = Split(arrays, np.arange(len(arrays)))
     convlstm = {"name": "convlstm", "channels": [4, 8, 8], "kernel_size": 5, "hidden_units": 4}
-    pretrained = train(
-        config={**tiny_config, "model": convlstm, "epochs": 0, "pretrain_epochs": 1},
-        train_split=split, val_split=split, scoring=SCORING,
-    )
+    pretrained = build_model({**convlstm, "n_classes": len(arrays.classes), "n_leads": 1})
+    _pretrain_trunk(pretrained, cfg=resolve_config({**tiny_config, "model": convlstm,
+                                                    "pretrain_epochs": 1}),
+                    train_split=split, val_split=split, scoring=SCORING, log=None,
+                    progress=False)
     cnn_config = {"name": "cnn", "channels": [4, 8, 8], "kernel_size": 5, "pooling": "gmp"}
     cnn = train(config={**tiny_config, "model": cnn_config, "epochs": 1},
                 train_split=split, val_split=split, scoring=SCORING)
     for key, value in cnn.model.trunk.state_dict().items():
-        torch.testing.assert_close(pretrained.model.trunk.state_dict()[key], value, rtol=0, atol=0)
+        torch.testing.assert_close(pretrained.trunk.state_dict()[key], value, rtol=0, atol=0)
     with pytest.raises(ValueError, match="pre-trainable CNN trunk"):
         train(config={**tiny_config, "pretrain_epochs": 1}, train_split=split, val_split=split,
               scoring=SCORING)
