@@ -36,10 +36,10 @@ import numpy as np
 import pandas as pd
 
 from study.cli_choices import RUNG_METRICS
-from study.results import asha_milestones
+from study.tune.results import asha_milestones
 
 MODES = dict(mode for mode in RUNG_METRICS.values() if mode)
-"""The rung metrics a study can rank on (`study.plan.RUNG_METRICS`) -> "min" or "max"; any
+"""The rung metrics a study can rank on (`study.tune.plan.RUNG_METRICS`) -> "min" or "max"; any
 other metric (the study's own) is ranked high-is-better."""
 
 

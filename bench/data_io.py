@@ -6,7 +6,7 @@ Prints the median of each over the repeats and their ratio (target: the cache at
 faster). The warm-cache time includes everything a trial pays: fingerprinting the source
 directory, reading the metadata, memory-mapping the arrays and verifying their checksums.
 
-Then what a trial starting on a node pays before its first batch: `study.trainable.fold_split`
+Then what a trial starting on a node pays before its first batch: `study.tune.trainable.fold_split`
 (the first thing a trial does) at the study rate (150 Hz) with the node's cache empty (cold:
 parse, resample, write the cache) versus filled by an earlier trial (warm).
 """
@@ -28,8 +28,8 @@ from pathlib import Path
 from data_io.cache import load_cinc2017_cached
 from data_io.cinc2017 import load_cinc2017
 from data_io.folds import folds_for
-from study.spec import StudySpec
-from study.trainable import fold_split
+from study.tune.spec import StudySpec
+from study.tune.trainable import fold_split
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cinc2017"
 

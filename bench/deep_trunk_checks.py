@@ -38,13 +38,13 @@ from data_io.datasets import load_dataset
 from data_io.records import EcgArrays
 from models import build_model, load_preset
 from models.losses import FocalLoss
-from study.artifacts import load_trained, model_from_state
-from study.checkpoint import load_checkpoint
-from study.config import TrainConfig, resolve_config
-from study.metrics import Scoring
-from study.runtime import select_runtime
+from study.engine.checkpoint import load_checkpoint
+from study.engine.config import TrainConfig, resolve_config
+from study.engine.metrics import Scoring
+from study.engine.runtime import select_runtime
+from study.engine.trainer import Split, evaluate, split_loader
+from study.explain.artifacts import load_trained, model_from_state
 from study.train import DEFAULT_DATASET
-from study.trainer import Split, evaluate, split_loader
 
 
 def _with_data(cfg: TrainConfig, **data: Any) -> TrainConfig:
@@ -72,7 +72,7 @@ def rescore(*, state: dict[str, Any], train: Split, val: Split,
             dataset: str) -> list[dict[str, Any]]:
     """One row per evaluation setting: label and the ``val/`` metrics of the same weights.
 
-    ``state`` is a run's checkpoint (`study.checkpoint.load_checkpoint`).
+    ``state`` is a run's checkpoint (`study.engine.checkpoint.load_checkpoint`).
     """
     cfg = resolve_config(state["config"])
     # the run's own precision (bf16 autocast where this CPU computes it), so the first row

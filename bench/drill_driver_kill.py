@@ -43,7 +43,7 @@ import optuna
 import pandas as pd
 
 from bench.common import Checks
-from study.optuna_truth import agreement
+from study.tune.optuna_truth import agreement
 
 NAME = "drill"
 STUDY_ARGS = (
@@ -256,7 +256,7 @@ def optuna_states(db: Path) -> dict[str, int]:
 
 
 def optuna_tune_ids(db: Path) -> list[str]:
-    """The Tune trial id of every Optuna trial that ran (`study.optuna_truth` tags them)."""
+    """The Tune trial id of every Optuna trial that ran (`study.tune.optuna_truth` tags them)."""
     storage = f"sqlite:///{db}"
     (summary,) = optuna.get_all_study_summaries(storage)
     trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials

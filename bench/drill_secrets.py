@@ -121,8 +121,8 @@ def run_logged(args: list[str], *, cwd: Path, env: dict[str, str], log: Path,
 
 
 def default_wandb_mode(env: dict[str, str]) -> str:
-    """What `study.wandb_mode.resolve_mode` picks with ``env`` and no --wandb-mode."""
-    code = "from study.wandb_mode import resolve_mode; print(resolve_mode(None))"
+    """What `study.tune.wandb_mode.resolve_mode` picks with ``env`` and no --wandb-mode."""
+    code = "from study.tune.wandb_mode import resolve_mode; print(resolve_mode(None))"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=60)
     return done.stdout.strip() or f"(failed: {done.stderr.strip()[-200:]})"

@@ -46,7 +46,7 @@ from pathlib import Path
 
 from bench.common import Checks
 from data_io.datasets import load_dataset
-from study.progress import RAY_LOG
+from study.tune.progress import RAY_LOG
 
 MAX_EPOCHS = 3
 COMPLETED_BEFORE_FAULT = 2

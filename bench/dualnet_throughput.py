@@ -3,11 +3,11 @@ CNN, as ratios measured in one run.
 
     python -m bench.dualnet_throughput [--steps 8] [--batch 16] [--seconds 30] [--fs-hz 150]
 
-One step is what the trainer does per batch (`study.trainer.train_epoch`): forward under the
-trainer's precision (bf16 autocast where the CPU computes it, `study.runtime`), the loss,
+One step is what the trainer does per batch (`study.engine.trainer.train_epoch`): forward under the
+trainer's precision (bf16 autocast where the CPU computes it, `study.engine.runtime`), the loss,
 backward and an optimiser step, here on a fixed batch of ``--batch`` records of ``--seconds``
 at ``--fs-hz`` (all of one length, so no padding; random normal samples, as z-scored records
-look to the model). Each model gets its own preset's optimiser (`study.protocols`). The
+look to the model). Each model gets its own preset's optimiser (`study.engine.protocols`). The
 models take turns step by step, so load from other processes falls on all of them alike; the
 median over ``--steps`` timed steps (after one warm-up step each) is reported, once with one
 thread and once with the trainer's threads (torch's default unless the runtime config sets
@@ -30,10 +30,10 @@ import torch
 
 from models import build_model
 from models.losses import FocalLoss
-from study.config import resolve_config
-from study.protocols import preset_config
-from study.runtime import select_runtime
-from study.trainer import build_optimizer
+from study.engine.config import resolve_config
+from study.engine.protocols import preset_config
+from study.engine.runtime import select_runtime
+from study.engine.trainer import build_optimizer
 
 BASELINE = "cnn7_gmp"
 MODELS = (BASELINE, "dualnet_s", "dualnetpp_s")

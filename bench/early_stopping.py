@@ -38,12 +38,12 @@ import torch
 
 from bench.common import DEFAULT_DATA, real_subset, run_study_cli, synthetic_set
 from data_io.datasets import load_dataset
-from study.data import scoring
-from study.plan import load_plan
-from study.prepare import prepare_study
-from study.results import final_scores
-from study.trainable import fold_split, trial_config
-from study.trainer import train
+from study.engine.trainer import train
+from study.tune.data import scoring
+from study.tune.plan import load_plan
+from study.tune.prepare import prepare_study
+from study.tune.results import final_scores
+from study.tune.trainable import fold_split, trial_config
 
 METRIC = load_dataset("synthetic").metric.key
 SUBSET_RECORDS = 300
@@ -93,7 +93,7 @@ def trial_configs(study_dir: Path) -> dict[str, dict[str, Any]]:
 def finish_stopped(*, study_dir: Path, stopped: list[str], max_epochs: int) -> dict[str, float]:
     """Train each stopped trial's configuration to the full budget, as its trial would have.
 
-    The training config is built exactly as `study.trainable.run_trial` builds it (the study's
+    The training config is built exactly as `study.tune.trainable.run_trial` builds it (the study's
     overrides, rate, budget and seed) and trained on the study's own fold with one thread, as
     the study's 1-CPU trials train (Ray sets OMP_NUM_THREADS to a trial's CPUs; another thread
     count changes the floating-point sums and with them the scores a little).

@@ -35,7 +35,7 @@ from data_io.cache import load_cached
 from data_io.datasets import load_dataset
 from data_io.reference import find_reference, read_reference
 from models import load_preset
-from study.config import resolve_config
+from study.engine.config import resolve_config
 
 PLAN = Path(__file__).with_suffix(".json")
 REFERENCE_PRESET = "cnn7_gmp"

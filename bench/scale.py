@@ -5,11 +5,11 @@ wall-clock on N devices, from per-epoch costs measured here ("scale on paper").
 
 For every space in `search_spaces.space_names()`, a few configurations are drawn with the
 space's own define function (Optuna RandomSampler, seeded), turned into training configs the
-way a trial does (`study.trainable.trial_config`: 150 Hz, 12 epochs, the trainer's defaults)
-and timed on ``--device``: a few training steps of `study.trainer.train_epoch` (forward,
+way a trial does (`study.tune.trainable.trial_config`: 150 Hz, 12 epochs, the trainer's defaults)
+and timed on ``--device``: a few training steps of `study.engine.trainer.train_epoch` (forward,
 backward, optimizer; bf16 autocast where the device has it, as in the trainer) on the
-trainer's own loader (`study.trainer.split_loader`, so the training batching of the config:
-30 s crops by default) and one evaluation pass (`study.trainer.predict`, length-bucketed).
+trainer's own loader (`study.engine.trainer.split_loader`, so the training batching of the config:
+30 s crops by default) and one evaluation pass (`study.engine.trainer.predict`, length-bucketed).
 The time per computed (padded) sample is scaled to a full epoch with the number of samples
 a loader computes per record over a random pool of real CinC records (synthetic ones when
 the data are absent), i.e. with the measured records' length distribution.
@@ -45,11 +45,11 @@ from data_io.cache import load_cinc2017_cached
 from data_io.records import EcgArrays
 from data_io.synthetic import generate_records, to_ecg_arrays
 from search_spaces import space_names
-from study import estimate
-from study.estimate import ConfigCost
-from study.results import asha_milestones, expected_epochs
-from study.runtime import select_runtime
-from study.spec import StudySpec
+from study.engine.runtime import select_runtime
+from study.tune import estimate
+from study.tune.estimate import ConfigCost
+from study.tune.results import asha_milestones, expected_epochs
+from study.tune.spec import StudySpec
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cinc2017"
 FS_HZ = 150.0

@@ -5,8 +5,8 @@
 For each node count N, a local multi-node Ray cluster (`ray.cluster_utils.Cluster`: a head
 and N-1 worker raylets of 1 CPU each, token authentication on, as in
 tests/study/test_multinode.py) runs one search of ``--trials`` no-op trials with the study's
-own searcher (`study.tuning.searcher`: Optuna TPE through OptunaSearch on an SQLite RDB
-storage, behind a ConcurrencyLimiter of N) and scheduler (`study.tuning.scheduler`: ASHA), one
+own searcher (`study.tune.tuning.searcher`: Optuna TPE through OptunaSearch on an SQLite RDB
+storage, behind a ConcurrencyLimiter of N) and scheduler (`study.tune.tuning.scheduler`: ASHA), one
 trial per CPU. The trainable reports a single result and returns, so what is measured is pure
 scheduling: searcher, ASHA, actor start and stop, result handling.
 
@@ -43,14 +43,14 @@ from ray import tune
 from bench.ray_cluster import local_cluster, token_auth
 from data_io.datasets import load_dataset
 from search_spaces import load_space
-from study import tuning
-from study.plan import Plan
+from study.tune import tuning
+from study.tune.plan import Plan
 
 
 def noop_trial(config: dict[str, Any]) -> None:
     """The trainable: report one result (a score derived from the config) and return.
 
-    Module level, so it is importable like `study.trainable.run_trial`. ``entered_unix`` is
+    Module level, so it is importable like `study.tune.trainable.run_trial`. ``entered_unix`` is
     when the trial's function began in its actor; ``node`` shows where Ray placed it.
     """
     entered = time.time()
@@ -100,7 +100,7 @@ class Measurement:
 
 
 def bench_plan(*, workdir: Path, space: str, n_trials: int, concurrency: int, seed: int) -> Plan:
-    """A study plan as `study.plan.make_plan` would resolve it, every field given."""
+    """A study plan as `study.tune.plan.make_plan` would resolve it, every field given."""
     load_space(space)  # an unknown space fails here
     metric = load_dataset("synthetic").metric
     name = f"sched-{concurrency}n"
@@ -201,8 +201,8 @@ def summarize(*, grid: tune.ResultGrid, clock: TrialClock, began: float, finishe
 
 
 def searcher_seconds(*, space: str, n_trials: int, seed: int) -> tuple[float, float]:
-    """Mean seconds per trial of `study.tuning.searcher`'s suggest and of recording its end
-    (`study.optuna_truth.OptunaRecorder`: one result and the tell, SQLite writes), called in a
+    """Mean seconds per trial of `study.tune.tuning.searcher`'s suggest and of recording its end
+    (`study.tune.optuna_truth.OptunaRecorder`: one result and the tell, SQLite writes), called in a
     loop without Ray or Tune."""
     with tempfile.TemporaryDirectory(prefix="sched-searcher-") as tmp:
         plan = bench_plan(workdir=Path(tmp), space=space, n_trials=n_trials, concurrency=1,

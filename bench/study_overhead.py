@@ -8,7 +8,7 @@ fold, rate, seed and threads are trained twice for ``--epochs`` epochs:
 
 1. as a study: ``python -m study.run`` with one trial of 2 CPUs, W&B offline (the laptop
    default), per-epoch checkpoints handed to Ray Tune;
-2. bare: `study.trainer.train` in this process with the same training config (built from the
+2. bare: `study.engine.trainer.train` in this process with the same training config (built from the
    trial's own parameters the way the trial builds it), also writing its checkpoint every epoch.
 
 An epoch's cost is the wall time between two consecutive epoch ends: inside the trial Ray
@@ -36,11 +36,11 @@ from pathlib import Path
 import torch
 
 from bench.common import DEFAULT_DATA, real_subset, run_study_cli, synthetic_set
-from study.data import scoring
-from study.plan import load_plan
-from study.prepare import prepare_study
-from study.trainable import fold_split, trial_config
-from study.trainer import train
+from study.engine.trainer import train
+from study.tune.data import scoring
+from study.tune.plan import load_plan
+from study.tune.prepare import prepare_study
+from study.tune.trainable import fold_split, trial_config
 
 FIXED = ("model/depth=7", "model/pooling=\"gmp\"", "model/residual=false",
          "loss/focal_gamma=0", "optim/lr=0.001", "optim/batch_size=16")

@@ -27,8 +27,8 @@ from data_io.batching import loader_padding_fraction, make_loader
 from data_io.cache import load_cinc2017_cached
 from models import build_model, load_preset
 from models.losses import FocalLoss
-from study.runtime import select_runtime
-from study.trainer import train_epoch
+from study.engine.runtime import select_runtime
+from study.engine.trainer import train_epoch
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cinc2017"
 

@@ -38,3 +38,9 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8, newlines kept as given) to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(text.encode("utf-8"))
+
+
+def write_parquet(frame, path: str | os.PathLike[str]) -> None:
+    """Write the pandas DataFrame ``frame`` to ``path`` atomically, without its index."""
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)

@@ -350,7 +350,8 @@ class GlobalPool(nn.Module):
         kind: ``"gap"`` (average), ``"gmp"`` (max) or ``"lse"`` (log-mean-exp).
         temperature: the LSE sharpness r (ignored by gap and gmp); must be > 0.
 
-    ``mean_share`` (0 unless the trainer sets it, `study.trainer.pool_mean_shares`) blends the
+    ``mean_share`` (0 unless the trainer sets it,
+    `study.engine.trainer.pool_mean_shares`) blends the
     pooled vector toward the average over time: the max passes each channel's gradient to one
     time step, the average to all of them. An average pooling is left as it is.
     """

@@ -1,6 +1,6 @@
 """Sanity checks of explanation maps: parameter randomisation and deletion curves (numpy).
 
-`study.explanation_checks` runs the models; this module holds what needs no model, so the
+`study.explain.explanation_checks` runs the models; this module holds what needs no model, so the
 benchmark and the report compute the same numbers:
 
 - **model-parameter randomisation** (Adebayo et al. 2018): the map of a trained model against

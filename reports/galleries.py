@@ -133,7 +133,7 @@ def read_explanations(path: str | Path, *, keys: list[str] | None = None) -> dic
     try:
         with np.load(Path(path), allow_pickle=False) as archive:
             wanted = archive.files if keys is None else [k for k in keys if k in archive.files]
-            # Studies store per-sample arrays as float16 (study.artifacts.write_npz).
+            # Studies store per-sample arrays as float16 (study.explain.artifacts.write_npz).
             return {k: _widened(archive[k]) for k in wanted}
     except (OSError, ValueError) as exc:
         raise ReportError(f"cannot read {path}: {exc}") from exc

@@ -64,7 +64,7 @@ def suggest_focal_gamma(trial: BaseTrial) -> float:
 
 CLASS_WEIGHTINGS: tuple[str | None, ...] = (
     None, "sqrt_inverse_frequency", "inverse_frequency", "complement_frequency")
-"""Loss class weighting: none, or a rule of `study.trainer.CLASS_WEIGHTS` (rare classes gain
+"""Loss class weighting: none, or a rule of `study.engine.trainer.CLASS_WEIGHTS` (rare classes gain
 weight; the square root less extremely; 1 - class share, the HADLN reproduction's, only
 lightens a dominant class)."""
 

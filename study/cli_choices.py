@@ -1,13 +1,13 @@
 """The choices and defaults the command line offers, apart from the modules that use them.
 
-`study.cli` builds its parser from these without importing torch, Ray or the data readers, so
+`study.tune.cli` builds its parser from these without importing torch, Ray or the data readers, so
 ``--help`` and the listings answer quickly.
 """
 
 from __future__ import annotations
 
 SAMPLERS = ("tpe", "random")
-"""Optuna samplers a study may use (`study.tuning` builds them)."""
+"""Optuna samplers a study may use (`study.tune.tuning` builds them)."""
 SCHEDULERS = ("asha", "fifo")
 """Trial schedulers: ASHA early stopping, or fifo (every trial gets the full budget)."""
 RUNG_METRICS = {"metric": None, "loss": ("val/loss", "min"), "auroc": ("val/auroc_macro", "max")}

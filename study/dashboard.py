@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from study.optuna_storage import masked, open_storage
-from study.plan import StudyError
-from study.study_arg import add_study_arguments, study_dir_of, study_plan
+from study.tune.optuna_storage import masked, open_storage
+from study.tune.plan import StudyError
+from study.tune.study_arg import add_study_arguments, study_dir_of, study_plan
 
 INSTALL_HINT = 'pip install -e ".[dashboard]"'
 

@@ -4,7 +4,7 @@ Synthetic records (`data_io.synthetic`, settings in `explain_benchmark.json`) ca
 class in known places: a class-O record is a normal rhythm with a few premature beats, and
 only those beats are abnormal; a class-A record has every beat abnormal. A small CNN is
 trained on them (or reused from ``--out``), then every explanation method of
-`study.explanation_methods` explains every validation record with abnormal beats, and the
+`study.explain.explanation_methods` explains every validation record with abnormal beats, and the
 maps are scored with the report's own code (`reports.explanation_scores`: pointing game,
 mass ratio, grade; `reports.explanation_sanity`: parameter randomisation, deletion). The
 headline numbers are those of the local classes (O); every class is listed apart.
@@ -36,13 +36,13 @@ from reports.explanation_scores import (
     score_archive,
     summarise_scores,
 )
-from study.artifacts import explain_in_chunks, write_npz
-from study.config import resolve_config
-from study.explanation_checks import sanity_arrays
-from study.explanation_methods import Batch, merge_settings
+from study.engine.config import resolve_config
+from study.engine.metrics import Scoring
+from study.engine.trainer import Split, train
+from study.explain.artifacts import explain_in_chunks, write_npz
+from study.explain.explanation_checks import sanity_arrays
+from study.explain.explanation_methods import Batch, merge_settings
 from study.folder_format import EXPLANATION_SANITY, EXPLANATIONS
-from study.metrics import Scoring
-from study.trainer import Split, train
 
 CHECKPOINT_FILE = "model.pt"
 MANIFEST_FILE = "benchmark.json"

@@ -159,7 +159,7 @@ class OutcomeWandbLoggingActor(_WandbLoggingActor):
 
 class HookedWandbLoggerCallback(WandbLoggerCallback):
     """Ray's W&B callback with public-named hooks around its private ones, so subclasses in
-    `study.tuning` change what a run is started with and what happens once it finished
+    `study.tune.tuning` change what a run is started with and what happens once it finished
     without touching Ray's internals."""
 
     _logger_actor_cls = OutcomeWandbLoggingActor
@@ -187,7 +187,7 @@ class HookedWandbLoggerCallback(WandbLoggerCallback):
 
 
 class SamplingOptunaSearch(OptunaSearch):
-    """Ray's OptunaSearch reduced to sampling: `study.optuna_truth.OptunaRecorder` writes
+    """Ray's OptunaSearch reduced to sampling: `study.tune.optuna_truth.OptunaRecorder` writes
     every result and outcome, so Ray's own tells (which record ASHA stops as COMPLETE) are
     switched off."""
 

@@ -7,9 +7,9 @@ ones, logs every trial to W&B and writes everything a report needs into one stud
 `study.json`, `folds.csv`, the Optuna storage, Ray Tune's experiment, `trials.parquet` (one
 row per trial and epoch), `best_config.json`, and predictions plus explanation arrays of the
 best trials (with ``--mitdb-dir`` also on MIT-BIH windows with annotated abnormal beats).
-``--resume`` continues a study whose driver was killed. The flags live in `study.cli`, the
-listings in `study.listing`, the study itself in `study.driver` (imported only when a study
-runs, so --help and the listings answer in about a second).
+``--resume`` continues a study whose driver was killed. The flags live in `study.tune.cli`,
+the listings in `study.tune.listing`, the study itself in `study.tune.driver` (imported only
+when a study runs, so --help and the listings answer in about a second).
 
 Exit status: 0 done, 2 bad input, 3 the storage filled up or turned read-only mid-study (one
 `error:` line names the path and the problem; `--resume` continues once it is writable again).
@@ -17,8 +17,8 @@ Exit status: 0 done, 2 bad input, 3 the storage filled up or turned read-only mi
 
 from __future__ import annotations
 
-from study.cli import build_parser
-from study.listing import answer_listing
+from study.tune.cli import build_parser
+from study.tune.listing import answer_listing
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         return listed
     if not args.space and not args.presets and not args.resume:
         parser.error("--space (or --presets) is required (see --list-spaces)")
-    from study.driver import run_command  # Ray, torch and Optuna: only for a study
+    from study.tune.driver import run_command  # Ray, torch and Optuna: only for a study
 
     return run_command(args)
 

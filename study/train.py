@@ -26,13 +26,13 @@ from data_io.errors import DatasetError
 from data_io.folds import DEFAULT_SEED, check_holdout, write_folds
 from models import load_preset, preset_names
 from models.listing import preset_table
-from study.config import merge_sections, resolve_config
-from study.data import item_folds
-from study.metrics import Scoring
-from study.plan import StudyError, parse_options
-from study.protocols import preset_config
-from study.spec import StudySpec
-from study.trainer import Split, TrainResult, train
+from study.engine.config import merge_sections, resolve_config
+from study.engine.metrics import Scoring
+from study.engine.protocols import preset_config
+from study.engine.trainer import Split, TrainResult, train
+from study.tune.data import item_folds
+from study.tune.plan import StudyError, parse_options
+from study.tune.spec import StudySpec
 
 DEFAULT_DATASET = "cinc2017"
 
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--config", type=Path, metavar="FILE.json",
                       help="a training config (sections model, loss, optim, data, runtime, "
                            "epochs, pretrain_epochs, seed; defaults and ranges in "
-                           "study/config.py; the thesis' protocol in "
+                           "study/engine/config.py; the thesis' protocol in "
                            "study/configs/thesis_protocol.json) or a bare model config")
     parser.add_argument("--dataset", choices=dataset_names(), default=DEFAULT_DATASET,
                         metavar="NAME", help=f"data set: {', '.join(dataset_names())} "

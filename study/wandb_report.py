@@ -17,12 +17,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from study.plan import Plan, StudyError
-from study.study_arg import add_study_arguments, study_dir_of, study_plan
-from study.wandb_mode import MODES, resolve_mode
+from study.tune.plan import Plan, StudyError
+from study.tune.study_arg import add_study_arguments, study_dir_of, study_plan
+from study.tune.wandb_mode import MODES, resolve_mode
 
 PROJECT = "ecg-study"
-"""The W&B project of every study (`study.tuning` logs the trials there)."""
+"""The W&B project of every study (`study.tune.tuning` logs the trials there)."""
 DEFAULT_REPORT = Path("reports/_build")
 JOB_TYPE = "report"
 

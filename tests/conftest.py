@@ -110,8 +110,9 @@ def kill_at_first_checkpoint(proc: subprocess.Popen, tune_dir: Path, *,
     """SIGKILL a driver started by `run_study_cli` (its whole process group: driver, local Ray
     and workers) once a trial of its Tune experiment ``tune_dir`` saved a first checkpoint.
 
-    Any ``checkpoint_*`` counts (Tune numbers them from 000000): `study.checkpoints` prunes a
-    trial's older ones as it ends, so one name may exist only for seconds."""
+    Any ``checkpoint_*`` counts (Tune numbers them from 000000):
+    `study.tune.checkpoint_keeper` prunes a trial's older ones as it ends, so one name may
+    exist only for seconds."""
     deadline = time.time() + timeout_s
     while time.time() < deadline and not list(tune_dir.glob("*/checkpoint_*")):
         assert proc.poll() is None, (

@@ -118,7 +118,7 @@ def test_a_model_family_is_one_registered_class(records, tmp_path, monkeypatch, 
 
 def test_an_explanation_method_is_computed_and_scored(monkeypatch):
     from reports import explanation_scores as scores
-    from study import explanation_methods as methods
+    from study.explain import explanation_methods as methods
 
     def energy(model, batch, settings):
         power = batch.x.pow(2).sum(1, keepdim=True) ** settings["exponent"]  # (B, 1, T)

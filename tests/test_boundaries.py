@@ -46,3 +46,63 @@ def test_package_imports_without_its_banned_dependencies(package):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("ok")
 
+
+
+PACKAGES = ("study", "data_io", "models", "search_spaces", "reports")
+
+
+def _module_imports() -> tuple[dict[str, set[str]], dict[str, list[tuple[str, int]]]]:
+    """Per project module: the project modules it imports at its top level, and those it
+    imports inside a function (with the line)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+             for package in PACKAGES for p in (root / package).rglob("*.py")}
+
+    def project_module(name: str) -> str | None:
+        while name and name not in files:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    def targets(node: ast.AST, importer: str) -> list[str]:
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                 [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+                 if node.module and node.level == 0 else [])
+        return [m for m in map(project_module, names) if m and m != importer]
+
+    top: dict[str, set[str]] = {}
+    lazy: dict[str, list[tuple[str, int]]] = {}
+    for name, path in files.items():
+        tree = ast.parse(path.read_text())
+        top[name] = {m for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)
+                     for m in targets(node, name)}
+        lazy[name] = [(m, sub.lineno) for node in ast.walk(tree)
+                      if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                      for sub in ast.walk(node) if isinstance(sub, ast.Import | ast.ImportFrom)
+                      for m in targets(sub, name)]
+    return top, lazy
+
+
+def test_no_import_inside_a_function_hides_a_cycle():
+    # An import kept inside a function for start-up speed is fine; one that would close a
+    # cycle if it stood at the top hides a design problem.
+    top, lazy = _module_imports()
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            module = todo.pop()
+            if module == goal:
+                return True
+            if module not in seen:
+                seen.add(module)
+                parent = module.rpartition(".")[0]  # importing a module runs its package
+                todo.extend([*top.get(module, ()), *([parent] if parent else [])])
+        return False
+
+    assert sum(map(len, lazy.values())) > 0  # the scan sees the imports it judges
+    hidden = [f"{module}:{line} imports {target}" for module, found in lazy.items()
+              for target, line in found if reaches(target, module)]
+    assert not hidden, "\n".join(hidden)

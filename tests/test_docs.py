@@ -20,7 +20,7 @@ from data_io.datasets import load_dataset
 from data_io.inspect import main as inspect_main
 from models import build_model
 from search_spaces import training_config, unflatten
-from study.config import resolve_config
+from study.engine.config import resolve_config
 from study.run import build_parser as study_run_parser
 from study.train import build_parser as study_train_parser
 from study.train import main as study_train_main
@@ -140,7 +140,7 @@ def test_slurm_script_is_valid_bash_that_starts_ray_and_the_study():
 
 
 def test_estimate_page_describes_the_constants_the_code_uses():
-    from study import estimate
+    from study.tune import estimate
 
     text = (DOCS / "estimating-cost.md").read_text()
     assert f"{estimate.ASYNC_ASHA_FACTOR:g} E" in text

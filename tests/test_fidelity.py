@@ -13,7 +13,7 @@ import pytest
 from data_io.augment import resolve_pipeline
 from models import load_preset, preset_names
 from models.listing import preset_table
-from study.protocols import load_protocol
+from study.engine.protocols import load_protocol
 
 FIDELITY = Path(__file__).resolve().parents[1] / "docs" / "fidelity.md"
 CHECKED = re.compile(r"`((?:model|loss|optim|data|augment)\.[\w.]+|epochs): (.+?)`")

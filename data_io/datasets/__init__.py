@@ -39,7 +39,7 @@ from data_io.errors import DatasetError
 REQUIRED_FACTS = ("name", "description", "classes", "normal_class", "metric", "group",
                   "fs_hz", "resample", "n_leads", "n_folds")
 METRIC_KINDS = ("mean_f1", "auroc")
-"""How a study metric is computed (see `study.metrics`): mean F1 over ``classes``, or the
+"""How a study metric is computed (see `study.engine.metrics`): mean F1 over ``classes``, or the
 AUROC of the ``positive`` class against the others."""
 
 

@@ -101,8 +101,8 @@ def _default_replay(tmp_path, baseline: str, *, max_epochs: int, orders: int):
     """The study defaults (grace period, rung metric) for ``max_epochs``, and their replay
     over ``orders`` start orders of a stored real-records baseline: {grace period: summary}
     for grace 1 and the default, both ranked on the default rung metric."""
-    from study import plan as plan_module
     from study import run
+    from study.tune import plan as plan_module
 
     frame = pd.read_parquet(Path(__file__).resolve().parents[2] / "bench/results" / baseline
                             / "trials.parquet")

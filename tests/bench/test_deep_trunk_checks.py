@@ -15,8 +15,8 @@ from bench.deep_trunk_checks import gradient_precision, layer_updates, main, pre
 from bench.preset_training import split_directories
 from data_io.cache import load_cached
 from data_io.synthesize import main as synthesize
+from study.engine.trainer import Split
 from study.train import main as train
-from study.trainer import Split
 
 TINY = {"model": {"name": "cnn", "channels": [4, 8], "kernel_size": 5, "pool_every": 1},
         "optim": {"batch_size": 8}}

@@ -9,7 +9,7 @@ import pytest
 from bench import preset_training
 from bench.preset_training import Run, logged_history, planned_runs, run_config, same_as, table
 from data_io.synthesize import main as synthesize
-from study.config import default_config
+from study.engine.config import default_config
 
 DEFAULT_LR = default_config()["optim"]["lr"]
 

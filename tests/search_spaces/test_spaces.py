@@ -27,7 +27,7 @@ from search_spaces import (
     unflatten,
 )
 from search_spaces._common import CNN_DEPTHS, CROP_STEPS_BY_DEPTH, suggest_cnn_trunk
-from study.config import resolve_config
+from study.engine.config import resolve_config
 
 SPACES = space_names()
 
@@ -59,7 +59,7 @@ def test_module_contract(name):
     assert (space.__doc__ or "").strip()
     assert isinstance(space.SMOKE, dict)
     resolved = resolve_config(space.SMOKE)  # unknown sections or keys raise
-    assert resolved["data"]["fs_hz"] >= MIN_FS_HZ  # synthetic data can be rendered at it
+    assert resolved.data.fs_hz >= MIN_FS_HZ  # synthetic data can be rendered at it
     json.dumps(space.SMOKE)
 
 
@@ -542,7 +542,7 @@ def test_dualnet_trials_train_with_the_published_protocol():
     # The space's fixed training values are the protocol study.train --preset dualnet_* uses,
     # less what the space samples (rate, augmentation) and what the study sets (epochs).
     from search_spaces.dualnet import PUBLISHED_TRAINING
-    from study.protocols import load_protocol
+    from study.engine.protocols import load_protocol
 
     protocol = load_protocol("dualnet_published")
     flat = {f"{section}/{key}": value for section, values in protocol.items()

@@ -57,7 +57,8 @@ def tiny_config() -> dict:
 
 
 def _plan_fields(**changes) -> dict:
-    """Every `study.plan.Plan` field for a tiny synthetic CNN study, with ``changes`` applied."""
+    """Every `study.tune.plan.Plan` field for a tiny synthetic CNN study, with ``changes``
+    applied."""
     fields = dict(
         name="p", space="cnn", dataset="synthetic", data_dir="/d", study_dir="/s",
         storage_path="/s", optuna_storage="sqlite:///:memory:", optuna_study_name="p-1",

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pyarrow.fs
 
-from study.checkpoints import CheckpointKeeper
+from study.tune.checkpoint_keeper import CheckpointKeeper
 
 METRIC = "val/f1_cinc"
 

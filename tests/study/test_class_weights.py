@@ -1,4 +1,4 @@
-"""study.class_weights: the loss' class-weight rules."""
+"""study.engine.class_weights: the loss' class-weight rules."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from study.class_weights import complement_frequency, inverse_frequency
+from study.engine.class_weights import complement_frequency, inverse_frequency
 
 
 def test_class_weights_follow_inverse_frequency():

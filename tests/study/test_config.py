@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from study.config import TrainConfig, default_config, merge_sections, resolve_config
+from study.engine.config import TrainConfig, default_config, merge_sections, resolve_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "study" / "configs"
 

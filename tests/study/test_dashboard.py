@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from study.dashboard import main
-from study.plan import load_plan
+from study.tune.plan import load_plan
 
 pytest.importorskip("optuna_dashboard", reason='optuna-dashboard not installed '
                                                 '(pip install -e ".[dashboard]")')

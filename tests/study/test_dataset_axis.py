@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from study import plan as plan_module
-from study import prepare, run
+from study import run
 from study import train as train_cli
-from study.checkpoint import load_checkpoint
-from study.plan import StudyError
+from study.engine.checkpoint import load_checkpoint
+from study.tune import plan as plan_module
+from study.tune import prepare
+from study.tune.plan import StudyError
 
 
 def _plan(tmp_path, *extra):
@@ -141,10 +142,10 @@ def test_segment_explanations_carry_their_annotated_abnormal_beats(mitdb_records
     from data_io.datasets import load_dataset
     from reports.explanation_scores import scored_archives
     from reports.study_data import TrialArtifacts
-    from study.artifacts import write_trial_artifacts
-    from study.data import fold_split, load_arrays, mask_source, scoring
-    from study.spec import StudySpec
-    from study.trainer import train
+    from study.engine.trainer import train
+    from study.explain.artifacts import write_trial_artifacts
+    from study.tune.data import fold_split, load_arrays, mask_source, scoring
+    from study.tune.spec import StudySpec
 
     spec = StudySpec(data_dir=str(mitdb_records), cache_dir=str(tmp_path / "cache"),
                      fs_hz=100.0, folds={}, fold=0, max_epochs=1, seed=0,

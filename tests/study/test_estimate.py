@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from study.estimate import (
+from study.tune.estimate import (
     ASYNC_ASHA_FACTOR,
     STUDY_START_S,
     TRIAL_START_S,
     ConfigCost,
     estimate_study,
 )
-from study.results import expected_epochs
-from study.space_text import first_paragraph, render_space, space_line
+from study.tune.results import expected_epochs
+from study.tune.space_text import first_paragraph, render_space, space_line
 
 
 def test_estimate_packs_the_search_and_runs_cv_in_waves():
@@ -50,8 +50,8 @@ def test_without_early_stopping_every_trial_runs_the_budget():
 
 
 def test_dry_run_prints_a_measured_estimate(tmp_path, capsys, monkeypatch):
-    from study import estimate
     from study.run import main
+    from study.tune import estimate
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(estimate, "PROBE_CONFIGS", 1)  # one small probe keeps the test short
@@ -71,8 +71,8 @@ def test_dry_run_prints_a_measured_estimate(tmp_path, capsys, monkeypatch):
 
 def test_dry_run_estimates_a_data_set_smaller_than_two_batches(tmp_path, capsys, monkeypatch):
     """Six records and batches of 32: the probe times the records repeated, not an error."""
-    from study import estimate
     from study.run import main
+    from study.tune import estimate
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(estimate, "PROBE_CONFIGS", 1)
@@ -88,8 +88,8 @@ def test_dry_run_of_a_beat_set_counts_the_beats_it_will_train_on(tmp_path, capsy
     of the probe's records, not the record count, and names them beats."""
     import re
 
-    from study import estimate
     from study.run import main
+    from study.tune import estimate
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(estimate, "PROBE_CONFIGS", 1)
@@ -132,8 +132,8 @@ def test_a_study_of_fixed_configurations_is_estimated_from_presets_folds_and_epo
         tmp_path, capsys, monkeypatch):
     """No ASHA and no sampled configurations: each preset is timed, then presets x folds x
     epochs plus the final trainings; the plan names no Optuna storage (none is written)."""
-    from study import estimate
     from study.run import main
+    from study.tune import estimate
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(estimate, "PROBE_STEPS", 1)
@@ -149,7 +149,7 @@ def test_a_study_of_fixed_configurations_is_estimated_from_presets_folds_and_epo
 
 
 def test_fixed_configurations_pack_every_run_of_every_stage():
-    from study.estimate import STUDY_START_S, TRIAL_START_S, ConfigCost, estimate_fixed
+    from study.tune.estimate import STUDY_START_S, TRIAL_START_S, ConfigCost, estimate_fixed
 
     costs = [ConfigCost(epoch_s=10.0, pretrain_s=0.0, summary="a"),
              ConfigCost(epoch_s=30.0, pretrain_s=6.0, summary="b")]

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from models import build_model
-from study.explanation_checks import (
+from study.explain.explanation_checks import (
     deletion_curves,
     layer_groups,
     randomised,
     sanity_arrays,
 )
-from study.explanation_methods import Batch, explain_batch, merge_settings
+from study.explain.explanation_methods import Batch, explain_batch, merge_settings
 
 CONFIG = {"name": "cnn", "n_classes": 4, "n_leads": 1, "channels": [4, 8], "kernel_size": 5,
           "pooling": "gmp", "dropout_min": 0.0, "dropout_max": 0.0}

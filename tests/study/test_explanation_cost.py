@@ -7,18 +7,18 @@ import numpy as np
 import pytest
 
 from data_io.datasets import load_dataset
-from study.artifacts import with_abnormal_beats
-from study.config import Data, resolve_config
-from study.data import fold_split, load_arrays, mask_source
-from study.explanation_cost import (
+from study.engine.config import Data, resolve_config
+from study.explain.artifacts import with_abnormal_beats
+from study.explain.explanation_methods import METHODS, merge_settings
+from study.tune.data import fold_split, load_arrays, mask_source
+from study.tune.explanation_cost import (
     PASSES,
     STEP_PASSES,
     epoch_samples,
     explanation_load,
     trial_load,
 )
-from study.explanation_methods import METHODS, merge_settings
-from study.spec import StudySpec
+from study.tune.spec import StudySpec
 
 SETTINGS = {"family": {}, "occlusion": {"window_s": 0.3, "stride_s": 0.1, "baseline": "zero"},
             "integrated_gradients": {"steps": 32}, "shift_perturbation": {"steps": 60}}

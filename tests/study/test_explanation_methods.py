@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from study.explanation_methods import load_settings, merge_settings, smoke_overrides
+from study.explain.explanation_methods import load_settings, merge_settings, smoke_overrides
 
 
 def test_smoke_settings_are_known_options_and_cheaper_than_the_defaults():

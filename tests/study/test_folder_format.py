@@ -48,7 +48,8 @@ def test_a_written_study_is_read_through_the_format_module(finished_study):
     assert len(study.cv) == len(cv)
     assert study.artifacts[best].predictions == best_dir / fmt.PREDICTIONS
     assert study.artifacts[best].explanations == best_dir / fmt.EXPLANATIONS
-    assert set(study.stage_times) == set(json.loads((study_dir / fmt.STAGE_TIMES).read_text()))
+    recorded = json.loads((study_dir / fmt.STAGE_TIMES).read_text())
+    assert set(study.stage_times) == set(recorded)
 
 
 def test_the_format_module_imports_only_the_standard_library():

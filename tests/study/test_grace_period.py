@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from study import plan as plan_module
 from study import run
+from study.tune import plan as plan_module
 
 
 def _plan(tmp_path, *extra):

@@ -8,9 +8,10 @@ from torch import nn
 from data_io.datasets import load_dataset
 from models import build_model
 from models.presets import load_preset
-from study.layer_rates import depth_scale, fan_in_scales, split_by_fan_in
-from study.metrics import Scoring
-from study.trainer import Split, _parameter_groups, train
+from study.engine.config import resolve_config
+from study.engine.layer_rates import depth_scale, fan_in_scales, split_by_fan_in
+from study.engine.metrics import Scoring
+from study.engine.trainer import Split, _parameter_groups, train
 
 
 def _preset(name: str) -> nn.Module:
@@ -39,9 +40,10 @@ def test_groups_keep_every_parameter_once_and_scale_the_groups_own_rate():
 @pytest.mark.parametrize("reference, expected", [(0, 1), (128 * 21, 2)])
 def test_the_trainer_builds_its_optimizer_groups_from_the_config(reference, expected):
     model = _preset("cnn15_gmp")
-    cfg = {"optim": {"lr": 1e-3, "cnn_lr_scale": 1.0, "conv_lr_fan_in": reference, "lr_depth": 0}}
+    cfg = resolve_config({"optim": {"lr": 1e-3, "cnn_lr_scale": 1.0,
+                                    "conv_lr_fan_in": reference, "lr_depth": 0}})
     groups = _parameter_groups(model, cfg)
-    optimizer = torch.optim.Adam(groups, lr=cfg["optim"]["lr"])
+    optimizer = torch.optim.Adam(groups, lr=cfg.optim.lr)
     assert len({group["lr"] for group in optimizer.param_groups}) == expected
 
 
@@ -55,8 +57,8 @@ def test_only_trunks_deeper_than_the_reference_learn_slower():
 
 def test_the_depth_rate_scales_every_group_before_the_fan_in_rule():
     model = _preset("cnn15_lstm64")
-    cfg = {"optim": {"lr": 1e-3, "cnn_lr_scale": 0.1, "conv_lr_fan_in": 128 * 21,
-                     "lr_depth": 7}}
+    cfg = resolve_config({"optim": {"lr": 1e-3, "cnn_lr_scale": 0.1,
+                                    "conv_lr_fan_in": 128 * 21, "lr_depth": 7}})
     rates = sorted({(g["name"], round(g["lr"], 10)) for g in _parameter_groups(model, cfg)})
     top = 1e-3 * 7 / 15
     assert rates == [("cnn", round(top * 0.05, 10)), ("cnn", round(top * 0.1, 10)),

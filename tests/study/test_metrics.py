@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import rankdata
 
 from data_io.datasets import load_dataset
-from study.metrics import (
+from study.engine.metrics import (
     Scoring,
     auroc_one_vs_rest,
     classification_metrics,
     confusion_matrix,
     f1_per_class,
+    weighted_means,
 )
 
 CINC = Scoring.from_dataset(load_dataset("cinc2017"))
@@ -41,7 +43,34 @@ def test_f1_and_cinc_score_by_hand():
 
 
 def test_f1_of_an_absent_class_is_zero_not_nan():
-    assert f1_per_class(np.zeros((2, 2), dtype=int)).tolist() == [0.0, 0.0]
+    found = f1_per_class(y_true=np.array([0, 0]), y_pred=np.array([0, 0]), n_classes=3)
+    assert found.tolist() == [1.0, 0.0, 0.0]
+
+
+def test_the_library_metrics_equal_their_formulas_on_fixed_inputs():
+    # scikit-learn computes them now; these are the formulas the project used before.
+    rng = np.random.default_rng(7)
+    y_true, y_pred = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
+    y_true[y_true == 3] = 2  # class 3 never true: F1 from predictions only, weight 0
+    matrix = np.zeros((4, 4), dtype=np.int64)
+    np.add.at(matrix, (y_true, y_pred), 1)
+    assert confusion_matrix(y_true=y_true, y_pred=y_pred, n_classes=4).tolist() == matrix.tolist()
+    tp, rows, cols = np.diag(matrix).astype(float), matrix.sum(1), matrix.sum(0)
+    f1 = np.divide(2 * tp, rows + cols, out=np.zeros(4), where=rows + cols > 0)
+    np.testing.assert_allclose(f1_per_class(y_true=y_true, y_pred=y_pred, n_classes=4), f1)
+    recall = np.divide(tp, rows, out=np.zeros(4), where=rows > 0)
+    precision = np.divide(tp, cols, out=np.zeros(4), where=cols > 0)
+    expected = {"f1_weighted": (f1 * rows).sum() / rows.sum(),
+                "sensitivity_weighted": (recall * rows).sum() / rows.sum(),
+                "ppv_weighted": (precision * rows).sum() / rows.sum()}
+    found = weighted_means(y_true=y_true, y_pred=y_pred, n_classes=4)
+    assert found == pytest.approx(expected, rel=1e-12)
+    scores = rng.normal(size=200).round(1)  # ties
+    positive = y_true == 1
+    ranks = rankdata(scores)
+    mann_whitney = ((ranks[positive].sum() - positive.sum() * (positive.sum() + 1) / 2)
+                    / (positive.sum() * (~positive).sum()))
+    assert auroc_one_vs_rest(y_true=positive, scores=scores) == pytest.approx(mann_whitney)
 
 
 def test_auroc_matches_pairwise_counting_with_ties():
@@ -50,6 +79,7 @@ def test_auroc_matches_pairwise_counting_with_ties():
     # Pairs (pos, neg): 0.9 beats all 3; 0.4 beats 0.1 and 0.3, ties 0.4 -> 2.5. Total 5.5/6.
     assert auroc_one_vs_rest(y_true=y, scores=s) == pytest.approx(5.5 / 6)
     assert np.isnan(auroc_one_vs_rest(y_true=np.ones(3, bool), scores=np.arange(3.0)))
+    assert np.isnan(auroc_one_vs_rest(y_true=y, scores=np.array([0.9, np.nan, 0.4, 0.1, 0.3])))
 
 
 def test_cinc_scoring_reports_no_aami_or_binary_metrics():

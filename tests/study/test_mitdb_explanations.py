@@ -16,14 +16,15 @@ import wfdb
 
 from data_io.datasets import load_dataset
 from data_io.mitdb import read_record, rhythm_windows
-from study import driver, run
-from study import plan as plan_module
-from study.artifacts import load_trained
+from study import run
+from study.engine.metrics import Scoring
+from study.engine.trainer import Split, train
+from study.explain.artifacts import load_trained
+from study.explain.mitdb_explanations import ADC_GAIN, abnormal_windows, write_mitdb_explanations
 from study.folder_format import MITDB_EXPLANATIONS
-from study.metrics import Scoring
-from study.mitdb_explanations import ADC_GAIN, abnormal_windows, write_mitdb_explanations
-from study.plan import Plan
-from study.trainer import Split, train
+from study.tune import driver
+from study.tune import plan as plan_module
+from study.tune.plan import Plan
 
 SCORING = Scoring.from_dataset(load_dataset("cinc2017"))
 
@@ -204,7 +205,7 @@ def test_study_writes_mitdb_explanations_for_the_best_trials(mitdb_dir, checkpoi
                                                              tiny_arrays, monkeypatch):
     """`_write_artifacts` with a stand-in Ray result: the usual artefacts plus the MIT-BIH
     file when the plan has a MIT-BIH directory."""
-    from study import trainable
+    from study.tune import trainable
 
     arrays = tiny_arrays(n_records=8)
     split = Split(arrays, np.arange(len(arrays)))

@@ -42,7 +42,7 @@ def cluster() -> Iterator[tuple[object, object, object]]:
 
 
 def _node_label(node) -> str:
-    """The ``node`` metric `study.trainable` reports for trials on ``node``."""
+    """The ``node`` metric `study.tune.trainable` reports for trials on ``node``."""
     return f"{socket.gethostname()}/{node.node_id[:12]}"
 
 

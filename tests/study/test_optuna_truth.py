@@ -1,4 +1,4 @@
-"""`study.optuna_truth`: the Optuna storage records what each trial did (no Ray cluster).
+"""`study.tune.optuna_truth`: the Optuna storage records what each trial did (no Ray cluster).
 
 The recorder is driven the way Ray Tune's controller drives it (trial start, one result per
 epoch, then complete or error), with the study's own searcher asking the Optuna trials.
@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from study import optuna_truth
 from study.library_internals import SamplingOptunaSearch
-from study.optuna_truth import OptunaRecorder
-from study.results import trials_frame
+from study.tune import optuna_truth
+from study.tune.optuna_truth import OptunaRecorder
+from study.tune.results import trials_frame
 
 METRIC = "val/score"
 MILESTONES = [1, 2, 4]  # ASHA rungs at epochs 1 and 2, full budget 4
@@ -147,7 +147,7 @@ def test_reconcile_closes_what_a_killed_driver_left_running(tmp_path):
     s.run("done", [0.5, 0.6, 0.7, 0.8])
     s.report(s.start("ended-unrecorded"), [0.2, 0.1])  # killed before the recorder's end
     s.searcher.suggest("asked-never-run")  # asked, then lost with the killed driver
-    from study.results import TrialOutcome
+    from study.tune.results import TrialOutcome
 
     closed = optuna_truth.reconcile(storage_url=s.url, study_name="s", outcomes={
         "ended-unrecorded": TrialOutcome(stop_reason="early_stopped", epochs_completed=2,

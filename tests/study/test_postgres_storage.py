@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import ray
 
-from study import optuna_truth, tuning
-from study.plan import Plan
-from study.prepare import _spec
 from study.run import main
+from study.tune import optuna_truth, tuning
+from study.tune.plan import Plan
+from study.tune.prepare import _spec
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ def test_real_studies_share_the_database_and_a_killed_one_resumes(
 
 
 def test_a_password_in_the_url_works_but_is_warned_about_and_masked(postgres):
-    from study import optuna_storage
+    from study.tune import optuna_storage
 
     (warning,) = optuna_storage.check(postgres.url(password=postgres.password))
     assert warning.startswith("warning: ") and "PGPASSWORD" in warning

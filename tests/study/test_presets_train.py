@@ -10,8 +10,8 @@ from data_io.datasets import load_dataset
 from data_io.preprocess import resample_arrays
 from data_io.synthetic import generate_records, to_ecg_arrays
 from models import build_model, load_preset, preset_names
-from study.metrics import Scoring
-from study.trainer import Split, train
+from study.engine.metrics import Scoring
+from study.engine.trainer import Split, train
 
 SCORING = Scoring.from_dataset(load_dataset("cinc2017"))
 

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from study.bars import LineProgress, bar
-from study.progress import StudyProgress, ray_output_to, short_config
-from study.results import expected_epochs, expected_remaining_epochs
+from study.engine.bars import LineProgress, bar
+from study.tune.progress import StudyProgress, ray_output_to, short_config
+from study.tune.results import expected_epochs, expected_remaining_epochs
 
 
 def _trial(trial_id: str, **last) -> SimpleNamespace:
@@ -99,8 +99,8 @@ def test_eta_adds_the_later_stages_at_the_measured_epoch_time_with_each_share():
 
 
 def test_later_stages_count_cv_and_final_runs_concurrency_at_a_time(plan_fields):
-    from study.plan import Plan
-    from study.tuning import later_stages
+    from study.tune.plan import Plan
+    from study.tune.tuning import later_stages
 
     plan = Plan(**plan_fields(cv_top_k=1, baseline=("cnn7_gmp",), concurrency=2, test="fold",
                               n_folds=8, cv_n_folds=2, test_fold=7))
@@ -162,7 +162,7 @@ def test_disabled_bar_prints_nothing(capsys):
 def test_pruning_removes_every_checkpoint_of_trials_not_kept(tmp_path):
     from ray import tune
 
-    from study.checkpoints import checkpoint_exists, prune_checkpoints
+    from study.tune.checkpoint_keeper import checkpoint_exists, prune_checkpoints
 
     (tmp_path / "checkpoint_000003").mkdir()
     (tmp_path / "checkpoint_000004" / "x").mkdir(parents=True)

@@ -10,17 +10,17 @@ import pytest
 import torch
 
 from models import load_preset, preset_names
-from study.class_weights import class_weights
-from study.config import resolve_config
-from study.protocols import (
+from study.engine.class_weights import class_weights
+from study.engine.config import resolve_config
+from study.engine.protocols import (
     _preset_protocols,
     load_protocol,
     preset_config,
     preset_protocol,
     protocol_names,
 )
+from study.engine.trainer import build_optimizer
 from study.train import build_parser, partial_config
-from study.trainer import build_optimizer
 
 
 def test_every_mapped_preset_and_protocol_exists_and_passes_the_option_checks():

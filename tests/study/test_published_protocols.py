@@ -12,10 +12,10 @@ import pytest
 from data_io.datasets import load_dataset
 from models import load_preset, preset_names
 from search_spaces import load_space
-from study.config import resolve_config
-from study.driver import preset_candidates
-from study.plan import Plan
-from study.results import flatten
+from study.engine.config import resolve_config
+from study.tune.driver import preset_candidates
+from study.tune.plan import Plan
+from study.tune.results import flatten
 
 CONFIGS = Path(__file__).resolve().parents[2] / "study" / "configs"
 FAMILIES = {"hadln": ("hadln_mitbih.json", "mitdb-beats"),

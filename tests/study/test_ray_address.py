@@ -10,8 +10,8 @@ import threading
 import pytest
 
 from bench.dead_ends import closed_port, never_accepting, silent_after_accept
-from study.plan import StudyError
-from study.ray_address import check_reachable
+from study.tune.plan import StudyError
+from study.tune.ray_address import check_reachable
 
 
 def test_a_closed_port_is_refused():

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from search_spaces import FIXED_ATTR, define_fixed, describe_space, flatten_options, unflatten
-from study.checkpoint import load_checkpoint
-from study.plan import Plan
-from study.prepare import _spec
+from study.engine.checkpoint import load_checkpoint
+from study.tune.plan import Plan
+from study.tune.prepare import _spec
 
 # The space samples model/depth, model/residual, loss/focal_gamma, optim/lr and
 # optim/batch_size; --smoke fixes the batch size (8), --set the rest but the learning rate.

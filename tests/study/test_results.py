@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from study.results import (
+from study.tune.results import (
     asha_milestones,
     final_scores,
     flatten,

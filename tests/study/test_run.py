@@ -296,8 +296,8 @@ def test_baseline_options_reach_the_plan_and_the_trial_spec(tmp_path, capsys, mo
 
 
 def test_fixed_options_override_samples_and_smoke_settings_section_by_section(plan_fields):
-    from study.plan import Plan
-    from study.prepare import _spec
+    from study.tune.plan import Plan
+    from study.tune.prepare import _spec
 
     plan = Plan(**plan_fields(smoke=True, fixed={"optim/lr": 0.5, "loss/focal_gamma": 0.0}))
     overrides = _spec(plan, folds={}).overrides
@@ -311,7 +311,7 @@ def test_fixed_options_override_samples_and_smoke_settings_section_by_section(pl
                                                      (0, 3, [0, 1, 2]), (5, 3, [0, 5, 6])])
 def test_cv_folds_start_at_the_search_fold_and_skip_the_test_fold(plan_fields, fold, n,
                                                                   expected):
-    from study.plan import Plan
+    from study.tune.plan import Plan
 
     plan = Plan(**plan_fields(n_folds=8, fold=fold, test_fold=7, cv_n_folds=n))
     assert plan.cv_folds == expected

@@ -12,9 +12,9 @@ import pytest
 import ray
 
 from bench.dead_ends import closed_port, never_accepting
-from study.driver import summary
-from study.results import trials_frame
 from study.run import main
+from study.tune.driver import summary
+from study.tune.results import trials_frame
 
 
 @pytest.fixture(params=["refused", "ray-client-refused", "never-accepts", "unknown-name"])

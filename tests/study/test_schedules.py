@@ -5,8 +5,8 @@ import itertools
 import pytest
 import torch
 
-from study.config import Optim
-from study.schedules import build_schedule, load_schedule_state, step_schedule
+from study.engine.config import Optim
+from study.engine.schedules import build_schedule, load_schedule_state, step_schedule
 
 COSINE = Optim(lr_schedule="cosine", lr=1e-3, lr_final_ratio=0.02, lr_decay=0.95)
 

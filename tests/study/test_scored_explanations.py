@@ -8,12 +8,12 @@ import torch
 
 from data_io.synthetic import generate_records, to_ecg_arrays
 from models import build_model
-from study.artifacts import write_trial_artifacts
-from study.checkpoint import save_checkpoint
-from study.config import resolve_config
-from study.explanation_methods import merge_settings
-from study.metrics import Scoring
-from study.trainer import Split
+from study.engine.checkpoint import save_checkpoint
+from study.engine.config import resolve_config
+from study.engine.metrics import Scoring
+from study.engine.trainer import Split
+from study.explain.artifacts import write_trial_artifacts
+from study.explain.explanation_methods import merge_settings
 
 FS_HZ = 100.0
 MODEL = {"name": "cnn", "channels": [4, 8], "kernel_size": 5, "pooling": "gmp"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from study.stage_times import add_stage_time, read_stage_times, timed_stage
+from study.tune.stage_times import add_stage_time, read_stage_times, timed_stage
 
 
 def test_a_resumed_stage_adds_its_seconds(tmp_path):

@@ -17,10 +17,11 @@ import optuna
 import pytest
 from ray.exceptions import RayTaskError
 
-from study import run, storage_faults, tuning
-from study.plan import StudyError, make_plan
+from study import run
 from study.run import build_parser
-from study.storage_faults import storage_fault_message, storage_problem
+from study.tune import storage_faults, tuning
+from study.tune.plan import StudyError, make_plan
+from study.tune.storage_faults import storage_fault_message, storage_problem
 
 SYNTHETIC = ["--space", "cnn", "--dataset", "synthetic", "--synthetic-records", "16", "--smoke",
              "--wandb-mode", "disabled"]
@@ -138,7 +139,7 @@ def test_trials_failing_on_a_read_only_disk_are_reported_together(tmp_path, monk
 WRITE_PAST_LIMIT = """
 import json, resource, signal, sys
 import pyarrow.fs as pfs
-from study.whole_file_fs import WholeFileLocalFileSystem
+from study.tune.whole_file_fs import WholeFileLocalFileSystem
 target_fs = {"whole": pfs.PyFileSystem(WholeFileLocalFileSystem()),
              "local": pfs.LocalFileSystem()}[sys.argv[1]]
 small, big, dst = sys.argv[2] + ".small", sys.argv[2] + ".big", sys.argv[3]

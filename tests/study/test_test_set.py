@@ -7,10 +7,10 @@ import pytest
 
 from data_io.datasets import load_dataset
 from data_io.folds import FoldPlan
-from study.data import final_split, fold_split, item_folds, load_arrays
-from study.plan import Plan
-from study.prepare import held_out_test
-from study.spec import StudySpec
+from study.tune.data import final_split, fold_split, item_folds, load_arrays
+from study.tune.plan import Plan
+from study.tune.prepare import held_out_test
+from study.tune.spec import StudySpec
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_a_data_sets_own_held_out_split_replaces_the_test_fold(plan_fields):
 
 
 def test_the_test_summary_names_items_as_the_data_set_does():
-    from study.final_test import final_test_lines, final_test_record
+    from study.tune.held_out_test import final_test_lines, final_test_record
 
     def lines(name: str) -> list[str]:
         dataset = load_dataset(name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from study.trainable import diverged_report
+from study.tune.trainable import diverged_report
 
 
 def test_a_diverged_epoch_reports_no_score_for_any_metric_asha_could_rank_on():

@@ -10,12 +10,11 @@ from data_io.datasets import load_dataset
 from models import build_model
 from models.layers import GlobalPool, set_pool_mean_share
 from models.losses import FocalLoss
-from study.artifacts import load_trained
-from study.checkpoint import load_checkpoint
-from study.config import resolve_config
-from study.metrics import Scoring
-from study.runtime import select_runtime
-from study.trainer import (
+from study.engine.checkpoint import load_checkpoint
+from study.engine.config import resolve_config
+from study.engine.metrics import Scoring
+from study.engine.runtime import select_runtime
+from study.engine.trainer import (
     Split,
     _pretrain_trunk,
     evaluate,
@@ -23,6 +22,7 @@ from study.trainer import (
     train,
     warmup_factors,
 )
+from study.explain.artifacts import load_trained
 
 SCORING = Scoring.from_dataset(load_dataset("cinc2017"))
 
@@ -210,7 +210,7 @@ def test_pretraining_epochs_are_announced_and_read_as_their_own(tiny_arrays, tin
 
 def test_cpu_autocast_only_where_the_cpu_computes_bf16(monkeypatch):
     """bf16 autocast on an AVX2 CPU is emulated and slower than fp32: full precision there."""
-    from study import runtime
+    from study.engine import runtime
 
     monkeypatch.setattr(runtime.torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     assert runtime.select_runtime(device="cpu", amp=True).amp_dtype is None

@@ -1,4 +1,4 @@
-"""`study.tuning`: every sampler and scheduler a plan may name has a builder; the Ray internals
+"""`study.tune.tuning`: every sampler and scheduler a plan may name has a builder; the Ray internals
 it hooks are checked."""
 
 from __future__ import annotations
@@ -7,9 +7,10 @@ import optuna
 import pytest
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from study import cli_choices, tuning
-from study.plan import Plan
-from study.prepare import _spec
+from study import cli_choices
+from study.tune import tuning
+from study.tune.plan import Plan
+from study.tune.prepare import _spec
 
 
 def test_every_plan_choice_has_a_builder():

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import ray.air.integrations.wandb as ray_wandb
 
-from study.tuning import WANDB_KEY_VARIABLE, KeySafeWandbLoggerCallback
+from study.tune.tuning import WANDB_KEY_VARIABLE, KeySafeWandbLoggerCallback
 
 KEY = "0123456789abcdef" * 2 + "01234567"
 
@@ -59,7 +59,7 @@ def test_the_key_is_not_in_the_logging_actors_runtime_env(mode, recorded):
 
 
 def test_the_offline_hint_gives_the_true_reason(monkeypatch, tmp_path):
-    from study.wandb_mode import offline_hint
+    from study.tune.wandb_mode import offline_hint
 
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     monkeypatch.delenv("WANDB_API_KEY", raising=False)

@@ -12,7 +12,7 @@ from ray.air.integrations.wandb import WandbLoggerCallback
 from wandb_log import Run, logged_media, read_run
 
 from reports.build import main as build_report
-from study.plan import load_plan
+from study.tune.plan import load_plan
 from study.wandb_report import main as log_report
 
 RAY_CONFIG_KEYS = {*WandbLoggerCallback.AUTO_CONFIG_KEYS, "trial_log_path", "_wandb"}

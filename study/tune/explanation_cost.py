@@ -1,0 +1,158 @@
+"""What a trial's explanations cost, counted in model passes over samples and priced at the
+measured seconds of a training epoch, so the dry-run estimate and the running ETA include them.
+
+The count: per explained record, the methods of `study.explain.explanation_methods` run one forward
+pass (the family's maps), one per occluded window (occlusion), forward and backward per
+quadrature point (integrated gradients) and per optimisation step (the shift mask, only for
+records not predicted normal). A training epoch is one forward and backward pass over its
+computed samples plus an evaluation pass. docs/estimating-cost.md compares the count with
+measured explanation stages.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from data_io.batching import BatchingOptions, batching_mode
+from data_io.datasets import load_dataset
+from data_io.records import EcgArrays
+from study.engine.config import Data, TrainConfig, resolve_config
+from study.explain.artifacts import MaskSource, gallery_size, with_abnormal_beats
+from study.explain.explanation_methods import study_settings
+from study.tune.data import fold_split, mask_source
+
+BACKWARD_PASSES = 2.0
+"""A backward pass costs about two forward passes (convolutions and LSTMs alike)."""
+STEP_PASSES = 1.0 + BACKWARD_PASSES
+"""One forward and one backward pass."""
+
+
+def _windows(settings: Mapping[str, Any], *, samples: float, fs_hz: float) -> float:
+    window = max(1, round(settings["window_s"] * fs_hz))
+    stride = max(1, round(settings["stride_s"] * fs_hz))
+    return max(math.ceil((samples - window) / stride), 0) + 1.0
+
+
+PASSES: Mapping[str, Callable[..., float]] = MappingProxyType({
+    "family": lambda settings, *, samples, fs_hz: 1.0,
+    "occlusion": _windows,
+    "integrated_gradients": lambda settings, *, samples, fs_hz: settings["steps"] * STEP_PASSES,
+    "shift_perturbation": lambda settings, *, samples, fs_hz: settings["steps"] * STEP_PASSES,
+})
+"""Method name (as in `study.explain.explanation_methods.METHODS`) -> forward-pass equivalents
+over one record of ``samples`` samples at ``fs_hz``, given the method's settings."""
+
+
+@dataclass(frozen=True)
+class ExplanationLoad:
+    """One explained trial's work, as forward-pass samples, beside a training epoch's.
+
+    Attributes:
+        records: records explained (the gallery and the scored ones).
+        samples_by_method: forward-pass samples of each method over those records.
+        epoch_samples: forward-pass samples of one trial epoch (training and evaluation).
+    """
+
+    records: int
+    samples_by_method: Mapping[str, float]
+    epoch_samples: float
+
+    @property
+    def epochs(self) -> float:
+        """The explanations' cost in trial epochs."""
+        return sum(self.samples_by_method.values()) / self.epoch_samples
+
+
+def epoch_samples(*, lengths: np.ndarray, fs_hz: float, data: Data, batch_size: int,
+                  n_train: float, n_eval: float) -> float:
+    """Forward-pass samples of one trial epoch of ``n_train`` training and ``n_eval``
+    evaluation records whose lengths are distributed as ``lengths``, batched as the training
+    config's ``data`` section says (each side's mode plans the batches of ``lengths``)."""
+
+    def per_record(mode: str, *, shuffle: bool) -> float:
+        plan = batching_mode(mode)(BatchingOptions(
+            lengths=lengths, fs_hz=fs_hz, batch_size=batch_size, shuffle=shuffle, seed=0,
+            epoch=0, fixed_length_s=data.fixed_length_s, crop_s=data.crop_s,
+            bucket_size=0))
+        crop = plan.crop_samples or int(lengths.max())
+        total = sum((plan.pad_to or int(np.minimum(lengths[rows], crop).max())) * len(rows)
+                    for rows in plan.batch_sampler)
+        return total / len(lengths)
+
+    return (n_train * per_record(data.train_batching, shuffle=True) * STEP_PASSES
+            + n_eval * per_record(data.eval_batching, shuffle=False))
+
+
+def explanation_load(*, settings: Mapping[str, Mapping[str, Any]], fs_hz: float,
+                     record_samples: float, n_classes: int, n_val: int, scored: int,
+                     shift_share: float, epoch: float) -> ExplanationLoad:
+    """The work of explaining one trial: the gallery of `study.explain.artifacts.select_records` (at
+    most the ``n_val`` validation records), then
+    ``scored`` records, all about ``record_samples`` long; ``shift_share``: the share of
+    records the shift mask runs on (those not predicted normal; 0 without a normal class);
+    ``epoch``: `epoch_samples` of the trial."""
+    gallery = min(n_val, gallery_size(n_classes))
+    records = gallery + scored
+    share = {"shift_perturbation": shift_share}
+    samples = {
+        method: records * share.get(method, 1.0) * record_samples
+        * passes(settings[method], samples=record_samples, fs_hz=fs_hz)
+        for method, passes in PASSES.items()
+    }
+    return ExplanationLoad(records=records, samples_by_method=samples, epoch_samples=epoch)
+
+
+def trial_load(*, arrays: EcgArrays, sample: np.ndarray, n_train: float, n_val: int,
+               masks: MaskSource | None, score_records: int | None,
+               settings: Mapping[str, Mapping[str, Any]], cfg: TrainConfig,
+               normal_class: int | None) -> ExplanationLoad:
+    """`explanation_load` of a trial that trains on ``n_train`` records and explains its
+    ``n_val`` validation records as `study.explain.artifacts.write_trial_artifacts` does (the
+    gallery; with ``masks``, those with an abnormal beat, or ``score_records`` of them); the
+    records at ``sample`` of ``arrays`` stand for both sides (their lengths, labels, beats).
+    ``cfg``: a resolved training config (batching, batch size)."""
+    lengths = arrays.lengths[sample]
+    abnormal = (0.0 if masks is None or score_records == 0 else
+                float(with_abnormal_beats(arrays, indices=sample, masks=masks).mean()))
+    scored = round(abnormal * n_val)
+    if score_records is not None:
+        scored = min(scored, score_records)
+    shift_share = (0.0 if normal_class is None else
+                   float((arrays.labels[sample] != normal_class).mean()))
+    epoch = epoch_samples(lengths=lengths, fs_hz=arrays.fs_hz, data=cfg.data,
+                          batch_size=cfg.optim.batch_size, n_train=n_train, n_eval=n_val)
+    return explanation_load(settings=settings, fs_hz=arrays.fs_hz,
+                            record_samples=float(lengths.mean()),
+                            n_classes=len(arrays.classes), n_val=n_val, scored=scored,
+                            shift_share=shift_share, epoch=epoch)
+
+
+def study_explanation_epochs(plan: Any, spec: Any, *, arrays: EcgArrays, sample: np.ndarray,
+                             n_train: float, n_val: int) -> float:
+    """Trial epochs the explanations of a study (`study.tune.plan.Plan`,
+    `study.tune.spec.StudySpec`) cost: `trial_load` of each of its ``--explain-top`` trials,
+    with its explanation settings (``--smoke``'s coarser ones included), score sample and data
+    set's masks."""
+    load = trial_load(arrays=arrays, sample=sample, n_train=n_train, n_val=n_val,
+                      masks=mask_source(spec), score_records=plan.explain_records,
+                      settings=study_settings(smoke=plan.smoke),
+                      cfg=resolve_config(spec.trial_config({})),
+                      normal_class=load_dataset(plan.dataset).normal_index)
+    trials = len(plan.presets) if plan.fixed_configurations else plan.num_samples
+    return load.epochs * min(plan.explain_top, trials)
+
+
+def fold_explanation_epochs(plan: Any, spec: Any) -> float:
+    """`study_explanation_epochs` on the study's own validation fold (its data loaded; not
+    with ``--explain-top 0``)."""
+    if not plan.explain_top:
+        return 0.0
+    train, val = fold_split(spec, fold=plan.fold)
+    return study_explanation_epochs(plan, spec, arrays=val.arrays, sample=val.indices,
+                                    n_train=len(train.indices), n_val=len(val.indices))
