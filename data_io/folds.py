@@ -59,7 +59,8 @@ def stratified_folds(
     """Assign each record to one of ``n_folds`` folds, stratified by label.
 
     The result depends only on the set of (record, label) pairs and the seed, not on their
-    order.
+    order (why not scikit-learn's StratifiedKFold: its folds follow the order it is given, so
+    a directory listed in another order would get other folds).
     """
     if n_folds < 2:
         raise ValueError(f"n_folds must be at least 2, got {n_folds}")
@@ -90,7 +91,9 @@ def grouped_folds(
 
     ``groups`` holds the group of every item. Groups are taken largest first (ties in a
     seeded random order) and each goes to the fold holding the fewest items so far, so no
-    group is ever split and fold sizes stay close. The table lists groups, not items.
+    group is ever split and fold sizes stay close. The table lists groups, not items. (This
+    is scikit-learn's GroupKFold greedy; ours breaks ties between groups of one size by the
+    seed and returns the table a study writes, where GroupKFold breaks them by input order.)
 
     Raises:
         DatasetError: fewer groups than folds (a fold would be empty).

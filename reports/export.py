@@ -11,7 +11,6 @@ study gives the same files.
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import re
 import warnings
@@ -20,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jinja2
 import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
@@ -160,46 +160,33 @@ def write_table(table: Table, *, out: Path) -> dict:
 
 
 def render_index(sections: list[tuple[str, list[Section]]], *, manifest: Manifest) -> str:
-    """The self-contained page: plotly.js inline once, then every section of every study."""
+    """The self-contained page (`templates/index.html.j2`): plotly.js inline once, then every
+    section of every study; text is escaped, the tables' and figures' own HTML is not."""
     files_by_name = {f["name"]: f["files"] for f in manifest.figures}
-    body = []
-    for study, study_sections in sections:
-        body.append(f"<h1>Study {html.escape(study)}</h1>")
-        for section in study_sections:
-            body.append(f"<h2>{html.escape(section.title)}</h2>")
-            body.extend(f"<p class='note'>{html.escape(n)}</p>" for n in section.notes)
-            for table in section.tables:
-                body.append(f"<h3>{html.escape(table.title)}</h3>")
-                body.append("<div class='scroll'>" + table.frame.to_html(
-                    index=False, classes="table", border=0, na_rep="–",
-                    float_format=table.float_format.format) + "</div>")
-                body.append(f"<p class='files'><a href='tables/{table.name}.csv'>CSV</a> "
-                            f"<a href='tables/{table.name}.tex'>LaTeX</a></p>")
-            for figure in section.figures:
-                body.append(f"<h3>{html.escape(figure.title)}</h3>")
-                body.append(pio.to_html(
-                    for_display(figure.figure), full_html=False, include_plotlyjs=False,
-                    div_id=figure.name, config={"displaylogo": False, "responsive": True},
-                ))
-                links = " ".join(
-                    f"<a href='{html.escape(path)}'>{fmt.upper()}</a>"
-                    for fmt, path in sorted(files_by_name.get(figure.name, {}).items())
-                )
-                if links:
-                    body.append(f"<p class='files'>{links}</p>")
-    warning_html = "".join(f"<p class='warning'>{html.escape(w)}</p>" for w in manifest.warnings)
-    return (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>ecg-study report: {html.escape(', '.join(manifest.studies))}</title>"
-        "<style>body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em;"
-        "overflow-wrap:anywhere}.scroll{overflow-x:auto;max-width:100%}"
-        ".plotly-graph-div{max-width:100%}"
-        # cells break at spaces only (not inside "Rank" or a trial id); .scroll scrolls
-        ".table{border-collapse:collapse;font-size:90%;overflow-wrap:normal}"
-        ".table td,.table th{padding:2px 8px;"
-        "border-bottom:1px solid #ddd}.note{color:#555}.warning{color:#a00}"
-        ".files a{margin-right:1em}</style>"
-        f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
-        f"{warning_html}{''.join(body)}"
-        "<p class='files'><a href='manifest.json'>manifest.json</a></p></body></html>"
-    )
+    studies = [{"name": study, "sections": [_section_view(s, files_by_name=files_by_name)
+                                            for s in study_sections]}
+               for study, study_sections in sections]
+    return _TEMPLATES.get_template("index.html.j2").render(
+        studies=manifest.studies, warnings=manifest.warnings, studies_sections=studies,
+        plotlyjs=get_plotlyjs())
+
+
+_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("reports"), autoescape=True,
+                                undefined=jinja2.StrictUndefined)
+
+
+def _section_view(section: Section, *, files_by_name: dict[str, dict[str, str]]) -> dict:
+    """What the template shows of one section: titles and notes as text, the tables and
+    figures as the HTML pandas and plotly write."""
+    tables = [{"title": t.title, "name": t.name,
+               "html": t.frame.to_html(index=False, classes="table", border=0, na_rep="–",
+                                       float_format=t.float_format.format)}
+              for t in section.tables]
+    figures = [{"title": f.title,
+                "html": pio.to_html(for_display(f.figure), full_html=False,
+                                    include_plotlyjs=False, div_id=f.name,
+                                    config={"displaylogo": False, "responsive": True}),
+                "files": sorted(files_by_name.get(f.name, {}).items())}
+               for f in section.figures]
+    return {"title": section.title, "notes": section.notes, "tables": tables,
+            "figures": figures}
