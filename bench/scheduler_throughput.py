@@ -4,7 +4,7 @@
 
 For each node count N, a local multi-node Ray cluster (`ray.cluster_utils.Cluster`: a head
 and N-1 worker raylets of 1 CPU each, token authentication on, as in
-tests/study/test_multinode.py) runs one search of ``--trials`` no-op trials with the study's
+tests/study/tune/test_multinode.py) runs one search of ``--trials`` no-op trials with the study's
 own searcher (`study.tune.tuning.searcher`: Optuna TPE through OptunaSearch on an SQLite RDB
 storage, behind a ConcurrencyLimiter of N) and scheduler (`study.tune.tuning.scheduler`: ASHA), one
 trial per CPU. The trainable reports a single result and returns, so what is measured is pure

@@ -10,7 +10,7 @@ import pytest
 
 from study.engine.config import TrainConfig, default_config, merge_sections, resolve_config
 
-CONFIGS = Path(__file__).resolve().parents[2] / "study" / "configs"
+CONFIGS = Path(__file__).resolve().parents[3] / "study" / "configs"
 
 
 def test_the_defaults_are_plain_json_that_resolves_to_itself():

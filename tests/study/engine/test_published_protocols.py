@@ -17,7 +17,7 @@ from study.tune.driver import preset_candidates
 from study.tune.plan import Plan
 from study.tune.results import flatten
 
-CONFIGS = Path(__file__).resolve().parents[2] / "study" / "configs"
+CONFIGS = Path(__file__).resolve().parents[3] / "study" / "configs"
 FAMILIES = {"hadln": ("hadln_mitbih.json", "mitdb-beats"),
             "segmenter": ("segmenter_mitdb.json", "mitdb-pvc-apb")}
 
@@ -59,7 +59,7 @@ def test_a_family_without_published_training_keeps_the_defaults(plan_fields):
 def test_every_preset_a_published_table_reproduces_names_one_of_its_rows(dataset):
     import pandas as pd
 
-    folder = Path(__file__).resolve().parents[3] / "shared" / "reference-results"
+    folder = Path(__file__).resolve().parents[4] / "shared" / "reference-results"
     for entry in load_dataset(dataset).facts["published"]:
         assert set(entry["presets"]) <= set(preset_names())
         if not (folder / entry["file"]).is_file():
