@@ -16,7 +16,6 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
-sys.path.insert(0, str(ROOT / "tests" / "reports"))
 
 
 @pytest.fixture(scope="module")
@@ -152,9 +151,10 @@ def test_an_explanation_method_is_computed_and_scored(monkeypatch):
 
 
 def test_a_report_analysis_is_one_function_and_one_line(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "tests" / "reports"))
     import pandas as pd
     import plotly.graph_objects as go
-    from opening_study import make_study, write_storage
+    from opening_study import TRIALS, make_study, write_storage
 
     from reports import build
     from reports.artifact import Figure, Section, Sources, Table
@@ -177,5 +177,5 @@ def test_a_report_analysis_is_one_function_and_one_line(tmp_path, monkeypatch):
     sections = build.study_sections(study)
     toy = [s for s in sections if s.title == "Trial count"]
     assert len(toy) == 1 and not toy[0].notes
-    assert int(toy[0].tables[0].frame["trials"].iloc[0]) == 5  # the opening study's trials
+    assert int(toy[0].tables[0].frame["trials"].iloc[0]) == len(TRIALS)
     assert toy[0].figures[0].name.endswith("trial_count")

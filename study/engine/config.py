@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from collections.abc import Callable, Collection, Mapping
 from typing import Annotated, Any
@@ -31,8 +32,7 @@ from study.engine.schedules import LR_SCHEDULES
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and (
-        value == value and abs(value) != float("inf"))
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _checked(check: Callable[[Any], bool], allowed: str) -> PlainValidator:
@@ -209,10 +209,10 @@ def resolve_config(partial: Mapping[str, Any]) -> TrainConfig:
     try:
         return TrainConfig.model_validate(dict(partial))
     except ValidationError as exc:
-        raise ValueError("; ".join(_problems(exc, partial))) from None
+        raise ValueError("; ".join(_problems(exc))) from None
 
 
-def _problems(exc: ValidationError, partial: Mapping[str, Any]) -> list[str]:
+def _problems(exc: ValidationError) -> list[str]:
     unknown: dict[tuple[str, ...], list[str]] = {}
     problems = []
     for error in exc.errors():
