@@ -15,8 +15,9 @@ the source records (`GroundTruth`). Two sources, named in the ``source`` column:
   O (other rhythm): true-class maps are those of O.
 
 The scoring itself (`score_maps`) only sees maps, masks and lengths at one rate, whatever the
-source. Every explanation method in `SCORED_METHODS` present in an archive is reduced to one
-non-negative map per record and scored per record (or window) with an abnormal beat:
+source. Every scored map of the explanation method specs (`scored_methods`) present in an
+archive is reduced to one non-negative map per record and scored per record (or window)
+with an abnormal beat:
 
 - **hit** (pointing game): the map's argmax over the real samples falls inside an abnormal
   beat, widened by `TOLERANCE_S` on each side. A flat or all-zero map points nowhere (no hit).
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +55,7 @@ import pandas as pd
 from reports.artifact import Section, Sources, Table
 from reports.galleries import read_explanations
 from reports.study_data import ReportError, StudyData, TrialArtifacts
+from study.explanation_specs import MapSpec, SpecError, method_specs
 
 TOLERANCE_S = 0.05
 """Pointing-game tolerance: the abnormal spans are widened by this much on each side."""
@@ -248,28 +251,47 @@ def _positive_part(values: np.ndarray) -> np.ndarray:
     return np.clip(values, 0.0, None)
 
 
+REDUCERS: Mapping[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = MappingProxyType({
+    "channel": _channel,
+    "true_class": _true_class,
+    "channel_mean": _channel_mean,
+})
+"""A spec's ``score.reduce`` -> ``(B, C, T) maps, (B,) true classes -> (B, T)``."""
+TRANSFORMS: Mapping[str, Callable[[np.ndarray], np.ndarray]] = MappingProxyType({
+    "absolute": _absolute,
+    "positive_part": _positive_part,
+})
+"""A spec's ``score.transform``: the absolute value where the sign is meaningless, the
+positive part where only evidence for the class counts."""
+RECORD_RULES: Mapping[str, Callable[[Mapping[str, np.ndarray], str], np.ndarray]] = (
+    MappingProxyType({"all": _every_record, "shift_reached": _shift_was_run}))
+"""A spec's ``score.records`` -> ``(arrays, key) -> (B,) bool``, the rows computed."""
+
+
 @dataclass(frozen=True)
 class ScoredMethod:
-    """How one explanation becomes one non-negative map per record.
+    """How one explanation map becomes one non-negative map per record, as its spec
+    (`study.explanation_specs.MapSpec`) says.
 
     Attributes:
-        keys: npz keys holding it, first present wins (older files used other prefixes).
+        spec: the map's spec (archive keys, note).
         reduce: ``(B, C, T) maps, (B,) true classes -> (B, T)``.
-        transform: makes the map non-negative where its sign is meaningless (absolute value)
-            or keeps the evidence for the class (positive part).
-        note: why this reduction and transform.
+        transform: makes the map non-negative.
         computed: ``(arrays, key) -> (B,) bool``, the records the method was run on.
     """
 
-    keys: tuple[str, ...]
+    spec: MapSpec
     reduce: Callable[[np.ndarray, np.ndarray], np.ndarray]
     transform: Callable[[np.ndarray], np.ndarray]
-    note: str
     computed: Callable[[Mapping[str, np.ndarray], str], np.ndarray] = _every_record
 
+    @property
+    def note(self) -> str:
+        return self.spec.note
+
     def key(self, arrays: Mapping[str, np.ndarray]) -> str | None:
-        """The first of `keys` present in ``arrays``."""
-        return next((k for k in self.keys if k in arrays), None)
+        """The archive key of this map in ``arrays`` (None when absent)."""
+        return self.spec.key(arrays)
 
     def maps(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray | None:
         """(B, T) non-negative maps from an explanations archive, None when absent."""
@@ -280,42 +302,35 @@ class ScoredMethod:
         return self.transform(np.nan_to_num(reduced, nan=0.0, posinf=0.0, neginf=0.0))
 
 
-SCORED_METHODS: Mapping[str, ScoredMethod] = MappingProxyType({
-    "occlusion": ScoredMethod(
-        keys=("map/occlusion",), reduce=_channel, transform=_positive_part,
-        note="positive part: drops of the predicted class' probability (evidence for it); "
-             "blanking that raises it is not evidence"),
-    "shift_mask": ScoredMethod(
-        keys=("shift/mask", "map/mask"), reduce=_channel, transform=_absolute,
-        computed=_shift_was_run,
-        note="absolute value: how much each sample moves towards Normal; the direction of the "
-             "shift is meaningless; only records the study shifted (not predicted Normal) "
-             "and whose shifted signal was classified Normal (target reached)"),
-    "integrated_gradients": ScoredMethod(
-        keys=("map/integrated_gradients",), reduce=_channel, transform=_absolute,
-        note="absolute value: attribution in either direction marks a relevant sample"),
-    "attention": ScoredMethod(
-        keys=("map/attention",), reduce=_channel, transform=_absolute,
-        note="attention weights, already non-negative (segmenter: window pooling; HADLN: "
-             "sigmoid)"),
-    "cam": ScoredMethod(
-        keys=("map/cam",), reduce=_true_class, transform=_positive_part,
-        note="CAM of the true class, positive part (evidence for the class, as in Grad-CAM)"),
-    "cam_intermediate": ScoredMethod(
-        keys=("map/cam_intermediate",), reduce=_true_class, transform=_positive_part,
-        note="intermediate-layer CAM of the true class, positive part"),
-    "cam_registered": ScoredMethod(
-        keys=("map/cam_registered",), reduce=_true_class, transform=_positive_part,
-        note="CAM of the true class registered to the input (its peak step moved onto that "
-             "step's gradient x input; ours, not the thesis'), positive part"),
-    "gate_maps": ScoredMethod(
-        keys=("map/gate_maps",), reduce=_channel_mean, transform=_absolute,
-        note="mean over the attention gates, already non-negative (softmax or sigmoid)"),
-})
-"""Scored explanation methods by name. Recurrent states (`lstm_*`, `gru_*`), the attended
-or shifted signals and the decision over time (a per-step class probability of a recurrent
-head, which can only react after the evidence; shown in the galleries) are not relevance maps
-and are not scored."""
+def scored_methods() -> Mapping[str, ScoredMethod]:
+    """Every scored map of the explanation method specs (`study.explanation_specs`), by name,
+    in gallery order. Recurrent states, the attended or shifted signals and the decision over
+    time are shown in the galleries but their specs score nothing: they are not relevance
+    maps.
+
+    Raises:
+        SpecError: a spec's reduce, transform or records rule is not known here (the message
+            names the spec file and the known ones).
+    """
+    scored = {}
+    for method in method_specs().values():
+        for spec in method.maps:
+            if spec.score is not None:
+                scored[spec.name] = _scored(spec, path=method.path)
+    return MappingProxyType(scored)
+
+
+def _scored(spec: MapSpec, *, path: Path) -> ScoredMethod:
+    rule = spec.score
+    for field, value, known in (("reduce", rule.reduce, REDUCERS),
+                                ("transform", rule.transform, TRANSFORMS),
+                                ("records", rule.records, RECORD_RULES)):
+        if value not in known:
+            raise SpecError(f"{path}: map {spec.name!r}: score {field} {value!r} is not one of "
+                            f"{sorted(known)}")
+    return ScoredMethod(spec=spec, reduce=REDUCERS[rule.reduce],
+                        transform=TRANSFORMS[rule.transform],
+                        computed=RECORD_RULES[rule.records])
 
 
 # ---- scores -------------------------------------------------------------------------------------
@@ -407,7 +422,7 @@ def score_archive(arrays: Mapping[str, np.ndarray], truth: GroundTruth) -> pd.Da
     fs_hz = float(arrays["fs_hz"])
     masks = masks_at_rate(truth, record_ids, fs_hz=fs_hz, n_samples=n_samples)
     frames = []
-    for name, method in SCORED_METHODS.items():
+    for name, method in scored_methods().items():
         maps = method.maps(arrays)
         if maps is None:
             continue
@@ -430,11 +445,17 @@ def _class_names(arrays: Mapping[str, np.ndarray]) -> list[str]:
     return [str(np.asarray(classes)[y]) for y in y_true]
 
 
-NEEDED_KEYS = ("record_ids", "y_true", "signal", "lengths", "fs_hz", "classes",
-               *(k for m in SCORED_METHODS.values() for k in m.keys),
-               *(f"{prefix}/{name}" for prefix in ("shift", "map")
-                 for name in ("target_probability_before", "target_reached")))
-"""What scoring reads from an explanations archive (maps of unscored methods stay on disk)."""
+ARCHIVE_KEYS = ("record_ids", "y_true", "signal", "lengths", "fs_hz", "classes",
+                *(f"{prefix}/{name}" for prefix in ("shift", "map")
+                  for name in ("target_probability_before", "target_reached")))
+"""What scoring reads from an explanations archive besides the scored maps (maps of unscored
+methods stay on disk)."""
+
+
+def needed_patterns() -> list[str]:
+    """Archive keys scoring reads, as patterns: `ARCHIVE_KEYS` and every scored map's keys."""
+    return [*(re.escape(k) for k in ARCHIVE_KEYS),
+            *(k for m in scored_methods().values() for k in m.spec.keys)]
 
 
 def scored_archives(
@@ -448,16 +469,16 @@ def scored_archives(
     found = []
     own = artifacts.scored_explanations or artifacts.explanations
     if data_truth is not None and own is not None:
-        found.append((data_truth, read_explanations(own, keys=list(NEEDED_KEYS))))
+        found.append((data_truth, read_explanations(own, patterns=needed_patterns())))
     elif own is not None:
         # Data sets whose items carry annotated abnormal-beat masks (MIT-BIH segments) store
         # them in the archive itself, aligned with the signals.
-        arrays = read_explanations(own, keys=[*NEEDED_KEYS, MITDB_MASK_KEY])
+        arrays = read_explanations(own, patterns=[*needed_patterns(), MITDB_MASK_KEY])
         if MITDB_MASK_KEY in arrays:
             found.append((archive_ground_truth(arrays, path=own), arrays))
     if artifacts.mitdb_explanations is not None:
         arrays = read_explanations(artifacts.mitdb_explanations,
-                                   keys=[*NEEDED_KEYS, MITDB_MASK_KEY])
+                                   patterns=[*needed_patterns(), MITDB_MASK_KEY])
         found.append((mitdb_ground_truth(arrays, path=artifacts.mitdb_explanations), arrays))
     return found
 
@@ -593,7 +614,8 @@ def _definitions() -> str:
 
 
 def _method_notes() -> str:
-    return "Maps scored: " + "; ".join(f"{name}: {m.note}" for name, m in SCORED_METHODS.items())
+    return "Maps scored: " + "; ".join(f"{name}: {m.note}"
+                                       for name, m in scored_methods().items())
 
 
 def _chance_notes(summary: pd.DataFrame) -> list[str]:

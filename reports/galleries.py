@@ -8,11 +8,12 @@ perturbation towards Normal) next to every record's probabilities (`predictions.
 seconds on top and one panel per map below it, on a shared time axis cut at the record's real
 length (the zero padding is never drawn).
 
-Which panel a map gets is decided by `PANELS`, an ordered registry of regular expressions over
-the npz keys (matched in full, first match wins) to panel builders. Keys no pattern matches
-are **shown generically** (a line per channel for up to `GENERIC_MAX_LINES` channels, a heatmap
-otherwise) and named in the section notes, so a new map is visible before it gets a panel of
-its own; a pattern mapped to `_no_panel` skips its key on purpose (documented at the entry).
+Which panel a map gets, and in which order, is said by the explanation method specs
+(`study.explanation_specs`: each map's archive keys, matched in full, and its ``panel`` kind,
+one of `PANEL_KINDS`). Keys no spec covers are **shown generically** (a line per channel for
+up to `GENERIC_MAX_LINES` channels, a heatmap otherwise) and named in the section notes, so a
+new map is visible before it gets a spec; the kind ``none`` skips a key on purpose (the spec
+says why).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from scipy.special import softmax
 from reports.artifact import Figure, Section, Sources
 from reports.naming import slug
 from reports.study_data import ReportError, StudyData
+from study.explanation_specs import SpecError, map_specs, method_specs
 
 MAP_PREFIXES = ("map/", "shift/")
 """Prefixes of the per-record arrays that are drawn (other keys are the record data)."""
@@ -128,11 +130,15 @@ PanelBuilder = Callable[..., "Panel | None"]
 # ---- data ---------------------------------------------------------------------------------------
 
 
-def read_explanations(path: str | Path, *, keys: list[str] | None = None) -> dict[str, np.ndarray]:
-    """The arrays of an `explanations.npz` (all of them, or only ``keys`` that are present)."""
+def read_explanations(path: str | Path, *, keys: list[str] | None = None,
+                      patterns: list[str] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of an `explanations.npz`: all of them, or only those of ``keys`` that are
+    present, or those whose keys match one of ``patterns`` in full (regular expressions)."""
     try:
         with np.load(Path(path), allow_pickle=False) as archive:
-            wanted = archive.files if keys is None else [k for k in keys if k in archive.files]
+            wanted = [k for k in archive.files
+                      if (keys is None and patterns is None) or k in (keys or ())
+                      or any(re.fullmatch(p, k) for p in patterns or ())]
             # Studies store per-sample arrays as float16 (study.explain.artifacts.write_npz).
             return {k: _widened(archive[k]) for k in wanted}
     except (OSError, ValueError) as exc:
@@ -218,7 +224,7 @@ def _context(item: GalleryItem) -> go.Scatter:
     return _line(item, item.signal[0], name="ECG", colour=CONTEXT_COLOUR)
 
 
-def _cam_panel(item: GalleryItem, key: str, *, layer: str) -> Panel:
+def _cam_panel(item: GalleryItem, key: str, *, title: str) -> Panel:
     """The ECG coloured by the CAM of the predicted class (red = evidence for it)."""
     cam = item.maps[key][item.y_pred]
     label = item.classes[item.y_pred]
@@ -228,35 +234,34 @@ def _cam_panel(item: GalleryItem, key: str, *, layer: str) -> Panel:
                    name=f"CAM {label}", showlegend=False,
                    marker={"color": cam.astype(np.float32), "size": 3, "coloraxis": COLOUR_AXIS}),
     ]
-    return Panel(title=f"CAM of the predicted class {label} ({layer})", traces=traces,
+    return Panel(title=f"CAM of the predicted class {label} ({title})", traces=traces,
                  y_title="ECG", colour_axis=_colour_axis(cam, title="CAM"))
 
 
-def _gates_panel(item: GalleryItem, key: str) -> Panel:
+def _gates_panel(item: GalleryItem, key: str, *, title: str) -> Panel:
     gates = item.maps[key]
     traces = [_line(item, g, name=f"gate {i + 1}", colour=_palette(i), legend=True)
               for i, g in enumerate(gates)]
-    return Panel(title=f"attention gates ({len(gates)}, upsampled to the input)",
+    return Panel(title=f"{title} ({len(gates)}, upsampled to the input)",
                  traces=traces, y_title="weight")
 
 
-def _attention_panel(item: GalleryItem, key: str) -> Panel:
-    return Panel(title="segmenter attention", y_title="attention",
+def _attention_panel(item: GalleryItem, key: str, *, title: str) -> Panel:
+    return Panel(title=title, y_title="attention",
                  traces=[_line(item, item.maps[key][0], name="attention", fill=True)])
 
 
-def _attended_panel(item: GalleryItem, key: str) -> Panel:
+def _attended_panel(item: GalleryItem, key: str, *, title: str) -> Panel:
     traces = [_context(item), _line(item, item.maps[key][0], name="after attention",
                                     colour=OVERLAY_COLOUR)]
-    return Panel(title="signal after attention (grey: input)", traces=traces, y_title="ECG")
+    return Panel(title=f"{title} (grey: input)", traces=traces, y_title="ECG")
 
 
-def _decision_panel(item: GalleryItem, key: str) -> Panel:
+def _decision_panel(item: GalleryItem, key: str, *, title: str) -> Panel:
     probabilities = softmax(item.maps[key], axis=0)  # (K, n) logits -> softmax over classes
     traces = [_line(item, p, name=f"p({c})", colour=_palette(k), legend=True)
               for k, (c, p) in enumerate(zip(item.classes, probabilities, strict=True))]
-    return Panel(title="class decision over time (softmax of per-step logits)",
-                 traces=traces, y_title="probability", y_range=(0.0, 1.0))
+    return Panel(title=title, traces=traces, y_title="probability", y_range=(0.0, 1.0))
 
 
 def _shift_caption(item: GalleryItem, key: str) -> str:
@@ -282,27 +287,27 @@ def _shift_was_run(item: GalleryItem, key: str) -> bool:
     return math.isfinite(item.scalars.get(f"{stem}/target_probability_before", 0.0))
 
 
-def _shift_mask_panel(item: GalleryItem, key: str) -> Panel | None:
+def _shift_mask_panel(item: GalleryItem, key: str, *, title: str) -> Panel | None:
     if not _shift_was_run(item, key):
         return None
-    return Panel(title=f"shift perturbation towards {_shift_target(item, key)}: mask "
+    return Panel(title=f"{title} towards {_shift_target(item, key)}: mask "
                        f"({_shift_caption(item, key)})",
                  traces=[_line(item, item.maps[key][0], name="shift mask", fill=True)],
                  y_title="|change|")
 
 
-def _shifted_signal_panel(item: GalleryItem, key: str) -> Panel | None:
+def _shifted_signal_panel(item: GalleryItem, key: str, *, title: str) -> Panel | None:
     if not _shift_was_run(item, key):
         return None
     traces = [_context(item), _line(item, item.maps[key][0], name="shifted signal",
                                     colour=OVERLAY_COLOUR)]
-    return Panel(title=f"shifted signal (grey: input; {_shift_caption(item, key)})",
+    return Panel(title=f"{title} (grey: input; {_shift_caption(item, key)})",
                  traces=traces, y_title="ECG")
 
 
-def _occlusion_panel(item: GalleryItem, key: str) -> Panel:
+def _occlusion_panel(item: GalleryItem, key: str, *, title: str) -> Panel:
     label = item.classes[item.y_pred]
-    return Panel(title=f"occlusion: drop of p({label}) when blanked (> 0: evidence)",
+    return Panel(title=f"{title}: drop of p({label}) when blanked (> 0: evidence)",
                  traces=[_line(item, item.maps[key][0], name="occlusion", fill=True)],
                  y_title="drop")
 
@@ -311,7 +316,7 @@ def _signed_line_panel(item: GalleryItem, key: str, *, title: str) -> Panel:
     return Panel(title=title, traces=[_line(item, item.maps[key][0], name=title, fill=True)])
 
 
-def _state_panel(item: GalleryItem, key: str) -> Panel:
+def _state_panel(item: GalleryItem, key: str, *, title: str = "") -> Panel:
     """Units x time heatmap of a recurrent state or gate, with a colour bar."""
     states = item.maps[key]
     units = _top_variance_units(states, HEATMAP_MAX_UNITS)
@@ -324,7 +329,7 @@ def _state_panel(item: GalleryItem, key: str) -> Panel:
                  colour_axis=_colour_axis(z, title=name.split(" ", 1)[-1]))
 
 
-def _generic_panel(item: GalleryItem, key: str) -> Panel:
+def _generic_panel(item: GalleryItem, key: str, *, title: str = "") -> Panel:
     """A map without a registered panel: lines for few channels, a heatmap for many."""
     values = item.maps[key]
     if len(values) > GENERIC_MAX_LINES:
@@ -334,50 +339,53 @@ def _generic_panel(item: GalleryItem, key: str) -> Panel:
     return Panel(title=f"{key} (no dedicated panel)", traces=traces)
 
 
-def _no_panel(item: GalleryItem, key: str) -> None:
-    """Not drawn on purpose (the registry entry says why)."""
+def _no_panel(item: GalleryItem, key: str, *, title: str) -> None:
+    """Not drawn on purpose (the map's spec says why)."""
     return None
 
 
-PANELS: Mapping[str, PanelBuilder] = MappingProxyType({
-    r"map/cam": functools.partial(_cam_panel, layer="last layer"),
-    r"map/cam_intermediate": functools.partial(_cam_panel, layer="intermediate layer"),
-    r"map/cam_registered": functools.partial(_cam_panel, layer="last layer, registered"),
-    r"map/cam_intermediate_registered": functools.partial(
-        _cam_panel, layer="intermediate layer, registered"),
-    r"map/gate_maps": _gates_panel,
-    r"map/attention": _attention_panel,
-    r"map/attended_signal": _attended_panel,
-    r"map/decision_over_time": _decision_panel,
-    # Shift perturbation; files written before the `shift/` prefix kept these under `map/`.
-    r"(shift|map)/mask": _shift_mask_panel,
-    r"(shift|map)/shifted_signal": _shifted_signal_panel,
-    # The signed deformation: its magnitude is the mask and its effect the shifted signal.
-    r"(shift|map)/deformation": _no_panel,
-    r"map/occlusion": _occlusion_panel,
-    r"map/integrated_gradients": functools.partial(
-        _signed_line_panel, title="integrated gradients"),
-    r"map/(lstm|gru)_\w+": _state_panel,
+PANEL_KINDS: Mapping[str, PanelBuilder] = MappingProxyType({
+    "cam": _cam_panel,
+    "gates": _gates_panel,
+    "attention": _attention_panel,
+    "attended_signal": _attended_panel,
+    "decision": _decision_panel,
+    "shift_mask": _shift_mask_panel,
+    "shifted_signal": _shifted_signal_panel,
+    "occlusion": _occlusion_panel,
+    "line": _signed_line_panel,
+    "states": _state_panel,
+    "none": _no_panel,
 })
-"""Panels by npz-key pattern (`re.fullmatch`), in drawing order; first match wins."""
+"""A map spec's ``panel`` -> its builder ``builder(item, key, *, title)``."""
 
 
 def panel_builder(key: str) -> tuple[PanelBuilder, bool]:
-    """The builder of ``key`` and whether it is registered (False: `_generic_panel`)."""
-    for pattern, builder in PANELS.items():
-        if re.fullmatch(pattern, key):
-            return builder, True
+    """The builder of archive key ``key`` (its map spec's panel, with the spec's title) and
+    whether a spec covers it (False: `_generic_panel`).
+
+    Raises:
+        SpecError: the spec names a panel kind not in `PANEL_KINDS` (the message names the
+            spec file).
+    """
+    for method in method_specs().values():
+        for spec in method.maps:
+            if spec.matches(key):
+                if spec.panel not in PANEL_KINDS:
+                    raise SpecError(f"{method.path}: map {spec.name!r}: panel {spec.panel!r} "
+                                    f"is not one of {sorted(PANEL_KINDS)}")
+                return functools.partial(PANEL_KINDS[spec.panel], title=spec.title), True
     return _generic_panel, False
 
 
 def unregistered_keys(item: GalleryItem) -> list[str]:
-    """Map keys of ``item`` drawn by the generic panel."""
+    """Map keys of ``item`` no map spec covers (drawn by the generic panel)."""
     return [k for k in item.maps if not panel_builder(k)[1]]
 
 
 def _panel_order(key: str) -> int:
-    patterns = list(PANELS)
-    return next((i for i, p in enumerate(patterns) if re.fullmatch(p, key)), len(patterns))
+    specs = list(map_specs().values())
+    return next((i for i, spec in enumerate(specs) if spec.matches(key)), len(specs))
 
 
 # ---- rendering ----------------------------------------------------------------------------------

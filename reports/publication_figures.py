@@ -3,7 +3,7 @@
 Each figure has two aligned columns: the full record and a `ZOOM_S` excerpt centred on the
 decisive region (where the methods' maps, each scaled to its maximum, agree most). The top
 row is the ECG with the ground-truth abnormal beats shaded where known; below it every scored
-method (`reports.explanation_scores.SCORED_METHODS`) is a colour band of its map (0 to its
+method (`reports.explanation_scores.scored_methods`) is a colour band of its map (0 to its
 maximum over the record), so a reader compares methods at a glance. The title gives the true
 and predicted class and the class probabilities. Sized for the full width of a two-column
 paper (about 18 cm) when exported as PDF.
@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from reports.artifact import Figure, Section, Sources
-from reports.explanation_scores import SCORED_METHODS, find_ground_truth, masks_at_rate
+from reports.explanation_scores import find_ground_truth, masks_at_rate, scored_methods
 from reports.galleries import GalleryItem, gallery_items, read_explanations
 from reports.naming import slug
 from reports.study_data import StudyData
@@ -37,7 +37,7 @@ def method_maps(item: GalleryItem) -> dict[str, np.ndarray]:
     arrays.update({key: np.array([value]) for key, value in item.scalars.items()})
     arrays.update(y_true=np.array([item.y_true]), record_ids=np.array([item.record_id]))
     out = {}
-    for name, method in SCORED_METHODS.items():
+    for name, method in scored_methods().items():
         maps = method.maps(arrays)
         if maps is None or not method.computed(arrays, method.key(arrays))[0]:
             continue

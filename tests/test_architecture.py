@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from types import MappingProxyType
 
 import numpy as np
 import pytest
@@ -41,7 +40,7 @@ def _train(argv: list[str], capsys) -> dict:
 def test_each_recipe_names_its_test():
     text = ARCHITECTURE.read_text()
     for name in ("test_a_data_set_is_two_files", "test_a_model_family_is_one_registered_class",
-                 "test_an_explanation_method_is_computed_and_scored",
+                 "test_an_explanation_method_is_a_spec_and_a_function",
                  "test_a_report_analysis_is_one_function_and_one_line",
                  "test_the_example_search_space_samples_builds_and_trains"):
         assert name in text, name
@@ -115,39 +114,88 @@ def test_a_model_family_is_one_registered_class(records, tmp_path, monkeypatch, 
     assert trained["model"]["name"] == "toy_family" and trained["model"]["width"] == 3
 
 
-def test_an_explanation_method_is_computed_and_scored(monkeypatch):
-    from reports import explanation_scores as scores
-    from study.explain import explanation_methods as methods
+TOY_METHOD = {
+    "name": "energy", "compute": "toy_energy:energy_maps", "order": 60,
+    "settings": {"exponent": 2.0}, "smoke": {"exponent": 1.0}, "cost": "once",
+    "runs_on": "all",
+    "maps": [{"name": "energy", "keys": ["map/energy"], "panel": "line",
+              "title": "signal energy", "note": "signal power, whatever the model",
+              "score": {"reduce": "channel", "transform": "absolute"}}],
+}
+TOY_COMPUTATION = """
+import numpy as np
 
-    def energy(model, batch, settings):
-        power = batch.x.pow(2).sum(1, keepdim=True) ** settings["exponent"]  # (B, 1, T)
-        return {"map/energy": power.numpy().astype(np.float32)}
 
-    monkeypatch.setattr(methods, "METHODS", MappingProxyType({**methods.METHODS,
-                                                              "energy": energy}))
-    settings = {**methods.load_settings(), "energy": {"exponent": 1.0}}
-    monkeypatch.setattr(scores, "SCORED_METHODS", MappingProxyType({
-        **scores.SCORED_METHODS,
-        "energy": scores.ScoredMethod(keys=("map/energy",), reduce=lambda m, y: m[:, 0],
-                                      transform=np.abs, note="signal power")}))
+def energy_maps(model, batch, settings):
+    power = batch.x.pow(2).sum(1, keepdim=True) ** settings["exponent"]  # (B, 1, T)
+    return {"map/energy": power.numpy().astype(np.float32)}
+"""
 
-    fs_hz, n, beat = 100.0, 1000, slice(610, 640)
-    x = torch.zeros(3, 1, n)
-    x[:, 0, beat] = 1.0  # the "abnormal beat" the map must find
-    batch = methods.Batch(x=x, lengths=torch.full((3,), n), fs_hz=fs_hz, normal_class=0)
-    arrays = methods.explain_batch(nn.Identity(), batch, settings=settings, methods=("energy",))
-    assert arrays["map/energy"].shape == (3, 1, n)
 
-    mask = np.zeros(n, np.uint8)
-    mask[beat] = 1
-    ids = ["r0", "r1", "r2"]
-    archive = {**arrays, "record_ids": np.array(ids), "signal": x.numpy(),
-               "lengths": np.full(3, n), "fs_hz": np.float64(fs_hz), "y_true": np.ones(3, int)}
-    truth = scores.GroundTruth(name="toy", source="planted", fs_hz=fs_hz,
-                               masks={r: mask for r in ids})
-    scored = scores.score_archive(archive, truth)
-    energy_rows = scored[scored["method"] == "energy"]
-    assert len(energy_rows) == 3 and energy_rows["hit"].all()
+def test_an_explanation_method_is_a_spec_and_a_function(tmp_path, monkeypatch):
+    """The recipe's two files in a folder of their own: the study computes the toy method
+    beside the built-in ones, and the report scores it and draws its panel."""
+    from data_io.synthetic import generate_records, to_ecg_arrays
+    from models import build_model
+    from reports.explanation_scores import GroundTruth, score_archive
+    from reports.galleries import gallery_figure, gallery_items
+    from study.engine.checkpoint import save_checkpoint
+    from study.engine.config import resolve_config
+    from study.engine.metrics import Scoring
+    from study.engine.trainer import Split
+    from study.explain.artifacts import write_trial_artifacts
+    from study.explain.explanation_methods import merge_settings, study_settings
+    from study.explanation_specs import SPECS_ENV
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "energy.json").write_text(json.dumps(TOY_METHOD))
+    (plugins / "toy_energy.py").write_text(TOY_COMPUTATION)
+    monkeypatch.setenv(SPECS_ENV, str(plugins))
+    monkeypatch.syspath_prepend(str(plugins))
+    assert study_settings(smoke=True)["energy"] == {"exponent": 1.0}
+
+    fs_hz = 100.0
+    records = generate_records(n_records=8, seed=3, fs_hz=fs_hz)
+    arrays = to_ecg_arrays(records)
+    model_config = {"name": "cnn", "channels": [4, 8], "kernel_size": 5, "pooling": "gmp"}
+    model = build_model({**model_config, "n_classes": len(arrays.classes), "n_leads": 1})
+    checkpoint = tmp_path / "model.pt"
+    save_checkpoint(checkpoint, {"config": resolve_config({"model": model_config}).as_dict(),
+                                 "model_config": model.config,
+                                 "model_state": model.state_dict()})
+
+    def masks(item_ids, *, fs_hz, n_samples):
+        out = np.zeros((len(item_ids), n_samples), np.uint8)
+        for row, item in enumerate(item_ids):
+            mask = records[item].abnormal_mask[:n_samples]
+            out[row, :len(mask)] = mask
+        return out
+
+    cheap = {"occlusion": {"window_s": 2.0, "stride_s": 2.0},
+             "integrated_gradients": {"steps": 2}, "shift_perturbation": {"steps": 2}}
+    written = write_trial_artifacts(
+        checkpoint_file=checkpoint, split=Split(arrays, np.arange(len(arrays))), fold=0,
+        out_dir=tmp_path / "trial", normal_class=0, masks=masks, settings=merge_settings(cheap),
+        scoring=Scoring(classes=arrays.classes, keys=("normal", "af", "other", "noisy"),
+                        metric="f1_cinc", kind="mean_f1", averaged=("N", "A", "O")))
+
+    with np.load(written["scored_explanations"]) as archive:
+        scored = {k: archive[k] for k in archive.files}
+    signal_power = scored["signal"].astype(np.float64) ** 4  # exponent 2 of x^2
+    # both stored as float16 (three significant digits)
+    np.testing.assert_allclose(scored["map/energy"], signal_power, rtol=1e-2, atol=1e-3)
+    truth = GroundTruth(name="toy", source="synthetic", fs_hz=fs_hz,
+                        masks={r: records[r].abnormal_mask for r in scored["record_ids"]})
+    scores = score_archive(scored, truth)
+    energy = scores[scores["method"] == "energy"]
+    assert len(energy) == len(scored["record_ids"]) > 0
+    assert {"cam", "occlusion", "integrated_gradients"} <= set(scores["method"])
+
+    item = gallery_items(written["explanations"], written["predictions"])[0]
+    titles = [a.text for a in gallery_figure(item).layout.annotations]
+    assert "signal energy" in titles
+    assert titles.index("signal energy") == len(titles) - 1  # order 60: after the built-ins
 
 
 def test_a_report_analysis_is_one_function_and_one_line(tmp_path, monkeypatch):

@@ -17,9 +17,9 @@ BANNED = {
     "search_spaces": ("ray", "torch", "data_io", "models", "study", "reports"),
     "reports": ("ray", "torch", "study", "models", "data_io"),
 }
-ALLOWED = {"reports": ("study", "study.folder_format")}
+ALLOWED = {"reports": ("study", "study.folder_format", "study.explanation_specs")}
 """Modules of a banned package a package may import: reports reads the study folder's
-format (plain names) from study."""
+format (plain names) and the explanation method specs from study."""
 
 _PROBE = """
 import importlib, pkgutil, sys

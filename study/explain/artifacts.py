@@ -27,7 +27,12 @@ from study.engine.metrics import Scoring
 from study.engine.runtime import select_runtime
 from study.engine.trainer import Split, data_normalizer, evaluate
 from study.explain.explanation_checks import sanity_arrays
-from study.explain.explanation_methods import METHODS, Batch, explain_batch, merge_settings
+from study.explain.explanation_methods import (
+    Batch,
+    explain_batch,
+    merge_settings,
+    method_names,
+)
 from study.folder_format import EXPLANATION_SANITY, EXPLANATIONS, PREDICTIONS, SCORED_EXPLANATIONS
 
 MaskSource = Callable[..., np.ndarray]
@@ -99,17 +104,17 @@ def explain_records(
     normal_class: int | None, settings: Mapping[str, Any] | None = None,
     progress: str | bool = False,
 ) -> dict[str, np.ndarray]:
-    """Signals and the maps of every method of `study.explain.explanation_methods.METHODS` (the
+    """Signals and the maps of every explanation method (`study.explanation_specs`: the
     family's own, occlusion, integrated gradients, the shift perturbation towards
     ``normal_class``; None: no normal class, no shift) of records ``indices`` of ``arrays``,
-    stacked in one batch. ``settings``: the methods' settings (default
-    `explanation_settings.json`).
+    stacked in one batch. ``settings``: the methods' settings (default: the specs').
 
     The rows come in the loader's order, not necessarily that of ``indices``: ``record_ids``
     names each row. ``progress``: a label to report the methods under (`study.engine.bars`).
     """
     settings = merge_settings(None) if settings is None else settings
-    stages = bar(total=len(METHODS), desc=str(progress), unit="method", enabled=bool(progress))
+    stages = bar(total=len(method_names()), desc=str(progress), unit="method",
+                 enabled=bool(progress))
     indices = np.asarray(indices, dtype=np.int64)
     if indices.size == 0:
         raise ValueError("no records to explain")
@@ -201,7 +206,7 @@ def write_trial_artifacts(
     (`study.explain.explanation_checks`) of up to `SANITY_RECORDS` of the scored records (of the
     gallery's where none is scored). ``progress``: a label (e.g. the trial id) to show
     progress bars under (`study.engine.bars`). ``settings``: the explanation methods' settings
-    (default `explanation_settings.json`).
+    (default: the specs').
     """
     settings = merge_settings(None) if settings is None else settings
     model, config = load_trained(checkpoint_file)

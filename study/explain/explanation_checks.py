@@ -2,7 +2,7 @@
 
 The numbers (rank similarity, deletion masks and AUC) come from `reports.explanation_sanity`,
 so the benchmark and the report compute them alike; this module only runs models. The
-scored maps are those of `reports.explanation_scores.SCORED_METHODS`.
+scored maps are those of `reports.explanation_scores.scored_methods`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from reports.explanation_sanity import DELETION_FRACTIONS, deletion_masks, rank_similarity
-from reports.explanation_scores import SCORED_METHODS
-from study.explain.explanation_methods import Batch, explain_batch, producer
+from reports.explanation_scores import scored_methods
+from study.explain.explanation_methods import Batch, explain_batch
+from study.explanation_specs import producer
 
 RANDOM_SEED = 0
 """Seed of the re-initialised weights and of the random deletion order (checks repeat)."""
@@ -58,7 +59,7 @@ def randomised(model: nn.Module, modules: list[nn.Module], *, seed: int) -> nn.M
 
 def scored_maps(arrays: Mapping[str, np.ndarray], method: str) -> np.ndarray | None:
     """(B, T) non-negative map of ``method`` (NaN rows where it was not computed)."""
-    scored = SCORED_METHODS[method]
+    scored = scored_methods()[method]
     maps = scored.maps(arrays)
     if maps is None:
         return None
@@ -125,7 +126,7 @@ def sanity_arrays(
     ``arrays`` (the explanations of ``batch``), as `reports.explanation_sanity` reads them."""
     model = model.eval()
     with_y = {**arrays, "y_true": y_true}
-    methods = tuple(m for m in SCORED_METHODS if SCORED_METHODS[m].key(with_y) is not None)
+    methods = tuple(name for name, m in scored_methods().items() if m.key(with_y) is not None)
     stages, similarity = randomisation_similarity(
         model, batch, with_y, methods=methods, settings=settings, y_true=y_true,
         on_stage=on_stage)

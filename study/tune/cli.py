@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "the data set may be resampled)")
     what.add_argument("--smoke", action="store_true",
                       help="apply the space's SMOKE settings (tiny, fast trials for checks) and "
-                           "coarse explanation settings (study/explanation_smoke.json)")
+                           "coarse explanation settings (each method spec's smoke overrides)")
     budget = p.add_argument_group("budget and early stopping")
     budget.add_argument("--num-samples", type=int, default=20, help="configurations to try")
     budget.add_argument("--max-epochs", type=int, default=12, help="full budget of a trial")

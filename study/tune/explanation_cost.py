@@ -1,11 +1,12 @@
 """What a trial's explanations cost, counted in model passes over samples and priced at the
 measured seconds of a training epoch, so the dry-run estimate and the running ETA include them.
 
-The count: per explained record, the methods of `study.explain.explanation_methods` run one forward
-pass (the family's maps), one per occluded window (occlusion), forward and backward per
-quadrature point (integrated gradients) and per optimisation step (the shift mask, only for
-records not predicted normal). A training epoch is one forward and backward pass over its
-computed samples plus an evaluation pass. docs/estimating-cost.md compares the count with
+The count: per explained record, each method's spec (`study.explanation_specs`) says how
+its passes are counted (`COST_RULES`): one forward pass (the family's maps), one per
+occluded window (occlusion), forward and backward per quadrature point (integrated
+gradients) or optimisation step (the shift mask, only for records not predicted normal).
+A training epoch is one forward and backward pass over its computed samples plus an
+evaluation pass. docs/estimating-cost.md compares the count with
 measured explanation stages.
 """
 
@@ -25,6 +26,7 @@ from data_io.records import EcgArrays
 from study.engine.config import Data, TrainConfig, resolve_config
 from study.explain.artifacts import MaskSource, gallery_size, with_abnormal_beats
 from study.explain.explanation_methods import study_settings
+from study.explanation_specs import MethodSpec, SpecError, method_specs
 from study.tune.data import fold_split, mask_source
 
 BACKWARD_PASSES = 2.0
@@ -39,14 +41,33 @@ def _windows(settings: Mapping[str, Any], *, samples: float, fs_hz: float) -> fl
     return max(math.ceil((samples - window) / stride), 0) + 1.0
 
 
-PASSES: Mapping[str, Callable[..., float]] = MappingProxyType({
-    "family": lambda settings, *, samples, fs_hz: 1.0,
-    "occlusion": _windows,
-    "integrated_gradients": lambda settings, *, samples, fs_hz: settings["steps"] * STEP_PASSES,
-    "shift_perturbation": lambda settings, *, samples, fs_hz: settings["steps"] * STEP_PASSES,
+def _once(settings: Mapping[str, Any], *, samples: float, fs_hz: float) -> float:
+    return 1.0
+
+
+def _per_step(settings: Mapping[str, Any], *, samples: float, fs_hz: float) -> float:
+    return settings["steps"] * STEP_PASSES
+
+
+COST_RULES: Mapping[str, Callable[..., float]] = MappingProxyType({
+    "once": _once,
+    "per_window": _windows,
+    "per_step": _per_step,
 })
-"""Method name (as in `study.explain.explanation_methods.METHODS`) -> forward-pass equivalents
-over one record of ``samples`` samples at ``fs_hz``, given the method's settings."""
+"""A method spec's ``cost`` -> forward-pass equivalents over one record of ``samples``
+samples at ``fs_hz``, given the method's settings: one pass, one per occluded window
+(``window_s``, ``stride_s``), or a forward and a backward pass per step (``steps``)."""
+
+
+def cost_rule(spec: MethodSpec) -> Callable[..., float]:
+    """The `COST_RULES` entry of ``spec``.
+
+    Raises:
+        SpecError: an unknown rule (the message names the spec file and the known rules).
+    """
+    if spec.cost not in COST_RULES:
+        raise SpecError(f"{spec.path}: cost {spec.cost!r} is not one of {sorted(COST_RULES)}")
+    return COST_RULES[spec.cost]
 
 
 @dataclass(frozen=True)
@@ -95,15 +116,16 @@ def explanation_load(*, settings: Mapping[str, Mapping[str, Any]], fs_hz: float,
     """The work of explaining one trial: the gallery of `study.explain.artifacts.select_records` (at
     most the ``n_val`` validation records), then
     ``scored`` records, all about ``record_samples`` long; ``shift_share``: the share of
-    records the shift mask runs on (those not predicted normal; 0 without a normal class);
+    records a method that runs on records not predicted normal runs on (0 without a normal
+    class);
     ``epoch``: `epoch_samples` of the trial."""
     gallery = min(n_val, gallery_size(n_classes))
     records = gallery + scored
-    share = {"shift_perturbation": shift_share}
+    share = {"all": 1.0, "not_normal": shift_share}
     samples = {
-        method: records * share.get(method, 1.0) * record_samples
-        * passes(settings[method], samples=record_samples, fs_hz=fs_hz)
-        for method, passes in PASSES.items()
+        name: records * share[spec.runs_on] * record_samples
+        * cost_rule(spec)(settings[name], samples=record_samples, fs_hz=fs_hz)
+        for name, spec in method_specs().items()
     }
     return ExplanationLoad(records=records, samples_by_method=samples, epoch_samples=epoch)
 

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from reports.explanation_scores import (
-    SCORED_METHODS,
     GroundTruth,
     explanation_scores,
     explanation_scores_section,
@@ -17,6 +16,7 @@ from reports.explanation_scores import (
     resample_mask,
     score_archive,
     score_maps,
+    scored_methods,
     summarise_scores,
     wilson_interval,
 )
@@ -147,9 +147,10 @@ def test_methods_take_the_true_class_where_documented_and_decisions_are_not_scor
     cam[0, 2, 3], cam[0, 0, 7] = 5.0, 9.0  # the true class peaks at 3, another at 7
     arrays = {"y_true": y_true, "map/cam": cam,
               "map/occlusion": np.linspace(-1, 1, 10)[None, None]}
-    assert SCORED_METHODS["cam"].maps(arrays).argmax() == 3
-    assert SCORED_METHODS["occlusion"].maps(arrays).min() == 0.0  # positive part
-    assert "decision_over_time" not in SCORED_METHODS  # a per-step decision, not a map
+    scored = scored_methods()
+    assert scored["cam"].maps(arrays).argmax() == 3
+    assert scored["occlusion"].maps(arrays).min() == 0.0  # positive part
+    assert "decision_over_time" not in scored  # a per-step decision, not a map
 
 
 def test_shift_mask_is_scored_only_on_records_the_study_shifted():

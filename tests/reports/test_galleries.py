@@ -11,13 +11,14 @@ import pytest
 
 from reports.galleries import (
     MAX_FIGURE_HEIGHT_PX,
-    PANELS,
+    PANEL_KINDS,
     galleries_section,
     gallery_figure,
     gallery_items,
     unregistered_keys,
 )
 from reports.study_data import ReportError, StudyData, TrialArtifacts
+from study.explanation_specs import map_specs
 
 CLASSES = ("N", "A", "O", "~")
 FS_HZ = 150.0
@@ -153,9 +154,11 @@ def test_unknown_keys_are_drawn_generically_and_reported(items):
     assert any(t.startswith("mystery many (units x time") for t in titles)
 
 
-@pytest.mark.parametrize("pattern", list(PANELS))
-def test_every_registered_pattern_matches_a_key_the_study_writes(pattern):
-    assert any(re.fullmatch(pattern, key) for key in MAP_CHANNELS)
+@pytest.mark.parametrize("name", list(map_specs()))
+def test_every_map_spec_matches_a_key_the_study_writes_and_has_a_panel_kind(name):
+    spec = map_specs()[name]
+    assert any(spec.matches(key) for key in MAP_CHANNELS)
+    assert spec.panel in PANEL_KINDS
 
 
 def test_section_names_one_figure_per_record(tmp_path):

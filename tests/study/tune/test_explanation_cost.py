@@ -9,11 +9,13 @@ import pytest
 from data_io.datasets import load_dataset
 from study.engine.config import Data, resolve_config
 from study.explain.artifacts import with_abnormal_beats
-from study.explain.explanation_methods import METHODS, merge_settings
+from study.explain.explanation_methods import merge_settings, method_names
+from study.explanation_specs import method_specs
 from study.tune.data import fold_split, load_arrays, mask_source
 from study.tune.explanation_cost import (
-    PASSES,
+    COST_RULES,
     STEP_PASSES,
+    cost_rule,
     epoch_samples,
     explanation_load,
     trial_load,
@@ -25,12 +27,14 @@ SETTINGS = {"family": {}, "occlusion": {"window_s": 0.3, "stride_s": 0.1, "basel
 
 
 def test_every_explanation_method_is_priced():
-    assert set(PASSES) == set(METHODS)
+    assert {spec.cost for spec in method_specs().values()} <= set(COST_RULES)
+    assert set(SETTINGS) == set(method_names())
 
 
 def test_passes_per_record_follow_each_methods_settings():
     # 10 s at 100 Hz: a 30-sample window every 10 samples fits 98 times
-    passes = {m: f(SETTINGS[m], samples=1000, fs_hz=100.0) for m, f in PASSES.items()}
+    passes = {m: cost_rule(spec)(SETTINGS[m], samples=1000, fs_hz=100.0)
+              for m, spec in method_specs().items()}
     assert passes == {"family": 1.0, "occlusion": 98.0,
                       "integrated_gradients": 32 * STEP_PASSES,
                       "shift_perturbation": 60 * STEP_PASSES}
