@@ -258,6 +258,11 @@ OCCLUSION_BASELINES: Mapping[str, Callable[[Tensor, Tensor], Tensor]] = MappingP
 )
 """What an occluded window is replaced by: (x (B, C, T), lengths (B,)) -> (B, C, T)."""
 
+OCCLUSION_OUTPUTS: Mapping[str, bool] = MappingProxyType({"probability": True, "logit": False})
+"""What an occlusion's drop is measured on (True: the softmax probability). The logit does not
+saturate: where several beats each carry the class, blanking one barely moves a probability
+near 1 but still lowers the logit (docs/explanations.md measures both)."""
+
 
 def _length_groups(lengths: Tensor) -> Iterator[tuple[Tensor, int]]:
     """(rows (n,), length) of the records sharing each length.
@@ -288,10 +293,11 @@ def occlusion(
     window_samples: int,
     stride_samples: int,
     baseline: str = "zero",
+    output: str = "probability",
     batch_size: int = 64,
 ) -> dict[str, Tensor]:
-    """Drop of the class probability when a sliding window of the signal is blanked out
-    (Captum's ``Occlusion``, Zeiler and Fergus 2014).
+    """Drop of the class probability (or logit) when a sliding window of the signal is
+    blanked out (Captum's ``Occlusion``, Zeiler and Fergus 2014).
 
     Each window (all leads) is replaced by the baseline; the drop p(x) - p(occluded) of the
     target class is credited to every sample of the window, and each sample's map value is
@@ -309,6 +315,7 @@ def occlusion(
         window_samples: occluded window length (shortened to the record if longer).
         stride_samples: step between window starts.
         baseline: replacement signal, a key of ``OCCLUSION_BASELINES``.
+        output: what the drop is measured on, a key of ``OCCLUSION_OUTPUTS``.
         batch_size: occluded copies per forward pass.
 
     Returns:
@@ -320,6 +327,7 @@ def occlusion(
             f"{window_samples}, {stride_samples}, {batch_size}"
         )
     make_baseline = choose(OCCLUSION_BASELINES, baseline, what="occlusion baseline")
+    softmax = choose(OCCLUSION_OUTPUTS, output, what="occlusion output")
     x, lengths = _check_input(x, lengths)
     fill = make_baseline(x, lengths)  # (B, C, T)
     heat = x.new_zeros(x.shape[0], 1, x.shape[-1])  # (B, 1, T)
@@ -328,7 +336,7 @@ def occlusion(
             targets = _target_indices(target_class, model(x, lengths))
         from captum import attr as captum_attr  # imports matplotlib: only when run
 
-        explainer = captum_attr.Occlusion(_unpadded(model, softmax=True))
+        explainer = captum_attr.Occlusion(_unpadded(model, softmax=softmax))
         for rows, length in _length_groups(lengths):
             width = min(window_samples, length)
             leads = x.shape[1]

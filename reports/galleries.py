@@ -307,7 +307,7 @@ def _shifted_signal_panel(item: GalleryItem, key: str, *, title: str) -> Panel |
 
 def _occlusion_panel(item: GalleryItem, key: str, *, title: str) -> Panel:
     label = item.classes[item.y_pred]
-    return Panel(title=f"{title}: drop of p({label}) when blanked (> 0: evidence)",
+    return Panel(title=f"{title} of the predicted class {label} when blanked (> 0: evidence)",
                  traces=[_line(item, item.maps[key][0], name="occlusion", fill=True)],
                  y_title="drop")
 

@@ -173,7 +173,8 @@ def test_an_explanation_method_is_a_spec_and_a_function(tmp_path, monkeypatch):
         return out
 
     cheap = {"occlusion": {"window_s": 2.0, "stride_s": 2.0},
-             "integrated_gradients": {"steps": 2}, "shift_perturbation": {"steps": 2}}
+             "integrated_gradients": {"steps": 2, "max_steps": 2},
+             "shift_perturbation": {"steps": 2}}
     written = write_trial_artifacts(
         checkpoint_file=checkpoint, split=Split(arrays, np.arange(len(arrays))), fold=0,
         out_dir=tmp_path / "trial", normal_class=0, masks=masks, settings=merge_settings(cheap),

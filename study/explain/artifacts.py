@@ -8,6 +8,8 @@ needs Ray or torch.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,13 +22,14 @@ from data_io.atomic import atomic_path, write_parquet
 from data_io.batching import make_loader
 from data_io.records import EcgArrays
 from models import build_model
+from reports.explanation_scores import archive_ground_truth, score_archive, summarise_scores
 from study.engine.bars import bar
 from study.engine.checkpoint import load_checkpoint, restore_model
 from study.engine.config import TrainConfig, resolve_config
 from study.engine.metrics import Scoring
 from study.engine.runtime import select_runtime
 from study.engine.trainer import Split, data_normalizer, evaluate
-from study.explain.explanation_checks import sanity_arrays
+from study.explain.explanation_checks import layer_groups, sanity_arrays
 from study.explain.explanation_methods import (
     Batch,
     explain_batch,
@@ -88,17 +91,6 @@ def select_records(frame: pd.DataFrame, *, n_classes: int) -> list[int]:
     return chosen + uncertain[:MOST_UNCERTAIN]
 
 
-def explanation_arrays(
-    model: torch.nn.Module, *, split: Split, positions: list[int], cfg: TrainConfig,
-    normal_class: int | None, settings: Mapping[str, Any] | None = None,
-    progress: str | bool = False,
-) -> dict[str, np.ndarray]:
-    """Signals and every method's maps of the records at ``positions`` of ``split`` (see
-    `explain_records`)."""
-    return explain_records(model, arrays=split.arrays, indices=split.indices[positions], cfg=cfg,
-                           normal_class=normal_class, settings=settings, progress=progress)
-
-
 def explain_records(
     model: torch.nn.Module, *, arrays: EcgArrays, indices: np.ndarray, cfg: TrainConfig,
     normal_class: int | None, settings: Mapping[str, Any] | None = None,
@@ -140,22 +132,32 @@ def explain_records(
 
 SHARED_KEYS = ("fs_hz", "classes")
 """Keys of an explanations archive that describe the whole archive, not one row each."""
+SETTINGS_KEY = "settings"
+"""The archive's record of the explanation settings it was computed with (JSON)."""
 
 
 def explain_in_chunks(
     model: torch.nn.Module, *, arrays: EcgArrays, indices: np.ndarray, cfg: TrainConfig,
     normal_class: int | None, settings: Mapping[str, Any] | None = None,
     chunk_records: int = 64, progress: str | bool = False,
+    budget_s: float | None = None, min_records: int = 0,
 ) -> dict[str, np.ndarray]:
-    """`explain_records` over many records, ``chunk_records`` at a time (bounded memory),
-    stacked; per-sample arrays are zero-padded to the longest chunk."""
+    """`explain_records` over many records, ``chunk_records`` at a time (bounded memory, and
+    a progress line per chunk), stacked; per-sample arrays are zero-padded to the longest
+    chunk. With ``budget_s``, no chunk starts once that many seconds have passed and
+    ``min_records`` are done: the records explained are then the first of ``indices``."""
     indices = np.asarray(indices, dtype=np.int64)
     chunks = [indices[i:i + chunk_records] for i in range(0, len(indices), chunk_records)]
     records = bar(total=len(indices), desc=str(progress), unit="record", enabled=bool(progress))
-    parts = []
+    started = time.monotonic()
+    parts, done = [], 0
     for chunk in chunks:
+        if budget_s is not None and done >= min_records and \
+                time.monotonic() - started >= budget_s:
+            break
         parts.append(explain_records(model, arrays=arrays, indices=chunk, cfg=cfg,
                                      normal_class=normal_class, settings=settings))
+        done += len(chunk)
         records.update(len(chunk))
     records.close()
     return stack_archives(parts)
@@ -192,22 +194,27 @@ def write_trial_artifacts(
     normal_class: int | None,
     masks: MaskSource | None = None,
     score_records: int | None = None,
+    budget_s: float | None = None,
     sanity: bool = False,
     settings: Mapping[str, Any] | None = None,
     progress: str | bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, str]:
     """Predictions and explanations of one trained trial; returns the files written.
 
     With ``masks`` (a data set whose items carry abnormal-beat masks), `explanations.npz`
-    also holds ``mask``: (B, T) uint8 at the study rate, aligned with ``signal``, and every
-    validation record with an abnormal beat (``score_records``: a random sample of that
-    many; 0: none) is explained for scoring into `scored_explanations.npz`, apart from the
-    gallery. With ``sanity``, `explanation_sanity.npz` holds the sanity checks
-    (`study.explain.explanation_checks`) of up to `SANITY_RECORDS` of the scored records (of the
-    gallery's where none is scored). ``progress``: a label (e.g. the trial id) to show
-    progress bars under (`study.engine.bars`). ``settings``: the explanation methods' settings
+    also holds ``mask``: (B, T) uint8 at the study rate, aligned with ``signal``, and the
+    validation records with an abnormal beat are explained for scoring into
+    `scored_explanations.npz` (`scored_records`: all of them, a random sample of
+    ``score_records``, or with ``budget_s`` as many of a random order as the seconds left
+    after the gallery allow; 0: none). With ``sanity``, `explanation_sanity.npz` holds the
+    sanity checks (`study.explain.explanation_checks`) of up to `SANITY_RECORDS` of the
+    scored records (of the gallery's where none is scored). ``progress``: a label (e.g. the
+    trial id) to show progress lines under (`study.engine.bars`); ``log``: where the scored
+    sample and its hit rates are said. ``settings``: the explanation methods' settings
     (default: the specs').
     """
+    started = time.monotonic()
     settings = merge_settings(None) if settings is None else settings
     model, config = load_trained(checkpoint_file)
     cfg = resolve_config(config)
@@ -219,65 +226,123 @@ def write_trial_artifacts(
     frame = predictions_frame(predictions, classes=split.arrays.classes, fold=fold)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_parquet(frame, out_dir / PREDICTIONS)
-    arrays = explanation_arrays(
-        model, split=split, positions=select_records(frame, n_classes=len(split.arrays.classes)),
-        cfg=cfg, normal_class=normal_class, settings=settings,
-        progress=progress and f"{progress}: explanations",
-    )
+    gallery = split.indices[select_records(frame, n_classes=len(split.arrays.classes))]
+    arrays = explain_in_chunks(model, arrays=split.arrays, indices=gallery, cfg=cfg,
+                               normal_class=normal_class, settings=settings,
+                               chunk_records=CHUNK_RECORDS,
+                               progress=progress and f"{progress}: gallery explanations")
     if masks is not None:
         arrays["mask"] = masks(arrays["record_ids"].tolist(), fs_hz=float(arrays["fs_hz"]),
                                n_samples=arrays["signal"].shape[-1])
-    write_npz(out_dir / EXPLANATIONS, arrays)
+    recorded = {SETTINGS_KEY: np.array(json.dumps(settings, sort_keys=True))}
+    write_npz(out_dir / EXPLANATIONS, {**arrays, **recorded})
     written = {"predictions": str(out_dir / PREDICTIONS),
                "explanations": str(out_dir / EXPLANATIONS)}
     scored = None
     if masks is not None and score_records != 0:
-        scored = _scored_explanations(model, split=split, cfg=cfg, normal_class=normal_class,
-                                      masks=masks, score_records=score_records,
-                                      settings=settings,
-                                      progress=progress and f"{progress}: scored explanations")
+        left = None if budget_s is None else budget_s - (time.monotonic() - started)
+        scored = scored_records(model, split=split, cfg=cfg, normal_class=normal_class,
+                                masks=masks, score_records=score_records, budget_s=left,
+                                gallery=arrays, settings=settings,
+                                progress=progress and f"{progress}: scored explanations",
+                                log=log)
     if scored is not None:
         written["scored_explanations"] = str(out_dir / SCORED_EXPLANATIONS)
-        write_npz(out_dir / SCORED_EXPLANATIONS, scored)
+        write_npz(out_dir / SCORED_EXPLANATIONS, {**scored, **recorded})
     if sanity:
         checked = _first_rows(scored if scored is not None else arrays, SANITY_RECORDS)
         batch = Batch(x=torch.as_tensor(checked["signal"]).float(),
                       lengths=torch.as_tensor(checked["lengths"]),
                       fs_hz=float(checked["fs_hz"]), normal_class=normal_class)
+        stages = bar(total=len(layer_groups(model)), unit="layer", enabled=bool(progress),
+                     desc=f"{progress}: sanity checks (layers randomised in turn)")
         write_npz(out_dir / EXPLANATION_SANITY, sanity_arrays(
-            model, batch, checked, settings=settings, y_true=checked["y_true"]))
+            model, batch, checked, settings=settings, y_true=checked["y_true"],
+            on_stage=lambda _: stages.update(1)))
+        stages.close()
         written["sanity"] = str(out_dir / EXPLANATION_SANITY)
     return written
 
 
+CHUNK_RECORDS = 4
+"""Records explained together: a progress line can follow each chunk, and a time budget
+stops between chunks."""
 SANITY_RECORDS = 16
 """Records the sanity checks of a study's trial run on (each layer randomised in turn
 re-runs every method on them)."""
+MIN_SCORED = 16
+"""Records a time budget still scores (a hit rate's 95 % interval is about +-0.2 at 16)."""
 
 
 def _first_rows(arrays: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
-    return {k: v if k in SHARED_KEYS else v[:n] for k, v in arrays.items()}
+    return _rows(arrays, np.arange(min(n, len(arrays["record_ids"]))))
 
 
-def _scored_explanations(
+def _rows(arrays: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v if k in SHARED_KEYS else v[rows] for k, v in arrays.items()}
+
+
+def scored_records(
     model: torch.nn.Module, *, split: Split, cfg: TrainConfig, normal_class: int | None,
-    masks: MaskSource, score_records: int | None, settings: Mapping[str, Any],
-    progress: str | bool,
+    masks: MaskSource, score_records: int | None, budget_s: float | None,
+    gallery: Mapping[str, np.ndarray], settings: Mapping[str, Any],
+    progress: str | bool = False, log: Callable[[str], None] | None = None,
 ) -> dict[str, np.ndarray] | None:
-    """Explanations (with ``mask``) of the validation records that have an abnormal beat, or
-    of a random sample of ``score_records`` of them (seed 0); None where none has one."""
+    """Explanations (with ``mask``) of the validation records that have an abnormal beat: all
+    of them, a random sample of ``score_records`` (seed 0), or with ``budget_s`` the first
+    of a random order (seed 0) that the budget allows, at least `MIN_SCORED`; None where
+    none has one. Records of the ``gallery`` archive (explained with the same settings) are
+    taken from it, not explained again."""
     arrays = split.arrays
-    chosen = np.flatnonzero(with_abnormal_beats(arrays, indices=split.indices, masks=masks))
-    if score_records is not None and len(chosen) > score_records:
-        chosen = np.sort(np.random.default_rng(0).choice(chosen, score_records, replace=False))
-    if len(chosen) == 0:
+    candidates = split.indices[with_abnormal_beats(arrays, indices=split.indices, masks=masks)]
+    if len(candidates) == 0:
         return None
-    explained = explain_in_chunks(model, arrays=arrays, indices=split.indices[chosen], cfg=cfg,
-                                  normal_class=normal_class, settings=settings,
-                                  progress=progress)
-    explained["mask"] = masks(explained["record_ids"].tolist(), fs_hz=float(arrays.fs_hz),
-                              n_samples=explained["signal"].shape[-1])
-    return explained
+    order = np.random.default_rng(0).permutation(candidates)
+    if score_records is not None:
+        order = order[:score_records]
+    in_gallery = {record: row for row, record in enumerate(gallery["record_ids"].tolist())}
+    ids = [arrays.record_ids[i] for i in order]
+    fresh = np.array([i for i, r in zip(order, ids, strict=True) if r not in in_gallery],
+                     dtype=np.int64)
+    reused = len(order) - len(fresh)
+    explained = explain_in_chunks(
+        model, arrays=arrays, indices=fresh, cfg=cfg, normal_class=normal_class,
+        settings=settings, chunk_records=CHUNK_RECORDS, progress=progress,
+        budget_s=None if score_records is not None else budget_s,
+        min_records=max(1, MIN_SCORED - reused)) if len(fresh) else None
+    # The sample is the random order up to its last record explained, gallery ones included
+    # (chunks are explained in order, so the first n_done of `fresh` are done).
+    n_done = 0 if explained is None else len(explained["record_ids"])
+    cut = (len(ids) if n_done == len(fresh)
+           else ids.index(arrays.record_ids[fresh[n_done - 1]]) + 1)
+    kept = np.array([in_gallery[r] for r in ids[:cut] if r in in_gallery], dtype=np.int64)
+    reusable = {k: v for k, v in gallery.items() if k != "mask"}  # masks: set below
+    parts = [part for part in (_rows(reusable, kept), explained)
+             if part is not None and len(part["record_ids"])]
+    scored = stack_archives(parts)
+    scored["mask"] = masks(scored["record_ids"].tolist(), fs_hz=float(arrays.fs_hz),
+                           n_samples=scored["signal"].shape[-1])
+    if log:
+        log(_sample_line(scored, n_candidates=len(candidates), score_records=score_records,
+                         budget_s=budget_s, label=str(progress)))
+    return scored
+
+
+def _sample_line(scored: Mapping[str, np.ndarray], *, n_candidates: int,
+                 score_records: int | None, budget_s: float | None, label: str) -> str:
+    """What was scored, and each scored map's hit rate with its interval on this sample."""
+    n = len(scored["record_ids"])
+    how = ("every one" if n == n_candidates else
+           f"a random sample (--explain-records {score_records})" if score_records is not None
+           else f"a random sample within the explanations' time budget ({budget_s:.0f} s "
+                "left after the gallery; --explain-records all scores every one)")
+    truth = archive_ground_truth(scored, path="scored explanations")
+    summary = summarise_scores(score_archive(scored, truth).assign(trial=label, source="own"))
+    rates = "; ".join(
+        f"{r.method} {r.hit_rate:.2f} [{r.hit_ci_low:.2f}, {r.hit_ci_high:.2f}] (class "
+        f"{r.true_class}, n={r.n_records})" for r in summary.itertuples())
+    return (f"{label}: {n} of {n_candidates} validation records with abnormal beats explained "
+            f"for scoring, {how}. Hit rates [95 % interval]: {rates or 'none scored'}")
 
 
 def with_abnormal_beats(arrays: EcgArrays, *, indices: np.ndarray,

@@ -20,6 +20,11 @@ from study.tune.cli_help import DefaultsHelpFormatter
 from study.tune.wandb_mode import MODES
 
 
+def records_or_all(text: str) -> int | str:
+    """``--explain-records``: a whole number of records (0 or more) or ``all``."""
+    return "all" if text == "all" else whole_number(at_least=0)(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m study.run",
@@ -116,11 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "and scored on the same test set")
     budget.add_argument("--explain-top", type=int, default=1,
                         help="write predictions and explanation arrays of the N best trials")
-    budget.add_argument("--explain-records", type=whole_number(at_least=0), metavar="N",
+    budget.add_argument("--explain-records", type=records_or_all, metavar="N|all",
                         help="score the explanations of a random sample of N validation "
-                             "records with annotated abnormal beats (default: every such "
-                             "record; 0: none), apart from the gallery (data sets with "
-                             "abnormal-beat masks: synthetic, mitdb-pvc-apb)")
+                             "records with annotated abnormal beats, or 'all' of them (0: "
+                             "none; default: a random sample that keeps the explanations "
+                             "within 25 %% of the study's time, at least 16 records; data "
+                             "sets with abnormal-beat masks: synthetic, mitdb-pvc-apb)")
     budget.add_argument("--explain-sanity", action="store_true",
                         help="also run the explanation sanity checks (parameter "
                              "randomisation, deletion curves) on the explained trials")

@@ -48,7 +48,7 @@ from study.tune.prepare import milestones, prepare_study, render_plan
 from study.tune.ray_address import check_reachable
 from study.tune.results import final_scores
 from study.tune.spec import StudySpec
-from study.tune.stage_times import timed_stage
+from study.tune.stage_times import read_stage_times, timed_stage
 from study.tune.storage_faults import (
     EXIT_STORAGE,
     StorageError,
@@ -436,11 +436,15 @@ def _write_artifacts(plan: Plan, spec: StudySpec, explained: list[tuple[str, Any
     dataset = load_dataset(plan.dataset)
     _, val_split = trainable.fold_split(spec, fold=plan.fold)
     settings = study_settings(smoke=plan.smoke)
-    for name, result in explained:
+    explained = [(name, result) for name, result in explained
+                 if result.checkpoint is not None and checkpoint_exists(result.checkpoint)]
+    # (a checkpoint is gone where --keep-checkpoints removed it before a resume)
+    for k, (name, result) in enumerate(explained):
         checkpoint = result.checkpoint
-        if checkpoint is None or not checkpoint_exists(checkpoint):
-            continue  # removed by --keep-checkpoints when the study finished before a resume
-        print(f"writing predictions and explanation arrays of trial {name} ...", flush=True)
+        budget = _explanation_budget_s(plan, trials_left=len(explained) - k)
+        print(f"writing predictions and explanation arrays of trial {name}"
+              + ("" if budget is None else f" (scored records within {budget:.0f} s)")
+              + " ...", flush=True)
         out_dir = trial_dir(plan.study_dir, name)
         with checkpoint.as_directory() as directory, \
                 timed_stage(plan.study_dir, "explanations"):
@@ -453,10 +457,13 @@ def _write_artifacts(plan: Plan, spec: StudySpec, explained: list[tuple[str, Any
                 scoring=Scoring.from_dataset(dataset),
                 normal_class=dataset.normal_index,
                 masks=mask_source(spec) if spec is not None else None,
-                score_records=plan.explain_records,
+                score_records=(plan.explain_records
+                               if isinstance(plan.explain_records, int) else None),
+                budget_s=budget,
                 sanity=plan.explain_sanity,
                 settings=settings,
                 progress=f"trial {name}",
+                log=lambda line: print(line, flush=True),
             )
             if plan.mitdb_dir:
                 mitdb_explanations.write_mitdb_explanations(
@@ -469,6 +476,20 @@ def _write_artifacts(plan: Plan, spec: StudySpec, explained: list[tuple[str, Any
                     normal_class=dataset.normal_index,
                     log=lambda line: print(line, flush=True),
                 )
+
+
+def _explanation_budget_s(plan: Plan, *, trials_left: int) -> float | None:
+    """Seconds the next trial's explanations may take by default (``--explain-records``
+    unset): its share of `study.tune.explanation_cost.EXPLANATION_SHARE` of the stages timed
+    so far, less the explanations already written; None with a fixed number or ``all``."""
+    from study.tune.explanation_cost import explanation_budget_s
+
+    if plan.explain_records is not None:
+        return None
+    times = read_stage_times(Path(plan.study_dir))
+    before = sum(seconds for stage, seconds in times.items() if stage != "explanations")
+    left = explanation_budget_s(before) - times.get("explanations", 0.0)
+    return max(left, 0.0) / max(trials_left, 1)
 
 
 def summary(plan: Plan, frame, best: dict[str, Any] | None) -> str:

@@ -28,9 +28,13 @@ from search_spaces import define_fixed, unflatten
 from study.engine.config import TrainConfig, resolve_config
 from study.engine.runtime import Runtime
 from study.engine.trainer import Split, predict, split_loader, train_epoch
+from study.tune.explanation_cost import EXPLANATION_SHARE, ExplanationEpochs
 from study.tune.results import expected_epochs
 from study.tune.spec import StudySpec
 from study.tune.trainable import trial_config
+
+NO_EXPLANATIONS = ExplanationEpochs()
+"""A study that writes no explanations."""
 
 STUDY_START_S = 15.0
 """Fixed cost of a local study: Ray start, first worker, files (measured by
@@ -185,11 +189,13 @@ class StudyEstimate:
 
 def estimate_study(costs: list[ConfigCost], *, n_configs: int, milestones: list[int],
                    reduction_factor: float, concurrency: int, top_k: int,
-                   n_folds: int, n_final: int, explain_epochs: float = 0.0) -> StudyEstimate:
+                   n_folds: int, n_final: int,
+                   explain_epochs: ExplanationEpochs = NO_EXPLANATIONS) -> StudyEstimate:
     """Search (S configs with ASHA's expected epochs), CV (top K on ``n_folds`` folds, full
     budget) and the final training of ``n_final`` configurations scored on the test set, packed
     on ``concurrency`` slots, then the explanations, one trial after another in the driver
-    (``explain_epochs``: their cost in trial epochs, `study.tune.explanation_cost`); low uses the
+    (``explain_epochs``: their cost in trial epochs, the scored records within the time
+    budget, `study.tune.explanation_cost`); low uses the
     cheapest probed config and the expected epochs, high the most expensive and
     `ASYNC_ASHA_FACTOR` times the epochs."""
     max_epochs = milestones[-1]
@@ -212,7 +218,8 @@ def estimate_study(costs: list[ConfigCost], *, n_configs: int, milestones: list[
         cv_wall = math.ceil(top_k * n_folds / slots) * full_trial if top_k else 0.0
         final = n_final * full_trial
         final_wall = math.ceil(n_final / slots) * full_trial
-        explain = explain_epochs * per_epoch
+        explain = explain_epochs.seconds(per_epoch=per_epoch,
+                                         before_s=STUDY_START_S + search_wall + cv_wall)
         trial_totals.append(search + cv + final)
         walls.append(STUDY_START_S + search_wall + cv_wall + final_wall + explain)
         stages.append({"search": STUDY_START_S + search_wall, "cross-validation": cv_wall,
@@ -268,7 +275,8 @@ def probe_data(plan: Any, spec: StudySpec) -> tuple[EcgArrays, int, str, float]:
                            f"{plan.synthetic_records} records{holds}"), explain
 
 
-def _explanation_epochs(plan: Any, spec: StudySpec, *, arrays: EcgArrays, items: int) -> float:
+def _explanation_epochs(plan: Any, spec: StudySpec, *, arrays: EcgArrays,
+                        items: int) -> ExplanationEpochs:
     """`study.tune.explanation_cost.study_explanation_epochs` of a study of ``items`` items, the
     probe's records standing for its validation fold."""
     from study.tune.explanation_cost import study_explanation_epochs
@@ -357,12 +365,14 @@ def stage_shares(seconds: dict[str, float]) -> str:
                      for name, s in seconds.items() if s > 0)
 
 
-def _explanation_text(plan: Any, explain_epochs: float) -> str:
+def _explanation_text(plan: Any, explain_epochs: ExplanationEpochs) -> str:
     """The estimate's account of the explanation stage (docs/estimating-cost.md)."""
     left_out = [name for name, on in (("sanity checks", plan.explain_sanity),
                                       ("MIT-BIH explanations", plan.mitdb_dir)) if on]
     return (f" + explanations of the best {plan.explain_top} in the driver, "
-            f"{explain_epochs:.1f} trial epochs of passes"
+            f"{explain_epochs.fixed:.1f} trial epochs of passes"
+            + (f" + scored records within {EXPLANATION_SHARE:.0%} of the study's time (all of "
+               f"them: {explain_epochs.budgeted:.1f} epochs)" if explain_epochs.budgeted else "")
             + (f" ({' and '.join(left_out)} not included)" if left_out else ""))
 
 
@@ -378,7 +388,7 @@ def preset_configs(presets: tuple[str, ...], *, spec: StudySpec, space: str
 
 def estimate_fixed(costs: list[ConfigCost], *, n_folds: int, max_epochs: int,
                    concurrency: int, n_final: int,
-                   explain_epochs: float = 0.0) -> tuple[float, float]:
+                   explain_epochs: ExplanationEpochs = NO_EXPLANATIONS) -> tuple[float, float]:
     """(trial seconds, wall seconds) of a study of fixed configurations: every configuration
     on ``n_folds`` folds for ``max_epochs`` epochs (no early stopping), then retrained
     ``n_final`` times (0 or 1 each) on all non-test records, packed on ``concurrency`` slots,
@@ -393,12 +403,15 @@ def estimate_fixed(costs: list[ConfigCost], *, n_folds: int, max_epochs: int,
         work = [r for r in runs for _ in range(n_runs)]
         trial_seconds += sum(work)
         stage_walls.append(max(sum(work) / min(slots, len(work)), max(work)))
-    explain = explain_epochs * statistics.mean(c.epoch_s for c in costs)
+    before = STUDY_START_S + sum(stage_walls[:1])  # a fixed study explains after its CV runs
+    explain = explain_epochs.seconds(per_epoch=statistics.mean(c.epoch_s for c in costs),
+                                     before_s=before)
     return trial_seconds, STUDY_START_S + sum(stage_walls) + explain
 
 
 def _fixed_lines(plan: Any, costs: list[ConfigCost], *, slots: int, per_device: float,
-                 unit: str, measured: str, explain_epochs: float) -> list[str]:
+                 unit: str, measured: str,
+                 explain_epochs: ExplanationEpochs) -> list[str]:
     folds = len(plan.cv_folds) if plan.cv_all_folds else 1
     finals = 1 if plan.test != "none" else 0
     trial_s, wall_s = estimate_fixed(costs, n_folds=folds, max_epochs=plan.max_epochs,

@@ -24,7 +24,7 @@ from data_io.batching import BatchingOptions, batching_mode
 from data_io.datasets import load_dataset
 from data_io.records import EcgArrays
 from study.engine.config import Data, TrainConfig, resolve_config
-from study.explain.artifacts import MaskSource, gallery_size, with_abnormal_beats
+from study.explain.artifacts import MIN_SCORED, MaskSource, gallery_size, with_abnormal_beats
 from study.explain.explanation_methods import study_settings
 from study.explanation_specs import MethodSpec, SpecError, method_specs
 from study.tune.data import fold_split, mask_source
@@ -83,11 +83,50 @@ class ExplanationLoad:
     records: int
     samples_by_method: Mapping[str, float]
     epoch_samples: float
+    gallery: int = 0
 
     @property
     def epochs(self) -> float:
         """The explanations' cost in trial epochs."""
         return sum(self.samples_by_method.values()) / self.epoch_samples
+
+    def epochs_of(self, records: float) -> float:
+        """The cost of ``records`` of these records, in trial epochs."""
+        return self.epochs * records / self.records if self.records else 0.0
+
+
+@dataclass(frozen=True)
+class ExplanationEpochs:
+    """What a study's explanations cost, in trial epochs: ``fixed`` (the galleries, and the
+    scored records where their number is fixed) and, under the time budget (the default
+    ``--explain-records``), ``budgeted`` (every scored record) of which at least ``floor``
+    (`study.explain.artifacts.MIN_SCORED` records per trial) is spent whatever the budget."""
+
+    fixed: float = 0.0
+    budgeted: float = 0.0
+    floor: float = 0.0
+
+    def seconds(self, *, per_epoch: float, before_s: float) -> float:
+        """Seconds at ``per_epoch`` seconds per trial epoch, after ``before_s`` seconds of the
+        study's other stages: the budgeted part stops at `explanation_budget_s`."""
+        fixed = self.fixed * per_epoch
+        budget = max(explanation_budget_s(before_s) - fixed, self.floor * per_epoch)
+        return fixed + min(self.budgeted * per_epoch, budget)
+
+    def scaled(self, factor: float) -> ExplanationEpochs:
+        return ExplanationEpochs(fixed=self.fixed * factor, budgeted=self.budgeted * factor,
+                                 floor=self.floor * factor)
+
+
+EXPLANATION_SHARE = 0.25
+"""The share of a study's wall time its explanations may take by default: the scored records
+stop when the explanations reach it (the gallery and `MIN_SCORED` records are always done)."""
+
+
+def explanation_budget_s(before_s: float) -> float:
+    """Seconds of explanations that are `EXPLANATION_SHARE` of a study whose other stages
+    took ``before_s``."""
+    return EXPLANATION_SHARE / (1.0 - EXPLANATION_SHARE) * before_s
 
 
 def epoch_samples(*, lengths: np.ndarray, fs_hz: float, data: Data, batch_size: int,
@@ -127,23 +166,25 @@ def explanation_load(*, settings: Mapping[str, Mapping[str, Any]], fs_hz: float,
         * cost_rule(spec)(settings[name], samples=record_samples, fs_hz=fs_hz)
         for name, spec in method_specs().items()
     }
-    return ExplanationLoad(records=records, samples_by_method=samples, epoch_samples=epoch)
+    return ExplanationLoad(records=records, samples_by_method=samples, epoch_samples=epoch,
+                           gallery=gallery)
 
 
 def trial_load(*, arrays: EcgArrays, sample: np.ndarray, n_train: float, n_val: int,
-               masks: MaskSource | None, score_records: int | None,
+               masks: MaskSource | None, score_records: int | str | None,
                settings: Mapping[str, Mapping[str, Any]], cfg: TrainConfig,
                normal_class: int | None) -> ExplanationLoad:
     """`explanation_load` of a trial that trains on ``n_train`` records and explains its
     ``n_val`` validation records as `study.explain.artifacts.write_trial_artifacts` does (the
-    gallery; with ``masks``, those with an abnormal beat, or ``score_records`` of them); the
+    gallery; with ``masks``, those with an abnormal beat, or ``score_records`` of them; every
+    one for None or ``all``: the time budget is applied by `ExplanationEpochs`); the
     records at ``sample`` of ``arrays`` stand for both sides (their lengths, labels, beats).
     ``cfg``: a resolved training config (batching, batch size)."""
     lengths = arrays.lengths[sample]
     abnormal = (0.0 if masks is None or score_records == 0 else
                 float(with_abnormal_beats(arrays, indices=sample, masks=masks).mean()))
     scored = round(abnormal * n_val)
-    if score_records is not None:
+    if isinstance(score_records, int):
         scored = min(scored, score_records)
     shift_share = (0.0 if normal_class is None else
                    float((arrays.labels[sample] != normal_class).mean()))
@@ -156,25 +197,31 @@ def trial_load(*, arrays: EcgArrays, sample: np.ndarray, n_train: float, n_val: 
 
 
 def study_explanation_epochs(plan: Any, spec: Any, *, arrays: EcgArrays, sample: np.ndarray,
-                             n_train: float, n_val: int) -> float:
+                             n_train: float, n_val: int) -> ExplanationEpochs:
     """Trial epochs the explanations of a study (`study.tune.plan.Plan`,
     `study.tune.spec.StudySpec`) cost: `trial_load` of each of its ``--explain-top`` trials,
-    with its explanation settings (``--smoke``'s coarser ones included), score sample and data
-    set's masks."""
+    with its explanation settings (``--smoke``'s coarser ones included), score sample (or
+    time budget) and data set's masks."""
     load = trial_load(arrays=arrays, sample=sample, n_train=n_train, n_val=n_val,
                       masks=mask_source(spec), score_records=plan.explain_records,
                       settings=study_settings(smoke=plan.smoke),
                       cfg=resolve_config(spec.trial_config({})),
                       normal_class=load_dataset(plan.dataset).normal_index)
-    trials = len(plan.presets) if plan.fixed_configurations else plan.num_samples
-    return load.epochs * min(plan.explain_top, trials)
+    trials = min(plan.explain_top,
+                 len(plan.presets) if plan.fixed_configurations else plan.num_samples)
+    if plan.explain_records is not None:
+        return ExplanationEpochs(fixed=load.epochs * trials)
+    scored = load.records - load.gallery
+    return ExplanationEpochs(fixed=load.epochs_of(load.gallery) * trials,
+                             budgeted=load.epochs_of(scored) * trials,
+                             floor=load.epochs_of(min(scored, MIN_SCORED)) * trials)
 
 
-def fold_explanation_epochs(plan: Any, spec: Any) -> float:
+def fold_explanation_epochs(plan: Any, spec: Any) -> ExplanationEpochs:
     """`study_explanation_epochs` on the study's own validation fold (its data loaded; not
     with ``--explain-top 0``)."""
     if not plan.explain_top:
-        return 0.0
+        return ExplanationEpochs()
     train, val = fold_split(spec, fold=plan.fold)
     return study_explanation_epochs(plan, spec, arrays=val.arrays, sample=val.indices,
                                     n_train=len(train.indices), n_val=len(val.indices))

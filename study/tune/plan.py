@@ -85,7 +85,7 @@ class Plan:
     test_dir: str | None = None
     presets: tuple[str, ...] = ()
     cv_all_folds: bool = False
-    explain_records: int | None = None
+    explain_records: int | str | None = None
     explain_sanity: bool = False
     rung_metric: str = "auroc"
     baseline: tuple[str, ...] = ()

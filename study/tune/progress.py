@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Collection, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray import tune
 
@@ -23,6 +23,9 @@ from search_spaces import flatten_options
 from study.folder_format import TRIAL_STATUS
 from study.tune.results import expected_remaining_epochs
 from study.tune.trainable import TEST_FOLD
+
+if TYPE_CHECKING:
+    from study.tune.explanation_cost import ExplanationEpochs
 
 RAY_LOG = "ray-driver.log"
 """File in the study directory that receives everything Ray writes to the driver's stderr."""
@@ -114,8 +117,9 @@ class StudyProgress(tune.Callback):
         later_stages: (stage, waves) of the full-budget runs (``concurrency`` at a time) the
             study trains after this experiment (cross-validation, final training).
         explain_epochs: what the explanations written after the training cost, in trial
-            epochs (`study.tune.explanation_cost`). The ETA adds both at the measured epoch time,
-            so it covers the whole study, and gives each stage's share.
+            epochs (`study.tune.explanation_cost.ExplanationEpochs`; None: none). The ETA
+            adds both at the measured epoch time, so it covers the whole study, and gives
+            each stage's share.
     """
 
     def __init__(self, *, label: str, n_trials: int, metric: str, mode: str,
@@ -123,7 +127,7 @@ class StudyProgress(tune.Callback):
                  interval_s: float = SUMMARY_INTERVAL_S, shown_as: str | None = None,
                  rung_metric: str | None = None, fixed: Collection[str] = (),
                  later_stages: tuple[tuple[str, int], ...] = (),
-                 explain_epochs: float = 0.0) -> None:
+                 explain_epochs: ExplanationEpochs | None = None) -> None:
         self.label = label
         self.later_stages = tuple(later_stages)
         self.explain_epochs = explain_epochs
@@ -299,7 +303,11 @@ class StudyProgress(tune.Callback):
         # reporting and checkpointing a trial's epoch also waits for.
         compute = (sum(self._compute_seconds) / len(self._compute_seconds)
                    if self._compute_seconds else per_epoch)
-        stages = {self.label: this, **later, "explanations": self.explain_epochs * compute,
+        # The scored records stop at their share of the time the stages before them take.
+        before = now - self._started + this + sum(later.values())
+        explain = (0.0 if self.explain_epochs is None else
+                   self.explain_epochs.seconds(per_epoch=compute, before_s=before))
+        stages = {self.label: this, **later, "explanations": explain,
                   FINAL_STAGE: final}
         if len([s for s in stages.values() if s > 0]) > 1:
             total = sum(stages.values())

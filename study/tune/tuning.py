@@ -30,7 +30,7 @@ from study.library_internals import (
     SamplingOptunaSearch,
 )
 from study.tune.checkpoint_keeper import CheckpointKeeper
-from study.tune.explanation_cost import fold_explanation_epochs
+from study.tune.explanation_cost import ExplanationEpochs, fold_explanation_epochs
 from study.tune.optuna_storage import open_storage
 from study.tune.optuna_truth import OptunaRecorder, error_text
 from study.tune.plan import Plan, StudyError
@@ -318,7 +318,7 @@ def _progress(plan: Plan, *, label: str, n_trials: int, milestones: list[int],
               shown_as: str | None = None, rung_metric: str | None = None,
               fixed: list[str] | None = None,
               later_stages: tuple[tuple[str, int], ...] = (),
-              explain_epochs: float = 0.0) -> StudyProgress:
+              explain_epochs: ExplanationEpochs | None = None) -> StudyProgress:
     return StudyProgress(label=label, n_trials=n_trials, metric=plan.metric, mode=plan.mode,
                          milestones=milestones, reduction_factor=plan.reduction_factor,
                          concurrency=plan.concurrency, shown_as=shown_as,
@@ -425,7 +425,7 @@ def candidates_tuner(plan: Plan, spec: StudySpec, candidates: list[dict[str, Any
                                              if stage == "cv" and not plan.fixed_configurations
                                              else ()),
                                explain_epochs=(fold_explanation_epochs(plan, spec)
-                                               if stage == "cv" else 0.0),
+                                               if stage == "cv" else None),
                                shown_as=("test/" + plan.metric.removeprefix("val/")
                                          if TEST_FOLD in folds else None))),
     )

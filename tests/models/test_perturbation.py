@@ -317,6 +317,10 @@ def test_occlusion_windows_cover_every_sample_and_average_their_drops():
     # A window longer than the record blanks all of it.
     whole = occlusion(SumModel(), x, target_class=0, window_samples=50, stride_samples=3)
     torch.testing.assert_close(whole["occlusion"][0, 0], drop(11).expand(11))
+    # On the logit, a window of k ones drops it by 0.1 k, however saturated the probability.
+    logits = occlusion(SumModel(), x, target_class=0, window_samples=4, stride_samples=3,
+                       output="logit")["occlusion"]
+    torch.testing.assert_close(logits[0, 0, :9], torch.full((9,), 0.4, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("pooling", ["gap", "gmp"])

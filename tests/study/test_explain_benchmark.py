@@ -20,7 +20,7 @@ def small_settings() -> dict:
     settings["training"]["epochs"] = 1
     settings["training"]["model"]["channels"] = [4, 8]
     settings["explanations"] = {"shift_perturbation": {"steps": 2},
-                                "integrated_gradients": {"steps": 4},
+                                "integrated_gradients": {"steps": 4, "max_steps": 4},
                                 "occlusion": {"window_s": 0.5, "stride_s": 0.25}}
     settings["sanity_records"] = 3
     return settings

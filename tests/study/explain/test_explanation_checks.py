@@ -70,7 +70,7 @@ def test_deleting_the_relevant_samples_first_drops_the_probability_faster(model,
 
 def test_sanity_arrays_cover_every_scored_method_and_cam_depends_on_the_weights(model, batch):
     settings = merge_settings({"shift_perturbation": {"steps": 3},
-                               "integrated_gradients": {"steps": 4},
+                               "integrated_gradients": {"steps": 4, "max_steps": 4},
                                "occlusion": {"window_s": 0.2, "stride_s": 0.1}})
     arrays = explain_batch(model, batch, settings=settings)
     arrays.update(record_ids=np.array(["a", "b", "c"]), signal=batch.x.numpy(),

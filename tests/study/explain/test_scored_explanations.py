@@ -12,17 +12,19 @@ from study.engine.checkpoint import save_checkpoint
 from study.engine.config import resolve_config
 from study.engine.metrics import Scoring
 from study.engine.trainer import Split
+from study.explain import artifacts
 from study.explain.artifacts import write_trial_artifacts
 from study.explain.explanation_methods import merge_settings
 
 FS_HZ = 100.0
 MODEL = {"name": "cnn", "channels": [4, 8], "kernel_size": 5, "pooling": "gmp"}
-CHEAP = {"occlusion": {"window_s": 2.0, "stride_s": 2.0}, "integrated_gradients": {"steps": 2},
+CHEAP = {"occlusion": {"window_s": 2.0, "stride_s": 2.0},
+         "integrated_gradients": {"steps": 2, "max_steps": 2},
          "shift_perturbation": {"steps": 2, "knot_spacing_s": 1.0}}
 
 
-def _study_parts(tmp_path):
-    records = generate_records(n_records=10, seed=3, fs_hz=FS_HZ)
+def _study_parts(tmp_path, *, n_records=10):
+    records = generate_records(n_records=n_records, seed=3, fs_hz=FS_HZ)
     arrays = to_ecg_arrays(records)
     masks_by_id = {name: r.abnormal_mask for name, r in records.items()}
     torch.manual_seed(0)
@@ -43,15 +45,15 @@ def _study_parts(tmp_path):
     return arrays, masks_by_id, checkpoint, masks
 
 
-def _write(tmp_path, *, score_records, sanity):
-    arrays, masks_by_id, checkpoint, masks = _study_parts(tmp_path)
+def _write(tmp_path, *, score_records, sanity, n_records=10, **options):
+    arrays, masks_by_id, checkpoint, masks = _study_parts(tmp_path, n_records=n_records)
     split = Split(arrays, np.arange(len(arrays)))
     scoring = Scoring(classes=arrays.classes, keys=("normal", "af", "other", "noisy"),
                       metric="f1_cinc", kind="mean_f1", averaged=("N", "A", "O"))
     written = write_trial_artifacts(
         checkpoint_file=checkpoint, split=split, fold=0, out_dir=tmp_path / "trial",
         scoring=scoring, normal_class=0, masks=masks, score_records=score_records,
-        sanity=sanity, settings=merge_settings(CHEAP))
+        sanity=sanity, settings=merge_settings(CHEAP), **options)
     return written, masks_by_id
 
 
@@ -83,3 +85,33 @@ def test_no_scored_file_without_masks_or_with_zero_records(tmp_path):
     written, _ = _write(tmp_path, score_records=0, sanity=False)
     assert "scored_explanations" not in written
     assert not (tmp_path / "trial" / "scored_explanations.npz").exists()
+
+
+def test_scored_records_of_the_gallery_are_taken_from_it(tmp_path):
+    # 10 records: the gallery (up to 18) holds every one, so nothing is explained twice
+    written, _ = _write(tmp_path, score_records=None, sanity=False)
+    with np.load(written["explanations"]) as gallery, \
+            np.load(written["scored_explanations"]) as scored:
+        rows = {r: k for k, r in enumerate(gallery["record_ids"].tolist())}
+        for k, record in enumerate(scored["record_ids"].tolist()):
+            n = int(scored["lengths"][k])
+            for key in ("map/integrated_gradients", "map/cam", "signal"):
+                np.testing.assert_array_equal(scored[key][k, ..., :n],
+                                              gallery[key][rows[record], ..., :n])
+
+
+def test_a_time_budget_scores_a_random_sample_and_says_what_it_scored(tmp_path, monkeypatch):
+    monkeypatch.setattr(artifacts, "MIN_SCORED", 1)
+    lines = []
+    written, masks_by_id = _write(tmp_path, score_records=None, sanity=False, n_records=48,
+                                  budget_s=0.0, log=lines.append)
+    candidates = sum(mask.any() for mask in masks_by_id.values())
+    with np.load(written["scored_explanations"]) as scored:
+        n = len(scored["record_ids"])
+        assert all(masks_by_id[r].any() for r in scored["record_ids"])
+    # the budget is spent at once: the gallery's records in the random order up to the first
+    # chunk explained, and that chunk
+    assert 1 <= n < candidates
+    assert len(lines) == 1
+    assert f"{n} of {candidates} validation records with abnormal beats" in lines[0]
+    assert "time budget" in lines[0] and "integrated_gradients" in lines[0]

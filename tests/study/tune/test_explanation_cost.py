@@ -14,7 +14,9 @@ from study.explanation_specs import method_specs
 from study.tune.data import fold_split, load_arrays, mask_source
 from study.tune.explanation_cost import (
     COST_RULES,
+    EXPLANATION_SHARE,
     STEP_PASSES,
+    ExplanationEpochs,
     cost_rule,
     epoch_samples,
     explanation_load,
@@ -51,6 +53,17 @@ def test_the_load_counts_the_gallery_the_scored_records_and_the_shift_share():
     small = explanation_load(settings=SETTINGS, fs_hz=100.0, record_samples=1000.0,
                              n_classes=4, n_val=5, scored=0, shift_share=0.0, epoch=1e6)
     assert small.records == 5 and small.samples_by_method["shift_perturbation"] == 0
+
+
+def test_scored_records_stop_at_their_share_of_the_study_but_not_below_the_floor():
+    assert EXPLANATION_SHARE == 0.25
+    load = ExplanationEpochs(fixed=2.0, budgeted=50.0, floor=4.0)
+    # 300 s of other stages allow 100 s of explanations: 20 s of gallery, 80 s of scoring
+    assert load.seconds(per_epoch=10.0, before_s=300.0) == pytest.approx(100.0)
+    # a short study still scores the floor (4 epochs), and never more than every record
+    assert load.seconds(per_epoch=10.0, before_s=30.0) == pytest.approx(20.0 + 40.0)
+    assert load.seconds(per_epoch=10.0, before_s=1e6) == pytest.approx(20.0 + 500.0)
+    assert ExplanationEpochs(fixed=3.0).seconds(per_epoch=10.0, before_s=0.0) == 30.0
 
 
 def test_epoch_samples_follow_the_batching_of_each_side():

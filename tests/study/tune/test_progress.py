@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from study.engine.bars import LineProgress, bar
+from study.tune.explanation_cost import ExplanationEpochs
 from study.tune.progress import StudyProgress, ray_output_to, short_config
 from study.tune.results import expected_epochs, expected_remaining_epochs
 
@@ -80,7 +81,7 @@ def test_eta_adds_the_later_stages_at_the_measured_epoch_time_with_each_share():
                            milestones=[6], reduction_factor=3.0, concurrency=2,
                            interval_s=3600,
                            later_stages=(("cross-validation", 2), ("final training", 1)),
-                           explain_epochs=4.0)
+                           explain_epochs=ExplanationEpochs(fixed=4.0))
     a = _trial("aaaa")
     search.on_trial_result(0, [a], a, {"epoch": 2, "val/f1_cinc": 0.5, "time_this_iter_s": 60})
     # the search's 8 min as above, then 2 + 1 waves of 6 epochs of 60 s (12 + 6 min) and
@@ -143,6 +144,15 @@ def test_line_progress_writes_one_line_per_quarter():
     lines = stream.getvalue().splitlines()
     assert [line.split(":")[1].split("%")[0].strip() for line in lines] == ["25", "50", "75", "100"]
     assert "(8/8 batch)" in lines[-1] and "ETA" not in lines[-1] and "ETA" in lines[0]
+
+
+def test_line_progress_writes_a_line_after_a_silent_heartbeat():
+    stream = io.StringIO()
+    progress = LineProgress(total=100, desc="scored explanations", unit="record",
+                            stream=stream, heartbeat_s=0.0)
+    progress.update(1)  # 1 %: no quarter crossed, but the heartbeat has passed
+    assert stream.getvalue().startswith("scored explanations: 1% (1/100 record)")
+    assert "ETA" in stream.getvalue()
 
 
 def test_a_loop_shorter_than_four_steps_prints_each_step_once():
