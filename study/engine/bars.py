@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 T = TypeVar("T")
 LINE_STEPS = 4  # lines per loop when stderr is not a terminal: 25 %, 50 %, 75 %, 100 %
-HEARTBEAT_S = 30.0  # and a line at the first step this long after the last line
+HEARTBEAT_S = 20.0  # and a line at the first step this long after the last line
 
 
 class LineProgress:

@@ -74,19 +74,21 @@ def gallery_size(n_classes: int) -> int:
 
 
 def select_records(frame: pd.DataFrame, *, n_classes: int) -> list[int]:
-    """Row positions of a fixed stratified gallery: per class the most confident correct and
-    misclassified records, then the most uncertain records overall."""
+    """Row positions of a fixed stratified gallery, in the order it is explained (a time
+    budget keeps the first): per class the most confident correct record, then per class
+    the most confident misclassified one, then the second of each, then the most uncertain
+    records overall."""
     probs = frame[[c for c in frame.columns if c.startswith("p_")]].to_numpy()
     confidence = probs.max(axis=1)
-    chosen: list[int] = []
+    y_true, y_pred = frame["y_true"].to_numpy(), frame["y_pred"].to_numpy()
+    ranked = {}
     for k in range(n_classes):
         for correct in (True, False):
-            mask = (frame["y_true"].to_numpy() == k) & (
-                (frame["y_pred"].to_numpy() == k) == correct
-            )
-            rows = np.flatnonzero(mask)
-            rows = rows[np.argsort(-confidence[rows], kind="stable")][:PER_CLASS]
-            chosen.extend(int(r) for r in rows)
+            rows = np.flatnonzero((y_true == k) & ((y_pred == k) == correct))
+            ranked[k, correct] = rows[np.argsort(-confidence[rows], kind="stable")][:PER_CLASS]
+    chosen = [int(ranked[k, correct][rank]) for rank in range(PER_CLASS)
+              for correct in (True, False) for k in range(n_classes)
+              if rank < len(ranked[k, correct])]
     uncertain = [int(r) for r in np.argsort(confidence, kind="stable") if int(r) not in chosen]
     return chosen + uncertain[:MOST_UNCERTAIN]
 
@@ -144,16 +146,19 @@ def explain_in_chunks(
 ) -> dict[str, np.ndarray]:
     """`explain_records` over many records, ``chunk_records`` at a time (bounded memory, and
     a progress line per chunk), stacked; per-sample arrays are zero-padded to the longest
-    chunk. With ``budget_s``, no chunk starts once that many seconds have passed and
-    ``min_records`` are done: the records explained are then the first of ``indices``."""
+    chunk. With ``budget_s``, once ``min_records`` are done no chunk starts that would end
+    past that many seconds at the mean pace so far: the records explained are then the first
+    of ``indices``."""
     indices = np.asarray(indices, dtype=np.int64)
     chunks = [indices[i:i + chunk_records] for i in range(0, len(indices), chunk_records)]
     records = bar(total=len(indices), desc=str(progress), unit="record", enabled=bool(progress))
     started = time.monotonic()
     parts, done = [], 0
     for chunk in chunks:
+        elapsed = time.monotonic() - started
+        pace = elapsed / done if done else 0.0
         if budget_s is not None and done >= min_records and \
-                time.monotonic() - started >= budget_s:
+                elapsed + pace * len(chunk) > budget_s:
             break
         parts.append(explain_records(model, arrays=arrays, indices=chunk, cfg=cfg,
                                      normal_class=normal_class, settings=settings))
@@ -207,11 +212,13 @@ def write_trial_artifacts(
     validation records with an abnormal beat are explained for scoring into
     `scored_explanations.npz` (`scored_records`: all of them, a random sample of
     ``score_records``, or with ``budget_s`` as many of a random order as the seconds left
-    after the gallery allow; 0: none). With ``sanity``, `explanation_sanity.npz` holds the
-    sanity checks (`study.explain.explanation_checks`) of up to `SANITY_RECORDS` of the
-    scored records (of the gallery's where none is scored). ``progress``: a label (e.g. the
-    trial id) to show progress lines under (`study.engine.bars`); ``log``: where the scored
-    sample and its hit rates are said. ``settings``: the explanation methods' settings
+    after the gallery allow; 0: none). ``budget_s`` also bounds the gallery: its records
+    (`select_records`' order) stop when it is spent, one per class at least. With
+    ``sanity``, `explanation_sanity.npz` holds the sanity checks
+    (`study.explain.explanation_checks`) of up to `SANITY_RECORDS` of the scored records (of
+    the gallery's where none is scored). ``progress``: a label (e.g. the trial id) to show
+    progress lines under (`study.engine.bars`); ``log``: where a budget's cut and the scored
+    sample with its hit rates are said. ``settings``: the explanation methods' settings
     (default: the specs').
     """
     started = time.monotonic()
@@ -226,11 +233,17 @@ def write_trial_artifacts(
     frame = predictions_frame(predictions, classes=split.arrays.classes, fold=fold)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_parquet(frame, out_dir / PREDICTIONS)
-    gallery = split.indices[select_records(frame, n_classes=len(split.arrays.classes))]
+    n_classes = len(split.arrays.classes)
+    gallery = split.indices[select_records(frame, n_classes=n_classes)]
     arrays = explain_in_chunks(model, arrays=split.arrays, indices=gallery, cfg=cfg,
                                normal_class=normal_class, settings=settings,
-                               chunk_records=CHUNK_RECORDS,
+                               chunk_records=CHUNK_RECORDS, budget_s=budget_s,
+                               min_records=n_classes,
                                progress=progress and f"{progress}: gallery explanations")
+    if log and len(arrays["record_ids"]) < len(gallery):
+        log(f"{progress or 'trial'}: gallery: {len(arrays['record_ids'])} of {len(gallery)} "
+            f"records within the explanations' time budget of {budget_s:.0f} s (per class the "
+            "most confident right and wrong first; --explain-records all lifts the budget)")
     if masks is not None:
         arrays["mask"] = masks(arrays["record_ids"].tolist(), fs_hz=float(arrays["fs_hz"]),
                                n_samples=arrays["signal"].shape[-1])
@@ -240,7 +253,7 @@ def write_trial_artifacts(
                "explanations": str(out_dir / EXPLANATIONS)}
     scored = None
     if masks is not None and score_records != 0:
-        left = None if budget_s is None else budget_s - (time.monotonic() - started)
+        left = None if budget_s is None else max(budget_s - (time.monotonic() - started), 0.0)
         scored = scored_records(model, split=split, cfg=cfg, normal_class=normal_class,
                                 masks=masks, score_records=score_records, budget_s=left,
                                 gallery=arrays, settings=settings,
@@ -264,14 +277,17 @@ def write_trial_artifacts(
     return written
 
 
-CHUNK_RECORDS = 4
-"""Records explained together: a progress line can follow each chunk, and a time budget
-stops between chunks."""
+CHUNK_RECORDS = 1
+"""Records explained together: a progress line can follow each, and a time budget stops
+between them. Records of unequal length are explained one length at a time anyway (Captum
+per length group), so larger chunks would only batch the family's maps and the shift."""
 SANITY_RECORDS = 16
 """Records the sanity checks of a study's trial run on (each layer randomised in turn
 re-runs every method on them)."""
-MIN_SCORED = 16
-"""Records a time budget still scores (a hit rate's 95 % interval is about +-0.2 at 16)."""
+MIN_SCORED = 4
+"""Records a time budget still scores, gallery records included, at least one explained for
+scoring (a hit rate's 95 % interval is wide at so few: the line that reports it says how
+wide)."""
 
 
 def _first_rows(arrays: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
@@ -324,7 +340,7 @@ def scored_records(
                            n_samples=scored["signal"].shape[-1])
     if log:
         log(_sample_line(scored, n_candidates=len(candidates), score_records=score_records,
-                         budget_s=budget_s, label=str(progress)))
+                         budget_s=budget_s, label=str(progress or "trial")))
     return scored
 
 

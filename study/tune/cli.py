@@ -124,9 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--explain-records", type=records_or_all, metavar="N|all",
                         help="score the explanations of a random sample of N validation "
                              "records with annotated abnormal beats, or 'all' of them (0: "
-                             "none; default: a random sample that keeps the explanations "
-                             "within 25 %% of the study's time, at least 16 records; data "
-                             "sets with abnormal-beat masks: synthetic, mitdb-pvc-apb)")
+                             "none; data sets with abnormal-beat masks: synthetic, "
+                             "mitdb-pvc-apb). Default: the gallery, then a random sample, "
+                             "until the explanations take 25 %% of the study's time (at "
+                             "least a gallery record per class and 4 scored records); N or "
+                             "'all' lift that budget")
     budget.add_argument("--explain-sanity", action="store_true",
                         help="also run the explanation sanity checks (parameter "
                              "randomisation, deletion curves) on the explained trials")

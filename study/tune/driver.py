@@ -441,9 +441,10 @@ def _write_artifacts(plan: Plan, spec: StudySpec, explained: list[tuple[str, Any
     # (a checkpoint is gone where --keep-checkpoints removed it before a resume)
     for k, (name, result) in enumerate(explained):
         checkpoint = result.checkpoint
-        budget = _explanation_budget_s(plan, trials_left=len(explained) - k)
+        budget = _explanation_budget_s(plan, trials_left=len(explained) - k,
+                                       final_s=_final_seconds(plan, result))
         print(f"writing predictions and explanation arrays of trial {name}"
-              + ("" if budget is None else f" (scored records within {budget:.0f} s)")
+              + ("" if budget is None else f" (within {budget:.0f} s, a quarter of the study)")
               + " ...", flush=True)
         out_dir = trial_dir(plan.study_dir, name)
         with checkpoint.as_directory() as directory, \
@@ -478,18 +479,33 @@ def _write_artifacts(plan: Plan, spec: StudySpec, explained: list[tuple[str, Any
                 )
 
 
-def _explanation_budget_s(plan: Plan, *, trials_left: int) -> float | None:
+def _explanation_budget_s(plan: Plan, *, trials_left: int, final_s: float) -> float | None:
     """Seconds the next trial's explanations may take by default (``--explain-records``
-    unset): its share of `study.tune.explanation_cost.EXPLANATION_SHARE` of the stages timed
-    so far, less the explanations already written; None with a fixed number or ``all``."""
+    unset): its share of `study.tune.explanation_cost.EXPLANATION_SHARE` of the study (the
+    stages timed so far and ``final_s``, the final training still to come), less the
+    explanations already written; None with a fixed number or ``all``."""
     from study.tune.explanation_cost import explanation_budget_s
 
     if plan.explain_records is not None:
         return None
     times = read_stage_times(Path(plan.study_dir))
     before = sum(seconds for stage, seconds in times.items() if stage != "explanations")
-    left = explanation_budget_s(before) - times.get("explanations", 0.0)
+    left = explanation_budget_s(before + final_s) - times.get("explanations", 0.0)
     return max(left, 0.0) / max(trials_left, 1)
+
+
+def _final_seconds(plan: Plan, result: Any) -> float:
+    """The final training still to come, from a search trial's own seconds per epoch: its
+    waves (``--concurrency`` configurations at a time) of ``--max-epochs`` epochs; 0 without
+    a test set."""
+    from study.tune.estimate import n_final
+
+    metrics = getattr(result, "metrics", None) or {}
+    epochs = metrics.get("training_iteration") or 0
+    if not epochs or not n_final(plan):
+        return 0.0
+    waves = -(-n_final(plan) // max(plan.concurrency, 1))
+    return waves * plan.max_epochs * float(metrics.get("time_total_s", 0.0)) / epochs
 
 
 def summary(plan: Plan, frame, best: dict[str, Any] | None) -> str:

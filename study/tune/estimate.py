@@ -218,8 +218,8 @@ def estimate_study(costs: list[ConfigCost], *, n_configs: int, milestones: list[
         cv_wall = math.ceil(top_k * n_folds / slots) * full_trial if top_k else 0.0
         final = n_final * full_trial
         final_wall = math.ceil(n_final / slots) * full_trial
-        explain = explain_epochs.seconds(per_epoch=per_epoch,
-                                         before_s=STUDY_START_S + search_wall + cv_wall)
+        explain = explain_epochs.seconds(
+            per_epoch=per_epoch, before_s=STUDY_START_S + search_wall + cv_wall + final_wall)
         trial_totals.append(search + cv + final)
         walls.append(STUDY_START_S + search_wall + cv_wall + final_wall + explain)
         stages.append({"search": STUDY_START_S + search_wall, "cross-validation": cv_wall,
@@ -403,7 +403,7 @@ def estimate_fixed(costs: list[ConfigCost], *, n_folds: int, max_epochs: int,
         work = [r for r in runs for _ in range(n_runs)]
         trial_seconds += sum(work)
         stage_walls.append(max(sum(work) / min(slots, len(work)), max(work)))
-    before = STUDY_START_S + sum(stage_walls[:1])  # a fixed study explains after its CV runs
+    before = STUDY_START_S + sum(stage_walls)
     explain = explain_epochs.seconds(per_epoch=statistics.mean(c.epoch_s for c in costs),
                                      before_s=before)
     return trial_seconds, STUDY_START_S + sum(stage_walls) + explain

@@ -97,30 +97,30 @@ class ExplanationLoad:
 
 @dataclass(frozen=True)
 class ExplanationEpochs:
-    """What a study's explanations cost, in trial epochs: ``fixed`` (the galleries, and the
-    scored records where their number is fixed) and, under the time budget (the default
-    ``--explain-records``), ``budgeted`` (every scored record) of which at least ``floor``
-    (`study.explain.artifacts.MIN_SCORED` records per trial) is spent whatever the budget."""
+    """What a study's explanations cost, in trial epochs: ``fixed`` (everything, with
+    ``--explain-records N`` or ``all``) or, under the time budget (the default),
+    ``budgeted`` (the galleries and every scored record) of which at least ``floor`` (a
+    gallery record per class, `study.explain.artifacts.MIN_SCORED` scored ones per trial)
+    is spent whatever the budget."""
 
     fixed: float = 0.0
     budgeted: float = 0.0
     floor: float = 0.0
 
     def seconds(self, *, per_epoch: float, before_s: float) -> float:
-        """Seconds at ``per_epoch`` seconds per trial epoch, after ``before_s`` seconds of the
-        study's other stages: the budgeted part stops at `explanation_budget_s`."""
+        """Seconds at ``per_epoch`` seconds per trial epoch in a study whose other stages take
+        ``before_s`` seconds: the budgeted part stops at `explanation_budget_s`."""
         fixed = self.fixed * per_epoch
         budget = max(explanation_budget_s(before_s) - fixed, self.floor * per_epoch)
         return fixed + min(self.budgeted * per_epoch, budget)
 
-    def scaled(self, factor: float) -> ExplanationEpochs:
-        return ExplanationEpochs(fixed=self.fixed * factor, budgeted=self.budgeted * factor,
-                                 floor=self.floor * factor)
 
 
 EXPLANATION_SHARE = 0.25
-"""The share of a study's wall time its explanations may take by default: the scored records
-stop when the explanations reach it (the gallery and `MIN_SCORED` records are always done)."""
+"""The share of a study's wall time its explanations may take by default (the other stages:
+those before them and the final training after, estimated): the gallery and then the
+scored records stop when the explanations reach it (a gallery record per class and
+`MIN_SCORED` scored records are always done)."""
 
 
 def explanation_budget_s(before_s: float) -> float:
@@ -211,10 +211,11 @@ def study_explanation_epochs(plan: Any, spec: Any, *, arrays: EcgArrays, sample:
                  len(plan.presets) if plan.fixed_configurations else plan.num_samples)
     if plan.explain_records is not None:
         return ExplanationEpochs(fixed=load.epochs * trials)
-    scored = load.records - load.gallery
-    return ExplanationEpochs(fixed=load.epochs_of(load.gallery) * trials,
-                             budgeted=load.epochs_of(scored) * trials,
-                             floor=load.epochs_of(min(scored, MIN_SCORED)) * trials)
+    # the floors: one gallery record per class, MIN_SCORED scored ones (gallery ones count)
+    least = min(load.gallery, len(arrays.classes)) + max(
+        min(load.records - load.gallery, MIN_SCORED) - load.gallery, 0)
+    return ExplanationEpochs(budgeted=load.epochs * trials,
+                             floor=load.epochs_of(least) * trials)
 
 
 def fold_explanation_epochs(plan: Any, spec: Any) -> ExplanationEpochs:

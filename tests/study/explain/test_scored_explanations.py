@@ -109,9 +109,28 @@ def test_a_time_budget_scores_a_random_sample_and_says_what_it_scored(tmp_path, 
     with np.load(written["scored_explanations"]) as scored:
         n = len(scored["record_ids"])
         assert all(masks_by_id[r].any() for r in scored["record_ids"])
-    # the budget is spent at once: the gallery's records in the random order up to the first
-    # chunk explained, and that chunk
+    # the budget is spent at once: the gallery stops at one record per class (in chunks),
+    # the scored records at the random order's gallery records up to its first chunk
+    with np.load(written["explanations"]) as gallery:
+        kept = len(gallery["record_ids"])
+    assert 4 <= kept < artifacts.gallery_size(4)
     assert 1 <= n < candidates
-    assert len(lines) == 1
-    assert f"{n} of {candidates} validation records with abnormal beats" in lines[0]
-    assert "time budget" in lines[0] and "integrated_gradients" in lines[0]
+    assert len(lines) == 2
+    assert lines[0].startswith(f"trial: gallery: {kept} of ")
+    assert "time budget of 0 s" in lines[0]
+    assert f"{n} of {candidates} validation records with abnormal beats" in lines[1]
+    assert "time budget" in lines[1] and "integrated_gradients" in lines[1]
+
+
+def test_the_gallery_comes_most_telling_first_one_class_at_a_time():
+    import pandas as pd
+
+    # 2 classes; per class two correct records (confidence 0.9, 0.8) and one misclassified
+    y_true = [0, 0, 0, 1, 1, 1, 0]
+    p0 = [0.9, 0.8, 0.3, 0.1, 0.2, 0.7, 0.55]
+    frame = pd.DataFrame({"y_true": y_true, "p_0": p0, "p_1": [1 - p for p in p0]})
+    frame["y_pred"] = (frame["p_1"] > frame["p_0"]).astype(int)
+    order = artifacts.select_records(frame, n_classes=2)
+    # correct of class 0 and 1, wrong of class 0 and 1, then the second correct ones, then
+    # the most uncertain left (0.55)
+    assert order == [0, 3, 2, 5, 1, 4, 6]

@@ -108,3 +108,26 @@ def test_a_trials_load_scores_the_validation_records_with_abnormal_beats(synthet
     assert trial_load(masks=masks, score_records=0, **common).records == gallery
     assert trial_load(masks=None, score_records=None, **common).records == gallery
     assert every.epochs > trial_load(masks=None, score_records=None, **common).epochs > 0
+
+
+def test_the_drivers_budget_is_a_third_of_the_other_stages_final_training_included(
+        tmp_path, plan_fields):
+    from types import SimpleNamespace
+
+    from study.tune.driver import _explanation_budget_s, _final_seconds
+    from study.tune.plan import Plan
+    from study.tune.stage_times import add_stage_time
+
+    plan = Plan(**plan_fields(study_dir=str(tmp_path), test="fold", test_fold=2,
+                              concurrency=2, max_epochs=4))
+    add_stage_time(tmp_path, stage="search", seconds=180.0)
+    # the search trial took 10 s per epoch: one final configuration, one wave of 4 epochs
+    trial = SimpleNamespace(metrics={"training_iteration": 4, "time_total_s": 40.0})
+    assert _final_seconds(plan, trial) == pytest.approx(40.0)
+    budget = _explanation_budget_s(plan, trials_left=2, final_s=40.0)
+    assert budget == pytest.approx((180.0 + 40.0) / 3 / 2)
+    add_stage_time(tmp_path, stage="explanations", seconds=50.0)  # the first trial's
+    assert _explanation_budget_s(plan, trials_left=1, final_s=40.0) == pytest.approx(
+        (180.0 + 40.0) / 3 - 50.0)
+    fixed = Plan(**plan_fields(study_dir=str(tmp_path), explain_records="all"))
+    assert _explanation_budget_s(fixed, trials_left=1, final_s=40.0) is None
