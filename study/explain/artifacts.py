@@ -284,10 +284,6 @@ per length group), so larger chunks would only batch the family's maps and the s
 SANITY_RECORDS = 16
 """Records the sanity checks of a study's trial run on (each layer randomised in turn
 re-runs every method on them)."""
-MIN_SCORED = 4
-"""Records a time budget still scores, gallery records included, at least one explained for
-scoring (a hit rate's 95 % interval is wide at so few: the line that reports it says how
-wide)."""
 
 
 def _first_rows(arrays: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
@@ -306,9 +302,9 @@ def scored_records(
 ) -> dict[str, np.ndarray] | None:
     """Explanations (with ``mask``) of the validation records that have an abnormal beat: all
     of them, a random sample of ``score_records`` (seed 0), or with ``budget_s`` the first
-    of a random order (seed 0) that the budget allows, at least `MIN_SCORED`; None where
-    none has one. Records of the ``gallery`` archive (explained with the same settings) are
-    taken from it, not explained again."""
+    of a random order (seed 0) that the budget allows, at least one besides the gallery's;
+    None where none has one. Records of the ``gallery`` archive (explained with the same
+    settings) are taken from it, not explained again."""
     arrays = split.arrays
     candidates = split.indices[with_abnormal_beats(arrays, indices=split.indices, masks=masks)]
     if len(candidates) == 0:
@@ -320,12 +316,11 @@ def scored_records(
     ids = [arrays.record_ids[i] for i in order]
     fresh = np.array([i for i, r in zip(order, ids, strict=True) if r not in in_gallery],
                      dtype=np.int64)
-    reused = len(order) - len(fresh)
     explained = explain_in_chunks(
         model, arrays=arrays, indices=fresh, cfg=cfg, normal_class=normal_class,
         settings=settings, chunk_records=CHUNK_RECORDS, progress=progress,
         budget_s=None if score_records is not None else budget_s,
-        min_records=max(1, MIN_SCORED - reused)) if len(fresh) else None
+        min_records=1) if len(fresh) else None
     # The sample is the random order up to its last record explained, gallery ones included
     # (chunks are explained in order, so the first n_done of `fresh` are done).
     n_done = 0 if explained is None else len(explained["record_ids"])

@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "none; data sets with abnormal-beat masks: synthetic, "
                              "mitdb-pvc-apb). Default: the gallery, then a random sample, "
                              "until the explanations take 25 %% of the study's time (at "
-                             "least a gallery record per class and 4 scored records); N or "
+                             "least a gallery record per class and one scored record); N or "
                              "'all' lift that budget")
     budget.add_argument("--explain-sanity", action="store_true",
                         help="also run the explanation sanity checks (parameter "

@@ -24,7 +24,7 @@ from data_io.batching import BatchingOptions, batching_mode
 from data_io.datasets import load_dataset
 from data_io.records import EcgArrays
 from study.engine.config import Data, TrainConfig, resolve_config
-from study.explain.artifacts import MIN_SCORED, MaskSource, gallery_size, with_abnormal_beats
+from study.explain.artifacts import MaskSource, gallery_size, with_abnormal_beats
 from study.explain.explanation_methods import study_settings
 from study.explanation_specs import MethodSpec, SpecError, method_specs
 from study.tune.data import fold_split, mask_source
@@ -100,7 +100,7 @@ class ExplanationEpochs:
     """What a study's explanations cost, in trial epochs: ``fixed`` (everything, with
     ``--explain-records N`` or ``all``) or, under the time budget (the default),
     ``budgeted`` (the galleries and every scored record) of which at least ``floor`` (a
-    gallery record per class, `study.explain.artifacts.MIN_SCORED` scored ones per trial)
+    gallery record per class, one scored record besides the gallery's, per trial)
     is spent whatever the budget."""
 
     fixed: float = 0.0
@@ -120,7 +120,7 @@ EXPLANATION_SHARE = 0.25
 """The share of a study's wall time its explanations may take by default (the other stages:
 those before them and the final training after, estimated): the gallery and then the
 scored records stop when the explanations reach it (a gallery record per class and
-`MIN_SCORED` scored records are always done)."""
+one scored record besides the gallery's are always done)."""
 
 
 def explanation_budget_s(before_s: float) -> float:
@@ -211,9 +211,8 @@ def study_explanation_epochs(plan: Any, spec: Any, *, arrays: EcgArrays, sample:
                  len(plan.presets) if plan.fixed_configurations else plan.num_samples)
     if plan.explain_records is not None:
         return ExplanationEpochs(fixed=load.epochs * trials)
-    # the floors: one gallery record per class, MIN_SCORED scored ones (gallery ones count)
-    least = min(load.gallery, len(arrays.classes)) + max(
-        min(load.records - load.gallery, MIN_SCORED) - load.gallery, 0)
+    # the floors: one gallery record per class, one scored record besides the gallery's
+    least = min(load.gallery, len(arrays.classes)) + min(load.records - load.gallery, 1)
     return ExplanationEpochs(budgeted=load.epochs * trials,
                              floor=load.epochs_of(least) * trials)
 

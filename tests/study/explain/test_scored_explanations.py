@@ -101,7 +101,6 @@ def test_scored_records_of_the_gallery_are_taken_from_it(tmp_path):
 
 
 def test_a_time_budget_scores_a_random_sample_and_says_what_it_scored(tmp_path, monkeypatch):
-    monkeypatch.setattr(artifacts, "MIN_SCORED", 1)
     lines = []
     written, masks_by_id = _write(tmp_path, score_records=None, sanity=False, n_records=48,
                                   budget_s=0.0, log=lines.append)
