@@ -443,9 +443,10 @@ def _write_artifacts(plan: Plan, spec: StudySpec, explained: list[tuple[str, Any
         checkpoint = result.checkpoint
         budget = _explanation_budget_s(plan, trials_left=len(explained) - k,
                                        final_s=_final_seconds(plan, result))
-        print(f"writing predictions and explanation arrays of trial {name}"
-              + ("" if budget is None else f" (within {budget:.0f} s, a quarter of the study)")
-              + " ...", flush=True)
+        print(f"writing predictions and explanation arrays of trial {name} ...", flush=True)
+        if budget is not None:
+            print(f"trial {name}: explanations within {budget:.0f} s, a quarter of the study "
+                  "(--explain-records N or all: no budget)", flush=True)
         out_dir = trial_dir(plan.study_dir, name)
         with checkpoint.as_directory() as directory, \
                 timed_stage(plan.study_dir, "explanations"):
