@@ -142,13 +142,13 @@ def explain_in_chunks(
     model: torch.nn.Module, *, arrays: EcgArrays, indices: np.ndarray, cfg: TrainConfig,
     normal_class: int | None, settings: Mapping[str, Any] | None = None,
     chunk_records: int = 64, progress: str | bool = False,
-    budget_s: float | None = None, min_records: int = 0,
+    budget_s: float | None = None, min_records: int = 0, reserve_records: int = 0,
 ) -> dict[str, np.ndarray]:
     """`explain_records` over many records, ``chunk_records`` at a time (bounded memory, and
     a progress line per chunk), stacked; per-sample arrays are zero-padded to the longest
-    chunk. With ``budget_s``, once ``min_records`` are done no chunk starts that would end
-    past that many seconds at the mean pace so far: the records explained are then the first
-    of ``indices``."""
+    chunk. With ``budget_s``, once ``min_records`` are done no chunk starts that would end,
+    with ``reserve_records`` more after it, past that many seconds at the mean pace so far:
+    the records explained are then the first of ``indices``."""
     indices = np.asarray(indices, dtype=np.int64)
     chunks = [indices[i:i + chunk_records] for i in range(0, len(indices), chunk_records)]
     records = bar(total=len(indices), desc=str(progress), unit="record", enabled=bool(progress))
@@ -158,7 +158,7 @@ def explain_in_chunks(
         elapsed = time.monotonic() - started
         pace = elapsed / done if done else 0.0
         if budget_s is not None and done >= min_records and \
-                elapsed + pace * len(chunk) > budget_s:
+                elapsed + pace * (len(chunk) + reserve_records) > budget_s:
             break
         parts.append(explain_records(model, arrays=arrays, indices=chunk, cfg=cfg,
                                      normal_class=normal_class, settings=settings))
@@ -235,11 +235,13 @@ def write_trial_artifacts(
     write_parquet(frame, out_dir / PREDICTIONS)
     n_classes = len(split.arrays.classes)
     gallery = split.indices[select_records(frame, n_classes=n_classes)]
-    arrays = explain_in_chunks(model, arrays=split.arrays, indices=gallery, cfg=cfg,
-                               normal_class=normal_class, settings=settings,
-                               chunk_records=CHUNK_RECORDS, budget_s=budget_s,
-                               min_records=n_classes,
-                               progress=progress and f"{progress}: gallery explanations")
+    scoring = masks is not None and score_records != 0
+    arrays = explain_in_chunks(
+        model, arrays=split.arrays, indices=gallery, cfg=cfg, normal_class=normal_class,
+        settings=settings, chunk_records=CHUNK_RECORDS, min_records=n_classes,
+        # the predictions' seconds are spent; one record is kept for the scored sample
+        budget_s=None if budget_s is None else budget_s - (time.monotonic() - started),
+        reserve_records=int(scoring), progress=progress and f"{progress}: gallery explanations")
     if log and len(arrays["record_ids"]) < len(gallery):
         log(f"{progress or 'trial'}: gallery: {len(arrays['record_ids'])} of {len(gallery)} "
             f"records within the explanations' time budget of {budget_s:.0f} s (per class the "
@@ -252,7 +254,7 @@ def write_trial_artifacts(
     written = {"predictions": str(out_dir / PREDICTIONS),
                "explanations": str(out_dir / EXPLANATIONS)}
     scored = None
-    if masks is not None and score_records != 0:
+    if scoring:
         left = None if budget_s is None else max(budget_s - (time.monotonic() - started), 0.0)
         scored = scored_records(model, split=split, cfg=cfg, normal_class=normal_class,
                                 masks=masks, score_records=score_records, budget_s=left,
