@@ -134,11 +134,6 @@ def map_specs() -> Mapping[str, MapSpec]:
     return MappingProxyType({m.name: m for spec in method_specs().values() for m in spec.maps})
 
 
-def scored_map_specs() -> Mapping[str, MapSpec]:
-    """The maps that are scored (have a `ScoreRule`), by name, in gallery order."""
-    return MappingProxyType({n: m for n, m in map_specs().items() if m.score is not None})
-
-
 def producer(map_name: str) -> str:
     """The method that writes map ``map_name``."""
     for spec in method_specs().values():
